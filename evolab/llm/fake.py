@@ -1,0 +1,105 @@
+"""A scripted model for tests and benchmarks: queued replies or a handler, records prompts, counts tokens.
+
+`scripted_reply` gives a plausible reply for each purpose so a whole run works without a model;
+the HTTP stub server (`evolab.llm.stub_server`) answers with the same function.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import time
+from collections import deque
+from typing import Callable
+
+from .base import Completion, LLMError, Messages, register_backend
+
+Handler = Callable[[Messages, str], str]
+
+
+def _tokens(text: str) -> int:
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def given_prompt(messages: Messages) -> str:
+    """The instruction inside an evolving prompt (between #Given Prompt# and #Rewritten Prompt#)."""
+    text = messages[-1]["content"]
+    m = re.search(r"#Given Prompt#:?\s*(.*?)\s*#Rewritten Prompt#", text, re.S)
+    return m.group(1).strip() if m else text.strip()[-300:]
+
+
+EXTRA_CLAUSES = [
+    "Explain each step of your reasoning.",
+    "Limit the answer to three paragraphs and cite one concrete example.",
+    "Compare at least two alternative approaches and justify the choice.",
+    "Include a short table that summarises the key figures.",
+    "Consider the case of a small business with a limited budget.",
+    "Address one common misconception along the way.",
+]
+
+
+def scripted_reply(messages: Messages, purpose: str) -> str:
+    """A deterministic reply that exercises the whole pipeline like a cooperative model would."""
+    text = messages[-1]["content"]
+    h = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16)
+    if purpose == "evolve":
+        given = given_prompt(messages).split("\n#Input#")[0].strip()
+        return f"#Rewritten Prompt#:\n{given} {EXTRA_CLAUSES[h % len(EXTRA_CLAUSES)]}"
+    if purpose == "respond":
+        words = " ".join(f"point{(h >> i) % 97}" for i in range(90))
+        return f"Here is a careful answer. First, consider the main idea. {words}. In summary, it depends."
+    if purpose == "equal":
+        return "Not Equal"
+    if purpose == "difficulty":
+        return f"Difficulty: {3 + len(text) % 6}"
+    if purpose == "quality":
+        return f"Score: {3.5 + (h % 4) * 0.5}\nThe answer is mostly accurate."
+    if purpose == "judge":
+        return f"{6 + h % 4} {6 + (h >> 3) % 4}\nBoth answers are helpful."
+    return "OK"
+
+
+@register_backend("fake")
+class FakeBackend:
+    """Replies from a queue, else from `handler`, else `scripted_reply`.
+
+    A queued reply that is an Exception is raised (as LLMError unless it already is one), to script failures.
+    `latency` (seconds, or a callable returning seconds) simulates a slow endpoint.
+    """
+
+    def __init__(self, model: str = "fake", replies: list[str | Exception] | None = None,
+                 handler: Handler | None = None, latency: float | Callable[[], float] = 0.0, **_: object):
+        self.model = model
+        self.queue: deque[str | Exception] = deque(replies or [])
+        self.handler = handler or scripted_reply
+        self.latency = latency
+        self.requests: list[dict] = []
+
+    def push(self, *replies: str | Exception) -> None:
+        self.queue.extend(replies)
+
+    async def complete(self, messages: Messages, *, temperature: float, max_tokens: int,
+                       purpose: str = "") -> Completion:
+        start = time.perf_counter()
+        self.requests.append({"messages": messages, "temperature": temperature,
+                              "max_tokens": max_tokens, "purpose": purpose})
+        delay = self.latency() if callable(self.latency) else self.latency
+        if delay:
+            await asyncio.sleep(delay)
+        reply = self.queue.popleft() if self.queue else self.handler(messages, purpose)
+        if isinstance(reply, Exception):
+            raise reply if isinstance(reply, LLMError) else LLMError(str(reply))
+        prompt_tokens = sum(_tokens(m["content"]) + 4 for m in messages)
+        return Completion(text=reply, model=self.model, prompt_tokens=prompt_tokens,
+                          completion_tokens=min(max_tokens, _tokens(reply)),
+                          latency_s=time.perf_counter() - start)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def lognormal_latency(median: float, sigma: float, rng: random.Random | None = None) -> Callable[[], float]:
+    rng = rng or random.Random(0)
+    import math
+    return lambda: rng.lognormvariate(math.log(median), sigma)

@@ -1,0 +1,165 @@
+"""The small data model every part of evolab passes around.
+
+Plain dataclasses: the store turns them into rows, the pipeline creates them, the app and the
+analyses read them. API keys are never a field of anything here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Operation names (DESIGN.md). `seed` marks round-0 nodes.
+IN_DEPTH_OPERATIONS = ("constraints", "deepen", "concretize", "reasoning", "complicate_input")
+IN_BREADTH_OPERATIONS = ("breadth",)
+OPERATIONS = IN_DEPTH_OPERATIONS + IN_BREADTH_OPERATIONS
+
+# Node status values.
+SEED, PENDING, KEPT, ELIMINATED, FAILED = "seed", "pending", "kept", "eliminated", "failed"
+STATUSES = (SEED, PENDING, KEPT, ELIMINATED, FAILED)
+
+# Elimination / failure rule ids (DESIGN.md).
+RULES = (
+    "no_new_information",
+    "refusal",
+    "empty_response",
+    "prompt_leak",
+    "duplicate",
+    "low_quality",
+    "llm_error",
+)
+
+# LLM call purposes.
+PURPOSES = ("evolve", "respond", "equal", "difficulty", "quality", "judge")
+
+
+@dataclass
+class Seed:
+    """One seed instruction as read from a file."""
+
+    instruction: str
+    input: str = ""
+    skill: str | None = None
+    difficulty: float | None = None
+    language: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Node:
+    """One version of an instruction inside a run."""
+
+    id: str
+    run_id: str
+    parent_id: str | None
+    root_id: str
+    round: int
+    operation: str
+    instruction: str
+    input: str = ""
+    response: str | None = None
+    status: str = PENDING
+    rule: str | None = None
+    detail: str | None = None
+    skill: str | None = None
+    seed_difficulty: float | None = None
+    language: str = "en"
+    template: str | None = None
+    template_version: str | None = None
+    prompt: str | None = None  # the exact evolving prompt sent
+    raw_output: str | None = None  # the evolver's raw reply
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RuleConfig:
+    """Switches and thresholds of the eliminator (each rule can be turned off)."""
+
+    no_new_information: bool = True
+    # Parent/child similarity (difflib ratio) at or above which a child counts as unchanged.
+    near_identical_ratio: float = 0.95
+    use_equal_judge: bool = True  # the paper's LLM Equal / Not Equal question
+    refusal: bool = True
+    refusal_max_words: int = 80  # the paper: a refusal that is also short (< 80 words)
+    empty_response: bool = True
+    prompt_leak: bool = True
+    duplicate: bool = False  # novelty filter inside a run
+    rouge_l_max: float = 0.7  # Self-Instruct keeps an instruction with ROUGE-L <= 0.7
+    quality_filter: bool = False  # AlpaGasus filter, off by default
+    quality_min: float = 4.5
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Stored with the run; holds the *name* of the key variable only."""
+
+    model: str = "smollm2"
+    base_url: str | None = None  # None: the embedded local model
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    rounds: int = 4
+    fanout: int = 1
+    operation_weights: dict[str, float] = field(default_factory=lambda: {op: 1.0 for op in OPERATIONS})
+    temperature_evolve: float = 0.7
+    temperature_respond: float = 0.7
+    temperature_judge: float = 0.0
+    max_tokens_evolve: int = 512
+    max_tokens_respond: int = 1024
+    max_tokens_judge: int = 256
+    concurrency: int = 8
+    random_seed: int = 0
+    budget_usd: float | None = None
+    language: str = "auto"  # auto | en | ko
+    name: str | None = None
+    score_difficulty: bool = True
+    score_quality: bool = True
+    score_seeds: bool = True  # respond to and score round 0 too, as a baseline for drift
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    rules: RuleConfig = field(default_factory=RuleConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data)
+        rules = RuleConfig(**{k: v for k, v in (data.pop("rules", None) or {}).items()
+                              if k in {f.name for f in dataclasses.fields(RuleConfig)}})
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(rules=rules, **{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class LLMCall:
+    """One request to a model, as stored (never the key)."""
+
+    purpose: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    price_known: bool = True
+    cached: bool = False
+    error: str | None = None
+    run_id: str | None = None
+    node_id: str | None = None
+    request_hash: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Score:
+    """One measurement of a node. `value` None means the judge's reply could not be parsed."""
+
+    node_id: str
+    metric: str
+    value: float | None
+    judge: str  # what produced it: a model name or `heuristic`
+    detail: str | None = None

@@ -1,0 +1,408 @@
+"""SQLite store: runs, nodes, LLM calls, scores, embeddings, the request cache, seed sets, judgments.
+
+WAL mode so the app can read while a CLI run or a worker writes; every completed step is one
+transaction (`record_step`). Schema changes are numbered migrations applied on open.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .schema import LLMCall, Node, RunConfig, Score, Seed
+
+# Each entry moves the schema from version i to i+1. Append, never edit a shipped one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        status TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        seeds_json TEXT NOT NULL,
+        seed_set TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        parent_id TEXT,
+        root_id TEXT NOT NULL,
+        round INTEGER NOT NULL,
+        operation TEXT NOT NULL,
+        instruction TEXT NOT NULL,
+        input TEXT NOT NULL DEFAULT '',
+        response TEXT,
+        status TEXT NOT NULL,
+        rule TEXT,
+        detail TEXT,
+        skill TEXT,
+        seed_difficulty REAL,
+        language TEXT,
+        template TEXT,
+        template_version TEXT,
+        prompt TEXT,
+        raw_output TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX nodes_run ON nodes(run_id, round);
+    CREATE INDEX nodes_parent ON nodes(parent_id);
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT,
+        node_id TEXT,
+        purpose TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        latency_s REAL NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        price_known INTEGER NOT NULL DEFAULT 1,
+        cached INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        request_hash TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX calls_run ON calls(run_id);
+    CREATE TABLE scores (
+        node_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL,
+        judge TEXT NOT NULL,
+        detail TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (node_id, metric, judge)
+    );
+    CREATE TABLE embeddings (
+        model TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model, text_hash)
+    );
+    CREATE TABLE cache (
+        key TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        response_json TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE seed_sets (
+        name TEXT PRIMARY KEY,
+        seeds_json TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE judgments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        comparison TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        label_a TEXT NOT NULL,
+        label_b TEXT NOT NULL,
+        node_a TEXT,
+        node_b TEXT,
+        first_verdict TEXT,
+        second_verdict TEXT,
+        outcome TEXT,
+        judge TEXT NOT NULL,
+        detail TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (comparison, item_key, judge)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+NODE_FIELDS = [
+    "id", "run_id", "parent_id", "root_id", "round", "operation", "instruction", "input", "response",
+    "status", "rule", "detail", "skill", "seed_difficulty", "language", "template", "template_version",
+    "prompt", "raw_output", "created_at",
+]
+FINAL_STATUSES = ("seed", "kept", "eliminated", "failed")
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """One SQLite file. Safe to share between threads of one process and between processes."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write. BEGIN IMMEDIATE takes the write lock up front so two processes queue."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def _migrate(self) -> None:
+        with self.transaction() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer evolab (schema {version}, this one knows "
+                    f"{SCHEMA_VERSION}): upgrade evolab to open it."
+                )
+            for i in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[i].split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- runs -----------------------------------------------------------------------------------
+    def create_run(self, config: RunConfig, seeds: list[Seed], name: str | None = None,
+                   seed_set: str | None = None, run_id: str | None = None) -> str:
+        run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, name or config.name or run_id, "created", json.dumps(config.to_dict()),
+                 json.dumps([s.to_dict() for s in seeds], ensure_ascii=False), seed_set, None, now, now),
+            )
+        return run_id
+
+    def set_run_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET status=?, error=?, updated_at=? WHERE id=?",
+                      (status, error, time.time(), run_id))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
+        return self._run_dict(rows[0]) if rows else None
+
+    def latest_run_id(self) -> str | None:
+        rows = self.query("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1")
+        return rows[0]["id"] if rows else None
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return [self._run_dict(r) for r in self.query("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")]
+
+    def delete_run(self, run_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM scores WHERE node_id IN (SELECT id FROM nodes WHERE run_id=?)", (run_id,))
+            c.execute("DELETE FROM nodes WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM calls WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+    @staticmethod
+    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        d["config"] = RunConfig.from_dict(json.loads(d.pop("config_json")))
+        d["seeds"] = [Seed(**s) for s in json.loads(d.pop("seeds_json"))]
+        return d
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def record_step(self, node: Node | None = None, scores: Iterable[Score] = (),
+                    calls: Iterable[LLMCall] = ()) -> None:
+        """Write one completed step (a node with its scores and calls) in one transaction."""
+        with self.transaction() as c:
+            if node is not None:
+                self._upsert_node(c, node)
+            for s in scores:
+                self._put_score(c, s)
+            for call in calls:
+                self._put_call(c, call)
+
+    def save_node(self, node: Node) -> None:
+        self.record_step(node)
+
+    @staticmethod
+    def _upsert_node(c: sqlite3.Connection, node: Node) -> None:
+        values = [getattr(node, f) for f in NODE_FIELDS]
+        c.execute(
+            f"INSERT INTO nodes ({','.join(NODE_FIELDS)}, updated_at) VALUES ({','.join('?' * len(NODE_FIELDS))}, ?) "
+            f"ON CONFLICT(id) DO UPDATE SET "
+            + ",".join(f"{f}=excluded.{f}" for f in NODE_FIELDS if f != "id")
+            + ", updated_at=excluded.updated_at",
+            values + [time.time()],
+        )
+
+    def get_node(self, node_id: str) -> Node | None:
+        rows = self.query(f"SELECT {','.join(NODE_FIELDS)} FROM nodes WHERE id=?", (node_id,))
+        return Node(**dict(rows[0])) if rows else None
+
+    def nodes(self, run_id: str, status: str | None = None) -> list[Node]:
+        sql = f"SELECT {','.join(NODE_FIELDS)} FROM nodes WHERE run_id=?"
+        params: list[Any] = [run_id]
+        if status:
+            sql += " AND status=?"
+            params.append(status)
+        sql += " ORDER BY round, created_at, id"
+        return [Node(**dict(r)) for r in self.query(sql, params)]
+
+    def children(self, node_id: str) -> list[Node]:
+        rows = self.query(f"SELECT {','.join(NODE_FIELDS)} FROM nodes WHERE parent_id=? ORDER BY created_at",
+                          (node_id,))
+        return [Node(**dict(r)) for r in rows]
+
+    # -- scores ---------------------------------------------------------------------------------
+    @staticmethod
+    def _put_score(c: sqlite3.Connection, s: Score) -> None:
+        c.execute("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?)",
+                  (s.node_id, s.metric, s.value, s.judge, s.detail, time.time()))
+
+    def add_scores(self, scores: Iterable[Score]) -> None:
+        self.record_step(scores=scores)
+
+    def scores(self, run_id: str | None = None, node_id: str | None = None) -> list[Score]:
+        if node_id is not None:
+            rows = self.query("SELECT node_id, metric, value, judge, detail FROM scores WHERE node_id=?", (node_id,))
+        else:
+            rows = self.query(
+                "SELECT s.node_id, s.metric, s.value, s.judge, s.detail FROM scores s "
+                "JOIN nodes n ON n.id = s.node_id WHERE n.run_id=?", (run_id,))
+        return [Score(**dict(r)) for r in rows]
+
+    # -- calls ----------------------------------------------------------------------------------
+    @staticmethod
+    def _put_call(c: sqlite3.Connection, call: LLMCall) -> None:
+        c.execute(
+            "INSERT INTO calls (run_id, node_id, purpose, model, prompt_tokens, completion_tokens, latency_s, "
+            "cost_usd, price_known, cached, error, request_hash, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (call.run_id, call.node_id, call.purpose, call.model, call.prompt_tokens, call.completion_tokens,
+             call.latency_s, call.cost_usd, int(call.price_known), int(call.cached), call.error,
+             call.request_hash, call.created_at),
+        )
+
+    def add_call(self, call: LLMCall) -> None:
+        self.record_step(calls=[call])
+
+    def calls(self, run_id: str | None = None) -> list[LLMCall]:
+        cols = ("purpose, model, prompt_tokens, completion_tokens, latency_s, cost_usd, price_known, cached, "
+                "error, run_id, node_id, request_hash, created_at")
+        if run_id is None:
+            rows = self.query(f"SELECT {cols} FROM calls ORDER BY id")
+        else:
+            rows = self.query(f"SELECT {cols} FROM calls WHERE run_id=? ORDER BY id", (run_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["price_known"], d["cached"] = bool(d["price_known"]), bool(d["cached"])
+            out.append(LLMCall(**d))
+        return out
+
+    def run_cost(self, run_id: str) -> float:
+        return float(self.query("SELECT COALESCE(SUM(cost_usd),0) FROM calls WHERE run_id=?", (run_id,))[0][0])
+
+    def run_summary(self, run_id: str) -> dict[str, Any]:
+        """Counts by status and rule, calls, tokens and cost: what `runs` and the progress view show."""
+        by_status = {r[0]: r[1] for r in self.query(
+            "SELECT status, COUNT(*) FROM nodes WHERE run_id=? GROUP BY status", (run_id,))}
+        by_rule = {r[0]: r[1] for r in self.query(
+            "SELECT rule, COUNT(*) FROM nodes WHERE run_id=? AND rule IS NOT NULL GROUP BY rule", (run_id,))}
+        c = self.query(
+            "SELECT COUNT(*), COALESCE(SUM(cached),0), COALESCE(SUM(prompt_tokens),0), "
+            "COALESCE(SUM(completion_tokens),0), COALESCE(SUM(cost_usd),0), COALESCE(SUM(error IS NOT NULL),0), "
+            "COALESCE(MIN(price_known),1), MIN(created_at), MAX(created_at) FROM calls WHERE run_id=?",
+            (run_id,))[0]
+        max_round = self.query("SELECT COALESCE(MAX(round),0) FROM nodes WHERE run_id=?", (run_id,))[0][0]
+        return {
+            "nodes": sum(by_status.values()), "by_status": by_status, "by_rule": by_rule,
+            "calls": c[0], "cached_calls": c[1], "prompt_tokens": c[2], "completion_tokens": c[3],
+            "cost_usd": c[4], "failed_calls": c[5], "price_known": bool(c[6]),
+            "first_call_at": c[7], "last_call_at": c[8], "max_round": max_round,
+        }
+
+    # -- request cache --------------------------------------------------------------------------
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT response_json FROM cache WHERE key=?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def cache_put(self, key: str, model: str, response: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?)",
+                      (key, model, json.dumps(response, ensure_ascii=False), time.time()))
+
+    # -- embeddings -----------------------------------------------------------------------------
+    def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for i in range(0, len(hashes), 500):
+            chunk = hashes[i:i + 500]
+            rows = self.query(
+                f"SELECT text_hash, vector FROM embeddings WHERE model=? AND text_hash IN ({','.join('?' * len(chunk))})",
+                [model, *chunk])
+            out.update({r[0]: r[1] for r in rows})
+        return out
+
+    def put_embeddings(self, model: str, items: Iterable[tuple[str, int, bytes]]) -> None:
+        with self.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO embeddings VALUES (?,?,?,?)",
+                          [(model, h, dim, blob) for h, dim, blob in items])
+
+    # -- seed sets ------------------------------------------------------------------------------
+    def save_seed_set(self, name: str, seeds: list[Seed]) -> None:
+        if not name.strip():
+            raise ValueError("A seed set needs a name.")
+        now = time.time()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO seed_sets VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                "seeds_json=excluded.seeds_json, updated_at=excluded.updated_at",
+                (name.strip(), json.dumps([s.to_dict() for s in seeds], ensure_ascii=False), now, now))
+
+    def seed_sets(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT name FROM seed_sets ORDER BY updated_at DESC")]
+
+    def load_seed_set(self, name: str) -> list[Seed]:
+        rows = self.query("SELECT seeds_json FROM seed_sets WHERE name=?", (name,))
+        if not rows:
+            raise KeyError(f"No seed set named {name!r} in {self.path}.")
+        return [Seed(**s) for s in json.loads(rows[0][0])]
+
+    # -- judgments ------------------------------------------------------------------------------
+    def add_judgment(self, row: dict[str, Any]) -> None:
+        cols = ["comparison", "item_key", "label_a", "label_b", "node_a", "node_b", "first_verdict",
+                "second_verdict", "outcome", "judge", "detail"]
+        with self.transaction() as c:
+            c.execute(
+                f"INSERT OR REPLACE INTO judgments ({','.join(cols)}, created_at) VALUES ({','.join('?' * len(cols))}, ?)",
+                [row.get(k) for k in cols] + [time.time()])
+
+    def judgments(self, comparison: str | None = None) -> list[dict[str, Any]]:
+        if comparison is None:
+            rows = self.query("SELECT * FROM judgments ORDER BY id")
+        else:
+            rows = self.query("SELECT * FROM judgments WHERE comparison=? ORDER BY id", (comparison,))
+        return [dict(r) for r in rows]
