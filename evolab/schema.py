@@ -28,6 +28,7 @@ RULES = (
     "duplicate",
     "low_quality",
     "llm_error",
+    "manual",  # discarded by hand in the step-through view
 )
 
 # LLM call purposes.

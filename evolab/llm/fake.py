@@ -25,8 +25,10 @@ def _tokens(text: str) -> int:
 def given_prompt(messages: Messages) -> str:
     """The instruction inside an evolving prompt (between #Given Prompt# and #Rewritten Prompt#)."""
     text = messages[-1]["content"]
-    m = re.search(r"#Given Prompt#:?\s*(.*?)\s*#Rewritten Prompt#", text, re.S)
-    return m.group(1).strip() if m else text.strip()[-300:]
+    if "#Given Prompt#" not in text:
+        return text.strip()[-300:]
+    # The last marker opens the instruction: the rules above it may name the markers too.
+    return text.rsplit("#Given Prompt#", 1)[1].lstrip(":").split("#Rewritten Prompt#")[0].strip()
 
 
 EXTRA_CLAUSES = [

@@ -1,0 +1,324 @@
+"""python -m evolab: the headless CLI over the same engine and store as the app.
+
+Exit status: 0 success, 2 bad input (a message names the problem), 1 anything else.
+Heavy imports (openai, torch) happen inside the commands so `--help` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DB = os.environ.get("EVOLAB_DB", "evolab.db")
+
+
+class BadInput(Exception):
+    """Raised for input problems: exit status 2."""
+
+
+def _store(path: str, must_exist: bool = True):
+    from .store import Store
+
+    if must_exist and not Path(path).exists():
+        raise BadInput(f"No store at {path}: run `python -m evolab run SEEDS --db {path}` first.")
+    return Store(path)
+
+
+def _run_id(store, run_id: str | None) -> str:
+    if run_id:
+        if store.get_run(run_id) is None:
+            raise BadInput(f"No run {run_id!r} in {store.path}; `python -m evolab runs --db {store.path}` lists them.")
+        return run_id
+    latest = store.latest_run_id()
+    if latest is None:
+        raise BadInput(f"{store.path} has no runs yet.")
+    return latest
+
+
+def _load_seeds(path: str):
+    from .seeds import SeedFileError, load_seeds
+
+    try:
+        return load_seeds(path)
+    except SeedFileError as e:
+        raise BadInput(str(e)) from e
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file.") from None
+
+
+def _config(args: argparse.Namespace):
+    from .operations import parse_operation_list
+    from .schema import OPERATIONS, RunConfig
+
+    if args.rounds < 1:
+        raise BadInput("--rounds must be at least 1.")
+    if args.fanout < 1:
+        raise BadInput("--fanout must be at least 1.")
+    if getattr(args, "base_url", None) and not args.model:
+        raise BadInput("With --base-url, name the model too: --model NAME.")
+    try:
+        weights = parse_operation_list(args.ops) if args.ops else {op: 1.0 for op in OPERATIONS}
+    except ValueError as e:
+        raise BadInput(f"--ops: {e}") from e
+    cfg = RunConfig(model=args.model or "smollm2", base_url=getattr(args, "base_url", None),
+                    api_key_env=getattr(args, "api_key_env", None), rounds=args.rounds, fanout=args.fanout,
+                    operation_weights=weights, language=getattr(args, "language", "auto"))
+    for key in ("concurrency", "seed", "budget_usd", "name"):
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(cfg, "random_seed" if key == "seed" else key, value)
+    if getattr(args, "no_equal_judge", False):
+        cfg.rules.use_equal_judge = False
+    if getattr(args, "dedup", False):
+        cfg.rules.duplicate = True
+    if getattr(args, "quality_filter", None) is not None:
+        cfg.rules.quality_filter, cfg.rules.quality_min = True, args.quality_filter
+    for rule in getattr(args, "rule_off", None) or []:
+        if not hasattr(cfg.rules, rule) or not isinstance(getattr(cfg.rules, rule), bool):
+            raise BadInput(f"--rule-off {rule}: not a rule (no_new_information, refusal, empty_response, prompt_leak).")
+        setattr(cfg.rules, rule, False)
+    if cfg.concurrency < 1:
+        raise BadInput("--concurrency must be at least 1.")
+    return cfg
+
+
+# -- commands -----------------------------------------------------------------------------------------
+def cmd_serve_local(args: argparse.Namespace) -> int:
+    from .llm.local import serve_forever
+
+    return serve_forever(args.port)
+
+
+def cmd_seeds_check(args: argparse.Namespace) -> int:
+    from .seeds import format_summary, summarize
+
+    seeds = _load_seeds(args.file)
+    print(f"{args.file}: OK")
+    print(format_summary(summarize(seeds)))
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimate import estimate_run, format_estimate
+
+    seeds = _load_seeds(args.seeds)
+    print(format_estimate(estimate_run(seeds, _config(args))))
+    return 0
+
+
+class _ProgressBar:
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, p: dict) -> None:
+        self.bar.total = p["expected"]
+        self.bar.n = p["done"]
+        s = p["by_status"]
+        self.bar.set_postfix_str(f"kept {s.get('kept', 0)} elim {s.get('eliminated', 0)} "
+                                 f"failed {s.get('failed', 0)} calls {p['calls']} ${p['cost_usd']:.4f}",
+                                 refresh=False)
+        self.bar.refresh()
+        if p.get("final"):
+            self.bar.close()
+
+
+def _execute(store, run_id: str, until_round: int | None) -> int:
+    from .llm.base import LLMError
+    from .llm.local import LocalModelError
+    from .pipeline import run_sync
+
+    try:
+        status = run_sync(store, run_id, progress=_ProgressBar(), until_round=until_round)
+    except (LLMError, LocalModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        print(f"Fix it, then go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nStopped. Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
+        return 130
+    _print_summary(store, run_id, status)
+    if status == "budget":
+        print(f"The budget stopped the run. Raise it and resume: python -m evolab resume --db {store.path} "
+              f"--run {run_id} --budget-usd X", file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import create_run
+
+    seeds = _load_seeds(args.seeds)
+    config = _config(args)
+    store = _store(args.db, must_exist=False)
+    run_id = create_run(store, seeds, config, name=args.name)
+    print(f"run {run_id}: {len(seeds)} seeds x {config.rounds} rounds, fan-out {config.fanout}, "
+          f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
+    return _execute(store, run_id, args.until_round)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import json
+
+    store = _store(args.db)
+    run_id = _run_id(store, args.run)
+    if args.budget_usd is not None:  # raising the budget is the usual reason to resume
+        run = store.get_run(run_id)
+        cfg = run["config"]
+        cfg.budget_usd = args.budget_usd
+        with store.transaction() as c:
+            c.execute("UPDATE runs SET config_json=? WHERE id=?", (json.dumps(cfg.to_dict()), run_id))
+    print(f"resuming run {run_id}", file=sys.stderr)
+    return _execute(store, run_id, args.until_round)
+
+
+def _print_summary(store, run_id: str, status: str | None = None) -> None:
+    run = store.get_run(run_id)
+    s = store.run_summary(run_id)
+    cost = f"${s['cost_usd']:.4f}" + ("" if s["price_known"] else " (price unknown)")
+    print(f"{run_id}  {run['name']}  [{status or run['status']}]  model {run['config'].model}  "
+          f"rounds {run['config'].rounds}")
+    print("  nodes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f" (total {s['nodes']})")
+    if s["by_rule"]:
+        print("  eliminated/failed by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_rule"].items())))
+    print(f"  calls {s['calls']} ({s['cached_calls']} cached, {s['failed_calls']} failed), tokens "
+          f"{s['prompt_tokens']:,} in / {s['completion_tokens']:,} out, cost {cost}")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = _store(args.db)
+    runs = store.list_runs()
+    if not runs:
+        print(f"{args.db} has no runs yet.")
+    for run in runs:
+        _print_summary(store, run["id"])
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run, select_nodes
+
+    store = _store(args.db)
+    run_id = _run_id(store, args.run)
+    min_scores = {}
+    for item in args.min_score or []:
+        metric, _, value = item.partition("=")
+        try:
+            min_scores[metric] = float(value)
+        except ValueError:
+            raise BadInput(f"--min-score {item!r}: use METRIC=NUMBER, e.g. quality=4.5") from None
+    select = dict(status=args.status, include_seeds=not args.no_seeds, min_scores=min_scores or None,
+                  rules=args.rules.split(",") if args.rules else None)
+    export_run(store, run_id, args.format, args.out, **select)
+    print(f"wrote {len(select_nodes(store, run_id, **select))} records ({args.format}) to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    store = _store(args.db)
+    run_id = _run_id(store, args.run)
+    path = write_report(store, run_id, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------------
+def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
+    p.add_argument("--rounds", type=int, default=4, help="evolution rounds (default 4, as in the paper)")
+    p.add_argument("--fanout", type=int, default=1, help="operations tried per node per round (default 1)")
+    p.add_argument("--ops", help="operations and weights: 'constraints,deepen' or 'constraints=2,breadth=1'")
+    p.add_argument("--model", help="model name (default: the embedded smollm2 when no --base-url)")
+    p.add_argument("--language", choices=["auto", "en", "ko"], default="auto",
+                   help="template language; auto detects per seed")
+    if endpoint:
+        p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
+                                          "(default: the embedded local model)")
+        p.add_argument("--api-key-env", help="NAME of the environment variable that holds the key "
+                                             "(default OPENAI_API_KEY); the key is never stored")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evolab", description="evolab: evolve instruction data with "
+                                     "Evol-Instruct, see what it did, export training data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve-local", help="serve the embedded SmolLM2-135M model (OpenAI-compatible) here")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve_local)
+
+    seeds = sub.add_parser("seeds", help="seed files").add_subparsers(dest="seeds_command", required=True)
+    p = seeds.add_parser("check", help="validate a seed file and summarise it by skill and difficulty")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_seeds_check)
+
+    p = sub.add_parser("estimate", help="calls, tokens and cost of a run, as a low / expected / high range")
+    p.add_argument("seeds")
+    _add_run_options(p, endpoint=False)
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("run", help="evolve a seed file")
+    p.add_argument("seeds")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"the store (default {DEFAULT_DB})")
+    _add_run_options(p)
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed + cache = same run")
+    p.add_argument("--budget-usd", type=float, help="stop before spending more than this")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--until-round", type=int, help="stop after this round (continue later with resume)")
+    p.add_argument("--no-equal-judge", action="store_true", help="skip the LLM Equal/Not Equal question")
+    p.add_argument("--dedup", action="store_true", help="drop near-duplicates (ROUGE-L > 0.7) during the run")
+    p.add_argument("--quality-filter", type=float, metavar="MIN", help="drop answers rated under MIN (0-5)")
+    p.add_argument("--rule-off", action="append", metavar="RULE", help="switch an elimination rule off")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a stopped, killed or paused run without repeating stored calls")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="run id (default: the latest)")
+    p.add_argument("--until-round", type=int)
+    p.add_argument("--budget-usd", type=float, help="a new budget")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("runs", help="list runs with counts by status and rule, tokens and cost")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("export", help="write training data or the full lineage")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="run id (default: the latest)")
+    p.add_argument("--format", required=True, choices=["alpaca", "sharegpt", "openai", "lineage"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--status", choices=["kept", "all"], default="kept",
+                   help="kept: seeds and kept evolutions with answers (default); all: every node")
+    p.add_argument("--no-seeds", action="store_true", help="leave the round-0 seeds out")
+    p.add_argument("--rules", help="with --status all: only eliminated nodes with these rules (comma list)")
+    p.add_argument("--min-score", action="append", metavar="METRIC=VALUE", help="e.g. quality=4.5")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a run")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="run id (default: the latest)")
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "port", "unset") is None:
+        from .llm.local import DEFAULT_PORT
+        args.port = DEFAULT_PORT
+    try:
+        return int(args.func(args) or 0)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # anything else: one line, status 1, no traceback unless asked
+        if os.environ.get("EVOLAB_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
