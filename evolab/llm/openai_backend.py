@@ -5,7 +5,9 @@ Retries with exponential backoff on 429, 5xx, timeouts and connection errors are
 """
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import time
 
 from .base import Completion, LLMError, Messages, register_backend
@@ -14,10 +16,15 @@ from .base import Completion, LLMError, Messages, register_backend
 PLACEHOLDER_KEY = "not-needed"
 
 
-def resolve_api_key(api_key_env: str | None) -> str:
-    """Read the key from the environment variable whose *name* is configured. The key is never stored."""
+def resolve_api_key(api_key_env: str | None, base_url: str | None = None) -> str:
+    """Read the key from the environment variable whose *name* is configured. The key is never stored.
+
+    With no name configured, OPENAI_API_KEY is used only for OpenAI itself: an OpenAI key is not sent
+    to some other server just because it is in the environment."""
     if not api_key_env:
-        return os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
+        if base_url is None or "api.openai.com" in base_url:
+            return os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
+        return PLACEHOLDER_KEY
     value = os.environ.get(api_key_env)
     if not value:
         raise LLMError(
@@ -34,12 +41,32 @@ class OpenAICompatibleBackend:
 
         self.model = model
         self.base_url = base_url
+        self.max_retries = max_retries
         self._openai = openai
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=resolve_api_key(api_key_env), timeout=timeout_s, max_retries=max_retries)
+            base_url=base_url, api_key=resolve_api_key(api_key_env, base_url), timeout=timeout_s, max_retries=max_retries)
 
     async def complete(self, messages: Messages, *, temperature: float, max_tokens: int,
                        purpose: str = "") -> Completion:
+        """The openai client retries 429, 5xx, timeouts and dropped connections itself; a 200 reply
+        that cannot be read (not JSON, no choices: a proxy hiccup) it returns as is, so those are
+        retried here, with the same `max_retries`."""
+        start = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            try:
+                comp = await self._complete_once(messages, temperature=temperature, max_tokens=max_tokens,
+                                                 purpose=purpose)
+            except _UnreadableReply as e:
+                if attempt >= self.max_retries:
+                    raise LLMError(str(e)) from e.__cause__
+                await asyncio.sleep(min(0.25 * 2 ** attempt, 4.0) * (1 - 0.25 * random.random()))
+                continue
+            comp.latency_s = time.perf_counter() - start
+            return comp
+        raise AssertionError("unreachable")
+
+    async def _complete_once(self, messages: Messages, *, temperature: float, max_tokens: int,
+                             purpose: str) -> Completion:
         openai = self._openai
         start = time.perf_counter()
         try:
@@ -67,12 +94,12 @@ class OpenAICompatibleBackend:
             raise LLMError(f"The endpoint answered HTTP {e.status_code} after all retries. {_short(e)}") from e
         except (openai.APIError, ValueError, TypeError, KeyError) as e:
             # Malformed bodies surface as parse errors inside the client.
-            raise LLMError(f"The endpoint sent a reply evolab could not read: {_short(e)}") from e
+            raise _UnreadableReply(f"The endpoint sent a reply evolab could not read: {_short(e)}") from e
         latency = time.perf_counter() - start
         try:
             text = resp.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError) as e:
-            raise LLMError(f"The endpoint's reply has no message content: {_short(e)}") from e
+            raise _UnreadableReply(f"The endpoint's reply has no message content: {_short(e)}") from e
         usage = getattr(resp, "usage", None)
         return Completion(
             text=text, model=getattr(resp, "model", None) or self.model,
@@ -83,6 +110,10 @@ class OpenAICompatibleBackend:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+class _UnreadableReply(Exception):
+    """A reply that arrived but could not be read: retried by `complete`, then an LLMError."""
 
 
 def _short(e: Exception, limit: int = 300) -> str:

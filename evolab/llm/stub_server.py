@@ -1,0 +1,416 @@
+"""An OpenAI-compatible stub HTTP server for tests and benchmarks (standard library only).
+
+    with StubServer() as stub:
+        backend = OpenAICompatibleBackend(model="gpt-4o-mini", base_url=stub.base_url)
+        ...
+        stub.count("evolve")      # chat requests that arrived with X-Evolab-Purpose: evolve
+
+It listens on 127.0.0.1 on a free port and answers
+  POST /v1/chat/completions   a chat.completion body; the text comes from `handler(messages, purpose)`
+                              (default `evolab.llm.fake.scripted_reply`), usage counted with a word/punct regex
+  GET  /v1/models             the stub's model list
+  POST /v1/embeddings         deterministic unit vectors from a hash of each text (dim 16), float or base64
+
+Faults, for testing retries and error paths:
+  stub.inject(429, 500, "timeout")   queued, consumed one per chat request before normal replies
+  stub.fail_always = 503             every chat request fails (a storm) until set back to None
+  stub.error_rate = 0.3              a seeded-random share of chat requests fail with stub.error_status
+A fault is an HTTP status code (error responses carry `retry-after-ms`, so the openai client's retries are
+quick), "timeout" (sleeps `timeout_sleep` seconds before answering), "malformed" (HTTP 200, not JSON),
+"no_choices" (valid JSON without `choices`) or "disconnect" (closes the connection without a reply).
+
+Every request is recorded in `stub.requests` (dicts: method, path, purpose, body, headers with lower-case
+names, time, and once answered the HTTP `status` and the `usage` reported); `stub.max_in_flight` is the
+most chat requests seen at once.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import random
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+Handler = Callable[[list[dict[str, Any]], str], str]
+Fault = int | str
+
+FAULT_NAMES = ("timeout", "malformed", "no_choices", "disconnect")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def count_tokens(text: str) -> int:
+    """The stub's token count: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def _content_text(content: Any) -> str:
+    """A message's text, whether `content` is a string or a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _truncate(text: str, max_tokens: int) -> tuple[str, bool]:
+    """Cut `text` after `max_tokens` stub tokens; (text, truncated)."""
+    if max_tokens <= 0:
+        return "", bool(text)
+    for i, m in enumerate(_TOKEN.finditer(text)):
+        if i + 1 == max_tokens:
+            rest = text[m.end():]
+            return (text[:m.end()], True) if _TOKEN.search(rest) else (text, False)
+    return text, False
+
+
+def embedding_vector(text: str, dim: int = 16) -> list[float]:
+    """A deterministic pseudo-random unit vector for `text`."""
+    rng = random.Random(int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16))
+    v = [rng.gauss(0.0, 1.0) for _ in range(dim)]
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+    stub: "StubServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout) or a stub that is stopping: not worth a traceback.
+        import sys
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or self.stub._stopping.is_set():
+            return
+        super().handle_error(request, client_address)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real endpoint behind the openai client's pool
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # no per-request log lines
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _read_json(self) -> tuple[Any, bytes]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return (json.loads(raw.decode("utf-8")) if raw else None), raw
+        except (ValueError, UnicodeDecodeError):
+            return None, raw
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        entry = getattr(self, "_entry", None)
+        if entry is not None:
+            entry["status"] = status
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
+            self.close_connection = True
+
+    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), headers=headers)
+
+    def _error(self, status: int, message: str, kind: str = "invalid_request_error",
+               headers: dict[str, str] | None = None) -> None:
+        self._send_json(status, {"error": {"message": message, "type": kind, "param": None,
+                                           "code": str(status)}}, headers=headers)
+
+    def _route(self) -> str:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        return path[3:] if path.startswith("/v1") else path
+
+    # -- methods --------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802
+        stub = self.server.stub
+        self._entry = stub._record(self, None)
+        if self._route() == "/models":
+            self._send_json(200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "evolab-stub"} for m in stub.model_ids()]})
+        else:
+            self._error(404, f"Unknown path {self.path}", "not_found_error")
+
+    def do_POST(self) -> None:  # noqa: N802
+        stub = self.server.stub
+        body, _raw = self._read_json()
+        self._entry = stub._record(self, body)
+        route = self._route()
+        if route not in ("/chat/completions", "/embeddings"):
+            self._error(404, f"Unknown path {self.path}", "not_found_error")
+            return
+        if stub.api_key is not None and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
+            self._error(401, "Incorrect API key provided.", "authentication_error")
+            return
+        if not isinstance(body, dict):
+            self._error(400, "The request body is not a JSON object.")
+            return
+        if route == "/embeddings":
+            stub._sleep(stub._latency())
+            self._embeddings(body)
+            return
+        with stub._lock:
+            stub._in_flight += 1
+            stub.max_in_flight = max(stub.max_in_flight, stub._in_flight)
+        try:
+            self._chat(body)
+        finally:
+            with stub._lock:
+                stub._in_flight -= 1
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        stub = self.server.stub
+        fault = stub._next_fault()
+        stub._sleep(stub._latency())
+        model = str(body.get("model") or "stub")
+        if fault is not None:
+            if fault == "timeout":
+                stub._sleep(stub.timeout_sleep)  # the client gives up first; answer late anyway
+            elif fault == "disconnect":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            elif fault == "malformed":
+                self._send(200, b'{"id": "chatcmpl-stub", "object": "chat.completion", "choices": [{"mess')
+                return
+            elif fault == "no_choices":
+                self._send_json(200, {"id": "chatcmpl-" + uuid.uuid4().hex[:12], "object": "chat.completion",
+                                      "created": int(time.time()), "model": model})
+                return
+            else:
+                status = int(fault)
+                headers = {}
+                if stub.retry_after_ms is not None:
+                    headers = {"retry-after-ms": str(stub.retry_after_ms), "retry-after": "0"}
+                kind = {429: "rate_limit_error", 401: "authentication_error",
+                        404: "not_found_error"}.get(status, "server_error")
+                self._error(status, f"Injected fault: HTTP {status}.", kind, headers=headers)
+                return
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            self._error(400, "`messages` must be a list.")
+            return
+        purpose = self.headers.get("X-Evolab-Purpose") or ""
+        try:
+            reply = stub.handler(messages, purpose)
+        except Exception as e:  # a broken test handler shows as a server error, like a real crash
+            self._error(500, f"Stub handler failed: {type(e).__name__}: {e}", "server_error")
+            return
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if isinstance(max_tokens, int):
+            reply, cut = _truncate(reply, max_tokens)
+            finish = "length" if cut else "stop"
+        prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) + 4
+                            for m in messages if isinstance(m, dict)) + 3
+        completion_tokens = count_tokens(reply)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        self._entry["usage"] = usage
+        self._send_json(200, {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "evolab-stub",
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": reply}}],
+            "usage": usage,
+        })
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        stub = self.server.stub
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            self._error(400, "`input` must be a string or a non-empty list of strings.")
+            return
+        dim = body.get("dimensions") or stub.embedding_dim
+        as_base64 = body.get("encoding_format") == "base64"
+        data, tokens = [], 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else json.dumps(item)
+            tokens += count_tokens(text)
+            vec = embedding_vector(text, int(dim))
+            emb: Any = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii") if as_base64 else vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._entry["usage"] = usage
+        self._send_json(200, {"object": "list", "data": data, "model": str(body.get("model") or "stub-embed"),
+                              "usage": usage})
+
+
+class StubServer:
+    """An OpenAI-compatible server in a background thread. Use as a context manager or start()/stop()."""
+
+    def __init__(self, handler: Handler | None = None, latency: float | Callable[[], float] = 0.0, *,
+                 seed: int = 0, timeout_sleep: float = 3.0, retry_after_ms: int | None = 10,
+                 embedding_dim: int = 16, api_key: str | None = None, models: tuple[str, ...] = ("stub",)):
+        if handler is None:
+            from .fake import scripted_reply
+            handler = scripted_reply
+        self.handler: Handler = handler
+        self.latency = latency
+        self.timeout_sleep = timeout_sleep
+        self.retry_after_ms = retry_after_ms
+        self.embedding_dim = embedding_dim
+        self.api_key = api_key  # when set, requests without `Authorization: Bearer <api_key>` get 401
+        self.models = list(models)
+        self.fail_always: Fault | None = None
+        self.error_rate = 0.0
+        self.error_status: Fault = 429
+        self.requests: list[dict[str, Any]] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._faults: deque[Fault] = deque()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "StubServer":
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), _RequestHandler)
+        self._server.stub = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"evolab-stub-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket; sleeping handlers wake up and finish."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "StubServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("The stub server is not running: call start() or use it in a with block.")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    # -- faults ---------------------------------------------------------------------------------
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults; each chat request consumes one before normal replies resume."""
+        for f in faults:
+            _check_fault(f)
+        with self._lock:
+            self._faults.extend(faults)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+        self.fail_always = None
+        self.error_rate = 0.0
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            if self._faults:
+                return self._faults.popleft()
+            if self.fail_always is not None:
+                return _check_fault(self.fail_always)
+            if self.error_rate > 0 and self._rng.random() < self.error_rate:
+                return _check_fault(self.error_status)
+        return None
+
+    # -- records --------------------------------------------------------------------------------
+    def _record(self, req: BaseHTTPRequestHandler, body: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "method": req.command,
+            "path": req.path,
+            "purpose": req.headers.get("X-Evolab-Purpose") or "",
+            "body": body,
+            "headers": {k.lower(): v for k, v in req.headers.items()},
+            "time": time.time(),
+            "status": None,  # the HTTP status answered (None: no answer, e.g. "disconnect")
+            "usage": None,  # the usage the stub reported, for successful replies
+        }
+        with self._lock:
+            self.requests.append(entry)
+            if isinstance(body, dict) and body.get("model") and str(body["model"]) not in self.models:
+                self.models.append(str(body["model"]))
+        return entry
+
+    def chat_requests(self, purpose: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r["path"].split("?")[0].rstrip("/").endswith("/chat/completions")
+                    and (purpose is None or r["purpose"] == purpose)]
+
+    def count(self, purpose: str | None = None) -> int:
+        """How many chat requests arrived (faulted ones included), optionally of one purpose."""
+        return len(self.chat_requests(purpose))
+
+    def reset(self) -> None:
+        """Forget recorded requests and the in-flight high-water mark (faults stay queued)."""
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = 0
+
+    def model_ids(self) -> list[str]:
+        with self._lock:
+            return list(self.models)
+
+    # -- timing ---------------------------------------------------------------------------------
+    def _latency(self) -> float:
+        value = self.latency() if callable(self.latency) else self.latency
+        return max(0.0, float(value or 0.0))
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)  # stop() wakes sleeping handlers
+
+
+def _check_fault(fault: Fault) -> Fault:
+    if isinstance(fault, bool) or not (
+            (isinstance(fault, int) and 400 <= fault <= 599) or fault in FAULT_NAMES):
+        raise ValueError(f"Unknown fault {fault!r}: use an HTTP status 400-599 or one of {FAULT_NAMES}.")
+    return fault

@@ -1,0 +1,65 @@
+"""Shared fixtures: an OpenAI-compatible stub server, a store on a temporary file, a fake backend.
+
+`openai_backend_for(stub, ...)` is a plain helper (import it: `from conftest import openai_backend_for`,
+or use the `backend_for` fixture, which returns the same function).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` run without installing evolab
+    sys.path.insert(0, str(ROOT))
+
+from evolab.llm import FakeBackend, OpenAICompatibleBackend  # noqa: E402
+from evolab.llm import pricing  # noqa: E402
+from evolab.llm.stub_server import StubServer  # noqa: E402
+from evolab.store import Store  # noqa: E402
+
+# The key variable tests use against the stub; its value is set for every test (see _test_environment).
+STUB_KEY_ENV = "EVOLAB_STUB_KEY"
+STUB_KEY = "sk-stub-test-key"
+
+
+@pytest.fixture(autouse=True)
+def _test_environment(monkeypatch):
+    """No real key can leak to a stub, every test has a stub key, and price overrides do not leak
+    from one test to the next."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
+    monkeypatch.setattr(pricing, "_overrides", dict(pricing._overrides))
+
+
+@pytest.fixture
+def stub():
+    """A StubServer started for the test and stopped after it."""
+    with StubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A Store on `tmp_path / "evolab.db"`."""
+    s = Store(tmp_path / "evolab.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fake_backend():
+    return FakeBackend()
+
+
+def openai_backend_for(stub: StubServer, model: str = "gpt-4o-mini", *, api_key_env: str | None = STUB_KEY_ENV,
+                       timeout_s: float = 1.0, max_retries: int = 3, **kw) -> OpenAICompatibleBackend:
+    """The real OpenAI-compatible backend pointed at the stub, with test-sized timeouts."""
+    return OpenAICompatibleBackend(model=model, base_url=stub.base_url, api_key_env=api_key_env,
+                                   timeout_s=timeout_s, max_retries=max_retries, **kw)
+
+
+@pytest.fixture
+def backend_for():
+    return openai_backend_for
