@@ -140,6 +140,10 @@ def _execute(store, run_id: str, until_round: int | None) -> int:
         print(f"\nStopped. Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
         return 130
     _print_summary(store, run_id, status)
+    if status == "failed":
+        print(f"error: {store.get_run(run_id)['error']}", file=sys.stderr)
+        print(f"Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
+        return 1
     if status == "budget":
         print(f"The budget stopped the run. Raise it and resume: python -m evolab resume --db {store.path} "
               f"--run {run_id} --budget-usd X", file=sys.stderr)

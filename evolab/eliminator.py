@@ -87,7 +87,7 @@ def check_prompt_leak(instruction: str, language: str = "en") -> Verdict:
     found = [w for w in words if w in low]
     if found:
         return Verdict("prompt_leak", False, f"copies {found[0]!r} from the evolving prompt")
-    return Verdict("prompt_leak", True)
+    return Verdict("prompt_leak", True, "no words of the evolving prompt")
 
 
 # -- rule 2: refusal with a short answer ---------------------------------------------------------------
@@ -110,7 +110,7 @@ def check_empty_response(response: str, language: str = "en") -> Verdict:
     content = [w for w in words if w not in stop]  # a number counts as content ("42" answers a sum)
     if not content:
         return Verdict("empty_response", False, "only punctuation and stop words" if response.strip() else "empty")
-    return Verdict("empty_response", True)
+    return Verdict("empty_response", True, f"{len(content)} content words")
 
 
 # -- rule 1: the LLM equality judge ---------------------------------------------------------------------

@@ -30,6 +30,9 @@ from .store import Store
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 REUSABLE = (KEPT, ELIMINATED)  # a resumed run retries failed and pending steps
+# After this many steps in a row fail on the endpoint (after the client's own retries), the run stops
+# as failed instead of marking every remaining node llm_error; fix the endpoint and resume.
+MAX_FAILED_STEPS_IN_A_ROW = 10
 
 
 class RunStopped(Exception):
@@ -75,6 +78,8 @@ class Engine:
         self.progress = progress
         self.stop_event = stop_event or threading.Event()
         self.stop_reason: str | None = None
+        self.failed_in_a_row = 0
+        self.last_error: str | None = None
         self.counts: Counter[str] = Counter()
         self.rules: Counter[str] = Counter()
         self.started = time.time()
@@ -156,6 +161,12 @@ class Engine:
             raise RunStopped("budget")
         except LLMError as e:
             node.status, node.rule, node.detail = FAILED, "llm_error", str(e)[:500]
+            self.failed_in_a_row += 1
+            self.last_error = str(e)
+            if self.failed_in_a_row >= MAX_FAILED_STEPS_IN_A_ROW and self.stop_reason is None:
+                self.stop_reason = "endpoint"
+        else:
+            self.failed_in_a_row = 0
         scores += [verdict_score(node_id, v) for v in verdicts]
         self.store.record_step(node, scores)
         if node.status == KEPT:
@@ -229,6 +240,8 @@ class Engine:
         self.store.set_run_status(self.run_id, "running")
         self.expected = expected_steps(len(seeds), until, self.config.fanout)
         roots = self.seed_nodes(seeds)
+        # The novelty filter compares with the seeds too, in a fresh run as in a resumed one.
+        self.kept_instructions += [r.instruction for r in roots if r.instruction not in self.kept_instructions]
         jobs = [self.run_lineage(r, until) for r in roots]
         if self.config.score_seeds:
             jobs += [self.finish_seed(r) for r in roots]
@@ -237,6 +250,12 @@ class Engine:
         if errors:
             self.store.set_run_status(self.run_id, "failed", f"{type(errors[0]).__name__}: {errors[0]}")
             raise errors[0]
+        if self.stop_reason == "endpoint":
+            self.store.set_run_status(self.run_id, "failed",
+                                      f"Stopped after {self.failed_in_a_row} failed steps in a row; last error: "
+                                      f"{self.last_error}. Fix the endpoint, then resume.")
+            self._report(final=True)
+            return "failed"
         if self.stop_reason == "budget":
             status = "budget"
         elif self.stop_reason:
@@ -285,6 +304,8 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
     client = LLMClient(backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd)
     engine = Engine(store, run_id, client, config, progress=progress, stop_event=stop_event)
     try:
+        if hasattr(backend, "check"):
+            await backend.check()
         return await engine.run(run["seeds"], until_round=until_round)
     except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)):

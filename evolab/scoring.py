@@ -13,9 +13,12 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 # Most explicit first: "Score: 7", "7/10", "7 out of 10", then the first bare number in range.
 _PATTERNS = [
     re.compile(r"(?:score|rating|difficulty|점수|난이도)\s*(?:is|of|=|:|：)?\s*\**\s*" + _NUMBER, re.I),
-    re.compile(_NUMBER + r"\s*(?:/|out of|점 만점에|중)\s*\d+", re.I),
+    re.compile(_NUMBER + r"\s*(?:/|out of)\s*\d+", re.I),
+    re.compile(r"\d+\s*점?\s*(?:만점에|만점 중|중에서|중)\s*" + _NUMBER),  # "10점 만점에 6점": the score is last
     re.compile(_NUMBER + r"\s*점"),
-    re.compile(r"(?<![\w.])" + _NUMBER + r"(?![\w.])"),
+    # A bare number: not part of a word, a version or a decimal; a full stop or a Korean ending may follow
+    # ("I rate it 7.", "8입니다").
+    re.compile(r"(?<![A-Za-z0-9_.])" + _NUMBER + r"(?![A-Za-z0-9_]|\.\d)"),
 ]
 
 

@@ -108,6 +108,21 @@ class OpenAICompatibleBackend:
             latency_s=latency,
         )
 
+    async def check(self) -> None:
+        """Fail fast before a run when the endpoint cannot be reached or rejects the key.
+        Other answers (some servers have no /models) are fine: the run will tell."""
+        openai = self._openai
+        try:
+            await self._client.with_options(max_retries=1, timeout=15).models.list()
+        except openai.AuthenticationError as e:
+            raise LLMError(f"The endpoint {self.base_url or 'api.openai.com'} rejected the key (401): "
+                           f"check the key variable. {_short(e)}") from e
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            raise LLMError(f"Cannot reach {self.base_url or 'api.openai.com'}: is the server running and "
+                           f"the URL right? {_short(e)}") from e
+        except openai.APIError:
+            pass
+
     async def aclose(self) -> None:
         await self._client.close()
 
