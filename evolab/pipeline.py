@@ -101,7 +101,8 @@ class Engine:
         node_id = child_id(self.run_id, parent.id, round_, slot)
         if reuse:
             existing = self.store.get_node(node_id)
-            if existing is not None and existing.status in REUSABLE:
+            if existing is not None and (existing.status in REUSABLE or
+                                         (existing.status == FAILED and self._moved_on(parent, round_))):
                 self._count(existing)
                 return StepResult(existing, reused=True)
         self._check_stop()
@@ -173,6 +174,11 @@ class Engine:
             self.kept_instructions.append(node.instruction)
         self._count(node)
         return StepResult(node, verdicts, scores)
+
+    def _moved_on(self, parent: Node, round_: int) -> bool:
+        """The lineage already went on from `parent` after round `round_` (a later child of it was kept or
+        eliminated): retrying this failed step now would fork the tree, so the failure stays history."""
+        return any(c.round > round_ and c.status in REUSABLE for c in self.store.children(parent.id))
 
     @staticmethod
     def _failed(verdicts: list[eliminator.Verdict]) -> eliminator.Verdict | None:

@@ -126,11 +126,11 @@ def test_parser_never_raises_and_never_returns_a_header(raw):
 
 
 # Text with none of the parser's markers: no header words, no preamble or trailer words, no #Input#,
-# not wrapped in quotes, no surrounding whitespace.
+# no leading ** (bold header markup), not wrapped in quotes, no surrounding whitespace.
 MARKER_WORDS = re.compile(
     r"prompt|instruction|프롬프트|지시문|input|#|explanation|notes?\b|rationale|changes made|설명|참고"
     r"|^\s*(?:sure|certainly|of course|okay|ok|here|below|absolutely|물론|네|좋습니다|알겠습니다|다음은|여기)"
-    r"|\n\s*(?:this|in this|이 )", re.I | re.M)
+    r"|\n\s*(?:this|in this|이 )|^\*\*", re.I | re.M)
 plain = st.lists(st.one_of(
     st.sampled_from(list("abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789.,;:!?()[]{}%$&*/-+=<>@~|\n\t")
                     + list("가나다라마바사아자차카타파하국어문장쓰세요") + ['"', "'", "“", "”", "`", "\\"]),
