@@ -18,7 +18,7 @@ _PATTERNS = [
     re.compile(_NUMBER + r"\s*점"),
     # A bare number: not part of a word, a version or a decimal; a full stop or a Korean ending may follow
     # ("I rate it 7.", "8입니다").
-    re.compile(r"(?<![A-Za-z0-9_.])" + _NUMBER + r"(?![A-Za-z0-9_]|\.\d)"),
+    re.compile(r"(?<![A-Za-z0-9_.-])" + _NUMBER + r"(?![A-Za-z0-9_]|\.\d)"),
 ]
 
 

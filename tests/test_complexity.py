@@ -1,0 +1,85 @@
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evolab.complexity import METRICS, complexity_index, complexity_scores, detect_language, measure
+from evolab.schema import Node
+
+
+def test_plain_instruction_has_no_cues():
+    m = measure("Write a poem about cats.")
+    assert m["constraints"] == 0 and m["questions"] == 0 and m["reasoning_cues"] == 0
+    assert m["words"] == 5 and m["tokens"] >= 5 and m["input_chars"] == 0
+
+
+def test_english_cues_are_counted():
+    text = ("Write a poem about cats. You must use at least three stanzas and no more than 100 words, "
+            "without rhyme. Explain why you chose the form step by step. First outline it, then write it. "
+            "Why cats? Is it funny?")
+    m = measure(text, "some input", "en")
+    # must, at least, "no more than 100 words" (one constraint), without
+    assert m["constraints"] == 4
+    # explain why, step by step, why, first ... then
+    assert m["reasoning_cues"] == 4
+    assert m["questions"] == 2
+    assert m["input_chars"] == len("some input")
+
+
+def test_korean_cues_are_counted():
+    text = ("고양이에 대한 시를 반드시 3개 이상의 연으로, 100단어 이하로 쓰세요. 운율 없이 작성해야 합니다. "
+            "세 문장만 사용하세요. 먼저 개요를 쓰고 그 다음 시를 쓰세요. 이 형식을 선택한 이유를 단계별로 "
+            "설명하세요. 왜 고양이인가요? 어떤 것이 좋을까요")
+    m = measure(text, language="ko")
+    # 반드시, "3개 이상", "100단어 이하", 없이, 해야, 문장만
+    assert m["constraints"] == 6
+    # 먼저...그 다음, 이유, 단계별, 설명, 왜
+    assert m["reasoning_cues"] == 5
+    # "?" and the question ending 까요 without a mark
+    assert m["questions"] == 2
+    assert m["words"] == len(text.split())
+
+
+def test_korean_words_that_only_look_like_cues_do_not_count():
+    m = measure("이상한 꿈을 만들어 보세요.", language="ko")  # 이상한 = strange, 만들어 = make
+    assert m["constraints"] == 0
+
+
+def test_language_auto_detects_korean():
+    assert detect_language("서울의 날씨를 설명하세요") == "ko"
+    assert detect_language("Describe the weather in Seoul") == "en"
+    assert measure("반드시 포함하세요", language="auto")["constraints"] == 2
+
+
+def test_constraints_raise_the_index():
+    base = measure("Describe the water cycle.")
+    harder = measure("Describe the water cycle. You must include at least two diagrams and explain why step by step.")
+    assert harder["index"] > base["index"] + 3
+
+
+def test_index_formula():
+    values = {"tokens": 15.0, "words": 12.0, "constraints": 2.0, "questions": 1.0, "reasoning_cues": 1.0,
+              "input_chars": 300.0}
+    assert math.isclose(complexity_index(values), math.log2(16) + 2 + 1 + 0.5 + math.log2(4))
+    m = measure("Explain why the sky is blue. Use at least 3 sentences.", "x" * 300)
+    assert math.isclose(m["index"], complexity_index(m))
+
+
+def test_complexity_scores_rows():
+    node = Node(id="n1", run_id="r", parent_id=None, root_id="n1", round=0, operation="seed",
+                instruction="Explain step by step why ice floats. Use exactly two paragraphs and avoid jargon.", input="",
+                language="en")
+    scores = complexity_scores(node)
+    assert [s.metric for s in scores] == list(METRICS)
+    assert all(s.judge == "heuristic" and s.node_id == "n1" for s in scores)
+    by = {s.metric: s.value for s in scores}
+    # "exactly two paragraphs", avoid / explain, step by step, why
+    assert by["cx_constraints"] == 2 and by["cx_reasoning_cues"] == 3 and by["cx_input_chars"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.text(max_size=50), st.sampled_from(["en", "ko", "auto", "xx"]))
+def test_measure_never_crashes(instruction, input_, language):
+    m = measure(instruction, input_, language)
+    assert set(m) == {"tokens", "words", "constraints", "questions", "reasoning_cues", "input_chars", "index"}
+    assert all(math.isfinite(v) and v >= 0 for v in m.values())
