@@ -28,6 +28,7 @@ $(PY):
 
 $(VENV)/.deps: requirements.txt | $(PY)
 	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .  # so `python -m evolab` works from any folder
 	touch $@
 
 $(VENV)/.local-model: requirements-local.txt | $(PY)
