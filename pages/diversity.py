@@ -1,0 +1,78 @@
+"""Diversity: the UMAP map of a run's instructions, diversity numbers per round, near-duplicate pairs."""
+from __future__ import annotations
+
+import streamlit as st
+
+import app_common
+from evolab import app_support, novelty, viz
+
+db = app_common.store()
+st.title("Diversity")
+st.caption("Does the set stay diverse as it evolves? One UMAP map of every instruction of the run "
+           "(all rounds in one fit), near-duplicates ringed in red, and the numbers per round.")
+
+run = app_common.pick_run(db, key="diversity_run")
+if run is None:
+    app_common.no_runs(db)
+    st.stop()
+run_id = run["id"]
+nodes = app_common.nodes_frame(db, run_id)
+if nodes.empty:
+    st.info("This run has no nodes yet: start it on the Runs page.", icon=":material/arrow_forward:")
+    st.stop()
+
+c1, c2 = st.columns([2, 1])
+color_by = c1.radio("Colour by", ["round", "operation", "status"], horizontal=True, key="diversity_color")
+threshold = c2.slider("Near-duplicate at cosine ≥", 0.80, 0.99, novelty.COSINE_DUPLICATE, 0.01,
+                      key="diversity_threshold")
+try:
+    with st.spinner("Embedding the instructions and fitting the map (only new texts are embedded; "
+                    "the map is cached)..."):
+        frame, div, pairs = app_common.diversity(db, run_id, threshold)
+except Exception as e:  # missing model files, an embeddings endpoint that fails: the message says what to do
+    st.error(f"The map could not be computed: {e}. Set EVOLAB_EMBED_MODEL to a local sentence-transformers "
+             "folder or EVOLAB_EMBED_BASE_URL to an embeddings endpoint, then reload.")
+    st.stop()
+
+if (nodes["language"] == "ko").any() and app_common.embedder().name == "all-MiniLM-L6-v2":
+    st.caption("This run has Korean instructions and the default embedding model is English-only: distances "
+               "between Korean texts are rough. Set EVOLAB_EMBED_MODEL to a multilingual model folder for better ones.")
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.plotly_chart(viz.umap_figure(frame, color_by), key="diversity_map", on_select="rerun",
+                    selection_mode="points")
+with right:
+    picked = app_support.selected_node_id(st.session_state.get("diversity_map"))
+    if picked and picked in set(frame["id"]):
+        row = frame[frame["id"] == picked].iloc[0]
+        st.markdown(f"{app_common.status_badge(row['status'], row['rule'] if isinstance(row['rule'], str) else None)}"
+                    f" round **{row['round']}** · **{row['operation']}**")
+        app_common.text_block("Instruction", row["instruction"])
+        if row["near_duplicate"]:
+            near = frame[frame["id"] == row["nearest_id"]]
+            st.markdown(f"Nearest (cosine {row['max_cosine']:.3f}):")
+            if len(near):
+                app_common.text_block("Its near-duplicate", near.iloc[0]["instruction"])
+    else:
+        st.caption("Click a point to read its instruction here; hover for a quick look.")
+    dup = int(frame["near_duplicate"].sum())
+    st.metric("Near-duplicates", f"{dup} of {len(frame)}")
+
+st.subheader("Diversity per round")
+st.caption("Of the pool evolution keeps (seeds and kept nodes): mean pairwise cosine distance, mean distance "
+           "to the nearest neighbour, share of near-duplicates, and the number of clusters. A round with a "
+           "single node has no distances (None).")
+st.plotly_chart(viz.diversity_figure(div, title=""), key="diversity_rounds")
+st.dataframe(div, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                            ("mean_pairwise_distance", "mean_nn_distance", "near_duplicate_share")})
+
+st.subheader("Near-duplicate pairs")
+if pairs.empty:
+    st.caption(f"No pair of instructions is at cosine ≥ {threshold:.2f}.")
+else:
+    st.dataframe(pairs[["cosine", "text_a", "text_b", "id_a", "id_b"]], hide_index=True, width="stretch",
+                 column_config={"cosine": st.column_config.NumberColumn(format="%.3f"),
+                                "text_a": st.column_config.TextColumn("instruction A", width="large"),
+                                "text_b": st.column_config.TextColumn("instruction B", width="large")})

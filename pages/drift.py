@@ -1,0 +1,66 @@
+"""Drift: difficulty, quality, complexity and length per round and per operation; eliminations by rule."""
+from __future__ import annotations
+
+import streamlit as st
+
+import app_common
+from evolab import analysis, viz
+
+db = app_common.store()
+st.title("Drift")
+st.caption("Did evolution make instructions harder, and at what cost in quality? Means per round and operation "
+           "with 95% confidence intervals (bold line: all operations).")
+
+run = app_common.pick_run(db, key="drift_run")
+if run is None:
+    app_common.no_runs(db)
+    st.stop()
+run_id = run["id"]
+nodes = app_common.nodes_frame(db, run_id)
+if nodes.empty or not (nodes["round"] > 0).any():
+    st.info("Nothing evolved in this run yet: start or resume it on the Runs page, then come back.",
+            icon=":material/arrow_forward:")
+    st.page_link(app_common.PAGES["runs"], label="Runs", icon=":material/play_circle:")
+    st.stop()
+
+which = st.radio("Nodes", ["kept pool (seeds and kept)", "every node (eliminated too)"], horizontal=True,
+                 key="drift_which", help="The kept pool is the data set; every node shows what the model tried.")
+statuses = ("seed", "kept") if which.startswith("kept") else None
+frame = analysis.round_operation_frame(nodes, include_all=True, statuses=statuses)
+
+produced = int((nodes["round"] > 0).sum())
+kept_share = analysis.kept_share(nodes)
+m = st.columns(4)
+m[0].metric("Rounds", int(nodes["round"].max()))
+m[1].metric("Evolved nodes", produced)
+m[2].metric("Kept", f"{kept_share:.0%}" if kept_share == kept_share else "–")
+m[3].metric("Eliminated or failed", int(nodes["status"].isin(["eliminated", "failed"]).sum()))
+
+c1, c2 = st.columns(2)
+for i, metric in enumerate(analysis.DRIFT_METRICS):
+    with (c1 if i % 2 == 0 else c2):
+        st.plotly_chart(viz.drift_figure(frame, metric), key=f"drift_{metric}")
+
+st.subheader("Parent → child change by operation")
+deltas = analysis.deltas_frame(nodes)
+st.plotly_chart(viz.deltas_figure(deltas, title=""), key="drift_deltas")
+
+st.subheader("Eliminations by rule")
+e1, e2 = st.columns(2)
+with e1:
+    st.plotly_chart(viz.eliminations_figure(analysis.eliminations_frame(nodes, "round"), "round"),
+                    key="drift_elim_round")
+with e2:
+    st.plotly_chart(viz.eliminations_figure(analysis.eliminations_frame(nodes, "operation"), "operation"),
+                    key="drift_elim_operation")
+table = analysis.eliminations_table(nodes, "operation")
+if table.empty:
+    st.caption("No eliminations in this run.")
+else:
+    st.dataframe(table, width="stretch")
+
+with st.expander("The numbers: per round and operation"):
+    cols = ["round", "operation", "n", "kept", "eliminated", "failed", "eliminated_share"] + [
+        f"{m}_mean" for m in analysis.DRIFT_METRICS]
+    st.dataframe(frame[[c for c in cols if c in frame]], hide_index=True, width="stretch")
+    st.dataframe(deltas, hide_index=True, width="stretch")

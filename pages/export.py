@@ -1,0 +1,74 @@
+"""Export: training data in every CLI format with filters, the dataset card and the HTML report.
+Files are built when a download button is pressed, not on every page view."""
+from __future__ import annotations
+
+import functools
+
+import streamlit as st
+
+import app_common
+from evolab import app_support, export
+from evolab.schema import RULES
+
+db = app_common.store()
+st.title("Export")
+
+run = app_common.pick_run(db, key="export_run")
+if run is None:
+    app_common.no_runs(db)
+    st.stop()
+run_id = run["id"]
+
+FORMAT_HELP = {
+    "alpaca": "Alpaca JSON: a list of {instruction, input, output}",
+    "sharegpt": "ShareGPT JSON: conversations of human and gpt turns",
+    "openai": "OpenAI chat JSONL: one {messages: [user, assistant]} a line (fine-tuning format)",
+    "lineage": "Lineage JSONL: every field of every node (ids, parent, round, operation, status, rule, scores)",
+}
+st.subheader("Training data")
+c1, c2 = st.columns([2, 3], gap="large")
+with c1:
+    fmt = st.radio("Format", list(export.FORMATS), key="export_format", format_func=lambda f: FORMAT_HELP.get(f, f))
+with c2:
+    status = st.radio("Nodes", ["kept", "all"], horizontal=True, key="export_status",
+                      format_func=lambda s: {"kept": "the data set: kept nodes and answered seeds",
+                                             "all": "every node (eliminated and failed too)"}[s])
+    include_seeds = st.checkbox("Include the seeds (round 0)", True, key="export_seeds")
+    rules = st.multiselect("Only eliminated nodes with these rules (kept nodes always stay)", list(RULES),
+                           key="export_rules", disabled=status != "all",
+                           help="With every node: keep the kept ones plus those eliminated by the rules chosen.")
+    t1, t2 = st.columns(2)
+    min_difficulty = t1.number_input("Minimum difficulty (0 = any)", 0.0, 10.0, 0.0, 0.5, key="export_min_difficulty")
+    min_quality = t2.number_input("Minimum quality (0 = any)", 0.0, 5.0, 0.0, 0.5, key="export_min_quality")
+
+min_scores = {k: v for k, v in (("difficulty", min_difficulty), ("quality", min_quality)) if v > 0}
+select = {"status": status, "include_seeds": include_seeds, "rules": rules if status == "all" else None,
+          "min_scores": min_scores or None}
+count = app_support.export_count(db, run_id, select)
+st.metric("Records", count)
+if count == 0:
+    st.warning("No node passes these filters (a run that has not answered anything yet exports nothing): "
+               "loosen the filters, or let the run finish on the Runs page.")
+else:
+    st.download_button(
+        f"Download {app_support.export_filename(run_id, fmt)}",
+        data=functools.partial(app_support.export_bytes, db.path, run_id, fmt, select),
+        file_name=app_support.export_filename(run_id, fmt),
+        mime="application/json" if fmt in ("alpaca", "sharegpt") else "application/jsonl",
+        on_click="ignore", type="primary", icon=":material/download:", key="export_download")
+
+st.subheader("Dataset card")
+card = export.dataset_card(db, run_id)
+with st.container(border=True):
+    st.markdown(card.replace("# Dataset card", "#### Dataset card", 1))
+st.download_button("Download the card (Markdown)", data=functools.partial(app_support.card_bytes, db.path, run_id),
+                   file_name=f"evolab-{run_id}-card.md", mime="text/markdown", on_click="ignore",
+                   key="export_card", icon=":material/description:")
+
+st.subheader("HTML report")
+st.caption("One self-contained HTML file with every figure (lineage, drift, eliminations, diversity, cost). "
+           "It is built when you press the button; the diversity section embeds the instructions, so a big "
+           "run takes a few seconds.")
+st.download_button("Build and download the report", data=functools.partial(app_support.report_bytes, db.path, run_id),
+                   file_name=f"evolab-{run_id}-report.html", mime="text/html", on_click="ignore",
+                   key="export_report", icon=":material/summarize:")

@@ -1,0 +1,213 @@
+"""Runs: configure a batch run, see its cost estimate, start it in a worker, watch it live, stop, resume,
+or step it one round at a time and inspect each round."""
+from __future__ import annotations
+
+import streamlit as st
+
+import app_common
+from evolab import app_support, pipeline, worker
+from evolab.estimate import estimate_run
+from evolab.schema import RunConfig
+
+db = app_common.store()
+settings = app_common.settings()
+st.title("Runs")
+st.caption("A run evolves every seed for a number of rounds in a worker outside this page: it keeps going when "
+           "you change page, reload or open a second tab. Progress is read from the store.")
+
+new_col, run_col = st.columns([2, 3], gap="large")
+
+# -- a new run ----------------------------------------------------------------------------------------
+with new_col:
+    st.subheader("New run")
+    table_seeds = st.session_state.get("seeds")
+    sources = app_support.seed_sources(db, table_seeds)
+    app_common.valid_choice("run_source", sources)
+    source = st.selectbox("Seeds", sources, key="run_source",
+                          format_func=lambda s: app_support.seed_source_label(s, table_seeds))
+    st.caption(f"Endpoint and model: **{settings.endpoint_label}** (change them in the sidebar).")
+    name = st.text_input("Run name", key="run_name", placeholder="e.g. finance-4-rounds")
+    limit = st.number_input("Use only the first N seeds (0 = all)", 0, 1_000_000, 0, key="run_limit",
+                            help="Try a few seeds first, see what they cost, then run them all.")
+    c1, c2 = st.columns(2)
+    rounds = c1.number_input("Rounds", 1, 20, 4, key="run_rounds")
+    fanout = c2.number_input("Fan-out (operations per node per round)", 1, 5, 1, key="run_fanout")
+    c3, c4 = st.columns(2)
+    concurrency = c3.number_input("Concurrency (requests in flight)", 1, 128, 8, key="run_concurrency")
+    budget = c4.number_input("Budget USD (0 = none)", 0.0, 10_000.0, 0.0, step=1.0, key="run_budget",
+                             help="The run stops before it could spend more than this.")
+    c5, c6 = st.columns(2)
+    random_seed = c5.number_input("Random seed", 0, 2**31 - 1, 0, key="run_random_seed")
+    language = c6.selectbox("Language of the templates", ["auto", "en", "ko"], key="run_language",
+                            help="auto: per seed, Korean when the seed is mostly Hangul.")
+    st.markdown("**Operation weights** (0 switches an operation off)")
+    weights_frame = st.data_editor(app_support.operation_weights_frame(), key="run_weights", hide_index=True,
+                                   width="stretch", disabled=["operation"],
+                                   column_config={"weight": st.column_config.NumberColumn(min_value=0.0,
+                                                                                          step=0.5)})
+    limits = settings.token_defaults()
+    with st.expander("Answers, judges and rules"):
+        a1, a2 = st.columns(2)
+        max_respond = a1.number_input("Max tokens of an answer", 16, 8192, limits["max_tokens_respond"],
+                                      key="run_max_respond")
+        max_evolve = a2.number_input("Max tokens of an evolved instruction", 16, 8192, limits["max_tokens_evolve"],
+                                     key="run_max_evolve")
+        if settings.uses_local_model:
+            st.caption("Short limits for the embedded model, so trying the workflow takes minutes, not hours.")
+        score_difficulty = st.checkbox("Score difficulty (LLM, 1-10)", True, key="run_score_difficulty")
+        score_quality = st.checkbox("Score quality (LLM, 0-5)", True, key="run_score_quality")
+        equal_judge = st.checkbox("Ask the LLM whether a child equals its parent (paper rule 1)", True,
+                                  key="run_equal_judge")
+        dedup = st.checkbox("Drop near-duplicates inside the run (ROUGE-L > 0.7)", False, key="run_dedup")
+        quality_filter = st.checkbox("Drop answers with a quality score under", False, key="run_quality_filter")
+        quality_min = st.slider("Minimum quality", 0.0, 5.0, 4.5, 0.5, key="run_quality_min",
+                                disabled=not quality_filter)
+
+    problems = settings.problems()
+    seeds, config = [], None
+    try:
+        seeds = app_support.load_seed_source(db, source, table_seeds)
+        seeds = seeds[:int(limit)] if limit else seeds
+        weights = app_support.weights_from_frame(weights_frame)
+        config = settings.run_config(
+            rounds=int(rounds), fanout=int(fanout), concurrency=int(concurrency),
+            budget_usd=float(budget) or None, random_seed=int(random_seed), language=language,
+            operation_weights=weights, name=name.strip() or None, max_tokens_respond=int(max_respond),
+            max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
+            rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,
+                   "quality_min": float(quality_min)})
+    except (ValueError, KeyError) as e:
+        problems.append(str(e).strip("'\""))
+
+    if config is not None and seeds:
+        est = estimate_run(seeds, config)
+        st.markdown(f"**Cost estimate** for {est['seeds']} seeds × {est['rounds']} rounds, fan-out {est['fanout']} "
+                    f"(tokens counted with {est['tokenizer']})")
+        st.dataframe(
+            [{"case": k, "calls": est[k]["calls"], "prompt tokens": est[k]["prompt_tokens"],
+              "output tokens": est[k]["completion_tokens"], "cost USD": est[k]["cost_usd"]}
+             for k in ("low", "expected", "high")], hide_index=True, width="stretch",
+            column_config={"cost USD": st.column_config.NumberColumn(format="$%.4f")})
+        if not est["price_known"]:
+            st.caption(f"No price is known for {config.model}: cost shows as $0 (the embedded model is free; "
+                       "for others set EVOLAB_PRICES, e.g. {\"my-model\": [0.5, 1.5]} USD per million tokens).")
+    for p in problems:
+        st.error(p)
+    b1, b2 = st.columns(2)
+    start_all = b1.button("Start run", key="run_start", type="primary", disabled=bool(problems) or not seeds,
+                          width="stretch")
+    start_one = b2.button("Run round 1 only", key="run_start_round", disabled=bool(problems) or not seeds,
+                          width="stretch", help="Step the batch: round 1 for every seed, then inspect it "
+                                                "and continue round by round.")
+    if start_all or start_one:
+        seed_set = source[1] if source[0] == "set" else None
+        run_id = pipeline.create_run(db, seeds, config, name=config.name, seed_set=seed_set)
+        worker.start(db.path, run_id, until_round=1 if start_one else None)
+        app_common.remember("run", run_id)
+        st.session_state.pop("runs_run", None)
+        st.rerun()
+
+# -- the selected run ------------------------------------------------------------------------------------
+with run_col:
+    st.subheader("Run")
+    batch_runs = [r for r in db.list_runs() if r["status"] != "interactive"]
+    if not batch_runs:
+        st.info("No batch run yet: choose seeds and settings on the left, check the estimate, then press "
+                "**Start run** (or **Run round 1 only** to step it round by round).", icon=":material/arrow_back:")
+        st.stop()
+    run = app_common.pick_run(db, key="runs_run", runs=batch_runs)
+    run_id = run["id"]
+    cfg: RunConfig = run["config"]
+    st.caption(f"{len(run['seeds'])} seeds · {cfg.rounds} rounds · fan-out {cfg.fanout} · model {cfg.model} at "
+               f"{cfg.base_url or 'the embedded local model'} · concurrency {cfg.concurrency}"
+               + (f" · budget ${cfg.budget_usd:g}" if cfg.budget_usd else "") + f" · random seed {cfg.random_seed}")
+
+    @st.fragment(run_every=2.0 if worker.is_running(run_id) else None)
+    @app_common.guarded
+    def run_panel() -> None:
+        """Polls the store every 2 s while a worker runs this run; a full rerun when the run ends."""
+        job = worker.get(run_id)
+        info = app_support.progress_info(db, run_id, job)
+        running = info["running"]
+        was_running = st.session_state.get(f"_was_running_{run_id}", False)
+        st.session_state[f"_was_running_{run_id}"] = running
+        if was_running and not running:
+            st.rerun(scope="app")  # the run ended: stop polling, redraw the buttons
+        status = info["status"]
+        st.markdown(f"Status: {app_common.status_badge(status)}"
+                    + (f" · until round {info['until_round']} of {info['rounds']}" if info["until_round"] <
+                       info["rounds"] else ""))
+        st.progress(min(1.0, info["fraction"]),
+                    text=f"{info['done']} of {info['expected']} evolution steps"
+                         + (f" · ETA {app_support.format_duration(info['eta_s'])}" if running else ""))
+        m = st.columns(4)
+        m[0].metric("Kept", info["kept"])
+        m[1].metric("Eliminated", info["eliminated"])
+        m[2].metric("Failed", info["failed"])
+        m[3].metric("ETA", app_support.format_duration(info["eta_s"]) if running else "–")
+        m = st.columns(4)
+        m[0].metric("Calls", f"{info['calls']:,}", help=f"{info['cached_calls']} from the cache, "
+                                                         f"{info['failed_calls']} failed")
+        m[1].metric("Tokens", f"{info['tokens']:,}", help=f"prompt {info['prompt_tokens']:,} · "
+                                                          f"completion {info['completion_tokens']:,}")
+        m[2].metric("Cost", f"${info['cost_usd']:.4f}", help=None if info["price_known"] else
+                    "Some calls used a model without a known price (counted as $0).")
+        m[3].metric("Deepest round", f"{info['max_round']} of {info['rounds']}")
+        if info["by_rule"]:
+            st.markdown("**Eliminated or failed, by rule**")
+            st.dataframe(app_support.counts_frame(info["by_rule"], "rule"), hide_index=True)
+        if status == "failed":
+            st.error(f"The run failed: {info['error'] or (job.error if job else 'unknown error')}. Every finished "
+                     "step is stored: fix the cause (endpoint, key, model) and press Resume.")
+        elif status == "budget":
+            st.warning("The budget ran out. Start a new run with a higher budget, or resume to use what is left.")
+        elif status == "running" and not running:
+            st.warning("The store says this run is running, but no worker of this app process runs it (was the "
+                       "app restarted?). Press Resume to continue it here.")
+
+        action = app_support.next_action(status, info["max_round"], cfg.rounds)
+        c1, c2, c3 = st.columns(3)
+        if running:
+            if c1.button("Stop", key="run_stop", type="primary", width="stretch"):
+                worker.stop(run_id)
+                st.toast("Stopping after the steps in flight; finished steps are kept.")
+        elif action != "done":
+            next_round = min(pipeline.next_round(db, run_id), cfg.rounds)
+            if status == "paused" and info["max_round"] < cfg.rounds:
+                next_round = info["max_round"] + 1
+            label = "Start" if action == "start" else "Resume to the end"
+            if c1.button(label, key="run_resume", type="primary", width="stretch"):
+                worker.start(db.path, run_id)
+                st.rerun(scope="app")
+            if c2.button(f"Run through round {next_round} only", key="run_next_round", width="stretch"):
+                worker.start(db.path, run_id, until_round=next_round)
+                st.rerun(scope="app")
+        else:
+            c1.success("Finished.")
+        if not running and info["max_round"] > 0:
+            c3.page_link(app_common.PAGES["lineage"], label="Open its lineage", icon=":material/account_tree:")
+
+        # A stepped batch: what round k made and what it eliminated.
+        if info["max_round"] > 0:
+            frame = app_common.nodes_frame(db, run_id)
+            st.markdown("**Inspect a round**")
+            rounds_made = list(range(1, info["max_round"] + 1))
+            # A new key per round count: a round that arrives is shown at once.
+            rnd = st.selectbox("Round", rounds_made, index=len(rounds_made) - 1,
+                               key=f"run_inspect_round_{run_id}_{len(rounds_made)}")
+            table = app_support.round_table(frame, rnd)
+            kept = int((table["status"] == "kept").sum())
+            st.caption(f"Round {rnd}: {len(table)} nodes made, {kept} kept, "
+                       f"{len(table) - kept} eliminated or failed.")
+            st.dataframe(table, hide_index=True, width="stretch",
+                         column_config={"seed": st.column_config.TextColumn("seed", width="medium"),
+                                        "instruction": st.column_config.TextColumn("instruction", width="large"),
+                                        "detail": st.column_config.TextColumn("why", width="medium"),
+                                        "id": st.column_config.TextColumn("node")})
+        elif not running:
+            st.caption("Nothing evolved yet.")
+
+    run_panel()
+
+    with st.expander("All runs in this store"):
+        st.dataframe(app_support.runs_frame(db, batch_runs), hide_index=True, width="stretch")

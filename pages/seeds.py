@@ -1,0 +1,105 @@
+"""Seeds: upload a file, load an example or a saved set, edit the table, see counts, save a named set."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import app_common
+from evolab import app_support
+from evolab.seeds import EXAMPLE_SETS, SeedFileError, load_example, load_seeds, seeds_from_records, seeds_to_records
+
+db = app_common.store()
+st.title("Seeds")
+st.caption("The instructions evolution starts from. Fields: instruction (required), input, skill, difficulty.")
+
+
+def set_table(seeds, source: str) -> None:
+    """Replace the table (a new editor key drops the old edits)."""
+    st.session_state["seed_records"] = seeds_to_records(seeds)
+    st.session_state["seed_source"] = source
+    st.session_state["seed_table_version"] = st.session_state.get("seed_table_version", 0) + 1
+
+
+upload_col, example_col, saved_col = st.columns(3)
+with upload_col.container(border=True):
+    st.markdown("**Upload a file**")
+    uploaded = st.file_uploader("JSONL, JSON, CSV or TXT (one instruction a line)",
+                                type=["jsonl", "ndjson", "json", "csv", "tsv", "txt"], key="seed_upload")
+    if uploaded is not None:
+        marker = (uploaded.name, uploaded.size, getattr(uploaded, "file_id", None))
+        if st.session_state.get("seed_upload_done") != marker:
+            try:
+                seeds = load_seeds(uploaded.getvalue(), name=uploaded.name)
+            except SeedFileError as e:
+                st.error(f"{e}\n\nFix the file and upload it again.")
+            else:
+                st.session_state["seed_upload_done"] = marker
+                set_table(seeds, f"file {uploaded.name}")
+with example_col.container(border=True):
+    st.markdown("**Example sets**")
+    example = st.selectbox("Shipped with evolab", list(EXAMPLE_SETS), key="seed_example",
+                           format_func=lambda n: {"general": "general (English)",
+                                                  "finance": "finance (Korean and English)"}.get(n, n))
+    if st.button("Load example", key="seed_load_example"):
+        set_table(load_example(example), f"example {example}")
+with saved_col.container(border=True):
+    st.markdown("**Saved seed sets**")
+    names = db.seed_sets()
+    if names:
+        saved = st.selectbox("In this store", names, key="seed_saved")
+        if st.button("Load seed set", key="seed_load_saved"):
+            set_table(db.load_seed_set(saved), f"seed set {saved}")
+    else:
+        st.caption("None saved yet: load or upload seeds, then save them below.")
+
+records = st.session_state.get("seed_records")
+if not records:
+    st.info("No seeds loaded yet: upload a file, or load an example set above.", icon=":material/arrow_upward:")
+    st.stop()
+
+st.subheader(f"Table ({st.session_state.get('seed_source', 'edited')})")
+st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them.")
+edited = st.data_editor(
+    pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]),
+    key=f"seed_editor_{st.session_state.get('seed_table_version', 0)}", num_rows="dynamic", width="stretch",
+    hide_index=True,
+    column_config={
+        "instruction": st.column_config.TextColumn("instruction", required=True, width="large"),
+        "input": st.column_config.TextColumn("input", width="medium"),
+        "skill": st.column_config.TextColumn("skill"),
+        "difficulty": st.column_config.NumberColumn("difficulty", min_value=0, max_value=10, step=1),
+    },
+)
+try:
+    seeds = seeds_from_records(edited)
+except SeedFileError as e:
+    st.error(f"{e}\n\nCorrect that cell in the table.")
+    st.stop()
+st.session_state["seeds"] = seeds  # what Step through and Runs offer as "the table on the Seeds page"
+if not seeds:
+    st.warning("Every row's instruction is empty: type at least one instruction, or load seeds above.")
+    st.stop()
+
+counts = app_support.seed_counts(seeds)
+m1, m2, m3 = st.columns(3)
+m1.metric("Seeds", counts["count"])
+m2.metric("With an input", counts["with_input"])
+m3.metric("Languages", ", ".join(counts["language"]["language"]))
+c1, c2 = st.columns(2)
+with c1:
+    st.markdown("**By skill**")
+    st.dataframe(counts["skill"], hide_index=True, width="stretch")
+with c2:
+    st.markdown("**By difficulty**")
+    st.dataframe(counts["difficulty"], hide_index=True, width="stretch")
+
+st.subheader("Save")
+with st.form("save_seed_set", border=False):
+    name = st.text_input("Seed set name", key="seed_set_name", placeholder="e.g. finance-v1",
+                         help="Saved in the store; saving under an existing name replaces that set.")
+    if st.form_submit_button("Save seed set", type="primary"):
+        if not name.strip():
+            st.error("Give the seed set a name first.")
+        else:
+            db.save_seed_set(name, seeds)
+            st.success(f"Saved {len(seeds)} seeds as {name.strip()!r}. Use them on Step through or Runs.")
