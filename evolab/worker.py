@@ -21,6 +21,7 @@ class Job:
     run_id: str
     db_path: str
     until_round: int | None = None
+    warm_analysis: bool = True
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     status: str = "starting"
@@ -55,6 +56,8 @@ def start(db_path: str, run_id: str, *, until_round: int | None = None,
                 backend = backend_factory() if backend_factory else None
                 job.status = run_sync(store, run_id, backend=backend, stop_event=job.stop_event,
                                       until_round=until_round)
+                if job.warm_analysis:  # its own thread: the job counts as done once the run is
+                    threading.Thread(target=_warm_analysis, args=(db_path, run_id), daemon=True).start()
             except Exception as e:  # shown on the page; the store has every finished step
                 job.status, job.error = "failed", f"{type(e).__name__}: {e}"
                 traceback.print_exc()
@@ -67,6 +70,21 @@ def start(db_path: str, run_id: str, *, until_round: int | None = None,
         _JOBS[run_id] = job
         job.thread.start()
         return job
+
+
+def _warm_analysis(db_path: str, run_id: str) -> None:
+    """Embed the run and fit its UMAP map now (both are cached by content), so the Diversity page opens
+    at once instead of embedding a thousand instructions when the user first looks."""
+    try:
+        from . import analysis, embed
+
+        store = Store(db_path)
+        try:
+            analysis.embedding_map(store, run_id, embed.embedder_from_env())
+        finally:
+            store.close()
+    except Exception:  # only a head start: the page computes and reports it itself
+        traceback.print_exc()
 
 
 def stop(run_id: str) -> bool:
