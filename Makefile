@@ -40,12 +40,13 @@ $(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.deps | $(PY)
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
-# The browser test drives Debian's chromium; as root (CI) install it, otherwise say how.
+# The browser test drives Debian's chromium (with CJK fonts, so Korean renders in screenshots);
+# as root (CI) install them, otherwise say how.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: sudo apt-get install -y chromium (the browser test is skipped without it)"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install -y chromium fonts-noto-cjk (the browser test is skipped without it)"; fi; }
 
 bench: install-dev
 	$(PY) bench/throughput.py

@@ -11,7 +11,7 @@ import streamlit as st  # noqa: E402
 import app_common  # noqa: E402
 
 app_common.ensure_frame()
-st.set_page_config(page_title="evolab", page_icon=":material/genetics:", layout="wide")
+st.set_page_config(page_title="evolab", page_icon="🧬", layout="wide")
 
 pages = {
     "Prepare": [

@@ -41,14 +41,15 @@ KEEP_ACROSS_PAGES = (
 
 
 def keep_widget_state() -> None:
-    """Called by app.py at the start of every full run, before the page draws its widgets: mirror each
-    value into a plain session key (never cleaned up), and put it back when Streamlit dropped the
-    widget's own state (it does, e.g., when a page change interrupts a fragment's rerun)."""
+    """Called by app.py at the start of every full run, before the page draws its widgets. Each value
+    is mirrored in a plain session key (never cleaned up) and written back through the Session State
+    API, which a widget drawn later in the run honours; Streamlit alone drops the state of widgets a
+    run does not draw, and can lose it when a page change interrupts a fragment's rerun."""
     for key in KEEP_ACROSS_PAGES:
         mirror = f"_kept_{key}"
         if key in st.session_state:
             st.session_state[mirror] = st.session_state[key]
-        elif mirror in st.session_state:
+        if mirror in st.session_state:
             st.session_state[key] = st.session_state[mirror]
 
 
@@ -143,6 +144,8 @@ def _local_model_box() -> None:
     from evolab.llm import local
 
     st.info(local.NOTICE, icon=":material/info:")
+    st.caption(f"With it, replies are capped at {app_support.LOCAL_TOKEN_LIMITS['max_tokens_respond']} tokens so "
+               "a step takes seconds.")
     server = local.local_server()
     status = server.status()
     st.caption(f"Embedded model: {status}")
@@ -180,7 +183,7 @@ def remember(name: str, value: str | None) -> None:
 
 
 def pick_run(db: Store, *, key: str, label: str = "Run", runs: list[dict] | None = None,
-             remember_as: str = "run", container=None) -> dict | None:
+             remember_as: str = "run") -> dict | None:
     """A run selectbox that starts on the remembered run; None (and nothing drawn) when there is none."""
     runs = db.list_runs() if runs is None else runs
     if not runs:
@@ -192,8 +195,7 @@ def pick_run(db: Store, *, key: str, label: str = "Run", runs: list[dict] | None
         del st.session_state[key]  # the remembered run is gone (another store, deleted)
     if wanted in by_id and key not in st.session_state:
         st.session_state[key] = wanted
-    where = container or st
-    run_id = where.selectbox(label, ids, key=key, format_func=lambda i: app_support.run_label(by_id[i]))
+    run_id = st.selectbox(label, ids, key=key, format_func=lambda i: app_support.run_label(by_id[i]))
     remember(remember_as, run_id)
     return by_id[run_id]
 
@@ -248,13 +250,9 @@ def embedder():
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _embedding_map(db_path: str, run_id: str, version: tuple, embedder_name: str):
+    """(frame with x, y and duplicate marks, vectors): embeddings and UMAP cached per run version."""
     return analysis.embedding_map(_open_store(db_path), run_id, embedder(),
                                   nodes=_nodes_frame(db_path, run_id, version))
-
-
-def embedding_map(db: Store, run_id: str):
-    """(frame with x, y and duplicate marks, vectors): embeddings and UMAP cached per run version."""
-    return _embedding_map(db.path, run_id, app_support.run_version(db, run_id), embedder().name)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -27,7 +27,6 @@ from .store import Store
 
 DEFAULT_DB = "evolab.db"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ACTIVE_STATUSES = ("running",)
 # The embedded 135M model is for trying the workflow: short replies keep a step to seconds, not minutes
 # (it often rambles until max_tokens, at 20-80 tokens/s on 2 CPU cores).
 LOCAL_TOKEN_LIMITS = {"max_tokens_evolve": 192, "max_tokens_respond": 192, "max_tokens_judge": 96}

@@ -6,6 +6,7 @@ run keeps going when the user changes page, reloads or opens a second tab.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -39,15 +40,17 @@ _LOCK = threading.Lock()
 
 
 def start(db_path: str, run_id: str, *, until_round: int | None = None,
-          backend_factory: Callable[[], Backend] | None = None) -> Job:
+          backend_factory: Callable[[], Backend] | None = None, warm_analysis: bool | None = None) -> Job:
     """Start (or resume) a run in a worker thread; a run already running is returned as is."""
     from .pipeline import run_sync
 
+    if warm_analysis is None:  # the app's warm-up switch covers this too
+        warm_analysis = os.environ.get("EVOLAB_APP_WARMUP", "1") != "0"
     with _LOCK:
         job = _JOBS.get(run_id)
         if job is not None and job.alive:
             return job
-        job = Job(run_id=run_id, db_path=db_path, until_round=until_round)
+        job = Job(run_id=run_id, db_path=db_path, until_round=until_round, warm_analysis=warm_analysis)
 
         def work() -> None:
             store = Store(db_path)

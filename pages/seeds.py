@@ -18,6 +18,7 @@ def set_table(seeds, source: str) -> None:
     st.session_state["seed_records"] = seeds_to_records(seeds)
     st.session_state["seed_source"] = source
     st.session_state["seed_table_version"] = st.session_state.get("seed_table_version", 0) + 1
+    st.session_state.pop("seeds", None)  # the new table, not the old one's edits
 
 
 upload_col, example_col, saved_col = st.columns(3)
@@ -57,11 +58,16 @@ if not records:
     st.info("No seeds loaded yet: upload a file, or load an example set above.", icon=":material/arrow_upward:")
     st.stop()
 
+editor_key = f"seed_editor_{st.session_state.get('seed_table_version', 0)}"
+if editor_key not in st.session_state and st.session_state.get("seeds"):
+    # Back from another page: Streamlit dropped the editor's edits, the seeds made from them are kept.
+    records = st.session_state["seed_records"] = seeds_to_records(st.session_state["seeds"])
+
 st.subheader(f"Table ({st.session_state.get('seed_source', 'edited')})")
 st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them.")
 edited = st.data_editor(
     pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]),
-    key=f"seed_editor_{st.session_state.get('seed_table_version', 0)}", num_rows="dynamic", width="stretch",
+    key=editor_key, num_rows="dynamic", width="stretch",
     hide_index=True,
     column_config={
         "instruction": st.column_config.TextColumn("instruction", required=True, width="large"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -248,6 +247,25 @@ def test_seeds_example_counts_and_save(tmp_path, monkeypatch):
     store = Store(db)
     assert store.seed_sets() == ["finance-v1"] and len(store.load_seed_set("finance-v1")) == 24
     store.close()
+
+
+def test_seed_table_edits_survive_a_visit_to_another_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOLAB_DB", str(tmp_path / "edits.db"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    button(at, "Load example").click().run()
+    n = len(load_example("general"))
+    key = at.data_editor[0].key
+    at.session_state[key] = {"edited_rows": {0: {"skill": "budgeting"}}, "added_rows": [], "deleted_rows": [1]}
+    at.run()
+    assert metric(at, "Seeds") == str(n - 1)
+    at.switch_page("pages/runs.py").run()
+    assert at.selectbox(key="run_source").value == ("table", "")
+    assert f"The table on the Seeds page ({n - 1} seeds, not saved)" in at.selectbox(key="run_source").options
+    at.switch_page("pages/seeds.py").run()
+    clean(at)
+    assert metric(at, "Seeds") == str(n - 1)
+    table = at.data_editor[0].value
+    assert len(table) == n - 1 and table["skill"].iloc[0] == "budgeting"
 
 
 def test_seed_upload_shows_the_loader_error_and_accepts_a_good_file(tmp_path, monkeypatch):
@@ -580,14 +598,16 @@ def big_run(store: Store, n_nodes: int = 1000) -> str:
     for i, s in enumerate(seeds):
         parent = Node(id=f"s{i}", run_id=run_id, parent_id=None, root_id=f"s{i}", round=0, operation="seed",
                       instruction=s.instruction, status="seed", skill=s.skill, response="answer")
-        store.record_step(parent, [Score(parent.id, "difficulty", 3.0, "stub"), Score(parent.id, "quality", 4.0, "stub")])
+        store.record_step(parent, [Score(parent.id, "difficulty", 3.0, "stub"),
+                                   Score(parent.id, "quality", 4.0, "stub")])
         made += 1
         for r in range(1, 10):
             if made >= n_nodes:
                 break
             status = "kept" if rng.random() > 0.2 else "eliminated"
             node = Node(id=f"s{i}r{r}", run_id=run_id, parent_id=parent.id, root_id=f"s{i}", round=r,
-                        operation=rng.choice(ops), instruction=f"{parent.instruction} and constraint {r} {rng.random()}",
+                        operation=rng.choice(ops),
+                        instruction=f"{parent.instruction} and constraint {r} {rng.random()}",
                         status=status, rule=None if status == "kept" else rng.choice(["refusal", "prompt_leak"]),
                         response="an answer " * 20, prompt="PROMPT", raw_output="RAW")
             store.record_step(node, [Score(node.id, "difficulty", 3.0 + r * 0.5 + rng.random(), "stub"),
