@@ -3,6 +3,7 @@ node view and the cached tables. The logic behind them lives in `evolab.app_supp
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -65,10 +66,28 @@ def _open_store(path: str) -> Store:
     return Store(path)
 
 
+SETTINGS_META_KEY = "app_settings"
+
+
 def settings() -> Settings:
+    """The session's settings; a new session (a reload) starts from what the store remembers."""
     if "settings" not in st.session_state:
-        st.session_state["settings"] = Settings()
+        s = Settings()
+        try:
+            saved = json.loads(_open_store(s.db_path).get_meta(SETTINGS_META_KEY) or "{}")
+        except Exception:  # an unreadable store is reported by store(); start from the defaults
+            saved = {}
+        for key in ("base_url", "model", "api_key_env"):
+            if isinstance(saved.get(key), str):
+                setattr(s, key, saved[key])
+        st.session_state["settings"] = s
     return st.session_state["settings"]
+
+
+def _save_settings(s: Settings) -> None:
+    """The store remembers the endpoint it was used with (the key variable's name, never the key)."""
+    _open_store(s.db_path).set_meta(SETTINGS_META_KEY, json.dumps(
+        {"base_url": s.base_url, "model": s.model, "api_key_env": s.api_key_env}))
 
 
 def ensure_frame() -> None:
@@ -132,6 +151,10 @@ def sidebar() -> None:
                     remember("run", None)
                     remember("node", None)
                 st.session_state["settings"] = s = new
+                try:
+                    _save_settings(new)
+                except Exception as e:  # the settings still apply to this session
+                    st.warning(f"Could not remember these settings in {new.db_path}: {e}")
                 st.success("Settings in use.")
         st.caption(f"In use: **{s.endpoint_label}** · store `{s.db_path}`")
         if s.uses_local_model:

@@ -186,6 +186,14 @@ class Store:
     def schema_version(self) -> int:
         return int(self.query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
 
+    def get_meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -200,6 +200,13 @@ def test_sidebar_settings_are_checked_and_never_hold_a_key(tmp_path, monkeypatch
     cfg = s.run_config(rounds=2)
     assert cfg.api_key_env == STUB_KEY_ENV and STUB_KEY not in json.dumps(cfg.to_dict())
 
+    # A reload (a new session) starts from the settings the store remembers; the key never reaches it.
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    s = at.session_state["settings"]
+    assert (s.base_url, s.model, s.api_key_env) == ("https://api.example.com/v1", "some-model", STUB_KEY_ENV)
+    assert at.sidebar.text_input(key="set_url").value == "https://api.example.com/v1"
+    assert STUB_KEY.encode() not in (tmp_path / "s.db").read_bytes()
+
 
 def test_a_failing_page_shows_words_not_a_traceback(data, monkeypatch):
     def broken(*args, **kwargs):
