@@ -219,6 +219,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    """Pairwise LLM judge, asked twice with the answers swapped (AlpaGasus / Vicuna)."""
+    import asyncio
+    import dataclasses
+
+    from . import judge
+    from .llm.base import LLMError
+    from .llm.client import LLMClient, make_backend
+
+    store = _store(args.db)
+    run_id = _run_id(store, args.run)
+    if args.against:
+        _run_id(store, args.against)
+    elif args.rounds:
+        try:
+            round_a, round_b = (int(x) for x in args.rounds.split(","))
+        except ValueError:
+            raise BadInput(f"--rounds {args.rounds!r}: give two rounds, e.g. 0,2") from None
+    else:
+        raise BadInput("Say what to compare: --rounds A,B (two rounds of the run) or --against RUN_ID.")
+    if args.base_url and not args.model:
+        raise BadInput("With --base-url, name the judge model too: --model NAME.")
+    config = store.get_run(run_id)["config"]
+    if args.base_url or args.model:  # another judge than the run's own model
+        config = dataclasses.replace(config, base_url=args.base_url or config.base_url,
+                                     model=args.model or config.model,
+                                     api_key_env=args.api_key_env or config.api_key_env)
+
+    async def go() -> dict:
+        client = LLMClient(make_backend(config), store, concurrency=config.concurrency)
+        try:
+            if args.against:
+                return await judge.judge_runs(store, client, run_id, args.against)
+            return await judge.judge_rounds(store, client, run_id, round_a, round_b)
+        finally:
+            await client.aclose()
+
+    try:
+        result = asyncio.run(go())
+    except LLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not result["n"]:
+        print(f"{result['comparison']}: nothing to compare (no pair of answered nodes).")
+        return 0
+    print(f"{result['comparison']}: {result['n']} pairs judged twice with the answers swapped")
+    for k in ("win", "tie", "lose", "unknown"):
+        print(f"  A {k:8} {result[k]:5}  ({result[k + '_rate']:.0%})")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -300,6 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", help="with --status all: only eliminated nodes with these rules (comma list)")
     p.add_argument("--min-score", action="append", metavar="METRIC=VALUE", help="e.g. quality=4.5")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("judge", help="pairwise LLM judge: two rounds of a run, or two runs on the same seeds")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="run A (default: the latest)")
+    p.add_argument("--rounds", help="compare two rounds of run A, e.g. 0,2 (A = the first)")
+    p.add_argument("--against", metavar="RUN_ID", help="compare run A with this run on their shared seeds")
+    p.add_argument("--base-url", help="judge endpoint (default: the run's own)")
+    p.add_argument("--model", help="judge model (default: the run's own)")
+    p.add_argument("--api-key-env", help="NAME of the variable holding the judge's key")
+    p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("--db", default=DEFAULT_DB)

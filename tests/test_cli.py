@@ -345,3 +345,26 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
     finally:
         killed.close()
         ref.close()
+
+
+def test_judge_compares_two_rounds_and_two_runs_with_swapped_answers(stub, env, seeds_file, tmp_path):
+    db = str(tmp_path / "judge.db")
+    for seed in ("1", "2"):
+        assert cli(env, "run", seeds_file, "--db", db, "--rounds", "2", "--seed", seed, *stub_args(stub)).returncode == 0
+    run_b, run_a = [r["id"] for r in Store(db).list_runs()]  # newest first
+    before = stub.count("judge")
+
+    out = cli(env, "judge", "--db", db, "--run", run_a, "--rounds", "0,2")
+    assert out.returncode == 0, out.stderr
+    pairs = int(re.search(r"(\d+) pairs judged twice", out.stdout).group(1))
+    assert pairs > 0 and stub.count("judge") - before == 2 * pairs  # each pair asked twice, swapped
+    counts = {k: int(re.search(rf"A {k}\s+(\d+)", out.stdout).group(1)) for k in ("win", "tie", "lose", "unknown")}
+    assert sum(counts.values()) == pairs
+    assert len(Store(db).judgments()) == pairs  # stored
+
+    out = cli(env, "judge", "--db", db, "--run", run_a, "--against", run_b)
+    assert out.returncode == 0, out.stderr
+    assert "pairs judged twice" in out.stdout
+
+    bad = cli(env, "judge", "--db", db, "--run", run_a)
+    assert bad.returncode == 2 and "--rounds" in bad.stderr
