@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .llm.local import LOCAL_MODEL_ALIAS
+from .llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from .pipeline import expected_steps
 from .schema import ELIMINATED, FAILED, KEPT, OPERATIONS, PENDING, SEED, Node, RunConfig, Seed
 from .store import Store
@@ -29,7 +29,6 @@ DEFAULT_DB = "evolab.db"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The embedded 135M model is for trying the workflow: short replies keep a step to seconds, not minutes
 # (it often rambles until max_tokens, at 20-80 tokens/s on 2 CPU cores).
-LOCAL_TOKEN_LIMITS = {"max_tokens_evolve": 192, "max_tokens_respond": 192, "max_tokens_judge": 96}
 
 
 def default_db_path() -> str:

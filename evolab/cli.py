@@ -64,6 +64,17 @@ def _config(args: argparse.Namespace):
     cfg = RunConfig(model=args.model or "smollm2", base_url=getattr(args, "base_url", None),
                     api_key_env=getattr(args, "api_key_env", None), rounds=args.rounds, fanout=args.fanout,
                     operation_weights=weights, language=getattr(args, "language", "auto"))
+    if not cfg.base_url:  # the embedded model: short replies so trying the workflow takes minutes
+        from .llm.local import LOCAL_TOKEN_LIMITS
+
+        for key, value in LOCAL_TOKEN_LIMITS.items():
+            setattr(cfg, key, value)
+    for key in ("max_tokens_evolve", "max_tokens_respond", "max_tokens_judge"):
+        value = getattr(args, key, None)
+        if value is not None:
+            if value < 1:
+                raise BadInput(f"--{key.replace('_', '-')} must be at least 1.")
+            setattr(cfg, key, value)
     for key in ("concurrency", "seed", "budget_usd", "name"):
         value = getattr(args, key, None)
         if value is not None:
@@ -288,6 +299,10 @@ def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
     p.add_argument("--model", help="model name (default: the embedded smollm2 when no --base-url)")
     p.add_argument("--language", choices=["auto", "en", "ko"], default="auto",
                    help="template language; auto detects per seed")
+    p.add_argument("--max-tokens-evolve", type=int, help="cap of an evolved instruction (default 512; "
+                                                         "192 on the embedded model)")
+    p.add_argument("--max-tokens-respond", type=int, help="cap of an answer (default 1024; 192 on the embedded model)")
+    p.add_argument("--max-tokens-judge", type=int, help="cap of a judge's reply (default 256; 96 on the embedded model)")
     if endpoint:
         p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
                                           "(default: the embedded local model)")

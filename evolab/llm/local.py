@@ -25,6 +25,12 @@ NOTICE = ("The embedded SmolLM2-135M model is for trying the workflow offline; i
           "For real data, point evolab at a real endpoint (OpenAI, vLLM, Ollama, llama.cpp server).")
 
 
+# Reply caps for the embedded model (the app and the CLI use them unless told otherwise): a 135M model
+# decodes about 80 tokens/s on 2 cores, one request at a time, so full-length answers would make trying
+# the workflow take many minutes.
+LOCAL_TOKEN_LIMITS = {"max_tokens_evolve": 192, "max_tokens_respond": 192, "max_tokens_judge": 96}
+
+
 class LocalModelError(RuntimeError):
     pass
 
