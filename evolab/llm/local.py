@@ -101,9 +101,9 @@ class LocalServer:
                 raise LocalModelError(
                     "llama-cpp-python is not installed, so the embedded model cannot start. Run `make run` "
                     "(it builds it), or configure an endpoint with --base-url.")
-            log = open(_log_path(), "ab")
-            self.process = subprocess.Popen(server_command(self.port), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            with open(_log_path(), "ab") as log:  # the child keeps its own copy of the handle
+                self.process = subprocess.Popen(server_command(self.port), stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
             atexit.register(self.stop)
             deadline = time.time() + timeout
             while time.time() < deadline:
