@@ -37,10 +37,8 @@ POOL_STATUSES = ("seed", "kept")
 
 SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
 
-REVIEW_REQUEST = (
-    "We would like to request your feedback on the performance of two AI assistants in response to the "
-    "user question displayed above.\n"
-    "Please rate the helpfulness, relevance, accuracy, level of details of their responses. Each assistant "
+# The Vicuna / AlpaGasus answer format both review requests end with: two scores on the first line.
+SCORE_FORMAT = (
     "receives an overall score on a scale of 1 to 10, where a higher score indicates better overall "
     "performance.\n"
     "Please first output a single line containing only two values indicating the scores for Assistant 1 "
@@ -49,17 +47,19 @@ REVIEW_REQUEST = (
     "order in which the responses were presented does not affect your judgment."
 )
 
+REVIEW_REQUEST = (
+    "We would like to request your feedback on the performance of two AI assistants in response to the "
+    "user question displayed above.\n"
+    "Please rate the helpfulness, relevance, accuracy, level of details of their responses. Each assistant "
+    + SCORE_FORMAT
+)
+
 PAIR_REVIEW_REQUEST = (
     "We would like to request your feedback on two instruction-response pairs written for instruction "
     "tuning. Both grew from the seed instruction displayed above.\n"
     "Please rate each pair as a training example: how helpful, relevant, accurate and detailed the response "
     "is for its own instruction, and how useful and well specified the instruction is. Each assistant "
-    "receives an overall score on a scale of 1 to 10, where a higher score indicates better overall "
-    "performance.\n"
-    "Please first output a single line containing only two values indicating the scores for Assistant 1 "
-    "and 2, respectively. The two scores are separated by a space. In the subsequent line, please provide "
-    "a comprehensive explanation of your evaluation, avoiding any potential bias and ensuring that the "
-    "order in which the responses were presented does not affect your judgment."
+    + SCORE_FORMAT
 )
 
 

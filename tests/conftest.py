@@ -5,6 +5,7 @@ or use the `backend_for` fixture, which returns the same function).
 """
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -63,3 +64,10 @@ def openai_backend_for(stub: StubServer, model: str = "gpt-4o-mini", *, api_key_
 @pytest.fixture
 def backend_for():
     return openai_backend_for
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

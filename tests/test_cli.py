@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STUB_KEY, STUB_KEY_ENV
+from conftest import free_port, STUB_KEY, STUB_KEY_ENV
 from evolab import pipeline
 from evolab.llm.stub_server import StubServer
 from evolab.store import Store
@@ -27,12 +26,6 @@ SEED_LINES = [
     "Give three tips for learning a new language.",
     "Describe how a bicycle gear system works.",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -9,28 +9,29 @@ import asyncio
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
+
+from conftest import free_port
 
 from evolab.llm import LLMClient, OpenAICompatibleBackend
 from evolab.llm.local import LOCAL_MODEL_ALIAS, LocalServer, is_serving
 
+ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(os.environ.get("EVOLAB_SKIP_LOCAL_MODEL") == "1",
                                 reason="EVOLAB_SKIP_LOCAL_MODEL=1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_llama_cpp_is_installed():
+def test_llama_cpp_is_installed_at_the_pinned_version_with_its_server():
     try:
-        import llama_cpp  # noqa: F401
+        import llama_cpp
+        import llama_cpp.server  # noqa: F401  (the [server] extra: fastapi, uvicorn...)
     except ImportError as e:
-        pytest.fail(f"llama-cpp-python is not importable ({e}): `make install` builds it; "
+        pytest.fail(f"llama-cpp-python[server] is not importable ({e}): `make install` builds it; "
                     f"set EVOLAB_SKIP_LOCAL_MODEL=1 to skip the local-model tests on purpose.")
+    pinned = (ROOT / "requirements-local.txt").read_text()
+    assert f"=={llama_cpp.__version__}" in pinned, f"installed {llama_cpp.__version__}, pinned:\n{pinned}"
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ what the run stored. Set EVOLAB_SKIP_LOCAL_MODEL=1 to skip it deliberately.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,18 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 from evolab.llm.local import LOCAL_MODEL_ALIAS, is_serving
 from evolab.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(os.environ.get("EVOLAB_SKIP_LOCAL_MODEL") == "1",
                                 reason="EVOLAB_SKIP_LOCAL_MODEL=1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_seeds_one_round_on_the_embedded_model(tmp_path):
