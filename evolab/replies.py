@@ -1,0 +1,580 @@
+"""Readers of free-text model replies, one per reply kind, in English and Korean.
+
+When an endpoint has no structured output, evolab must read a judge's or scorer's reply the way a person
+would. Every reader here takes the raw reply (or None) and returns the value the reply *gives*, or None when
+a person could not read one with confidence. They never guess and never raise.
+
+- `read_equal`: the equality judge ("Equal" / "Not Equal", or a sentence saying so).
+- `read_score`: one score on a scale (difficulty 1-10, quality 0-5).
+- `read_pair_scores`: the pairwise judge's two scores (Vicuna format, each 1-10).
+- `read_evolved`: the evolver's rewrite, as (instruction, input or None).
+
+Each reader also accepts a JSON object reply, bare or in a ```json fence (models answer JSON unasked).
+
+The rules a person applies, and which the readers follow:
+- a number that names the scale ("1 to 10", "(0-5)", "out of 10", "5점 만점") is not the score;
+- a number in a hypothetical ("a score of 5 would need ...", "10점이 되려면") is not the score;
+- both prompts ask for the score first (alone, or on the first line), so a lone value on the first line wins;
+- a value out of range makes the reply unreadable (it is not clamped); two different values do too;
+- in Korean, "동일" inside "동일하지 않" is a negation, and "다를 뿐" about wording is not a verdict.
+
+The corpus these readers are measured on is tests/data/replies/ (bench/replies.py prints the table).
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+
+__all__ = ["read_equal", "read_score", "read_pair_scores", "read_evolved"]
+
+# -- shared helpers ----------------------------------------------------------------------------------------
+# A whole reply wrapped in one code fence (```json ... ```, ``` ... ```, ```text ... ```).
+_FENCE = re.compile(r"\A\s*```[\w+-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*\Z", re.S)
+
+
+def _unfence(text: str) -> str:
+    m = _FENCE.match(text)
+    return m.group(1) if m else text
+
+
+def _json_object(text: str) -> dict | None:
+    """The JSON object a reply consists of (bare, fenced, or with a line of prose around it), or None."""
+    body = _unfence(text).strip()
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        value = json.loads(body[start:end + 1])
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _key(name: Any) -> str:
+    """A JSON key compared loosely: "Assistant 1", "assistant_1" and "assistant1" are one key."""
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
+
+
+def _lookup(obj: dict, *names: str) -> Any:
+    keys = {_key(k): v for k, v in obj.items()}
+    for name in names:
+        if _key(name) in keys:
+            return keys[_key(name)]
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A JSON value as a number: 7, 7.5, "7", "7/10" (the part before the slash); bools are not numbers."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:점|/\s*\d+)?\s*", value)
+        return float(m.group(1)) if m else None
+    return None
+
+
+def _normalise(text: str | None) -> str:
+    """NFKC (full-width digits and colons become ASCII), Unix newlines, no markdown emphasis or backticks."""
+    text = unicodedata.normalize("NFKC", text or "").replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"\*\*|__|`", "", text)
+
+
+def _in_range(value: float | None, low: float, high: float) -> float | None:
+    return value if value is not None and low <= value <= high else None
+
+
+# -- equality ------------------------------------------------------------------------------------------------
+def _ascii_word(pattern: str) -> str:
+    """An English word pattern that may touch Korean ("Equal입니다"): \\b fails there, since Hangul is \\w."""
+    return r"(?<![a-z])(?:" + pattern + r")(?![a-z])"
+
+
+_SAME = r"(?:equal|identical|equivalent|the\s+same|same)"
+# Statements that are not verdicts: the options echoed from the prompt, and differences of wording only.
+_EQ_NEUTRAL = re.compile(
+    _ascii_word(r"equal") + r"\W{0,3}\s*(?:or|/|또는|혹은)\s*\W{0,3}not\s+equal"
+    + r"|not\s+equal\W{0,3}\s*(?:or|/|또는|혹은)\s*\W{0,3}equal"
+    # "differ only in wording", "the wording is slightly different", "differently phrased"
+    + r"|(?:differ\w*|different(?:ly)?)\s+(?:\w+\s+){0,3}?(?:wording|phrasing|words?|word\s+choice|style|tone|order)"
+    + r"|(?:wording|phrasing|word\s+choice|style|tone)\s+(?:\w+\s+){0,3}?(?:differ\w*|different)"
+    + r"|different(?:ly)?\s+(?:worded|phrased)"
+    # "표현만 조금 다를 뿐", "단어 선택이 다르지만": a difference of wording, not of content
+    + r"|(?:표현|단어|어순|문체|말투|어휘|문구)\S{0,3}\s*(?:\S+\s+){0,2}?(?:다르|다릅|다를|다른|다름|차이)\S*",
+    re.I,
+)
+# Double negations that say "equal": "not different", "no real difference", "다르지 않", "차이가 없".
+_EQ_DOUBLE_NEG = re.compile(
+    r"not\s+(?:really\s+|meaningfully\s+|substantially\s+)?different|no\s+(?:real\s+|meaningful\s+|substantive\s+)?"
+    r"differences?|do(?:es)?\s*n[o']?t\s+differ|다르지\s*(?:는|도)?\s*않|차이(?:가|는|점이|점은)\s*(?:거의\s*)?없",
+    re.I,
+)
+_EQ_NEGATIVE = re.compile(
+    # "not equal", "not exactly the same", "aren't equal", "do not have the same constraints"
+    r"(?:\bnot|n['’]t)\s+(?:\w+\s+){0,2}?" + _SAME + r"(?![a-z])"
+    + r"|" + _ascii_word(r"unequal|non-?equal|inequivalent|differ(?:s|ent|ence|ences)?|distinct")
+    # Korean: "같지 않", "동일하지는 않", "동일하다고 보기 어렵", "동일한 지시문이 아닙니다", "Equal이 아님"
+    # (Hangul contracts: "아닙니다" holds 아닙, not 아니; "다릅니다" holds 다릅).
+    + r"|(?:같|동일하|동등하|일치하|똑같)지\s*(?:는|도|가)?\s*않"
+    + r"|(?:같|동일하|동등하|똑같)다고\s*(?:는\s*)?(?:보기|볼\s*수|할\s*수|하기)\s*(?:는\s*)?(?:어렵|없|힘들)"
+    + r"|(?:같은|동일한|동등한|똑같은|equal)\s*(?:지시문|프롬프트|것|질문|내용)?\s*(?:이|가|은|는)?\s*(?:아니|아닙|아님|아냐)"
+    + r"|다르|다릅|다른\s*(?:지시문|프롬프트|것|질문|요구|내용)|다름|상이|차이(?:가|점이)\s*(?:있|존재|납|난)|불일치|별개",
+    re.I,
+)
+_EQ_POSITIVE = re.compile(
+    _ascii_word(r"equal|identical|equivalent")
+    # "the same" only as a statement about the two ("they are the same", "ask the same thing"), not
+    # "the same constraints" inside an argument.
+    + r"|(?:are|is|be|'re)\s+(?:\w+\s+){0,2}?the\s+same(?![a-z])"
+    + r"|the\s+same\s+(?:instruction|prompt|question|task|request|thing)"
+    + r"|같(?:습니다|다|아요|음|네요|으며|으므로|은\s*(?:지시문|프롬프트|질문|것|내용))|동일|동등|일치(?:합|한다|함)|똑같",
+    re.I,
+)
+# A hedge makes the sentence no verdict: "they might be equal", "동일한 것 같기도".
+_EQ_HEDGE = re.compile(
+    _ascii_word(r"might|may|could|seems?|appears?|looks?|perhaps|possibly|hard\s+to\s+say|difficult\s+to\s+say|"
+                r"not\s+sure|unsure|unclear|uncertain|at\s+first\s+glance")
+    + r"|것\s*같|듯|애매|모호|모르겠|판단하기\s*(?:가\s*)?어렵|단정하기\s*어렵|언뜻",
+    re.I,
+)
+# A sentence that states the answer as such: "Judgement: ...", "my answer is: ...", "판단: ...".
+_EQ_LABEL = re.compile(r"(?:judge?ment|verdict|answer|conclusion|decision|result|판단|결론|답변?|정답)\s*(?:is)?\s*[:：]",
+                       re.I)
+_EQ_CONCLUSION = re.compile(r"^\W*(?:therefore|so|thus|hence|overall|in\s+conclusion|in\s+short|따라서|그러므로|"
+                            r"결론적으로|그래서|즉|결국)", re.I)
+_YES_NO = re.compile(r"^\W*(?:(no|nope|아니요|아니오|아뇨)|(yes|yep|네|예))(?![a-z가-힣])", re.I)
+_SENTENCE_SPLIT = re.compile(r"\n+|(?<=[.!?。])\s+")
+
+
+def _polarity(sentence: str) -> set[bool]:
+    """The verdicts one sentence states: {False} for Not Equal, {True} for Equal, both, or none."""
+    s = _EQ_NEUTRAL.sub(" ~ ", sentence.lower())
+    found: set[bool] = set()
+    for pattern, value in ((_EQ_DOUBLE_NEG, True), (_EQ_NEGATIVE, False), (_EQ_POSITIVE, True)):
+        if pattern.search(s):
+            found.add(value)
+            s = pattern.sub(" ~ ", s)  # so "동일" inside "동일하지 않" is not read again as Equal
+    return found
+
+
+def _verdict_from_json(obj: dict) -> bool | None:
+    value = _lookup(obj, "equal", "is_equal", "same", "동일", "같음")
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        value = _lookup(obj, "verdict", "judgement", "judgment", "answer", "result", "decision", "label",
+                        "판단", "결론", "답")
+    return read_equal(value) if isinstance(value, str) and not value.lstrip().startswith("{") else None
+
+
+def read_equal(text: str | None) -> bool | None:
+    """True when the reply says the two instructions are Equal, False for Not Equal, None when unreadable.
+
+    Sentence by sentence: questions ("Equal or Not Equal?") and hedged sentences ("they might be equal")
+    state nothing. When sentences disagree, a labelled answer ("Judgement: Not Equal") wins, then a short
+    standalone verdict, then a conclusion ("Therefore, ..."); otherwise the reply is unreadable."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    obj = _json_object(text)
+    if obj is not None:
+        return _verdict_from_json(obj)
+    # Quotes go ('"Not Equal"'); apostrophes inside words stay ("aren't").
+    clean = re.sub(r"[\"“”「」『』]|(?<![A-Za-z])['‘’]|['‘’](?![A-Za-z])", " ", _normalise(text))
+    sentences = [s.strip() for s in _SENTENCE_SPLIT.split(clean) if s and s.strip()]
+    statements = []  # (polarity, labelled, standalone, conclusion)
+    for s in sentences:
+        if s.endswith("?"):
+            continue
+        found = _polarity(s)
+        if len(found) != 1:
+            continue
+        if _EQ_HEDGE.search(_EQ_NEGATIVE.sub(" ", s.lower())):
+            continue
+        statements.append((next(iter(found)), bool(_EQ_LABEL.search(s)), len(s) <= 24,
+                           bool(_EQ_CONCLUSION.search(s))))
+    for select in (lambda st: st[1], lambda st: st[2], lambda st: True, lambda st: st[3]):
+        chosen = {st[0] for st in statements if select(st)}
+        if len(chosen) == 1:
+            return chosen.pop()
+    if statements:
+        return None  # the reply says both and settles neither
+    # No verdict words: a bare "No." / "Yes." answers the prompt's question "Are they equal?"
+    answers = [s for s in sentences if not s.endswith("?")]
+    if answers and not any(_EQ_HEDGE.search(s) for s in answers):
+        m = _YES_NO.match(answers[0])
+        if m:
+            return m.group(2) is not None
+    return None
+
+
+# -- one score -------------------------------------------------------------------------------------------------
+# A number that stands alone: not part of a word, a version, a decimal, a percentage or a thousands group.
+_NUM = r"(?<![\w.,])(\d+(?:\.\d+)?)(?![\d]|\.\d|,\d|\s*%)"
+_LABEL = (r"(?:overall\s+|final\s+|total\s+)?(?:score|rating|difficulty(?:\s+level)?|quality|accuracy|grade|"
+          r"evaluation|점수|난이도|평가|정확도|품질|총점|최종\s*점수|종합\s*점수)")
+_DENOM = r"(\d+)\s*점?"
+# The reply's first line holding a lone value: "7", "7.", "Score: 7", "Accuracy (0-5): 4", "**8**" (markdown
+# is already gone), "[[7]]", "7/10", "7점", "난이도: 7점", "평가: 7점 (10점 만점)", "3 - a simple question".
+_LONE = re.compile(
+    r"^\s*(?:#+\s*)?(?:" + _LABEL + r"\s*(?:\([^)]*\))?\s*(?:[:=：-]|is|은|는)?\s*)?\[?\[?\s*" + _NUM
+    + r"\s*\]?\]?\s*점?\s*(?:(?:/|out\s+of)\s*" + _DENOM + r")?\s*(?:\(\s*" + _DENOM + r"\s*만점\s*\))?"
+    + r"\s*(?:[.!]?\s*$|\s[-–—]\s*\S)",
+    re.I,
+)
+# A line that only announces the score on the next line: "## Score:", "점수:", "Evaluation:".
+_LABEL_ONLY = re.compile(r"^\s*#*\s*" + _LABEL + r"\s*(?:\([^)]*\))?\s*[:：]?\s*$", re.I)
+# Value with its scale: "7/10", "7 out of 10", "10점 만점에 8점", "10점 중 7점", "8점 (10점 만점)"; the
+# denominator is checked against the scale.
+_WITH_SCALE = [
+    (re.compile(_NUM + r"\s*점?\s*(?:/|out\s+of)\s*" + _DENOM, re.I), 1, 2),
+    (re.compile(_DENOM + r"\s*만점\s*(?:에서|에|중에서|중|기준으로?)?\s*,?\s*" + _NUM + r"\s*점?"), 2, 1),
+    (re.compile(_DENOM + r"\s*(?:중에서|중에|중)\s*" + _NUM + r"\s*점"), 2, 1),
+    (re.compile(_NUM + r"\s*점?\s*\(\s*" + _DENOM + r"\s*만점\s*\)"), 1, 2),
+]
+# Scales and ranges. A range whose ends are the scale's is the scale ("1-10", "0점에서 5점 사이"); any other
+# range ("7-8", "between 6 and 7", "7~8점") is the reply hesitating between two scores.
+_RANGE = re.compile(
+    r"(?:(?:on\s+)?(?:a\s+)?scale\s+(?:of\s+|from\s+)?)?(?:from\s+|between\s+)?\(?\s*(\d+(?:\.\d+)?)\s*점?\s*"
+    r"(?:-|–|—|~|to|and|에서|부터)\s*(\d+(?:\.\d+)?)\s*점?\s*\)?\s*(?:사이(?:로|에서|에)?|까지)?",
+    re.I,
+)
+_SCALE_WORDS = re.compile(r"(?:\d+\s*점\s*만점|out\s+of\s+\d+|scale\s+of\s+\d+)", re.I)
+# Explicit values: after a label ("Score: 7", "난이도는 3", "a score of 4"), after a rating verb ("I rate it
+# 9", "I'd give this response a 4"), "[[7]]", and Korean "N점".
+_EXPLICIT = [
+    re.compile(r"\[\[\s*" + _NUM + r"\s*\]\]"),
+    re.compile(_LABEL + r"\s*(?:\([^)]*\))?\s*(?:is|was|of|would\s+be|=|:|-|–|—|→|은|는|이|가)?\s*"
+               r"(?:about|around|approximately|roughly|약)?\s*(?:a\s+|an\s+)?" + _NUM, re.I),
+    re.compile(r"(?:rate|rated|rating|score|scored|give|giving|gave|assign|assigned|award|awarded|deserves?|merits?|"
+               r"grade|graded)\s+(?:(?:it|this|that|the|question|question's|response|response's|answer|prompt|"
+               r"task|difficulty|accuracy|quality|one)\s+){0,3}(?:a|an|as|at|with)?\s*"
+               r"(?:(?:score|rating|grade)\s+of\s+)?(?:a\s+|an\s+)?" + _NUM, re.I),
+    re.compile(_NUM + r"\s*점"),
+]
+# Weak: "about a 6.", "a solid 4," - an article before a number that ends the clause.
+_WEAK = re.compile(r"\ban?\s+(?:solid\s+|strong\s+|low\s+|high\s+)?" + _NUM
+                   + r"(?=\s*(?:[.,;!)]|$|\s(?:for|on|in|because|since|given|overall)\b))", re.I)
+# A number in a hypothetical or a comparison is not the score: "a score of 5 would need ...", "to get a 5",
+# "rather than 8", "10점이 되려면", "5점을 받으려면", "2점 감점".
+_HYPO_BEFORE = re.compile(
+    r"(?:to\s+(?:get|reach|earn|achieve|deserve|receive|merit)|rather\s+than|instead\s+of|\bnot|than|above|below|"
+    r"over|under|except|would\s+(?:get|earn|deserve|receive|need|require|have)|could\s+(?:get|be)|if\s+it\s+were)"
+    r"\s+(?:a\s+|an\s+)?(?:(?:score|rating|grade)\s+of\s+)?(?:a\s+|an\s+)?$", re.I)
+_HYPO_AFTER = re.compile(
+    r"^\s*(?:점)?\s*(?:would\s+(?:need|require|mean|have|only|demand|call|be\s+(?:reserved|for|given\s+(?:to|if|only)))|"
+    r"requires?|needs?|is\s+reserved|is\s+for|would\s+be\s+for|if\b|"
+    r"(?:을|를|이|가)?\s*(?:받으려면|주려면|되려면|받기\s*위해|되기\s*위해|주기\s*위해|받으려|받을\s*수\s*있|"
+    r"에는?\s*(?:못|미치지)|에\s*가까|보다|(?:은|이|는)\s*(?:아니|아닙|아님)|감점|차감|을?\s*빼|을?\s*깎|짜리|이상|이하))",
+    re.I)
+_CONCLUSION = re.compile(r"(?:therefore|thus|hence|overall|in\s+conclusion|final|total|so\b|따라서|그러므로|결론적으로|"
+                         r"최종|종합|총점|결국)", re.I)
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    return text[:start] + " " * (end - start) + text[end:]
+
+
+def _score_from_json(obj: dict, low: float, high: float) -> float | None:
+    value = _lookup(obj, "score", "rating", "difficulty", "quality", "accuracy", "grade", "value", "overall",
+                    "점수", "난이도", "정확도", "평가", "품질")
+    if isinstance(value, dict):
+        return _score_from_json(value, low, high)
+    return _in_range(_number(value), low, high)
+
+
+def _first_line_value(text: str, high: float) -> tuple[bool, float | None]:
+    """(found, value) for a lone value on the first line that says something (a label-only line such as
+    "## Score:" joins the next). A denominator other than the scale's top makes the value unreadable."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    while lines and _LABEL_ONLY.match(lines[0]) and len(lines) > 1:
+        lines = lines[1:]
+    if not lines:
+        return False, None
+    m = _LONE.match(lines[0])
+    if not m:
+        return False, None
+    denominators = [float(d) for d in m.groups()[1:] if d]
+    if any(d != high for d in denominators):
+        return True, None
+    return True, float(m.group(1))
+
+
+def read_score(text: str | None, low: float, high: float) -> float | None:
+    """The one score the reply gives on the scale [low, high], or None when unreadable or ambiguous.
+
+    In order: a JSON object; a lone value on the first line (both scoring prompts ask for the score first);
+    then every explicit value in the reply (after a label, a rating verb, with its scale, "[[7]]", "7점"),
+    leaving out the scale itself, ranges and hypotheticals. One distinct value is the score; several are
+    settled by a conclusion ("Overall", "Therefore", "최종") or not at all."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    obj = _json_object(text)
+    if obj is not None:
+        return _score_from_json(obj, low, high)
+    clean = _normalise(text)
+    found, value = _first_line_value(clean, high)
+    if found:
+        return _in_range(value, low, high)
+
+    work = clean
+    candidates: list[tuple[int, float | None, bool]] = []  # (position, value or None if unreadable, weak)
+
+    def take(start: int, end: int, value: float | None, weak: bool = False) -> None:
+        nonlocal work
+        before, after = work[max(0, start - 40):start], work[end:end + 40]
+        if value is not None and (_HYPO_BEFORE.search(before) or _HYPO_AFTER.match(after)):
+            work = _blank(work, start, end)  # a hypothetical: neither the score nor a second opinion
+            return
+        candidates.append((start, value, weak))
+        work = _blank(work, start, end)
+
+    for pattern, num_group, denom_group in _WITH_SCALE:
+        for m in list(pattern.finditer(work)):
+            denom = float(m.group(denom_group))
+            if denom == high:
+                take(m.start(), m.end(), float(m.group(num_group)))
+            elif denom in (5, 10, 100):
+                take(m.start(), m.end(), None)  # a score on another scale: not convertible
+            else:
+                work = _blank(work, m.start(), m.end())  # "3 of 5 steps": a fraction, not a score
+    for m in list(_RANGE.finditer(work)):
+        a, b = float(m.group(1)), float(m.group(2))
+        says_scale = bool(re.search(r"scale|사이|까지|부터|에서|\(", m.group(0), re.I))
+        if (a in (0, 1, low) and b == high) or says_scale and a < b and b in (5, 10, 100):
+            work = _blank(work, m.start(), m.end())  # the scale
+        elif a < b and low <= a and b <= high and (b - a) <= (high - low) / 2:
+            take(m.start(), m.end(), None)  # "7-8": hesitating between two scores
+    for m in list(_SCALE_WORDS.finditer(work)):
+        work = _blank(work, m.start(), m.end())
+    for pattern in _EXPLICIT:
+        for m in list(pattern.finditer(work)):
+            take(m.start(1), m.end(1), float(m.group(1)))
+    for m in list(_WEAK.finditer(work)):
+        take(m.start(1), m.end(1), float(m.group(1)), weak=True)
+
+    for tier in (False, True):
+        values = [(pos, v) for pos, v, weak in candidates if weak == tier]
+        if not values:
+            continue
+        distinct = {v for _, v in values}
+        if len(distinct) > 1:
+            # Settle by a conclusion on the value's own line ("Overall: 4", "Therefore, I rate it 6").
+            concluded = {v for pos, v in values if _CONCLUSION.search(clean[clean.rfind("\n", 0, pos) + 1:pos])}
+            distinct = concluded if len(concluded) == 1 else distinct
+        if len(distinct) != 1:
+            return None
+        return _in_range(distinct.pop(), low, high)
+    return None
+
+
+# -- pairwise scores -------------------------------------------------------------------------------------------
+_PAIR_LOW, _PAIR_HIGH = 1.0, 10.0
+_PNUM = r"(\d+(?:\.\d+)?)"
+# One score as written in a pair: "8", "[[8]]", "8/10", "8점".
+_ONE = r"\[?\[?\s*" + _PNUM + r"\s*\]?\]?\s*점?\s*(?:/\s*10\s*점?)?"
+# A line that is only the two scores: "8 6", "8, 6", "8/10 6/10", "[[8]] [[6]]", "Scores: 8 6", "8 and 6".
+_PAIR_LINE = re.compile(r"^\s*(?:#+\s*)?(?:(?:scores?|점수|평가)\s*[:：=]?\s*)?" + _ONE
+                        + r"\s*(?:,|;|\||\s|and|와|과|그리고)+\s*" + _ONE + r"\s*[.]?\s*$", re.I)
+# "Assistant 1", "Assistant #2", "어시스턴트 1", "1번 어시스턴트", "AI 어시스턴트 2".
+_WHO = r"(?:(?:assistant|어시스턴트)\s*#?\s*([12])(?![\d.])|([12])\s*번\s*(?:어시스턴트|답변|응답))"
+# What may stand between the name and its score: "'s score:", "receives", "gets a score of", "은", "에게".
+_BETWEEN = (r"(?:\s*(?:['’]s|의)?\s*(?:overall\s+)?(?:score|rating|점수)?\s*(?:는|은|이|가|에게는|에게)?\s*"
+            r"(?:[:=\-–—]|receives?|gets?|earns?|scores?|scored|is\s+given|deserves?)?\s*(?:a\s+|an\s+)?"
+            r"(?:score\s+of\s+|rating\s+of\s+)?)")
+# The score must not be the start of "3가지" or "5-year": after it, only 점, a separator or the end.
+_AFTER = r"(?=\s*점|\s*/\s*10|\s*[,.;)\]\n]|\s*$|\s+(?:and|while|but|for|과|와|이고|으로|을|를|입니다|and)\b|\s)(?![가-힣])"
+_WHO_SCORE = re.compile(_WHO + _BETWEEN + r"\[?\[?" + _PNUM + r"(?![\d.]\d)" + r"(?!\s*(?:가지|개|년|%|번|배|단계|명))",
+                        re.I)
+_BOTH = re.compile(r"both\s+(?:assistants?\s+|responses?\s+|answers?\s+)?(?:receive|get|score|earn|deserve)\s+"
+                   r"(?:a\s+)?(?:score\s+of\s+)?" + _PNUM + r"(?![\d.]\d)"
+                   + r"|(?:두|양쪽|둘)\s*(?:어시스턴트|답변|응답)?\s*(?:모두|다)\s*" + _PNUM + r"\s*점", re.I)
+# "I'd score them 8 and 6 respectively", "각각 8점과 6점".
+_RESPECTIVELY = re.compile(_PNUM + r"\s*점?\s*(?:and|,|과|와)\s*" + _PNUM + r"\s*점?\s*,?\s*respectively"
+                           r"|각각\s*" + _PNUM + r"\s*점?\s*(?:과|와|,|및)\s*" + _PNUM + r"\s*점", re.I)
+_BRACKETS = re.compile(r"\[\[\s*" + _PNUM + r"\s*\]\]")
+_PAIR_SCALE = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of\s+|from\s+)?\d+\s*(?:-|–|to|~)\s*\d+|"
+                         r"\d+\s*점?\s*(?:에서|부터)\s*\d+\s*점?\s*(?:사이|까지)|\(\s*\d+\s*[-~]\s*10\s*\)|out\s+of\s+10",
+                         re.I)
+
+
+def _pair(a: float | None, b: float | None) -> tuple[float, float] | None:
+    if a is None or b is None:
+        return None
+    if not (_PAIR_LOW <= a <= _PAIR_HIGH and _PAIR_LOW <= b <= _PAIR_HIGH):
+        return None
+    return a, b
+
+
+def _pair_from_json(obj: dict) -> tuple[float, float] | None:
+    scores = _lookup(obj, "scores", "score", "점수")
+    if isinstance(scores, list) and len(scores) == 2:
+        return _pair(_number(scores[0]), _number(scores[1]))
+    if isinstance(scores, dict):
+        return _pair_from_json(scores)
+    a = _lookup(obj, "assistant_1", "assistant 1", "assistant1_score", "score_1", "score1", "a", "어시스턴트 1",
+                "어시스턴트1")
+    b = _lookup(obj, "assistant_2", "assistant 2", "assistant2_score", "score_2", "score2", "b", "어시스턴트 2",
+                "어시스턴트2")
+    if isinstance(a, dict):
+        a = _lookup(a, "score", "rating", "점수")
+    if isinstance(b, dict):
+        b = _lookup(b, "score", "rating", "점수")
+    return _pair(_number(a), _number(b))
+
+
+def read_pair_scores(text: str | None) -> tuple[float, float] | None:
+    """(score of Assistant 1, score of Assistant 2), each in 1..10, or None when unreadable.
+
+    In order: a JSON object; the first line holding just two scores (the Vicuna prompt asks for that);
+    named scores ("Assistant 1: 8/10", "어시스턴트 2는 6점"), each assistant with one distinct value;
+    exactly two "[[n]]"; a later line holding just two scores; "both receive 8". A score out of range
+    makes the reply unreadable."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    obj = _json_object(text)
+    if obj is not None:
+        return _pair_from_json(obj)
+    clean = _PAIR_SCALE.sub(" ", _normalise(text))
+    lines = [line for line in clean.split("\n") if line.strip()]
+    while len(lines) > 1 and re.fullmatch(r"\s*#*\s*(?:scores?|점수|평가)\s*[:：]?\s*", lines[0], re.I):
+        lines = lines[1:]
+    if not lines:
+        return None
+    m = _PAIR_LINE.match(lines[0])
+    if m:
+        return _pair(float(m.group(1)), float(m.group(2)))
+    named: dict[str, set[float]] = {"1": set(), "2": set()}
+    for m in _WHO_SCORE.finditer(clean):
+        named[m.group(1) or m.group(2)].add(float(m.group(3)))
+    if named["1"] or named["2"]:
+        if len(named["1"]) == 1 and len(named["2"]) == 1:
+            return _pair(named["1"].pop(), named["2"].pop())
+        return None
+    respectively = {(float(m.group(1) or m.group(3)), float(m.group(2) or m.group(4)))
+                    for m in _RESPECTIVELY.finditer(clean)}
+    if len(respectively) == 1:
+        return _pair(*respectively.pop())
+    brackets = _BRACKETS.findall(clean)
+    if len(brackets) == 2:
+        return _pair(float(brackets[0]), float(brackets[1]))
+    pairs = {(float(m.group(1)), float(m.group(2))) for m in map(_PAIR_LINE.match, lines) if m}
+    if len(pairs) == 1:
+        return _pair(*pairs.pop())
+    if pairs:
+        return None
+    both = {float(m.group(1) or m.group(2)) for m in _BOTH.finditer(clean)}
+    if len(both) == 1:
+        value = both.pop()
+        return _pair(value, value)
+    return None
+
+
+# -- the evolver's rewrite ---------------------------------------------------------------------------------
+_HEADER = re.compile(
+    r"(?:#+\s*|\*\*\s*)*(?:the\s+)?(?:rewritten|new|created|evolved|revised)\s+(?:prompt|instruction)"
+    r"(?:\s*#+)?\s*(?:\*\*)?(?:\s*\bis\b)?\s*[:：]?\s*(?:\*\*)?\s*"
+    # Korean: "#재작성된 프롬프트#:", "다시 쓴 프롬프트:", "#새로 만든 프롬프트#:", "**새 지시문:**"
+    r"|(?:\*\*\s*)?#?\s*(?:다시\s*쓴|재작성된|새로\s*만든|새로\s*작성한|새|변형된)\s*(?:프롬프트|지시문)\s*#?\s*"
+    r"(?:\*\*)?\s*[:：]?\s*(?:\*\*)?\s*",
+    re.I,
+)
+_PREAMBLE = re.compile(
+    r"^\s*(?:sure|certainly|of course|okay|ok|here(?:'s| is| are)|below is|absolutely|great)\b[^\n]*?"
+    r"(?::\s*(?:\n|$)|\n)"
+    # Korean: whole words only ("네트워크", "네 가지" and "물론적" are not preambles); "다음은 ..." and
+    # "여기 ..." only as a line ending in a colon.
+    r"|^\s*(?:(?:물론(?:입니다|이죠|이에요)?|좋습니다|알겠습니다)(?![가-힣])|네(?=\s*[,.!]))[^\n]*?(?::\s*(?:\n|$)|\n)"
+    r"|^\s*(?:다음은|여기|아래는)[^\n]*?[:：]\s*(?:\n|$)",
+    re.I,
+)
+_TRAILER = re.compile(
+    # "Explanation:" / "Note:" (with the colon: "Note that the answer must rhyme." is part of the instruction).
+    r"\n\s*(?:\*\*)?(?:(?:explanation|notes?|rationale|changes made|설명|참고|변경\s*사항)(?:\s*\*\*)?\s*[:：]|"
+    r"(?:this (?:rewritten|new|revised|created|evolved) (?:prompt|instruction|version)|"
+    # "This version adds ...": only with a verb that describes the rewrite.
+    r"this (?:version|prompt|instruction) (?:adds|introduces|requires|makes|increases|keeps|now|narrows|expands|"
+    r"builds|focuses|asks)|"
+    # After a blank line: a first-person note on the rewrite, "The new prompt ...", "위 프롬프트는 ...".
+    r"(?<=\n)\s*(?:I(?:'ve| have)? (?:made|added|changed|modified|introduced|included|rewrote|replaced|expanded|"
+    r"narrowed|kept|increased)|the (?:rewritten|new|revised|created) (?:prompt|instruction|version) "
+    r"(?:adds|introduces|requires|makes|increases|now|asks|is)|위 (?:프롬프트|지시문)(?:은|는))|"
+    r"in this (?:rewritten|revised|new) (?:prompt|version|instruction)|"
+    r"이 (?:지시문은|프롬프트는|재작성된|다시 쓴|새 지시문은|새 프롬프트는))\b).*\Z",
+    re.I | re.S,
+)
+# A reply that declines instead of rewriting: short, no header, opening with an apology or "I can't".
+_DECLINE = re.compile(r"\A\W*(?:I['’]?m sorry|sorry|I apologi[sz]e|I (?:can(?:no|['’])t|am unable|won['’]t)|"
+                      r"As an AI|죄송(?:합니다|하지만)|(?:저는\s*)?(?:이\s*)?요청[^\n]{0,20}(?:수\s*없))", re.I)
+_INPUT = re.compile(r"\n?\s*(?:\*\*)?#\s*(?:Input|입력)\s*#\s*[:：]?\s*(?:\*\*)?\s*", re.I)
+_GIVEN = re.compile(r"^#\s*(?:given prompt|주어진 프롬프트)\s*#\s*[:：]?", re.I)
+_QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』"), ("«", "»"), ("`", "`")]
+
+
+def _is_header(text: str, m: re.Match) -> bool:
+    """A header is marked (`#`, `**` or a colon) or stands on a line of its own; "a new instruction set"
+    or "this rewritten prompt adds ..." inside a sentence is not one."""
+    if any(c in m.group(0) for c in "#*:："):
+        return True
+    starts_line = m.start() == 0 or text[m.start() - 1] == "\n"
+    ends_line = m.end() == len(text) or "\n" in m.group(0)
+    return starts_line and ends_line
+
+
+def _strip_quotes(text: str) -> str:
+    for left, right in _QUOTES:
+        if len(text) >= 2 and text.startswith(left) and text.endswith(right) and text.count(left) <= 2:
+            return text[len(left):-len(right)].strip()
+    return text
+
+
+def _evolved_from_json(obj: dict) -> tuple[str, str | None]:
+    instruction = _lookup(obj, "instruction", "rewritten_prompt", "rewritten prompt", "created_prompt", "prompt",
+                          "new_prompt", "new_instruction", "evolved_instruction", "지시문", "프롬프트")
+    given_input = _lookup(obj, "input", "입력")
+    if not isinstance(instruction, str):
+        return "", None
+    return instruction.strip(), given_input.strip() if isinstance(given_input, str) and given_input.strip() else None
+
+
+def read_evolved(text: str | None) -> tuple[str, str | None]:
+    """(instruction, input or None) from the evolver's reply; the instruction is "" when nothing usable.
+
+    Unwraps a code fence, takes what follows the last header (models echo "#Given Prompt#" first; with
+    nothing after it, the last non-empty piece between headers), then strips a preamble ("Sure! Here's
+    ...", "물론입니다. ..."), a trailing explanation ("Explanation: ...", "This rewritten prompt adds ..."),
+    quotes, and splits off an "#Input#:" / "#입력#:" section."""
+    if not isinstance(text, str):
+        return "", None
+    text = text.replace("\r\n", "\n").strip()
+    if text.startswith(("{", "```json")):
+        obj = _json_object(text)
+        if obj is not None:
+            return _evolved_from_json(obj)
+    text = _unfence(text).strip()
+    if not _HEADER.match(text):
+        # "Sure, here is the rewritten prompt:" ends in a header: drop the preamble first, or it would be
+        # the last non-empty piece.
+        text = _PREAMBLE.sub("", text, count=1).strip()
+    headers = [m for m in _HEADER.finditer(text) if _is_header(text, m)]
+    if headers:
+        cuts = [0] + [i for m in headers for i in (m.start(), m.end())] + [len(text)]
+        pieces = [text[cuts[i]:cuts[i + 1]].strip() for i in range(0, len(cuts), 2)]
+        text = next((p for p in reversed(pieces) if p), "")
+    text = _PREAMBLE.sub("", text, count=1).strip()
+    text = _TRAILER.sub("", text).strip()
+    if not headers and len(text) < 300 and "\n" not in text and _DECLINE.match(text):
+        return "", None
+    lines = text.split("\n")
+    if all(line.lstrip().startswith(">") for line in lines if line.strip()):
+        text = "\n".join(re.sub(r"^\s*>\s?", "", line) for line in lines).strip()  # a markdown blockquote
+    text = re.sub(r"\n\s*(?:-{3,}|\*{3,}|_{3,})\s*\Z", "", text).strip()  # a rule left before a trailer
+    text = _GIVEN.sub("", text).strip()
+    text = _unfence(_strip_quotes(text)).strip()
+    input_text: str | None = None
+    parts = _INPUT.split(text, maxsplit=1)
+    if len(parts) == 2:
+        text, input_text = parts[0].strip(), _unfence(parts[1]).strip()
+    return _strip_quotes(text), input_text

@@ -1,0 +1,207 @@
+"""The free-text readers (evolab/replies.py) on the corpus of realistic replies in tests/data/replies/.
+
+Per reply kind and language the readers must read at least 99% of the corpus as a person would, and never
+turn a reply a person cannot read into a value. The named failures of the older parsers are pinned one
+by one, and nasty inputs must never make a reader raise."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evolab.replies import read_equal, read_evolved, read_pair_scores, read_score
+
+CORPUS = Path(__file__).parent / "data" / "replies"
+KINDS = ["equality", "difficulty", "quality", "pairwise", "evolver"]
+
+
+def load(kind: str) -> list[dict]:
+    with open(CORPUS / f"{kind}.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read(kind: str, reply):
+    """The reader for `kind`, its result in the corpus's `expected` form."""
+    if kind == "equality":
+        return read_equal(reply)
+    if kind == "difficulty":
+        return read_score(reply, 1, 10)
+    if kind == "quality":
+        return read_score(reply, 0, 5)
+    if kind == "pairwise":
+        value = read_pair_scores(reply)
+        return None if value is None else [value[0], value[1]]
+    instruction, input_text = read_evolved(reply)
+    return {"instruction": instruction, "input": input_text}
+
+
+def unreadable(kind: str, expected) -> bool:
+    return expected["instruction"] == "" if kind == "evolver" else expected is None
+
+
+def got_a_value(kind: str, got) -> bool:
+    return got["instruction"] != "" if kind == "evolver" else got is not None
+
+
+# -- the corpus ----------------------------------------------------------------------------------------------
+def test_corpus_is_large_and_bilingual():
+    total = 0
+    for kind in KINDS:
+        rows = load(kind)
+        total += len(rows)
+        assert len(rows) >= 30, kind
+        for lang in ("en", "ko"):
+            assert sum(r["lang"] == lang for r in rows) >= 15, (kind, lang)
+        assert all(set(r) >= {"lang", "reply", "expected", "note"} for r in rows), kind
+        assert any(unreadable(kind, r["expected"]) for r in rows), f"{kind}: no unreadable replies"
+    assert total >= 150
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_accuracy_per_kind_and_language(kind, lang):
+    rows = [r for r in load(kind) if r["lang"] == lang]
+    misses = [(r["reply"], r["expected"], got) for r in rows if (got := read(kind, r["reply"])) != r["expected"]]
+    accuracy = 1 - len(misses) / len(rows)
+    assert accuracy >= 0.99, f"{kind}/{lang}: {accuracy:.1%}; misses: {misses}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unreadable_reply_is_never_turned_into_a_value(kind):
+    invented = [(r["reply"], read(kind, r["reply"])) for r in load(kind)
+                if unreadable(kind, r["expected"]) and got_a_value(kind, read(kind, r["reply"]))]
+    assert invented == []
+
+
+# -- the named failures of the older parsers -----------------------------------------------------------------
+def test_a_later_sentence_naming_another_score_is_not_the_score():
+    assert read_score("3\nThe answer explains the concept but never computes anything; a score of 5 would need "
+                      "a worked example.", 0, 5) == 3
+
+
+def test_the_scale_in_parentheses_after_the_label_is_not_the_score():
+    assert read_score("Accuracy (0-5): 4", 0, 5) == 4
+
+
+def test_the_scale_before_the_value_is_not_the_score():
+    assert read_score("On a scale of 1 to 10, I would rate this a 7", 1, 10) == 7
+
+
+def test_a_korean_negation_holding_dongil_is_not_equal():
+    assert read_equal("동일하지 않습니다") is False
+    assert read_equal("두 지시문은 동일하지 않습니다.") is False
+    assert read_equal("동일한 지시문이 아닙니다.") is False
+    assert read_equal("동일합니다.") is True
+
+
+@pytest.mark.parametrize("reply, low, high, expected", [
+    ("Score: **7**", 1, 10, 7), ("난이도: 7점", 1, 10, 7), ("평가: 4점 (5점 만점)", 0, 5, 4),
+    ("Rating: [[7]]", 1, 10, 7), ("7/10", 1, 10, 7), ("**8**", 1, 10, 8), ("4.5", 0, 5, 4.5),
+    ("10점 만점에 6점", 1, 10, 6), ("I'd give it 4 out of 5.", 0, 5, 4),
+    ("...so the explanation is thorough. Therefore, I rate it 6.", 1, 10, 6),
+    ("11", 1, 10, None), ("6\nExcellent.", 0, 5, None), ("Score: 8/10", 0, 5, None), ("7-8", 1, 10, None),
+    ("It's between 6 and 7.", 1, 10, None), ("out of 10", 1, 10, None), ("5점 만점", 0, 5, None),
+])
+def test_score_rules(reply, low, high, expected):
+    assert read_score(reply, low, high) == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Not Equal", False), ("not equal", False), ("Unequal", False), ("They are not the same.", False),
+    ("They are different.", False), ("**Not Equal**", False), ("같지 않습니다.", False), ("다릅니다.", False),
+    ("다른 지시문입니다.", False), ("같지 않다.", False), ("Equal", True), ("They are equal.", True),
+    ("동일합니다.", True), ("같습니다.", True), ("It is hard to say.", None), ("Equal or Not Equal?", None),
+    ('{"equal": true}', True), ('```json\n{"verdict": "Not Equal"}\n```', False),
+])
+def test_equality_rules(reply, expected):
+    assert read_equal(reply) is expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("8 6", (8, 6)), ("Assistant 1: 8/10\nAssistant 2: 6/10", (8, 6)), ("[[8]] [[6]]", (8, 6)),
+    ("Assistant 1 receives 8, Assistant 2 receives 6", (8, 6)), ("어시스턴트 1: 8점, 어시스턴트 2: 6점", (8, 6)),
+    ('{"assistant_1": 8, "assistant_2": 6}', (8, 6)), ("8", None), ("11 6", None), ("Assistant 1 is better.", None),
+])
+def test_pair_rules(reply, expected):
+    assert read_pair_scores(reply) == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{"score": 5}', 5), ('{"score": 7}', None), ('{"reason": "The NPV is right.", "score": 4}', 4), ('```json\n{"score": 3}\n```', 3),
+    ('{"score": "9"}', None), ('{"reason": "no score"}', None),
+])
+def test_score_from_json(reply, expected):
+    assert read_score(reply, 0, 5) == expected
+
+
+# -- the evolver: the old parser's expectations hold --------------------------------------------------------
+GOAL = "Write a haiku about autumn leaves that mentions a colour."
+KO = "가을 낙엽에 대한 하이쿠를 쓰되, 색깔 하나를 꼭 언급하세요."
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (f"#Rewritten Prompt#:\n{GOAL}", GOAL), (f"**Rewritten Prompt:**\n{GOAL}", GOAL),
+    (f"Rewritten Prompt: \"{GOAL}\"", GOAL), (f"#Created Prompt#:\n{GOAL}", GOAL), (f"“{GOAL}”", GOAL),
+    (f"Sure! Here's a more challenging version:\n\"{GOAL}\"", GOAL),
+    (f"Of course! Below is the rewritten prompt:\n#Rewritten Prompt#:\n{GOAL}", GOAL),
+    (f"{GOAL}\n\n**Explanation:** The rewrite adds a constraint.", GOAL),
+    (f"#Rewritten Prompt#:\n{GOAL}\n\nIn this rewritten version, I asked for a colour.", GOAL),
+    (f"#Given Prompt#:\nWrite a haiku.\n#Rewritten Prompt#:\n{GOAL}", GOAL),
+    (f"  \r\n#Rewritten Prompt#:\r\n{GOAL}\r\n  ", GOAL),
+    (f"물론입니다! 다음은 다시 쓴 프롬프트입니다:\n{KO}", KO), (f"#재작성된 프롬프트#:\n{KO}", KO),
+    (f"#새로 만든 프롬프트#:\n{KO}", KO), (f"다시 쓴 프롬프트: {KO}", KO), (f"새 지시문:\n「{KO}」", KO),
+    (f"#Rewritten Prompt#:\n{KO}\n\n이 지시문은 제약을 하나 더 추가했습니다.", KO),
+    # Text that merely looks like a marker stays.
+    ("#Rewritten Prompt#:\nDesign a new instruction set for a toy CPU with 8 registers.",
+     "Design a new instruction set for a toy CPU with 8 registers."),
+    ("#Rewritten Prompt#:\nWrite a poem about autumn.\nNote that each line must mention a colour.",
+     "Write a poem about autumn.\nNote that each line must mention a colour."),
+    ("#Rewritten Prompt#:\n네트워크 보안의 기본 원칙을 설명하세요.\n예시를 두 개 드세요.",
+     "네트워크 보안의 기본 원칙을 설명하세요.\n예시를 두 개 드세요."),
+    ("#Rewritten Prompt#:\nFix the bug:\n```python\nprint(1\n```", "Fix the bug:\n```python\nprint(1\n```"),
+])
+def test_evolved_instruction_is_extracted(raw, expected):
+    assert read_evolved(raw) == (expected, None)
+
+
+def test_evolved_input_sections_and_empty_replies():
+    raw = "#Rewritten Prompt#:\nSummarise the table.\n#Input#:\n| a | b |\n|---|---|\n| 1 | 2 |"
+    assert read_evolved(raw) == ("Summarise the table.", "| a | b |\n|---|---|\n| 1 | 2 |")
+    assert read_evolved("요약하세요.\n#입력#:\n원/달러 환율 1,350원")[1] == "원/달러 환율 1,350원"
+    for raw in ["", "   ", "#Rewritten Prompt#:", "**Rewritten Prompt:**  \n", "#재작성된 프롬프트#:", None]:
+        assert read_evolved(raw)[0] == ""
+    assert read_evolved("#Rewritten Prompt#: first #Rewritten Prompt#: second")[0] == "second"
+    assert read_evolved("#Rewritten Prompt#: first #Rewritten Prompt#:")[0] == "first"
+
+
+# -- nasty inputs never make a reader raise ------------------------------------------------------------------
+NASTY = [
+    None, "", " ", "\n\n\t", "???", "...!!!", "###", "**", "```", "```json\n{", "{", "}", "{}", "[]", "[[", "]]",
+    '{"score": null}', '{"score": [1, 2]}', '{"equal": "maybe"}', '{"scores": [1]}', '{"assistant_1": {}}',
+    "null", "0", "-3", "1e9", "NaN", "∞", "٣", "７", "7" * 5000, "Score: " + "9" * 400,
+    "Equal " * 20000, "Not Equal\n" * 5000, "a" * 200_000, "점수: 7점 " * 3000, "🙂🙃" * 100,
+    "Score: 7 点数 : 8 점수 7 درجة ٧", "Assistant 1: 8 ассистент 2: 6 어시스턴트 2: 6점", "\x00\x01\x02",
+    "#Rewritten Prompt#:" * 1000, "#Input#:" * 100, "> " * 1000, "[[" * 1000 + "7" + "]]" * 1000,
+    "1-" * 5000, "(" * 5000, "동일" * 5000 + "하지 않" * 100, "\ud800".encode("utf-8", "surrogatepass").decode(
+        "utf-8", "replace"),
+]
+
+
+@pytest.mark.parametrize("text", NASTY, ids=lambda t: repr(t)[:30])
+def test_readers_never_raise(text):
+    assert read_equal(text) in (True, False, None)
+    for low, high in ((1, 10), (0, 5)):
+        value = read_score(text, low, high)
+        assert value is None or low <= value <= high
+    pair = read_pair_scores(text)
+    assert pair is None or (len(pair) == 2 and all(1 <= v <= 10 for v in pair))
+    instruction, input_text = read_evolved(text)
+    assert isinstance(instruction, str) and (input_text is None or isinstance(input_text, str))
+
+
+@pytest.mark.parametrize("text", NASTY[:12], ids=lambda t: repr(t)[:30])
+def test_nothing_readable_gives_nothing(text):
+    assert read_equal(text) is None
+    assert read_score(text, 1, 10) is None
+    assert read_pair_scores(text) is None
