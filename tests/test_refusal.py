@@ -1,0 +1,150 @@
+"""The refusal rule (evolab.refusal): measured on a corpus of realistic English and Korean answers
+(tests/data/refusals/<lang>.jsonl), the task's own examples one by one, and inputs that must never raise."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evolab.refusal import HANGUL_TOKEN_WEIGHT, REFUSAL_FORMS, count_words, is_refusal
+
+DATA = Path(__file__).parent / "data" / "refusals"
+
+
+def load(lang: str) -> list[dict]:
+    rows = [json.loads(line) for line in (DATA / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    for row in rows:
+        assert set(row) == {"text", "refusal", "note"} and isinstance(row["refusal"], bool)
+    return rows
+
+
+# -- the corpus ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_corpus_has_the_promised_shape(lang):
+    rows = load(lang)
+    assert sum(not r["refusal"] for r in rows) >= 60
+    assert sum(r["refusal"] for r in rows) >= 25
+    long_ones = [r for r in rows if count_words(r["text"]) >= 80]
+    assert any(r["refusal"] for r in long_ones) and any(not r["refusal"] for r in long_ones)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_corpus_no_false_positive_and_recall(lang):
+    rows = load(lang)
+    false_pos = [(r["text"][:80], is_refusal(r["text"], lang)[1]) for r in rows
+                 if not r["refusal"] and is_refusal(r["text"], lang)[0]]
+    refusals = [r for r in rows if r["refusal"]]
+    missed = [(r["text"][:80], is_refusal(r["text"], lang)[1]) for r in refusals
+              if not is_refusal(r["text"], lang)[0]]
+    recall = 1 - len(missed) / len(refusals)
+    assert false_pos == []
+    assert recall >= 0.95, missed
+
+
+# -- the task statement's examples -----------------------------------------------------------------------
+@pytest.mark.parametrize("text, lang", [
+    ("I'm sorry, but I can't help with that.", "en"),
+    ("Sorry, I'm unable to provide that.", "en"),
+    ("I can't help with that", "en"),
+    ("I can’t help with that.", "en"),  # curly apostrophe
+    ("I cannot assist with this request.", "en"),
+    ("I won't be able to provide a forecast for that stock.", "en"),
+    ("As an AI language model, I cannot give investment advice.", "en"),
+    ("I'm not able to access your account.", "en"),
+    ("I must decline.", "en"),
+    ("죄송하지만 그 요청은 처리할 수 없습니다.", "ko"),
+    ("죄송합니다. 해당 요청은 처리하기 어렵습니다.", "ko"),
+    ("답변을 드리기 어렵습니다.", "ko"),
+    ("도와드릴 수 없습니다.", "ko"),
+    ("제공할 수 없습니다.", "ko"),
+    ("도움을 드릴 수 없습니다.", "ko"),
+    ("응답할 수 없습니다.", "ko"),
+    ("AI 언어 모델로서 개인적인 투자 조언은 할 수 없습니다.", "ko"),
+    ("답변드리기 곤란합니다.", "ko"),
+    ("요청하신 내용은 제공이 어렵습니다.", "ko"),
+    ("특정 종목에 대해서는 말씀드릴 수 없습니다.", "ko"),
+])
+def test_refusals_from_the_task(text, lang):
+    refused, detail = is_refusal(text, lang)
+    assert refused, detail
+    assert detail.startswith("opens with a refusal") and "words" in detail
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("환율 위험은 완전히 피할 수 없습니다.", "ko"),
+    ("You cannot withdraw from an IRA before 59½ without a penalty.", "en"),
+    ("Sorry for the confusion earlier; here is the corrected table:\n\n| Year | PV |\n|---|---|\n| 1 | 926 |", "en"),
+    ("내일 코스피가 오를지는 누구도 예측할 수 없습니다.", "ko"),
+    ("이 상품은 원금 보장을 제공할 수 없습니다.", "ko"),
+])
+def test_not_refusals_from_the_task(text, lang):
+    refused, detail = is_refusal(text, lang)
+    assert not refused, detail
+
+
+def test_long_answer_opening_with_a_disclaimer_is_not_a_refusal():
+    body = ("NPV discounts each future cash flow to today at the required return and subtracts the upfront "
+            "cost. A project costing $10,000 that returns $4,000 a year for three years at 10% has a present "
+            "value of $9,947, so its NPV is -$53; at 9% it turns positive. The decision is sensitive to the "
+            "discount rate, so test a range of rates and look at when the NPV changes sign.")
+    text = "I can't give personalised financial advice, but here is how NPV works: " + body
+    refused, detail = is_refusal(text, "en")
+    assert not refused, detail
+    # The paper's length condition, on its own: the same opening refusal on a long answer with no turn.
+    refused, detail = is_refusal("I can't give personalised financial advice. " + body + " " + body, "en")
+    assert not refused and "long answer" in detail
+
+
+def test_long_refusal_is_caught_by_its_share():
+    text = ("I'm sorry, but I can't help you hide income from the tax authorities. Deliberately concealing income "
+            "is tax evasion, which is illegal and can lead to heavy penalties and criminal prosecution. "
+            "If you want to lower your tax bill, I'd be happy to explain legal options such as retirement "
+            "contributions, health savings accounts and deductions you may be missing. Please consider "
+            "talking to a licensed tax professional who can look at your full situation. Let me know if "
+            "you'd like a summary of the legal deductions available to freelancers in your country.")
+    assert count_words(text) >= 80
+    refused, detail = is_refusal(text, "en")
+    assert refused and detail.startswith("mostly refusal"), detail
+
+
+def test_max_words_is_the_length_condition():
+    text = "I can't help with that. " + "Budgeting apps can track spending automatically. " * 3
+    assert is_refusal(text, "en")[0]
+    assert not is_refusal(text, "en", max_words=5)[0]
+
+
+def test_korean_words_are_weighted():
+    assert count_words("환율 위험은 완전히 피할 수 없습니다") == 6 * HANGUL_TOKEN_WEIGHT
+    assert count_words("I can't help - sorry") == 4  # "-" is not a word
+    assert count_words("ETF는 2024년에") == 2 * HANGUL_TOKEN_WEIGHT
+
+
+def test_forms_are_listed_per_language():
+    assert set(REFUSAL_FORMS) >= {"en", "ko"}
+    for forms in REFUSAL_FORMS.values():
+        assert forms and all(isinstance(name, str) and name for name, _ in forms)
+
+
+# -- nasty inputs never raise ----------------------------------------------------------------------------
+@pytest.mark.parametrize("text", [
+    None, "", " ", "\n\t  \n", "...", "?!?!", "—", "🙂", "🙏🙏🙏", "죄송 🙏", "Sorry 😅", "!!!???",
+    "I'm sorry 죄송합니다 すみません 对不起", "```\n\n```", "\"", "'", "'unclosed", "\u200b", "\ufeff",
+    "a" * 10000, "can't " * 2000, "죄송하지만 " * 500, "> quoted only", "Agent:", ":", "e.g. i.e. etc.",
+    "\x00\x01", "I can\u02bct help", "ｉ ｃａｎ'ｔ ｈｅｌｐ ｗｉｔｈ ｔｈａｔ",
+])
+@pytest.mark.parametrize("lang", ["en", "ko", "fr", ""])
+def test_nasty_inputs_never_raise(text, lang):
+    refused, detail = is_refusal(text, lang)
+    assert isinstance(refused, bool) and isinstance(detail, str) and detail
+
+
+def test_fullwidth_and_modifier_apostrophe_are_normalised():
+    assert is_refusal("ｉ ｃａｎ'ｔ ｈｅｌｐ ｗｉｔｈ ｔｈａｔ.", "en")[0]  # NFKC
+    assert is_refusal("I can\u02bct help with that.", "en")[0]
+
+
+def test_empty_is_not_a_refusal():
+    assert is_refusal(None) == (False, "empty answer")
+    assert not is_refusal("", "ko")[0]
