@@ -73,9 +73,12 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
         # but I cannot ..." (the apology needs no pattern of its own: the inability is what refuses).
         ("first-person inability to help/answer", re.compile(_EN_INABILITY)),
         # "I must decline", "I'll have to decline", "I respectfully decline", "I have to pass on this".
-        ("declines", re.compile(r"\bi(?:'ll|\s+will|\s+must|\s+have\s+to|\s+need\s+to|'m\s+going\s+to\s+have\s+to"
-                                r"|\s+am\s+going\s+to\s+have\s+to|\s+would)?\s+(?:respectfully\s+|politely\s+)?"
-                                r"(?:decline|pass\s+on\s+(?:this|that))\b")),
+        # The object matters: "I'd decline the extended warranty" is advice, "I'll decline this one" is not.
+        ("declines", re.compile(r"\bi(?:'ll|'m|'d|\s+(?:will|must|have|has|need|to|am|going|would|respectfully|"
+                                r"politely|therefore|afraid|i)){0,5}\s+(?:respectfully\s+|politely\s+)?"
+                                r"(?:decline(?=\s*(?:[.!,;)]|$|this|that|your|to\s+(?:answer|help|assist|provide|comment|"
+                                r"respond|engage|participate|share|write|discuss|do|create|generate)))|"
+                                r"pass\s+on\s+(?:this|that))")),
         # "As an AI language model, I cannot / I don't have ..." - the model speaking of its limits.
         ("as an AI ...", re.compile(r"\b(?:as|i'm\s+(?:just\s+|only\s+)?|i\s+am\s+(?:just\s+|only\s+)?)an?\s+"
                                     r"(?:ai|artificial\s+intelligence|language\s+model|"
@@ -132,6 +135,9 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
         # "제 역할 범위를 벗어납니다", "제가 답변드릴 수 있는 범위를 넘어서는 질문입니다".
         ("outside my scope", re.compile(r"(?:제|저의|저는|제가|답변|도움|역할|도와)\S*\s.{0,30}?범위(?:를|에서)?\s*"
                                         r"(?:벗어|넘어)")),
+        # "그건 제가 할 수 있는 일이 아니에요", "제가 도와드릴 수 있는 부분이 아닙니다".
+        ("not something I can do", re.compile(r"(?:제가|저는|저로서는)\s*(?:\S+\s+){0,3}?\S*(?:할|드릴)\s*수\s*있는\s*"
+                                              r"(?:일|부분|것|영역|범위|내용)(?:이|은|는)?\s*아니")),
         # "정중히 거절하겠습니다", "답변을 삼가겠습니다", "응하기 어렵습니다" (응하다 = comply).
         ("declines / refrains", re.compile(r"거절(?:하겠|해야|할\s*수밖에|드립|합니다|할게)|"
                                            r"(?:답변|언급|대답|응답)(?:을|은)?\s*삼가|"
@@ -142,7 +148,8 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
 # 대답, 응답, 도와/도움, 제공, 안내, 알려, 처리, 작성, 생성, 추천, 조언, 진행, 수행, 지원, 공유, 협조, 관여,
 # 논의, 언급, 공개, 접근, 조회, 검색, 확인, 예측, 판단, 단정, 말하, 설명, 대응, 응하.
 _KO_ACT = (r"(?:답변|답|대답|응답|도와|도움|제공|안내|알려|처리|작성|생성|추천|조언|진행|수행|지원|공유|협조|관여|"
-           r"논의|언급|공개|접근|조회|검색|확인|예측|판단|단정|말하|말씀|설명|대응|응하|응해|알아보|찾아)")
+           r"논의|언급|공개|접근|조회|검색|확인|예측|판단|단정|말[하할해]|말씀|설명|대응|응[하할해]|알아보|찾아|"
+           r"이어[가갈]|계속)")
 # Inability endings: "수 없", "기 어렵" (not "어렵지 않"), "기 곤란", "이/가 어렵", "이/가 불가", "지 못하",
 # "지 않겠", "해 드리지 못". The act must come within a few characters of the ending.
 _KO_UNABLE = (r"\S{0,6}\s*(?:수\s*(?:가|는|도)?\s*없|기\s*(?:가|는|도)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
@@ -192,9 +199,15 @@ _KO_CONTENT_START = re.compile(
     r"(?:일반적으로|일반적인|보통|대체로|통상|흔히|참고로|아래|다음은|다음과|대략|과거|역사적으로|기본적으로|원칙적으로|"
     r"대표적인|몇\s*가지|한\s*가지)")
 # A turn inside the refusal sentence: "I can't ..., but <content>" / "... 드리기 어렵지만, <content>".
-_EN_TURN = re.compile(r"[,;:]?\s*\b(?:but|however|though|although|yet|that\s+said)\b[,]?\s*(.*)$|:\s*(.+)$")
+_EN_TURN = re.compile(r"[,;:]?\s*\b(?:but|however|though|although|yet|that\s+said|so)\b[,]?\s*(.*)$|:\s*(.+)$")
 # The connective must end the word ("어렵지만,", "없으나 "): "벗어나는" is not a turn.
-_KO_TURN = re.compile(r"^\S{0,4}?(?:지만|으나|우나|는데|은데|운데|습니다만|만|되)(?=[\s,])\s*,?\s*(.*)$|:\s*(.+)$")
+# Causal connectives too ("확인할 수 없어서 2024년 평균으로 말씀드리면 ..."): what follows decides.
+_KO_TURN = re.compile(r"^\S{0,4}?(?:지만|으나|우나|는데|은데|운데|습니다만|만|되|어서|아서|해서|으므로|므로|으니|니까)"
+                      r"(?=[\s,])\s*,?\s*(.*)$|:\s*(.+)$")
+# "It depends": "I can't give you a single number, because it depends on your state." is an answer when content
+# follows, a refusal when only a redirection does.
+_DEPENDS = re.compile(r"\b(?:it|that|this|the\s+answer)\s+(?:depends|varies|differs)\b|\bvar(?:y|ies)\s+(?:by|with|from|"
+                      r"across)\b|(?:에\s*따라|마다)\s*(?:달라|다르|차이)")
 # ... unless what follows the turn is itself an offer or a redirection ("but I can help you with ...").
 _EN_OFFER = re.compile(r"^(?:i\s+(?:can|could|would|'d|am|'m|will|'ll)|if\s+you|you\s+(?:can|could|may|might|should|"
                        r"will)\s+(?:try|consult|contact|check|ask|reach|look|visit|want|find|speak|talk)|please|"
@@ -345,6 +358,8 @@ def _turns_to_content(low: str, end: int, korean: bool) -> bool:
         return False
     if _KO_CONTENT_START.match(cont) or _EN_CONTENT_START.match(cont):
         return True  # "..., but in general ..." / "..., 일반적으로 ..."
+    if _EN_APOLOGY.search(cont) or _KO_APOLOGY.search(cont) or _refusal_match(cont, ["en", "ko"], False):
+        return False  # "도와드릴 수 없어서 죄송합니다", "I don't have live data, so I can't tell you ..."
     return not (_KO_OFFER.search(cont) if korean else _EN_OFFER.match(cont))
 
 
@@ -370,7 +385,10 @@ def _classify(sentences: list[str], langs: list[str]) -> list[tuple[str, str]]:
             nxt = lows[i + 1] if i + 1 < len(lows) else ""
             content_next = bool(nxt) and bool(_KO_CONTENT_START.match(nxt) or _EN_CONTENT_START.match(nxt)) and not (
                 _KO_OFFER.search(nxt) or _EN_OFFER.match(re.sub(r"^\W*(?:that\s+said|however)\W*", "", nxt)))
-            if _turns_to_content(low, m.end(), korean) or content_next:
+            depends = bool(_DEPENDS.search(low)) and bool(nxt) and not (
+                _EN_SUPPORT.search(nxt) or _KO_SUPPORT.search(nxt) or _EN_APOLOGY.search(nxt) or _KO_APOLOGY.search(nxt)
+                or _refusal_match(nxt, langs, False))
+            if _turns_to_content(low, m.end(), korean) or content_next or depends:
                 labels.append(("disclaimer", name))
             else:
                 labels.append(("refusal", name))
