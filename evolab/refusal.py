@@ -13,6 +13,9 @@ refusal without any "sorry" in it. So this module reads the answer sentence by s
 * a refusal form that turns into content in the same sentence ("I can't give personalised advice, but
   here is how NPV works: ...") or is followed by a sentence that starts delivering general content
   ("In general, ..." / "일반적으로 ...") is a **disclaimer**, not a refusal;
+* what the answer quotes or drafts is not the assistant speaking: text in quotes, code, "> " block quotes,
+  lines of a written dialogue ("Agent: ...", "상담원: ..."), and whatever follows a lead-in such as "Here's a
+  draft:" or "사과문 초안입니다." are content, whatever they say;
 * the answer **is a refusal** when a refusal form opens it (first two sentences) and it is short
   (< ``max_words`` words, the paper's condition), or when refusal sentences - with the apologies, offers
   of other help, redirections and justifications around them - make up most of the answer, at any length.
@@ -31,9 +34,10 @@ import unicodedata
 
 __all__ = ["is_refusal", "REFUSAL_FORMS", "count_words", "HANGUL_TOKEN_WEIGHT", "OPENING_SENTENCES"]
 
-# One Korean eojeol carries about 1.5 English words of message (e.g. "I'm sorry, but I can't help with that
-# request." = 9 words vs "죄송하지만 그 요청은 도와드릴 수 없습니다" = 6 eojeols; "Exchange-rate risk cannot be
-# fully avoided" = 6 vs "환율 위험은 완전히 피할 수 없습니다" = 5; parallel corpora give 1.3-1.6).
+# One Korean eojeol carries about 1.5 English words of message: "I'm sorry, but I can't help with that
+# request." = 9 words vs "죄송하지만 그 요청은 도와드릴 수 없습니다" = 6 eojeols (1.5); "You cannot withdraw from
+# an IRA before 59½ without a penalty" = 11 vs "59½세 전에는 IRA에서 위약금 없이 인출할 수 없습니다" = 8 (1.4).
+# An estimate from sentence pairs like these, not a ratio measured on a parallel corpus.
 HANGUL_TOKEN_WEIGHT = 1.5
 # "Opens the answer": a refusal form in the first sentence or two ("Great question! Unfortunately, I can't
 # ..." and "죄송합니다. 해당 요청은 ... 어렵습니다" both put it second).
@@ -67,6 +71,22 @@ _EN_ACT = (r"(?:help(?!\s+but\b)(?!\s+\w+ing\b)|assist|provid|give|offer|share|d
            r"make\s+(?:that|this)|be\s+of\s+(?:help|assistance)|accommodate|continue|proceed|process\s+(?:this|that|your))")
 _EN_INABILITY = _EN_NEG + r"(?:\W+\w+(?:'\w+)?){0,5}?\W+" + _EN_ACT
 
+# Acts of answering/helping in Korean (the stem before "할 수 없", "하기 어렵", "이 어렵", "하지 않"): 답변,
+# 대답, 응답, 도와/도움, 제공, 안내, 알려, 처리, 작성, 생성, 추천, 조언, 진행, 수행, 지원, 공유, 협조, 관여,
+# 논의, 언급, 공개, 접근, 조회, 검색, 확인, 예측, 판단, 단정, 말하, 설명, 대응, 응하.
+_KO_ACT = (r"(?:답변|답|대답|응답|도와|도움|제공|안내|알려|처리|작성|생성|추천|조언|진행|수행|지원|공유|협조|관여|"
+           r"논의|언급|공개|접근|조회|검색|확인|예측|판단|단정|말[하할해]|말씀|설명|대응|응[하할해]|알아보|찾아|"
+           r"이어[가갈]|계속)")
+# Inability endings: "수 없", "기 어렵" (not "어렵지 않"), "기 곤란", "이/가 어렵", "이/가 불가", "지 못하",
+# "지 않겠", "해 드리지 못". The act must come within a few characters of the ending.
+_KO_UNABLE = (r"\S{0,6}\s*(?:수\s*(?:가|는|도)?\s*없|기\s*(?:가|는|도)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
+              r"(?:이|가|은|는)\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|불가)|지\s*(?:못|않(?:겠|습니다|아요|습))|"
+              r"해\s*(?:줄|줄\s*수)\s*없)")
+# ... or the short negation before the act: "못 도와드려요", "못 알려 드립니다".
+_KO_ACT_UNABLE = re.compile(_KO_ACT + _KO_UNABLE + r"|(?:^|\s)못\s*" + _KO_ACT)
+# Topics that are the thing asked for ("정보는", "조언은", "답변은"): "실시간 정보는 제공할 수 없습니다".
+_KO_ASKED_FOR = r"(?:정보|내용|자료|데이터|조언|답변|질문|요청|부분|사항|주제|의견|추천|전망|시세|번호|방법|작업)"
+
 REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     "en": [
         # "I can't help with that", "I'm not able to provide ...", "I won't be able to assist", "I'm sorry,
@@ -89,10 +109,9 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
                                               r"(?:real-time|real\s+time|live|current|up-to-date|browsing)")),
         # Impersonal refusals of the request: "That's not something I can help with", "This request cannot
         # be fulfilled", "It would be inappropriate for me to ...", "This goes against my guidelines".
-        ("not something I can do", re.compile(r"\b(?:that's|that\s+is|this\s+is|it's|it\s+is|that\s+isn't|"
-                                              r"this\s+isn't)\s+(?:not\s+)?(?:something|a\s+request|a\s+task|"
-                                              r"anything)\s+(?:that\s+)?i(?:\s+can|\s+am\s+able|'m\s+able|\s+will|"
-                                              r"\s+could)\b")),
+        ("not something I can do", re.compile(r"(?:(?:'s|\bis|\bare)\s+not|\bisn't|\baren't)\s+(?:something|"
+                                              r"a\s+request|a\s+task|anything)\s+(?:that\s+)?i(?:\s+can|\s+am\s+able|"
+                                              r"'m\s+able|\s+will|\s+could)\b(?!\s+(?:recommend|suggest|endorse|advise))")),
         ("the request cannot be fulfilled", re.compile(r"\b(?:this|that|your|the)\s+(?:request|question|query|"
                                                        r"prompt|task)\s+(?:cannot|can't|can\s+not|won't|"
                                                        r"will\s+not)\s+be\s+(?:fulfill?ed|completed|answered|"
@@ -126,7 +145,9 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
          re.compile(r"드릴\s*수\s*(?:가|는|도)?\s*없|드리기\s*(?:가|는|도|에는)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
                     r"드리지\s*(?:못|않겠)|드리기\s*(?:가\s*)?불가")),
         # The assistant's acts with inability, when the sentence shows the assistant is the one declining.
-        ("declining an act of answering (with 저/AI/요청/죄송 context)", None),  # see _ko_context_refusal
+        # "제공할 수 없습니다", "죄송하지만 알려 드릴 수 없어요", "요청하신 작업은 처리할 수 없습니다": an act of
+        # answering + inability, accepted only with context that the assistant declines (_ko_context_refusal).
+        ("declining an act of answering (with 저/AI/요청/죄송 context)", _KO_ACT_UNABLE),
         # "AI 언어 모델로서 ... 할 수 없습니다", "인공지능이기 때문에 개인적인 의견은 없습니다".
         ("as an AI ...", re.compile(r"(?:ai|인공\s*지능|언어\s*모델|챗봇|어시스턴트)\s*(?:로서|으로서|이기\s*때문에|"
                                     r"이라서|라서|이므로|인\s*저는|의\s*입장에서|로서는)\S*\s.*?"
@@ -135,6 +156,9 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
         # "제 역할 범위를 벗어납니다", "제가 답변드릴 수 있는 범위를 넘어서는 질문입니다".
         ("outside my scope", re.compile(r"(?:제|저의|저는|제가|답변|도움|역할|도와)\S*\s.{0,30}?범위(?:를|에서)?\s*"
                                         r"(?:벗어|넘어)")),
+        # "(신용정보 조회는) 제가 할 수 없습니다": the first person with a bare "할 수 없" (the act is the topic).
+        ("first person: 제가 할 수 없습니다", re.compile(r"(?:제가|저는|저로서는)\s*(?:\S+\s+){0,2}?(?:할|해\s*드릴)\s*"
+                                                        r"수\s*(?:가|는)?\s*없")),
         # "그건 제가 할 수 있는 일이 아니에요", "제가 도와드릴 수 있는 부분이 아닙니다".
         ("not something I can do", re.compile(r"(?:제가|저는|저로서는)\s*(?:\S+\s+){0,3}?\S*(?:할|드릴)\s*수\s*있는\s*"
                                               r"(?:일|부분|것|영역|범위|내용)(?:이|은|는)?\s*아니")),
@@ -144,21 +168,6 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
                                            r"응(?:하기|할\s*수|해\s*드리기)\s*(?:가\s*)?(?:어렵|곤란|없)")),
     ],
 }
-# Acts of answering/helping in Korean (the stem before "할 수 없", "하기 어렵", "이 어렵", "하지 않"): 답변,
-# 대답, 응답, 도와/도움, 제공, 안내, 알려, 처리, 작성, 생성, 추천, 조언, 진행, 수행, 지원, 공유, 협조, 관여,
-# 논의, 언급, 공개, 접근, 조회, 검색, 확인, 예측, 판단, 단정, 말하, 설명, 대응, 응하.
-_KO_ACT = (r"(?:답변|답|대답|응답|도와|도움|제공|안내|알려|처리|작성|생성|추천|조언|진행|수행|지원|공유|협조|관여|"
-           r"논의|언급|공개|접근|조회|검색|확인|예측|판단|단정|말[하할해]|말씀|설명|대응|응[하할해]|알아보|찾아|"
-           r"이어[가갈]|계속)")
-# Inability endings: "수 없", "기 어렵" (not "어렵지 않"), "기 곤란", "이/가 어렵", "이/가 불가", "지 못하",
-# "지 않겠", "해 드리지 못". The act must come within a few characters of the ending.
-_KO_UNABLE = (r"\S{0,6}\s*(?:수\s*(?:가|는|도)?\s*없|기\s*(?:가|는|도)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
-              r"(?:이|가|은|는)\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|불가)|지\s*(?:못|않(?:겠|습니다|아요|습))|"
-              r"해\s*(?:줄|줄\s*수)\s*없)")
-# ... or the short negation before the act: "못 도와드려요", "못 알려 드립니다".
-_KO_ACT_UNABLE = re.compile(_KO_ACT + _KO_UNABLE + r"|(?:^|\s)못\s*" + _KO_ACT)
-# Topics that are the thing asked for ("정보는", "조언은", "답변은"): "실시간 정보는 제공할 수 없습니다".
-_KO_ASKED_FOR = r"(?:정보|내용|자료|데이터|조언|답변|질문|요청|부분|사항|주제|의견|추천|전망|시세|번호|방법|작업)"
 # Context showing the assistant is the one declining: first person, the model itself, the request as topic,
 # or "해당/이러한 ..." (impersonal refusal of "such content").
 _KO_CONTEXT = re.compile(r"(?:^|[\s,(])(?:저는|제가|저로서는|저도|저에게|저희|ai|인공\s*지능|언어\s*모델|챗봇)|"
@@ -341,7 +350,7 @@ def _refusal_match(low: str, langs: list[str], prev_apology: bool) -> tuple[str,
     """The first refusal form in a (lower-cased, normalised) sentence: (form name, match)."""
     for lang in langs:
         for name, pat in REFUSAL_FORMS.get(lang, []):
-            m = _ko_context_refusal(low, prev_apology) if pat is None else pat.search(low)
+            m = _ko_context_refusal(low, prev_apology) if pat is _KO_ACT_UNABLE else pat.search(low)
             if m:
                 return name, m
     return None
@@ -444,7 +453,7 @@ def _is_refusal(text: str | None, language: str, max_words: int) -> tuple[bool, 
         return True, f"opens with a refusal: {_snippet(sentences[first_refusal])!r} ({wl})"
     # 2. Refusal sentences and their entourage make up most of the answer.
     if first_refusal is not None:
-        size = [len(re.sub(r"[\s_]", "", s)) + sum(c == "_" for c in s) for s in sentences]
+        size = [len(re.sub(r"\s", "", s)) for s in sentences]  # characters; quoted text (masked) counts too
         total = sum(size) or 1
         block = sum(n for n, k in zip(size, kinds) if k in ("refusal", "apology", "support"))
         share = block / total
