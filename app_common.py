@@ -77,7 +77,7 @@ def settings() -> Settings:
             saved = json.loads(_open_store(s.db_path).get_meta(SETTINGS_META_KEY) or "{}")
         except Exception:  # an unreadable store is reported by store(); start from the defaults
             saved = {}
-        for key in ("base_url", "model", "api_key_env"):
+        for key in ("base_url", "model", "api_key_env", "structured"):
             if isinstance(saved.get(key), str):
                 setattr(s, key, saved[key])
         st.session_state["settings"] = s
@@ -87,7 +87,7 @@ def settings() -> Settings:
 def _save_settings(s: Settings) -> None:
     """The store remembers the endpoint it was used with (the key variable's name, never the key)."""
     _open_store(s.db_path).set_meta(SETTINGS_META_KEY, json.dumps(
-        {"base_url": s.base_url, "model": s.model, "api_key_env": s.api_key_env}))
+        {"base_url": s.base_url, "model": s.model, "api_key_env": s.api_key_env, "structured": s.structured}))
 
 
 def ensure_frame() -> None:
@@ -120,7 +120,7 @@ def sidebar() -> None:
     """Endpoint, model, key variable name, store path; the embedded model's status."""
     s = settings()
     for key, value in (("set_db", s.db_path), ("set_url", s.base_url), ("set_model", s.model),
-                       ("set_key_env", s.api_key_env)):
+                       ("set_key_env", s.api_key_env), ("set_structured", s.structured)):
         st.session_state.setdefault(key, value)
     st.secrets.load_if_toml_exists()  # root-level secrets become environment variables of this process
     with st.sidebar:
@@ -135,13 +135,18 @@ def sidebar() -> None:
                           placeholder="e.g. OPENAI_API_KEY",
                           help="The NAME of the environment variable or Streamlit secret that holds the API "
                                "key. The key itself is never written to the store or anywhere else.")
+            st.selectbox("Structured output", ["auto", "on", "off"], key="set_structured",
+                         help="Ask the judges and scorers for a JSON-schema reply. auto: find out once per "
+                              "endpoint and model whether it can, and remember; on: require it; off: read "
+                              "free text. Unreadable replies are retried once, then marked unreadable.")
             st.text_input("Store (SQLite file)", key="set_db",
                           help="Every run, node, call and score is kept here. Default: $EVOLAB_DB or evolab.db.")
             submitted = st.form_submit_button("Use these settings", type="primary")
         if submitted:
             new = Settings(db_path=st.session_state["set_db"].strip() or app_support.default_db_path(),
                            base_url=st.session_state["set_url"].strip(), model=st.session_state["set_model"].strip(),
-                           api_key_env=st.session_state["set_key_env"].strip())
+                           api_key_env=st.session_state["set_key_env"].strip(),
+                           structured=st.session_state["set_structured"])
             problems = new.problems()
             if problems:
                 for p in problems:
@@ -157,6 +162,10 @@ def sidebar() -> None:
                     st.warning(f"Could not remember these settings in {new.db_path}: {e}")
                 st.success("Settings in use.")
         st.caption(f"In use: **{s.endpoint_label}** · store `{s.db_path}`")
+        try:
+            st.caption(f"Structured output: {s.structured_status(_open_store(s.db_path))}")
+        except Exception:  # an unreadable store is reported by store()
+            pass
         if s.uses_local_model:
             _local_model_box()
         else:

@@ -1,8 +1,6 @@
 """How well evolab reads free-text model replies: accuracy per reply kind and language on the corpus in
 tests/data/replies/ (English and Korean), for the readers in evolab/replies.py and, for comparison, the
-older parsers (scoring.parse_score, eliminator.parse_equal, judge.parse_scores, evolver.parse_evolved):
-both as those modules have them now (they may delegate to evolab.replies) and as they were in git before
-evolab/replies.py was added.
+parsers evolab shipped before them (commit 92462f9, kept verbatim in bench/old_parsers.py).
 
 "unreadable->value" counts replies a person cannot read (expected null, or an empty instruction) that the
 reader turned into a value anyway: the worst error, since a made-up verdict or score enters the data.
@@ -15,10 +13,7 @@ Then the refusal detector (evolab.refusal.is_refusal) on tests/data/refusals/{en
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from evolab import replies  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import old_parsers  # noqa: E402
+
 CORPUS = ROOT / "tests" / "data" / "replies"
 REFUSALS = ROOT / "tests" / "data" / "refusals"
 KINDS = ["equality", "difficulty", "quality", "pairwise", "evolver"]
@@ -36,50 +34,6 @@ KINDS = ["equality", "difficulty", "quality", "pairwise", "evolver"]
 def load(kind: str) -> list[dict]:
     with open(CORPUS / f"{kind}.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def _old(module: str, name: str) -> Callable | None:
-    """A parser as the module has it now, imported defensively: it may have moved, or now delegate to
-    evolab.replies (then this row shows the wrapper)."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except Exception:  # noqa: BLE001 - any import problem just drops the comparison row
-        return None
-
-
-def baseline_commit() -> str | None:
-    """The last commit before evolab/replies.py was added (HEAD while it is not committed yet)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        added = git("log", "--diff-filter=A", "--format=%H", "--", "evolab/replies.py").splitlines()
-        return git("rev-parse", f"{added[-1]}^" if added else "HEAD")
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        return None
-
-
-def _baseline(commit: str | None, module: str, name: str) -> Callable | None:
-    """The parser as it was at `commit`, before the readers existed: its module's top-level statements
-    from git, run one by one, skipping the package's own imports and whatever no longer runs (the parsers
-    need only the standard library and their module's regexes and helpers)."""
-    if commit is None:
-        return None
-    path = module.replace(".", "/") + ".py"
-    try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{path}"], capture_output=True,
-                                text=True, check=True).stdout
-        namespace: dict[str, Any] = {"__name__": f"evolab_baseline_{module.rsplit('.', 1)[-1]}"}
-        for node in ast.parse(source).body:
-            if isinstance(node, ast.ImportFrom) and node.level:
-                continue
-            try:
-                exec(compile(ast.Module([node], []), f"{commit[:7]}:{path}", "exec"), namespace)  # noqa: S102
-            except Exception:  # noqa: BLE001 - e.g. a dataclass over a type that moved
-                continue
-        return namespace[name]
-    except Exception:  # noqa: BLE001 - no git, no such file or function
-        return None
 
 
 def _evolved(fn: Callable) -> Callable:
@@ -106,19 +60,13 @@ def _set(equal, score, pair, evolved) -> dict[str, Callable | None]:
     }
 
 
-OLD = [("evolab.eliminator", "parse_equal"), ("evolab.scoring", "parse_score"), ("evolab.judge", "parse_scores"),
-       ("evolab.evolver", "parse_evolved")]
-
-
 def readers() -> dict[str, dict[str, Callable | None]]:
     """{reader set: {kind: reply -> value in the corpus's `expected` form}}."""
-    commit = baseline_commit()
     return {
         "new (evolab.replies)": _set(replies.read_equal, replies.read_score, replies.read_pair_scores,
                                      replies.read_evolved),
-        "old parse_* now": _set(*(_old(module, name) for module, name in OLD)),
-        f"old parse_* at {commit[:7] if commit else '?'}": _set(*(_baseline(commit, module, name)
-                                                                  for module, name in OLD)),
+        "old parsers (92462f9)": _set(old_parsers.parse_equal, old_parsers.parse_score, old_parsers.parse_scores,
+                                      old_parsers.parse_evolved),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from .llm.client import structured_meta_key
 from .llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from .pipeline import expected_steps
 from .schema import ELIMINATED, FAILED, KEPT, OPERATIONS, PENDING, SEED, Node, RunConfig, Seed
@@ -45,6 +47,7 @@ class Settings:
     base_url: str = ""
     model: str = ""
     api_key_env: str = ""
+    structured: str = "auto"  # auto | on | off (see LLMClient.structured_mode)
 
     @property
     def uses_local_model(self) -> bool:
@@ -75,6 +78,25 @@ class Settings:
                        "that holds the key (e.g. OPENAI_API_KEY), never the key itself.")
         return out
 
+    @property
+    def endpoint_id(self) -> str:
+        """The endpoint as the cache and the structured-output probe know it."""
+        return "embedded" if self.uses_local_model else self.base_url.strip().rstrip("/")
+
+    def structured_status(self, store: Store) -> str:
+        """What the sidebar says about structured output for this endpoint and model."""
+        if self.structured == "off":
+            return "off: judges' replies are read as free text"
+        known = store.get_meta(structured_meta_key(self.endpoint_id, self.model_name))
+        if not known:
+            return f"{self.structured}: not probed yet (the first run or step asks once and remembers)"
+        info = json.loads(known)
+        mode = info.get("mode")
+        how = {"json_schema": "JSON schema (OpenAI's json_schema)",
+               "json_object": "JSON schema (json_object with a schema, llama.cpp grammar)",
+               "none": "not supported: free-text readers"}.get(mode, str(mode))
+        return f"{self.structured}: {how}"
+
     def key_status(self) -> str:
         """Whether the named key variable is set (the value is never shown)."""
         name = self.api_key_env.strip()
@@ -95,7 +117,8 @@ class Settings:
         """A RunConfig for these settings; `overrides` set any other RunConfig field (rules: a dict)."""
         rules = overrides.pop("rules", None)
         cfg = RunConfig(model=self.model_name, base_url=self.base_url.strip() or None,
-                        api_key_env=self.api_key_env.strip() or None, **self.token_defaults())
+                        api_key_env=self.api_key_env.strip() or None, structured=self.structured,
+                        **self.token_defaults())
         known = {f.name for f in dataclasses.fields(RunConfig)}
         for k, v in overrides.items():
             if k not in known:
@@ -311,8 +334,9 @@ def node_detail(store: Store, node_id: str) -> NodeDetail | None:
     verdict_rows, score_rows = [], []
     for s in store.scores(node_id=node_id):
         if s.metric.startswith("rule:"):
-            verdict_rows.append({"rule": s.metric[5:], "passed": bool(s.value), "detail": s.detail or "",
-                                 "judge": s.judge})
+            # passed is None when the rule's judge gave an unreadable reply (the step failed as `unreadable`)
+            verdict_rows.append({"rule": s.metric[5:], "passed": None if s.value is None else bool(s.value),
+                                 "detail": s.detail or "", "judge": s.judge})
         else:
             score_rows.append({"metric": s.metric, "value": s.value, "judge": s.judge, "detail": s.detail or ""})
     scores = pd.DataFrame(score_rows, columns=["metric", "value", "judge", "detail"])
@@ -437,13 +461,12 @@ def start_judge(db_path: str, config: RunConfig, comparison: str, *, run_id: str
             try:
                 job.status = "running"
                 backend = backend_factory() if backend_factory else make_backend(config)
-                client = LLMClient(backend, store, concurrency=config.concurrency)
+                client = LLMClient(backend, store, concurrency=config.concurrency, structured=config.structured)
+                kw = {"max_tokens": config.max_tokens_judge, "temperature": config.temperature_judge}
                 if run_b is None:
-                    job.result = judge.judge_rounds_sync(store, client, run_id, int(round_a), int(round_b),
-                                                         max_tokens=config.max_tokens_judge)
+                    job.result = judge.judge_rounds_sync(store, client, run_id, int(round_a), int(round_b), **kw)
                 else:
-                    job.result = judge.judge_runs_sync(store, client, run_id, run_b,
-                                                       max_tokens=config.max_tokens_judge)
+                    job.result = judge.judge_runs_sync(store, client, run_id, run_b, **kw)
                 job.status = "finished"
             except Exception as e:  # shown on the page
                 job.status, job.error = "failed", f"{type(e).__name__}: {e}"

@@ -86,9 +86,17 @@ def _config(args: argparse.Namespace):
     if getattr(args, "quality_filter", None) is not None:
         cfg.rules.quality_filter, cfg.rules.quality_min = True, args.quality_filter
     for rule in getattr(args, "rule_off", None) or []:
-        if not hasattr(cfg.rules, rule) or not isinstance(getattr(cfg.rules, rule), bool):
-            raise BadInput(f"--rule-off {rule}: not a rule (no_new_information, refusal, empty_response, prompt_leak).")
-        setattr(cfg.rules, rule, False)
+        from .eliminator import rule_ids
+
+        known = rule_ids() + ["equal_judge"]
+        if rule not in known:
+            raise BadInput(f"--rule-off {rule}: not a rule; the rules are {', '.join(known)}.")
+        if isinstance(getattr(cfg.rules, rule, None), bool):
+            setattr(cfg.rules, rule, False)
+        else:
+            cfg.rules.off.append(rule)
+    if getattr(args, "structured", None):
+        cfg.structured = args.structured
     if cfg.concurrency < 1:
         raise BadInput("--concurrency must be at least 1.")
     return cfg
@@ -259,11 +267,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
                                      api_key_env=args.api_key_env or config.api_key_env)
 
     async def go() -> dict:
-        client = LLMClient(make_backend(config), store, concurrency=config.concurrency)
+        client = LLMClient(make_backend(config), store, concurrency=config.concurrency,
+                           structured=args.structured or config.structured)
+        kw = {"max_tokens": config.max_tokens_judge, "temperature": config.temperature_judge}
         try:
             if args.against:
-                return await judge.judge_runs(store, client, run_id, args.against)
-            return await judge.judge_rounds(store, client, run_id, round_a, round_b)
+                return await judge.judge_runs(store, client, run_id, args.against, **kw)
+            return await judge.judge_rounds(store, client, run_id, round_a, round_b, **kw)
         finally:
             await client.aclose()
 
@@ -303,6 +313,9 @@ def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
                                                          "192 on the embedded model)")
     p.add_argument("--max-tokens-respond", type=int, help="cap of an answer (default 1024; 192 on the embedded model)")
     p.add_argument("--max-tokens-judge", type=int, help="cap of a judge's reply (default 256; 96 on the embedded model)")
+    p.add_argument("--structured", choices=["auto", "on", "off"], default=None,
+                   help="ask judges and scorers for a JSON-schema reply: auto (probe the endpoint once and "
+                        "remember; default), on (fail if it cannot), off (read free text)")
     if endpoint:
         p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
                                           "(default: the embedded local model)")
@@ -375,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="judge endpoint (default: the run's own)")
     p.add_argument("--model", help="judge model (default: the run's own)")
     p.add_argument("--api-key-env", help="NAME of the variable holding the judge's key")
+    p.add_argument("--structured", choices=["auto", "on", "off"], default=None,
+                   help="JSON-schema replies from the judge (default: the run's setting)")
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Coroutine, Iterable, TypeVar
@@ -29,6 +28,7 @@ import pandas as pd
 
 from .llm.base import LLMError, Messages
 from .llm.client import LLMClient
+from .reading import PAIRWISE, ask
 from .schema import Node
 from .store import Store, text_hash
 
@@ -93,28 +93,12 @@ def judge_messages(first: Side, second: Side, seed_instruction: str | None = Non
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_LABELS = re.compile(r"assistant\s*[12]\s*[:=]?|scores?\s*[:=]?|/\s*10\b|\*\*|#", re.IGNORECASE)
-
-
 def parse_scores(reply: str | None) -> tuple[float, float] | None:
-    """The two scores on the first non-empty line ("8 6", "8, 6", "Assistant 1: 8 Assistant 2: 6"),
-    each within 0..10; None when the line does not hold exactly two such numbers."""
-    if not reply:
-        return None
-    for line in reply.splitlines():
-        if line.strip():
-            first = line
-            break
-    else:
-        return None
-    numbers = re.findall(_NUMBER, _LABELS.sub(" ", first))
-    if len(numbers) != 2:
-        return None
-    a, b = float(numbers[0]), float(numbers[1])
-    if not (0 <= a <= 10 and 0 <= b <= 10):
-        return None
-    return a, b
+    """The two scores (Assistant 1, Assistant 2), each 1-10, as a person reads them; None when unreadable
+    (evolab.replies.read_pair_scores)."""
+    from .replies import read_pair_scores
+
+    return read_pair_scores(reply)
 
 
 def verdict(score_a: float, score_b: float) -> str:
@@ -141,25 +125,30 @@ class Item:
     seed_instruction: str
 
 
-async def judge_item(client: LLMClient, item: Item, *, max_tokens: int = 256) -> dict[str, Any]:
-    """Ask twice (A first, then B first); return the judgment row (not yet stored)."""
+async def judge_item(client: LLMClient, item: Item, *, max_tokens: int = 256,
+                     temperature: float = 0.0) -> dict[str, Any]:
+    """Ask twice (A first, then B first); return the judgment row (not yet stored). Each side is read with
+    structured output where the endpoint has it, else as free text, with one stricter retry; an unreadable
+    reply makes that verdict None (the outcome is then "unknown")."""
     replies: list[str | None] = [None, None]
+    readings: list[tuple[float, float] | None] = [None, None]
+    hows: list[str | None] = [None, None]
     errors: list[str | None] = [None, None]
 
-    async def ask(i: int, first: Side, second: Side) -> None:
+    async def one(i: int, first: Side, second: Side) -> None:
         try:
-            comp = await client.complete(judge_messages(first, second, item.seed_instruction), purpose="judge",
-                                         temperature=0.0, max_tokens=max_tokens)
-            replies[i] = comp.text
+            reading = await ask(client, judge_messages(first, second, item.seed_instruction), PAIRWISE,
+                                purpose="judge", temperature=temperature, max_tokens=max_tokens)
+            replies[i], readings[i], hows[i] = reading.reply, reading.value, reading.how
         except LLMError as e:
             errors[i] = str(e)
 
-    await asyncio.gather(ask(0, item.a, item.b), ask(1, item.b, item.a))
-    s1, s2 = parse_scores(replies[0]), parse_scores(replies[1])
+    await asyncio.gather(one(0, item.a, item.b), one(1, item.b, item.a))
+    s1, s2 = readings
     first = verdict(s1[0], s1[1]) if s1 else None  # A is Assistant 1
     second = verdict(s2[1], s2[0]) if s2 else None  # A is Assistant 2
     detail = {"scores_first": list(s1) if s1 else None, "scores_second": list(s2) if s2 else None,
-              "reply_first": replies[0], "reply_second": replies[1]}
+              "reply_first": replies[0], "reply_second": replies[1], "read_as": hows}
     if any(errors):
         detail["errors"] = errors
     return {"item_key": item.key, "label_a": item.a.label, "label_b": item.b.label, "node_a": item.a.node.id,
@@ -169,11 +158,11 @@ async def judge_item(client: LLMClient, item: Item, *, max_tokens: int = 256) ->
 
 
 async def judge_items(store: Store, client: LLMClient, comparison: str, items: list[Item], *,
-                      max_tokens: int = 256) -> list[dict[str, Any]]:
+                      max_tokens: int = 256, temperature: float = 0.0) -> list[dict[str, Any]]:
     """Judge every item concurrently (the client's limit applies) and store each row as it completes."""
 
     async def one(item: Item) -> dict[str, Any]:
-        row = await judge_item(client, item, max_tokens=max_tokens)
+        row = await judge_item(client, item, max_tokens=max_tokens, temperature=temperature)
         row["comparison"] = comparison
         store.add_judgment(row)
         return row
@@ -252,21 +241,21 @@ def runs_comparison(run_a: str, run_b: str, round: int | None = None) -> str:
 
 
 async def judge_rounds(store: Store, client: LLMClient, run_id: str, round_a: int, round_b: int, *,
-                       max_tokens: int = 256) -> dict[str, Any]:
+                       max_tokens: int = 256, temperature: float = 0.0) -> dict[str, Any]:
     """Judge round A against round B of one run; rows are stored under `rounds_comparison(...)`.
     Returns the summary (`summarize_judgments`) plus comparison name and the rows."""
     comparison = rounds_comparison(run_id, round_a, round_b)
     rows = await judge_items(store, client, comparison, round_items(store, run_id, round_a, round_b),
-                             max_tokens=max_tokens)
+                             max_tokens=max_tokens, temperature=temperature)
     return {"comparison": comparison, **summarize_judgments(rows), "rows": rows}
 
 
 async def judge_runs(store: Store, client: LLMClient, run_a: str, run_b: str, *, round: int | None = None,
-                     max_tokens: int = 256) -> dict[str, Any]:
+                     max_tokens: int = 256, temperature: float = 0.0) -> dict[str, Any]:
     """Judge run A against run B on their shared seeds; rows stored under `runs_comparison(...)`."""
     comparison = runs_comparison(run_a, run_b, round)
     rows = await judge_items(store, client, comparison, run_items(store, run_a, run_b, round),
-                             max_tokens=max_tokens)
+                             max_tokens=max_tokens, temperature=temperature)
     return {"comparison": comparison, **summarize_judgments(rows), "rows": rows}
 
 

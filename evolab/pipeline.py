@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import threading
 import time
@@ -23,8 +24,11 @@ from . import eliminator, evolver, responder, scoring
 from .complexity import complexity_scores
 from .llm.base import Backend, BudgetExceeded, LLMError
 from .llm.client import LLMClient, make_backend
+from .llm.ratelimit import CallsStopped
 from .operations import sample_operation
 from .schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
+
+UNREADABLE = "unreadable"
 from .seeds import detect_language
 from .store import Store
 
@@ -62,8 +66,10 @@ def run_language(config: RunConfig, seed: Seed) -> str:
 
 
 def verdict_score(node_id: str, v: eliminator.Verdict) -> Score:
-    """Every rule's verdict is stored as a score row `rule:<id>` (1 passed, 0 failed) with its detail."""
-    return Score(node_id, f"rule:{v.rule}", 1.0 if v.passed else 0.0, v.judge, v.detail[:500])
+    """Every rule's verdict is stored as a score row `rule:<id>` (1 passed, 0 failed, None unreadable) with
+    its detail."""
+    value = None if v.unreadable else (1.0 if v.passed else 0.0)
+    return Score(node_id, f"rule:{v.rule}", value, v.judge, v.detail[:500])
 
 
 def expected_steps(n_seeds: int, rounds: int, fanout: int) -> int:
@@ -83,9 +89,12 @@ class Engine:
         self.counts: Counter[str] = Counter()
         self.rules: Counter[str] = Counter()
         self.started = time.time()
-        self.kept_instructions: list[str] = [n.instruction for n in store.nodes(run_id)
-                                             if n.status in (KEPT, SEED)]
         self.expected = 0
+        # Rounds every lineage has finished (the novelty filter waits on them), and its pool per round.
+        self._lineages = 0
+        self._round_done_count: Counter[int] = Counter()
+        self._round_events: dict[int, asyncio.Event] = {}
+        self._pool_by_round: dict[int, list[tuple[str, str]]] = {}
 
     # -- one step ---------------------------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -122,44 +131,21 @@ class Engine:
             node.prompt, node.raw_output = evo.prompt, evo.raw_output
             node.template, node.template_version = evo.template.name, evo.template.version
 
-            # Cheap checks on the instruction first.
-            if rules.no_new_information:
-                verdicts.append(eliminator.check_unchanged(parent.instruction, node.instruction,
-                                                           near_identical_ratio=rules.near_identical_ratio,
-                                                           parent_input=parent.input, child_input=node.input))
-            if rules.prompt_leak:
-                verdicts.append(eliminator.check_prompt_leak(node.instruction, node.language))
             if node.instruction:
                 scores += complexity_scores(node)
-            if not self._failed(verdicts):
-                node.response = await responder.respond(
-                    self.client, node.instruction, node.input, language=node.language,
-                    temperature=cfg.temperature_respond, max_tokens=cfg.max_tokens_respond, node_id=node_id,
-                    salt=f"{cfg.random_seed}")
-                if rules.refusal:
-                    verdicts.append(eliminator.check_refusal(node.response, node.language,
-                                                             max_words=rules.refusal_max_words))
-                if rules.empty_response:
-                    verdicts.append(eliminator.check_empty_response(node.response, node.language))
-            # The LLM equality judge only where the cheap checks passed.
-            if not self._failed(verdicts) and rules.no_new_information and rules.use_equal_judge:
-                verdicts.append(await eliminator.judge_equal(
-                    self.client, parent.instruction, node.instruction, language=node.language,
-                    max_tokens=16, node_id=node_id))
-            if not self._failed(verdicts) and rules.duplicate:
-                verdicts.append(eliminator.check_duplicate(node.instruction, self.kept_instructions,
-                                                           rouge_l_max=rules.rouge_l_max))
-            if not self._failed(verdicts):
-                scores += await self._llm_scores(node)
-                if rules.quality_filter:
-                    quality = next((s.value for s in scores if s.metric == "quality"), None)
-                    verdicts.append(eliminator.check_quality(quality, minimum=rules.quality_min))
+            ctx = eliminator.StepContext(parent=parent, node=node, config=cfg, client=self.client,
+                                         novelty_pool=lambda: self.novelty_pool(node),
+                                         finish_reason=evo.finish_reason)
+            verdicts += await self._cascade(ctx, scores)
             failed = self._failed(verdicts)
-            node.status = ELIMINATED if failed else KEPT
-            node.rule, node.detail = (failed.rule, failed.detail) if failed else (None, None)
-        except BudgetExceeded:
-            self.stop_reason = "budget"
-            raise RunStopped("budget")
+            if failed is not None and failed.unreadable:
+                node.status, node.rule, node.detail = FAILED, UNREADABLE, failed.detail
+            else:
+                node.status = ELIMINATED if failed else KEPT
+                node.rule, node.detail = (failed.rule, failed.detail) if failed else (None, None)
+        except BudgetExceeded as e:
+            self.stop_reason = "stopped" if isinstance(e, CallsStopped) else "budget"
+            raise RunStopped(self.stop_reason)
         except LLMError as e:
             node.status, node.rule, node.detail = FAILED, "llm_error", str(e)[:500]
             self.failed_in_a_row += 1
@@ -170,8 +156,6 @@ class Engine:
             self.failed_in_a_row = 0
         scores += [verdict_score(node_id, v) for v in verdicts]
         self.store.record_step(node, scores)
-        if node.status == KEPT:
-            self.kept_instructions.append(node.instruction)
         self._count(node)
         return StepResult(node, verdicts, scores)
 
@@ -184,16 +168,77 @@ class Engine:
     def _failed(verdicts: list[eliminator.Verdict]) -> eliminator.Verdict | None:
         return next((v for v in verdicts if not v.passed), None)
 
+    async def _cascade(self, ctx: eliminator.StepContext, scores: list[Score]) -> list[eliminator.Verdict]:
+        """Walk the elimination cascade in order, stopping at the first failure. The child is answered just
+        before the first rule that needs an answer, and scored just before the first that needs scores (or
+        at the end, when it passed everything)."""
+        verdicts: list[eliminator.Verdict] = []
+        node, cfg = ctx.node, self.config
+        for rule in eliminator.CASCADE:
+            if not rule.enabled(cfg) or not rule.applies_to(node.language):
+                continue
+            if rule.needs in (eliminator.RESPONSE, eliminator.SCORES) and node.response is None:
+                await self._respond(node, scores)
+            if rule.needs == eliminator.SCORES and not ctx.scores:
+                ctx.scores = await self._llm_scores(node)
+                scores += ctx.scores
+            verdict = await rule.check(ctx)
+            verdicts.append(verdict)
+            if not verdict.passed:
+                return verdicts
+        if node.response is None:
+            await self._respond(node, scores)
+        if not ctx.scores:
+            scores += await self._llm_scores(node)
+        return verdicts
+
+    async def _respond(self, node: Node, scores: list[Score]) -> None:
+        """Answer the node; an answer cut at max_tokens is flagged with a score row `truncated_answer` = 1."""
+        cfg = self.config
+        comp = await responder.respond_completion(
+            self.client, node.instruction, node.input, language=node.language,
+            temperature=cfg.temperature_respond, max_tokens=cfg.max_tokens_respond, node_id=node.id,
+            salt=f"{cfg.random_seed}")
+        node.response = comp.text.strip()
+        if comp.finish_reason == "length":
+            scores.append(Score(node.id, "truncated_answer", 1.0, "finish_reason",
+                                f"the answer was cut at max_tokens ({cfg.max_tokens_respond}); raise "
+                                "--max-tokens-respond"))
+
     async def _llm_scores(self, node: Node) -> list[Score]:
         cfg, jobs = self.config, []
         if cfg.score_difficulty:
             jobs.append(scoring.score_difficulty(self.client, node.instruction, node.input, language=node.language,
-                                                 node_id=node.id))
+                                                 node_id=node.id, temperature=cfg.temperature_judge))
         if cfg.score_quality and node.response is not None:
             jobs.append(scoring.score_quality(self.client, node.instruction, node.input, node.response,
                                               language=node.language, max_tokens=cfg.max_tokens_judge,
-                                              node_id=node.id))
+                                              node_id=node.id, temperature=cfg.temperature_judge))
         return list(await asyncio.gather(*jobs))
+
+    # -- the novelty pool -------------------------------------------------------------------------
+    async def novelty_pool(self, node: Node) -> list[str]:
+        """What `--dedup` compares a child of round r with: the seeds and the kept nodes of the *other*
+        lineages as the pool stood when round r began (rounds < r), never the child's own lineage, whose
+        in-depth children keep their ancestors' words. Waiting for every lineage to finish round r - 1 makes
+        the tree the same whatever order lineages finish in; only this check waits, the calls before it do not."""
+        round_ = node.round
+        await self._round_finished(round_ - 1)
+        if round_ not in self._pool_by_round:
+            self._pool_by_round[round_] = [(n.root_id, n.instruction) for n in self.store.nodes(self.run_id)
+                                           if n.round < round_ and n.status in (KEPT, SEED)]
+        return [text for root, text in self._pool_by_round[round_] if root != node.root_id]
+
+    async def _round_finished(self, round_: int) -> None:
+        if round_ < 1 or self._lineages == 0:
+            return
+        event = self._round_events.setdefault(round_, asyncio.Event())
+        await event.wait()
+
+    def _lineage_done_with(self, round_: int) -> None:
+        self._round_done_count[round_] += 1
+        if self._round_done_count[round_] >= self._lineages:
+            self._round_events.setdefault(round_, asyncio.Event()).set()
 
     async def finish_seed(self, seed: Node) -> None:
         """Answer and score a seed, as the round-0 baseline of the drift figures."""
@@ -201,14 +246,12 @@ class Engine:
             return
         self._check_stop()
         try:
-            seed.response = await responder.respond(
-                self.client, seed.instruction, seed.input, language=seed.language,
-                temperature=self.config.temperature_respond, max_tokens=self.config.max_tokens_respond,
-                node_id=seed.id, salt=f"{self.config.random_seed}")
-            scores = complexity_scores(seed) + await self._llm_scores(seed)
-        except BudgetExceeded:
-            self.stop_reason = "budget"
-            raise RunStopped("budget")
+            flags: list[Score] = []
+            await self._respond(seed, flags)
+            scores = complexity_scores(seed) + await self._llm_scores(seed) + flags
+        except BudgetExceeded as e:
+            self.stop_reason = "stopped" if isinstance(e, CallsStopped) else "budget"
+            raise RunStopped(self.stop_reason)
         except LLMError as e:
             seed.detail = f"seed answer failed: {e}"[:500]
             scores = complexity_scores(seed)
@@ -217,15 +260,23 @@ class Engine:
     # -- lineages and the run ----------------------------------------------------------------------
     async def run_lineage(self, seed: Node, until_round: int) -> None:
         pool = [seed]
-        for round_ in range(1, until_round + 1):
-            results = await asyncio.gather(*(self.evolve_child(parent, round_, slot)
-                                             for parent in pool for slot in range(self.config.fanout)))
-            next_pool: list[Node] = []
-            for i, parent in enumerate(pool):
-                kids = results[i * self.config.fanout:(i + 1) * self.config.fanout]
-                kept = [r.node for r in kids if r.node.status == KEPT]
-                next_pool += kept or [parent]  # an eliminated child leaves its parent in the pool
-            pool = next_pool
+        finished = 0
+        try:
+            for round_ in range(1, until_round + 1):
+                results = await asyncio.gather(*(self.evolve_child(parent, round_, slot)
+                                                 for parent in pool for slot in range(self.config.fanout)))
+                next_pool: list[Node] = []
+                for i, parent in enumerate(pool):
+                    kids = results[i * self.config.fanout:(i + 1) * self.config.fanout]
+                    kept = [r.node for r in kids if r.node.status == KEPT]
+                    next_pool += kept or [parent]  # an eliminated child leaves its parent in the pool
+                pool = next_pool
+                finished = round_
+                self._lineage_done_with(round_)
+        finally:
+            # A lineage that stopped early (budget, stop, error) must not keep the others waiting.
+            for later in range(finished + 1, until_round + 1):
+                self._lineage_done_with(later)
 
     def seed_nodes(self, seeds: list[Seed]) -> list[Node]:
         """The round-0 nodes, created in one transaction the first time."""
@@ -246,8 +297,7 @@ class Engine:
         self.store.set_run_status(self.run_id, "running")
         self.expected = expected_steps(len(seeds), until, self.config.fanout)
         roots = self.seed_nodes(seeds)
-        # The novelty filter compares with the seeds too, in a fresh run as in a resumed one.
-        self.kept_instructions += [r.instruction for r in roots if r.instruction not in self.kept_instructions]
+        self._lineages = len(roots)
         jobs = [self.run_lineage(r, until) for r in roots]
         if self.config.score_seeds:
             jobs += [self.finish_seed(r) for r in roots]
@@ -280,14 +330,24 @@ class Engine:
         self._report()
 
     def _report(self, final: bool = False) -> None:
+        limiter = self._limiter_state(final)
         if self.progress is None:
             return
         done = sum(self.counts.values())
         self.progress({
             "done": done, "expected": max(self.expected, done), "by_status": dict(self.counts),
             "by_rule": dict(self.rules), "calls": self.client.calls_made, "cost_usd": self.client.spent_usd,
-            "elapsed_s": time.time() - self.started, "final": final,
+            "elapsed_s": time.time() - self.started, "final": final, "limiter": limiter,
         })
+
+    def _limiter_state(self, final: bool) -> dict[str, Any]:
+        """The rate limiter's numbers; also kept in the store (every 2 s) for the Runs page of any process."""
+        state = self.client.limiter.state()
+        now = time.time()
+        if final or now - getattr(self, "_limiter_saved", 0.0) >= 2.0:
+            self._limiter_saved = now
+            self.store.set_meta(f"ratelimit|{self.run_id}", json.dumps({**state, "at": now, "final": final}))
+        return state
 
 
 # -- entry points -----------------------------------------------------------------------------------
@@ -307,11 +367,13 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
         raise KeyError(f"No run {run_id!r} in {store.path}.")
     config: RunConfig = run["config"]
     backend = backend or make_backend(config)
-    client = LLMClient(backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd)
+    stop_event = stop_event or threading.Event()  # the client's rate limiter drops queued calls when it is set
+    client = client_for(store, run_id, config, backend, stop_event=stop_event)
     engine = Engine(store, run_id, client, config, progress=progress, stop_event=stop_event)
     try:
         if hasattr(backend, "check"):
             await backend.check()
+        await client.structured_mode()  # probed once per endpoint and model, remembered in the store
         return await engine.run(run["seeds"], until_round=until_round)
     except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, asyncio.CancelledError)):
@@ -319,6 +381,13 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
         raise
     finally:
         await client.aclose()
+
+
+def client_for(store: Store, run_id: str, config: RunConfig, backend: Backend,
+               stop_event: threading.Event | None = None) -> LLMClient:
+    return LLMClient(backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd,
+                     structured=config.structured, budget_tokens=config.budget_tokens, price=config.price,
+                     prices_file=config.prices_file, rpm=config.rpm, tpm=config.tpm, stop_event=stop_event)
 
 
 def run_sync(store: Store, run_id: str, **kwargs: Any) -> str:
@@ -341,7 +410,7 @@ async def astep(store: Store, run_id: str, parent_id: str, operation: str | None
         raise KeyError(f"No run {run_id!r} or node {parent_id!r} in {store.path}.")
     config: RunConfig = run["config"]
     backend = backend or make_backend(config)
-    client = LLMClient(backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd)
+    client = client_for(store, run_id, config, backend)
     engine = Engine(store, run_id, client, config)
     round_ = parent.round + 1
     slot = sum(1 for c in store.children(parent_id) if c.round == round_)

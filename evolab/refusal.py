@@ -100,7 +100,7 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
                                 r"respond|engage|participate|share|write|discuss|do|create|generate)))|"
                                 r"pass\s+on\s+(?:this|that))")),
         # "As an AI language model, I cannot / I don't have ..." - the model speaking of its limits.
-        ("as an AI ...", re.compile(r"\b(?:as|i'm\s+(?:just\s+|only\s+)?|i\s+am\s+(?:just\s+|only\s+)?)an?\s+"
+        ("as an AI ...", re.compile(r"\b(?:as\s+|i'm\s+(?:just\s+|only\s+)?|i\s+am\s+(?:just\s+|only\s+)?)an?\s+"
                                     r"(?:ai|artificial\s+intelligence|language\s+model|"
                                     r"ai\s+(?:language\s+model|assistant|model))\b.{0,80}?\b(?:can't|cannot|"
                                     r"can\s+not|don't|do\s+not|am\s+not|'m\s+not|unable|won't|not\s+able)\b")),

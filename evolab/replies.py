@@ -219,8 +219,8 @@ _DENOM = r"(\d+)\s*점?"
 # The reply's first line holding a lone value: "7", "7.", "Score: 7", "Accuracy (0-5): 4", "**8**" (markdown
 # is already gone), "[[7]]", "7/10", "7점", "난이도: 7점", "평가: 7점 (10점 만점)", "3 - a simple question".
 _LONE = re.compile(
-    r"^\s*(?:#+\s*)?(?:" + _LABEL + r"\s*(?:\([^)]*\))?\s*(?:[:=：-]|is|은|는)?\s*)?\[?\[?\s*" + _NUM
-    + r"\s*\]?\]?\s*점?\s*(?:(?:/|out\s+of)\s*" + _DENOM + r")?\s*(?:\(\s*" + _DENOM + r"\s*만점\s*\))?"
+    r"^\s*(?:#+\s*)?(?:" + _LABEL + r"\s*(?:\([^)]*\))?\s*(?:[:=：-]|is|은|는)?\s*)?[\[(]?\[?\s*" + _NUM
+    + r"\s*\]?[\])]?\s*점?\s*(?:(?:/|out\s+of)\s*" + _DENOM + r")?\s*(?:\(\s*" + _DENOM + r"\s*만점\s*\))?"
     + r"\s*(?:[.!]?\s*$|\s[-–—]\s*\S)",
     re.I,
 )
@@ -246,7 +246,9 @@ _SCALE_WORDS = re.compile(r"(?:\d+\s*점\s*만점|out\s+of\s+\d+|scale\s+of\s+\d
 # 9", "I'd give this response a 4"), "[[7]]", and Korean "N점".
 _EXPLICIT = [
     re.compile(r"\[\[\s*" + _NUM + r"\s*\]\]"),
-    re.compile(_LABEL + r"\s*(?:\([^)]*\))?\s*(?:is|was|of|would\s+be|=|:|-|–|—|→|은|는|이|가)?\s*"
+    # "difficulty of this question is 7", "the rating for the answer: 4"
+    re.compile(_LABEL + r"(?:\s+(?:of|for)\s+(?:this|the|that|its|it)(?:\s+[a-z']+){0,2}?(?=\s+(?:is|was|=|:)))?"
+               r"\s*(?:\([^)]*\))?\s*(?:is|was|of|would\s+be|=|:|-|–|—|→|은|는|이|가)?\s*"
                r"(?:about|around|approximately|roughly|약)?\s*(?:a\s+|an\s+)?" + _NUM, re.I),
     re.compile(r"(?:rate|rated|rating|score|scored|give|giving|gave|assign|assigned|award|awarded|deserves?|merits?|"
                r"grade|graded)\s+(?:(?:it|this|that|the|question|question's|response|response's|answer|prompt|"
@@ -271,6 +273,10 @@ _HYPO_AFTER = re.compile(
     re.I)
 _CONCLUSION = re.compile(r"(?:therefore|thus|hence|overall|in\s+conclusion|final|total|so\b|따라서|그러므로|결론적으로|"
                          r"최종|종합|총점|결국)", re.I)
+
+
+_ON_SCALE = re.compile(_NUM + r"\s*점?\s*(?:on\s+(?:your|the\s+given|the\s+requested|the\s+asked|this|that|the)\s+"
+                       r"(?:\d+\s*(?:-|to)\s*\d+\s+)?scale)", re.I)
 
 
 def _blank(text: str, start: int, end: int) -> str:
@@ -318,6 +324,11 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
     found, value = _first_line_value(clean, high)
     if found:
         return _in_range(value, low, high)
+    # A value the reply itself puts on the asked scale wins over one on another scale: "7 out of 10, so 3.5
+    # on your scale", "네가 준 척도로는 4점".
+    on_scale = {float(m.group(1)) for m in _ON_SCALE.finditer(clean)}
+    if len(on_scale) == 1:
+        return _in_range(on_scale.pop(), low, high)
 
     work = clean
     candidates: list[tuple[int, float | None, bool]] = []  # (position, value or None if unreadable, weak)

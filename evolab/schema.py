@@ -21,6 +21,7 @@ STATUSES = (SEED, PENDING, KEPT, ELIMINATED, FAILED)
 
 # Elimination / failure rule ids (DESIGN.md).
 RULES = (
+    "truncated",  # the evolver's reply was cut at max_tokens (finish_reason "length"): not a whole instruction
     "no_new_information",
     "refusal",
     "empty_response",
@@ -28,6 +29,7 @@ RULES = (
     "duplicate",
     "low_quality",
     "llm_error",
+    "unreadable",  # a judge's reply could be read neither as JSON nor as text, even after a stricter retry
     "manual",  # discarded by hand in the step-through view
 )
 
@@ -94,6 +96,7 @@ class RuleConfig:
     rouge_l_max: float = 0.7  # Self-Instruct keeps an instruction with ROUGE-L <= 0.7
     quality_filter: bool = False  # AlpaGasus filter, off by default
     quality_min: float = 4.5
+    off: list[str] = field(default_factory=list)  # ids of other rules switched off (`--rule-off ID`)
 
 
 @dataclass
@@ -103,6 +106,8 @@ class RunConfig:
     model: str = "smollm2"
     base_url: str | None = None  # None: the embedded local model
     api_key_env: str | None = None  # name of the environment variable holding the key
+    # The name came from the app: only *_API_KEY, *_KEY, *_TOKEN or EVOLAB_KEY_VARS names are read.
+    restrict_key_env: bool = False
     rounds: int = 4
     fanout: int = 1
     operation_weights: dict[str, float] = field(default_factory=lambda: {op: 1.0 for op in OPERATIONS})
@@ -113,8 +118,13 @@ class RunConfig:
     max_tokens_respond: int = 1024
     max_tokens_judge: int = 256
     concurrency: int = 8
+    rpm: int | None = None  # cap on requests a minute (--rpm); the endpoint's own headers are paced anyway
+    tpm: int | None = None  # cap on tokens a minute (--tpm), prompt + max_tokens reserved, corrected by usage
     random_seed: int = 0
     budget_usd: float | None = None
+    budget_tokens: int | None = None  # stop before more than this many tokens (prompt + output) are spent
+    price: list[float] | None = None  # [input, output] USD per million tokens for this run's model (--price)
+    prices_file: str | None = None  # a JSON price table that overrides the built-in one (--prices)
     language: str = "auto"  # auto | en | ko
     name: str | None = None
     score_difficulty: bool = True
@@ -122,6 +132,7 @@ class RunConfig:
     score_seeds: bool = True  # respond to and score round 0 too, as a baseline for drift
     timeout_s: float = 120.0
     max_retries: int = 6
+    structured: str = "auto"  # auto | on | off: ask judges and scorers for a JSON schema reply
     rules: RuleConfig = field(default_factory=RuleConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +159,7 @@ class LLMCall:
     cost_usd: float = 0.0
     price_known: bool = True
     cached: bool = False
+    reasoning_tokens: int = 0  # hidden reasoning, part of completion_tokens
     error: str | None = None
     run_id: str | None = None
     node_id: str | None = None

@@ -71,16 +71,20 @@ def test_prompt_leak_passes_a_clean_instruction():
 def test_refusal_phrases_in_english_and_korean(response, language):
     v = el.check_refusal(response, language)
     assert (v.rule, v.passed) == ("refusal", False)
-    assert "-word answer" in v.detail
+    assert "refusal" in v.detail and "words" in v.detail
 
 
 def test_refusal_must_be_short_and_the_word_limit_is_configurable():
-    long_answer = "Sorry for the long answer. " + " ".join(["detail"] * 100)
-    v = el.check_refusal(long_answer)
-    assert v.passed and "but long" in v.detail
-    short = "Sorry, I cannot do that for you right now."  # 9 words
-    assert not el.check_refusal(short, max_words=80).passed
-    assert el.check_refusal(short, max_words=9).passed  # "< max_words", as in the paper's "< 80 words"
+    # A refusal that opens a long, real answer is not a refusal (the paper's "< 80 words").
+    long_answer = "I'm sorry, but I can't give personal advice. " + " ".join(["detail"] * 100)
+    assert el.check_refusal(long_answer).passed
+    opening = ("I'm sorry, but I cannot write your company's policy. A strong password has at least twelve "
+               "characters, mixes upper and lower case letters, digits and symbols, avoids dictionary words and "
+               "personal details, and is never reused across sites.")  # 38 words
+    assert not el.check_refusal(opening, max_words=80).passed
+    assert el.check_refusal(opening, max_words=38).passed  # "< max_words", as in the paper's "< 80 words"
+    # A refusal with nothing else is one at any length.
+    assert not el.check_refusal("Sorry, I cannot do that for you right now.", max_words=5).passed
     assert el.check_refusal("Here is a full answer about gears.").passed
 
 
@@ -100,10 +104,22 @@ def test_a_short_real_answer_is_not_empty(response, language):
     assert el.check_empty_response(response, language).passed
 
 
-def test_word_lists_exist_for_english_and_korean():
-    for table in (el.REFUSAL_PHRASES, el.LEAK_WORDS, el.STOP_WORDS):
-        assert {"en", "ko"} <= set(table)
-        assert all(len(table[lang]) >= 5 for lang in ("en", "ko"))
+@pytest.mark.parametrize("instruction, language", [
+    ("#Rewritten Prompt#: Explain NPV with an example.", "en"),
+    ("Following the given prompt, explain NPV.", "en"),
+    ("주어진 프롬프트를 바탕으로 NPV를 설명하세요.", "ko"),
+    ("재작성된 프롬프트: 환율 위험을 설명하세요.", "ko"),
+])
+def test_prompt_leak_catches_the_evolving_prompts_words_in_both_languages(instruction, language):
+    assert not el.check_prompt_leak(instruction, language).passed
+
+
+@pytest.mark.parametrize("instruction, language", [
+    ("Explain how a prompt payment discount changes the cost of trade credit.", "en"),
+    ("신속한 프롬프트 엔지니어링 기법 세 가지를 설명하세요.", "ko"),
+])
+def test_prompt_leak_leaves_ordinary_instructions_alone(instruction, language):
+    assert el.check_prompt_leak(instruction, language).passed
 
 
 # -- the LLM equality judge ---------------------------------------------------------------------------------
@@ -111,7 +127,7 @@ def test_word_lists_exist_for_english_and_korean():
     ("Equal", True), ("equal.", True), ("They are Equal", True), ("Not Equal", False), ("not equal", False),
     ("NOT EQUAL - the second adds a constraint", False), ("The two are not the same.", False),
     ("같습니다", True), ("두 지시문은 같지 않습니다.", False), ("다릅니다", False), ("I am not sure.", None),
-    ("", None),
+    ("동일하지 않습니다", False), ("동일합니다", True), ("", None),
 ])
 def test_parse_equal(reply, expected):
     assert el.parse_equal(reply) is expected
@@ -128,11 +144,15 @@ def test_judge_equal_asks_the_papers_question():
     assert backend.requests[0]["purpose"] == "equal" and backend.requests[0]["temperature"] == 0.0
 
 
-@pytest.mark.parametrize("reply, passed, word", [("Not Equal", True, "Not Equal"), ("Hmm?", True, "unclear"),
-                                                 (LLMError("HTTP 503"), True, "judge failed")])
-def test_judge_equal_keeps_the_child_unless_it_says_equal(reply, passed, word):
-    v = asyncio.run(el.judge_equal(LLMClient(FakeBackend(replies=[reply])), "A", "B"))
-    assert v.passed is passed and word in v.detail
+@pytest.mark.parametrize("replies, passed, unreadable, word", [
+    (["Not Equal"], True, False, "Not Equal"),
+    (["Hmm?", "Not Equal"], True, False, "Not Equal"),  # read on the stricter retry
+    (["Hmm?", "Hard to say."], False, True, "unreadable"),  # never guessed either way
+    ([LLMError("HTTP 503")], True, False, "judge failed"),
+])
+def test_judge_equal_keeps_the_child_unless_it_says_equal(replies, passed, unreadable, word):
+    v = asyncio.run(el.judge_equal(LLMClient(FakeBackend(replies=replies)), "A", "B"))
+    assert v.passed is passed and v.unreadable is unreadable and word in v.detail
 
 
 def test_korean_equal_prompt():
@@ -156,7 +176,7 @@ def test_quality_filter_threshold_and_missing_score():
     assert el.check_quality(4.5).passed
     assert el.check_quality(3.0, minimum=3.0).passed
     v = el.check_quality(None)
-    assert v.passed and "no quality score" in v.detail  # missing is not a fail
+    assert not v.passed and "no readable quality score" in v.detail  # with the filter on, missing fails
 
 
 # -- in a run, against the stub server ------------------------------------------------------------------------
@@ -181,7 +201,10 @@ def rule_handler(messages, purpose):
         if "LEAK" in given:
             return f"#Rewritten Prompt#:\nRewrite the given prompt so that it asks: {given}"
     if purpose == "respond" and "REFUSE" in text:
-        return "I'm sorry, but I cannot help with that request."
+        # A refusal that opens a 38-word answer: short under the paper's 80 words.
+        return ("I'm sorry, but I cannot write your company's policy. A strong password has at least twelve "
+                "characters, mixes upper and lower case letters, digits and symbols, avoids dictionary words and "
+                "personal details, and is never reused across sites.")
     if purpose == "respond" and "EMPTY" in text:
         return "Well, it is what it is."
     if purpose == "equal" and "SAME" in text.split("The Second Prompt:")[-1]:
@@ -284,10 +307,10 @@ def test_each_rule_can_be_switched_off(stub, store, switch, marker):
 
 def test_thresholds_come_from_the_run_config(stub, store):
     stub.handler = rule_handler
-    # The refusal counts 10 words ("I'm" is two): with refusal_max_words=10 it is not "short" any more.
-    run_id, _ = start(store, stub, [SEEDS["REFUSE"]], rules=RuleConfig(refusal_max_words=11))
+    # The answer counts 38 words: with refusal_max_words=38 its opening refusal is not "short" any more.
+    run_id, _ = start(store, stub, [SEEDS["REFUSE"]], rules=RuleConfig(refusal_max_words=39))
     assert children_by_marker(store, run_id)["REFUSE"].rule == "refusal"
-    run_id, _ = start(store, stub, [SEEDS["REFUSE"]], rules=RuleConfig(refusal_max_words=10))
+    run_id, _ = start(store, stub, [SEEDS["REFUSE"]], rules=RuleConfig(refusal_max_words=38))
     assert children_by_marker(store, run_id)["REFUSE"].status == "kept"
     # A very low similarity ratio makes the cooperative child (the parent plus a clause) "near-identical".
     run_id, _ = start(store, stub, [SEEDS["PLAIN"]], rules=RuleConfig(near_identical_ratio=0.3))

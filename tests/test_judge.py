@@ -98,7 +98,9 @@ def test_different_instructions_show_both_pairs():
 
 
 def test_unparseable_reply_or_failed_call_is_unknown():
-    row = run(judge.judge_item(LLMClient(FakeBackend(replies=["Both are nice.", "7 7"])), item("x", "y")))
+    # The first side is unreadable twice (the reply, then the stricter retry); the second reads "7 7".
+    row = run(judge.judge_item(LLMClient(FakeBackend(replies=["Both are nice.", "Really, both.", "7 7"])),
+                               item("x", "y")))
     assert row["first_verdict"] is None and row["second_verdict"] == TIE and row["outcome"] == UNKNOWN
     row = run(judge.judge_item(LLMClient(FakeBackend(replies=[LLMError("down"), "7 7"])), item("x", "y")))
     assert row["outcome"] == UNKNOWN and "down" in json.loads(row["detail"])["errors"][0]

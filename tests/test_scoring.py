@@ -95,9 +95,10 @@ def test_korean_scorer_prompts():
 
 @pytest.mark.parametrize("reply", ["I cannot judge this.", "Score: twelve", "", "Score: 42"])
 def test_unparseable_reply_is_missing_never_zero(reply):
-    score = asyncio.run(score_quality(LLMClient(FakeBackend(replies=[reply])), "Q", "", "A", node_id="n"))
+    # Asked twice (the second time with a stricter instruction), unreadable both times.
+    score = asyncio.run(score_quality(LLMClient(FakeBackend(replies=[reply, reply])), "Q", "", "A", node_id="n"))
     assert score.value is None
-    assert "unparseable" in score.detail
+    assert "unreadable" in score.detail
 
 
 def test_a_failed_scorer_call_is_missing_too():
@@ -126,7 +127,7 @@ def test_run_stores_difficulty_and_quality_and_missing_as_none(store):
     rows = {(s.node_id, s.metric): s for s in store.scores(run_id)}
     for node in store.nodes(run_id):
         assert rows[(node.id, "difficulty")].value is None  # stored as missing, not 0
-        assert "unparseable" in rows[(node.id, "difficulty")].detail
+        assert "unreadable" in rows[(node.id, "difficulty")].detail
         assert rows[(node.id, "quality")].value == 4.0
         assert rows[(node.id, "quality")].judge == "fake"
     raw = store.query("SELECT COUNT(*) FROM scores WHERE metric='difficulty' AND value IS NULL")[0][0]

@@ -1,6 +1,7 @@
 """The one interface every LLM backend implements, and the registry that names them."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -20,27 +21,96 @@ class Completion:
     cost_usd: float = 0.0
     price_known: bool = True
     request_hash: str | None = None
+    finish_reason: str | None = None  # "length": the reply was cut at max_tokens
+    reasoning_tokens: int = 0  # hidden reasoning (o-series, gpt-5): part of completion_tokens, billed as output
 
     def to_cache(self) -> dict[str, Any]:
         return {"text": self.text, "model": self.model, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "latency_s": self.latency_s}
+                "completion_tokens": self.completion_tokens, "latency_s": self.latency_s,
+                "finish_reason": self.finish_reason, "reasoning_tokens": self.reasoning_tokens}
 
 
 class LLMError(RuntimeError):
-    """A call failed after the backend's own retries; the message says what to do."""
+    """A call failed after the backend's own retries; the message says what to do. Anything in it that
+    looks like a key is masked (endpoints echo keys in error texts), so it can be stored and shown."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(mask_secrets(str(message)))
+
+
+# Key values read in this process (openai_backend.resolve_api_key adds them): masked wherever they appear.
+_KNOWN_SECRETS: set[str] = set()
+_SECRET_PATTERNS = [
+    # OpenAI-style keys (sk-..., sk-proj-...), Hugging Face, GitHub, Google, AWS access key ids
+    (re.compile(r"\b(sk-|hf_|gh[pousr]_|AIza)[A-Za-z0-9_\-]{8,}"), lambda m: m.group(1) + "***"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), lambda m: "AKIA***"),
+    # Authorization: Bearer <token>
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}"), lambda m: m.group(1) + "***"),
+    # a long hex/base64-ish token after "key", "token", "secret" or "password" (and a few separators)
+    # (at least one digit: real keys have them, long words rarely do)
+    (re.compile(r"(?i)((?<![a-z])(?:api[_ -]?)?(?:key|token|secret|password)s?\b[\"']?\s*(?:[:=]|is|provided:?)?"
+                r"\s*[\"']?)((?=[A-Za-z+/_\-]*\d)[A-Za-z0-9+/_\-]{16,}={0,2}|[A-Za-z0-9_\-]*\*{3,}[A-Za-z0-9_\-]*)"),
+     lambda m: m.group(1) + "***"),
+]
+
+
+def mask_secrets(text: str | None) -> str:
+    """`text` with every key-like string replaced by `***` (keeping a recognisable prefix such as `sk-`)."""
+    if not text:
+        return text or ""
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    for pattern, repl in _SECRET_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 class BudgetExceeded(RuntimeError):
     """Starting this call could spend more than the run's budget."""
 
 
+# How an endpoint takes a JSON schema for the reply (`response_format`), found by probing it:
+# "json_schema": OpenAI's form, also vLLM, Ollama, llama.cpp's llama-server;
+# "json_object": `{"type": "json_object", "schema": ...}`, llama-cpp-python's server (the embedded model);
+# "none": free text only.
+STRUCTURED_MODES = ("json_schema", "json_object", "none")
+
+
+def response_format(mode: str | None, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The `response_format` body field that asks `mode`'s kind of endpoint for JSON matching `schema`."""
+    if mode == "json_schema":
+        # OpenAI's strict mode takes only a subset of JSON Schema: no length or numeric bounds (they are
+        # checked when the reply is read). Grammar-based servers (json_object) get the whole schema.
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": _strict_subset(schema),
+                                                       "strict": True}}
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+_UNSUPPORTED_IN_STRICT = {"maxLength", "minLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+
+
+def _strict_subset(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strict_subset(v) for k, v in schema.items() if k not in _UNSUPPORTED_IN_STRICT}
+    if isinstance(schema, list):
+        return [_strict_subset(v) for v in schema]
+    return schema
+
+
 class Backend(Protocol):
-    """A model behind a chat interface. `complete` raises LLMError when it gives up."""
+    """A model behind a chat interface. `complete` raises LLMError when it gives up.
+
+    `endpoint` names the server (its base URL, or "embedded"): the request cache and the structured-output
+    probe are keyed by it, so two servers serving the same model name never share answers."""
 
     model: str
+    endpoint: str
 
     async def complete(self, messages: Messages, *, temperature: float, max_tokens: int,
-                       purpose: str = "") -> Completion: ...
+                       purpose: str = "", response_format: dict[str, Any] | None = None) -> Completion: ...
 
     async def aclose(self) -> None: ...
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import re
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from .base import Completion, LLMError, Messages, register_backend
 
@@ -23,12 +24,14 @@ def _tokens(text: str) -> int:
 
 
 def given_prompt(messages: Messages) -> str:
-    """The instruction inside an evolving prompt (between #Given Prompt# and #Rewritten Prompt#)."""
+    """The instruction inside an evolving prompt (between #Given Prompt# and #Rewritten Prompt# or, for
+    in-breadth, #Created Prompt#)."""
     text = messages[-1]["content"]
     if "#Given Prompt#" not in text:
         return text.strip()[-300:]
     # The last marker opens the instruction: the rules above it may name the markers too.
-    return text.rsplit("#Given Prompt#", 1)[1].lstrip(":").split("#Rewritten Prompt#")[0].strip()
+    rest = text.rsplit("#Given Prompt#", 1)[1].lstrip(":")
+    return re.split(r"#(?:Rewritten|Created) Prompt#", rest)[0].strip()
 
 
 EXTRA_CLAUSES = [
@@ -47,7 +50,8 @@ def scripted_reply(messages: Messages, purpose: str) -> str:
     h = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16)
     if purpose == "evolve":
         given = given_prompt(messages).split("\n#Input#")[0].strip()
-        return f"#Rewritten Prompt#:\n{given} {EXTRA_CLAUSES[h % len(EXTRA_CLAUSES)]}"
+        header = "#Created Prompt#" if "#Created Prompt#" in text else "#Rewritten Prompt#"
+        return f"{header}:\n{given} {EXTRA_CLAUSES[h % len(EXTRA_CLAUSES)]}"
     if purpose == "respond":
         words = " ".join(f"point{(h >> i) % 97}" for i in range(90))
         return f"Here is a careful answer. First, consider the main idea. {words}. In summary, it depends."
@@ -62,6 +66,24 @@ def scripted_reply(messages: Messages, purpose: str) -> str:
     return "OK"
 
 
+def scripted_structured_reply(messages: Messages, purpose: str) -> str:
+    """The same verdicts as `scripted_reply`, as the JSON a model with structured output returns."""
+    text = messages[-1]["content"]
+    h = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16)
+    if purpose == "equal":
+        return json.dumps({"verdict": "Not Equal"})
+    if purpose == "difficulty":
+        return json.dumps({"score": 3 + len(text) % 6})
+    if purpose == "quality":
+        return json.dumps({"reason": "The answer is mostly accurate.", "score": 3.5 + (h % 4) * 0.5})
+    if purpose == "judge":
+        return json.dumps({"reason": "Both answers are helpful.", "assistant_1": 6 + h % 4,
+                           "assistant_2": 6 + (h >> 3) % 4})
+    if purpose == "probe":
+        return json.dumps({"answer": 5})
+    return scripted_reply(messages, purpose)
+
+
 @register_backend("fake")
 class FakeBackend:
     """Replies from a queue, else from `handler`, else `scripted_reply`.
@@ -71,8 +93,13 @@ class FakeBackend:
     """
 
     def __init__(self, model: str = "fake", replies: list[str | Exception] | None = None,
-                 handler: Handler | None = None, latency: float | Callable[[], float] = 0.0, **_: object):
+                 handler: Handler | None = None, latency: float | Callable[[], float] = 0.0,
+                 structured_mode: str = "none", endpoint: str = "fake", **_: object):
         self.model = model
+        self.endpoint = endpoint
+        # Which response_format form it honours (see base.STRUCTURED_MODES); with one, the default
+        # handler answers judges and scorers in JSON.
+        self.structured_mode = structured_mode
         self.queue: deque[str | Exception] = deque(replies or [])
         self.handler = handler or scripted_reply
         self.latency = latency
@@ -82,14 +109,19 @@ class FakeBackend:
         self.queue.extend(replies)
 
     async def complete(self, messages: Messages, *, temperature: float, max_tokens: int,
-                       purpose: str = "") -> Completion:
+                       purpose: str = "", response_format: dict[str, Any] | None = None) -> Completion:
         start = time.perf_counter()
         self.requests.append({"messages": messages, "temperature": temperature,
-                              "max_tokens": max_tokens, "purpose": purpose})
+                              "max_tokens": max_tokens, "purpose": purpose, "response_format": response_format})
         delay = self.latency() if callable(self.latency) else self.latency
         if delay:
             await asyncio.sleep(delay)
-        reply = self.queue.popleft() if self.queue else self.handler(messages, purpose)
+        if self.queue:
+            reply = self.queue.popleft()
+        elif response_format and self.handler is scripted_reply:
+            reply = scripted_structured_reply(messages, purpose)
+        else:
+            reply = self.handler(messages, purpose)
         if isinstance(reply, Exception):
             raise reply if isinstance(reply, LLMError) else LLMError(str(reply))
         prompt_tokens = sum(_tokens(m["content"]) + 4 for m in messages)

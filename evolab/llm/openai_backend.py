@@ -1,7 +1,8 @@
 """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server, LM Studio) via `openai.AsyncOpenAI`.
 
 Retries with exponential backoff on 429, 5xx, timeouts and connection errors are the client's own
-(`max_retries`); we only turn a final failure into an LLMError with a message that says what to do.
+(`max_retries`), except 429 and 503 while LLMClient's rate limiter is on: it retries those itself (see
+ratelimit.py). We turn a final failure into an LLMError with a message that says what to do.
 """
 from __future__ import annotations
 
@@ -10,44 +11,166 @@ import os
 import random
 import time
 
-from .base import Completion, LLMError, Messages, register_backend
+import json
+import re
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from .base import (_KNOWN_SECRETS, STRUCTURED_MODES, Completion, LLMError, Messages, mask_secrets, register_backend,
+                   response_format as format_for)
+from .ratelimit import RateLimited, RateLimiter, parse_retry_after
 
 # Many local servers ignore the key but the client insists on one.
 PLACEHOLDER_KEY = "not-needed"
+OPENAI_HOST = "api.openai.com"
+# Names the app's sidebar may give for the key variable (see key_env_allowed).
+KEY_ENV_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN")
+KEY_VARS_ENV = "EVOLAB_KEY_VARS"
 
 
-def resolve_api_key(api_key_env: str | None, base_url: str | None = None) -> str:
+def is_openai_url(base_url: str | None) -> bool:
+    """True for OpenAI itself: no base URL, or an https URL whose parsed host is exactly api.openai.com
+    (not api.openai.com.evil.example, not evil.example/api.openai.com)."""
+    if base_url is None:
+        return True
+    try:
+        parts = urlsplit(base_url.strip())
+        return parts.scheme == "https" and (parts.hostname or "").lower() == OPENAI_HOST
+    except ValueError:
+        return False
+
+
+def key_env_allowed(name: str) -> bool:
+    """Whether the app may read the variable `name` as a key: a name ending in _API_KEY, _KEY or _TOKEN,
+    or one listed in EVOLAB_KEY_VARS (comma-separated). Anything else (PATH, AWS_SECRET_ACCESS... of the
+    server's environment) is not sent to a URL someone typed into the page."""
+    name = (name or "").strip()
+    extra = {v.strip() for v in os.environ.get(KEY_VARS_ENV, "").split(",") if v.strip()}
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)) and (
+        name in extra or name.upper().endswith(KEY_ENV_SUFFIXES))
+
+
+def resolve_api_key(api_key_env: str | None, base_url: str | None = None, *, restrict_names: bool = False) -> str:
     """Read the key from the environment variable whose *name* is configured. The key is never stored.
 
     With no name configured, OPENAI_API_KEY is used only for OpenAI itself: an OpenAI key is not sent
-    to some other server just because it is in the environment."""
+    to some other server just because it is in the environment. `restrict_names` (a name that came from
+    the app) refuses variables that do not look like keys (key_env_allowed)."""
     if not api_key_env:
-        if base_url is None or "api.openai.com" in base_url:
-            return os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
-        return PLACEHOLDER_KEY
+        value = os.environ.get("OPENAI_API_KEY") if is_openai_url(base_url) else None
+        if value:
+            _KNOWN_SECRETS.add(value)
+        return value or PLACEHOLDER_KEY
+    if restrict_names and not key_env_allowed(api_key_env):
+        raise LLMError(
+            f"The app reads only key variables whose names end in {', '.join(KEY_ENV_SUFFIXES)} (or are listed "
+            f"in {KEY_VARS_ENV}); {api_key_env!r} is not one. Rename the variable, or add it to {KEY_VARS_ENV} "
+            "where the app is started.")
     value = os.environ.get(api_key_env)
     if not value:
         raise LLMError(
             f"The environment variable {api_key_env} is not set: export {api_key_env}=<your key> "
             f"(or choose another variable name) and try again.")
+    _KNOWN_SECRETS.add(value)
     return value
+
+
+# -- reasoning models -----------------------------------------------------------------------------------
+# Parameter quirks: "max_completion_tokens" (the endpoint rejects max_tokens) and "default_sampling" (it
+# rejects any temperature or top_p but the default). OpenAI's o-series and gpt-5 families have both.
+MAX_COMPLETION_TOKENS, DEFAULT_SAMPLING = "max_completion_tokens", "default_sampling"
+REASONING_FAMILIES = ("o1", "o1-mini", "o3", "o3-mini", "o3-pro", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano")
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+def known_quirks(model: str) -> set[str]:
+    """The quirks of a known reasoning family: exact ids, their dated snapshots (o3-2025-04-16) and provider
+    prefixes (openai/o3). Not by name prefix: o3-something-else is learned from its endpoint's 400 instead."""
+    name = model.strip().rsplit("/", 1)[-1].lower()
+    if name in REASONING_FAMILIES or _SNAPSHOT.sub("", name) in REASONING_FAMILIES:
+        return {MAX_COMPLETION_TOKENS, DEFAULT_SAMPLING}
+    return set()
+
+
+def quirks_from_error(message: str, param: str | None = None) -> set[str]:
+    """What a 400 says the model does not take, e.g. OpenAI's "Unsupported parameter: 'max_tokens' is not
+    supported with this model. Use 'max_completion_tokens' instead." or "Unsupported value: 'temperature'
+    does not support 0.7 with this model. Only the default (1) value is supported." """
+    low = (message or "").lower()
+    found = set()
+    if "max_completion_tokens" in low and ("max_tokens" in low.replace("max_completion_tokens", "") or
+                                           param == "max_tokens"):
+        found.add(MAX_COMPLETION_TOKENS)
+    if "unsupported" in low or "not supported" in low or "only the default" in low:
+        if param in ("temperature", "top_p") or re.search(r"'(temperature|top_p)'", low):
+            found.add(DEFAULT_SAMPLING)
+    return found
+
+
+def sampling_params(quirks: set[str], temperature: float, max_tokens: int) -> dict[str, Any]:
+    """The length cap and sampling fields of a request for a model with these quirks."""
+    params: dict[str, Any] = {"max_completion_tokens" if MAX_COMPLETION_TOKENS in quirks else "max_tokens": max_tokens}
+    if DEFAULT_SAMPLING not in quirks:
+        params["temperature"] = temperature
+    return params
 
 
 @register_backend("openai")
 class OpenAICompatibleBackend:
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = None,
-                 timeout_s: float = 120.0, max_retries: int = 6, **_: object):
+                 timeout_s: float = 120.0, max_retries: int = 6, endpoint: str | None = None,
+                 restrict_key_names: bool = False, **_: object):
         import openai  # the CLI's --help must not pay for this import
 
         self.model = model
         self.base_url = base_url
+        self.endpoint = endpoint or (base_url or "https://api.openai.com/v1").rstrip("/")
         self.max_retries = max_retries
         self._openai = openai
+        # Parameter quirks of this model (reasoning models): known families now, others learned from a 400;
+        # LLMClient loads what the store remembers per (endpoint, model) and sets on_param_quirks to save more.
+        self.param_quirks: set[str] = known_quirks(model)
+        self.on_param_quirks: Callable[[set[str], str], None] | None = None
+        # LLMClient's rate limiter sees every HTTP reply, the openai client's retries included, through an httpx
+        # hook: cheaper than with_raw_response (no wrapper object per call) and it also sees the 429s that
+        # with_raw_response would hide behind the client's own retries.
+        self.rate_limiter: RateLimiter | None = None
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=resolve_api_key(api_key_env, base_url), timeout=timeout_s, max_retries=max_retries)
+            base_url=base_url, api_key=resolve_api_key(api_key_env, base_url, restrict_names=restrict_key_names),
+            timeout=timeout_s, max_retries=max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [self._on_response]}))
+
+    async def _on_response(self, response: Any) -> None:
+        limiter = self.rate_limiter
+        if limiter is None or not limiter.adaptive:
+            return
+        if response.status_code in (429, 503):
+            # The limiter retries these itself, after a pause every call waits out; the openai client would
+            # retry each one on its own schedule, walking into the same full server again.
+            response.headers["x-should-retry"] = "false"
+        limiter.observe_headers(response.headers)
+
+    async def _create(self, client: Any, *, temperature: float, max_tokens: int, reasoning_max_tokens: int | None = None,
+                      **kw: Any) -> Any:
+        """chat.completions.create with this model's parameter quirks. A 400 that names a quirk not yet applied
+        ("Use 'max_completion_tokens' instead", "Only the default (1) value is supported") is learned, reported
+        through on_param_quirks, and the call is sent again with it fixed."""
+        while True:
+            used = set(self.param_quirks)
+            cap = reasoning_max_tokens if (reasoning_max_tokens and MAX_COMPLETION_TOKENS in used) else max_tokens
+            try:
+                return await client.chat.completions.create(model=self.model, **sampling_params(used, temperature, cap),
+                                                            **kw)
+            except self._openai.BadRequestError as e:
+                learned = quirks_from_error(str(e), getattr(e, "param", None)) - used
+                if not learned:
+                    raise
+                self.param_quirks |= learned
+                if self.on_param_quirks is not None:
+                    self.on_param_quirks(set(self.param_quirks), _short(e, 200))
 
     async def complete(self, messages: Messages, *, temperature: float, max_tokens: int,
-                       purpose: str = "") -> Completion:
+                       purpose: str = "", response_format: dict[str, Any] | None = None) -> Completion:
         """The openai client retries 429, 5xx, timeouts and dropped connections itself; a 200 reply
         that cannot be read (not JSON, no choices: a proxy hiccup) it returns as is, so those are
         retried here, with the same `max_retries`."""
@@ -55,7 +178,7 @@ class OpenAICompatibleBackend:
         for attempt in range(self.max_retries + 1):
             try:
                 comp = await self._complete_once(messages, temperature=temperature, max_tokens=max_tokens,
-                                                 purpose=purpose)
+                                                 purpose=purpose, response_format=response_format)
             except _UnreadableReply as e:
                 if attempt >= self.max_retries:
                     raise LLMError(str(e)) from e.__cause__
@@ -66,14 +189,15 @@ class OpenAICompatibleBackend:
         raise AssertionError("unreachable")
 
     async def _complete_once(self, messages: Messages, *, temperature: float, max_tokens: int,
-                             purpose: str) -> Completion:
+                             purpose: str, response_format: dict[str, Any] | None = None) -> Completion:
         openai = self._openai
         start = time.perf_counter()
+        extra: dict[str, Any] = {"response_format": response_format} if response_format else {}
         try:
-            resp = await self._client.chat.completions.create(
-                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+            resp = await self._create(
+                self._client, messages=messages, temperature=temperature, max_tokens=max_tokens,
                 # Lets a proxy or a stub tell evolve from judge calls; endpoints ignore unknown headers.
-                extra_headers={"X-Evolab-Purpose": purpose} if purpose else None,
+                extra_headers={"X-Evolab-Purpose": purpose} if purpose else None, **extra,
             )
         except openai.AuthenticationError as e:
             raise LLMError(f"The endpoint {self.base_url or 'api.openai.com'} rejected the key "
@@ -82,16 +206,21 @@ class OpenAICompatibleBackend:
             raise LLMError(f"The endpoint {self.base_url or 'api.openai.com'} does not know model "
                            f"{self.model!r} (404): check the model name. {_short(e)}") from e
         except openai.RateLimitError as e:
-            raise LLMError(f"Rate limited (429) after all retries: lower the concurrency or try later. "
-                           f"{_short(e)}") from e
+            raise RateLimited(f"Rate limited (429) after all retries: lower the concurrency or try later. "
+                              f"{_short(e)}", 429, parse_retry_after(e.response.headers)) from e
         except openai.APITimeoutError as e:
             raise LLMError(f"The endpoint did not answer in time after all retries: raise the timeout "
                            f"or lower the concurrency. {_short(e)}") from e
         except openai.APIConnectionError as e:
             raise LLMError(f"Cannot reach {self.base_url or 'api.openai.com'}: is the server running "
                            f"and the URL right? {_short(e)}") from e
+        except openai.BadRequestError as e:
+            raise LLMError(f"The endpoint rejected the request (400): {_short(e)}") from e
         except openai.APIStatusError as e:
-            raise LLMError(f"The endpoint answered HTTP {e.status_code} after all retries. {_short(e)}") from e
+            error = RateLimited if e.status_code == 503 else LLMError  # 503: a full self-hosted server
+            extra_args = (503, parse_retry_after(e.response.headers)) if e.status_code == 503 else ()
+            raise error(f"The endpoint answered HTTP {e.status_code} after all retries. {_short(e)}",
+                        *extra_args) from e
         except (openai.APIError, ValueError, TypeError, KeyError) as e:
             # Malformed bodies surface as parse errors inside the client.
             raise _UnreadableReply(f"The endpoint sent a reply evolab could not read: {_short(e)}") from e
@@ -105,8 +234,51 @@ class OpenAICompatibleBackend:
             text=text, model=getattr(resp, "model", None) or self.model,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            latency_s=latency,
+            latency_s=latency, finish_reason=getattr(resp.choices[0], "finish_reason", None),
+            reasoning_tokens=_reasoning_tokens(usage),
         )
+
+    async def probe_structured(self) -> tuple[str | None, Completion | None, str]:
+        """Which `response_format` form this endpoint honours for this model: (mode, the probe's last
+        completion, what was seen). Each form is tried once, without retries: a 4xx/5xx answer or a reply
+        that is not the JSON asked for means "not this form". The mode is None when the endpoint could not
+        be asked (unreachable, rate limited): then nothing should be remembered."""
+        openai = self._openai
+        schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
+                  "additionalProperties": False}
+        messages = [{"role": "user", "content": 'What is 2 + 3? Reply in JSON: {"answer": <number>}.'}]
+        client = self._client.with_options(max_retries=0, timeout=60)
+        seen, last = [], None
+        for mode in STRUCTURED_MODES[:-1]:
+            start = time.perf_counter()
+            try:
+                # A reasoning model spends part of its cap thinking: give it room to answer.
+                resp = await self._create(
+                    client, messages=messages, temperature=0.0, max_tokens=32, reasoning_max_tokens=1024,
+                    response_format=format_for(mode, "probe", schema), extra_headers={"X-Evolab-Purpose": "probe"})
+            except (openai.RateLimitError, openai.APIConnectionError, openai.APITimeoutError,
+                    openai.AuthenticationError) as e:
+                return None, last, f"could not ask: {_short(e, 160)}"
+            except openai.APIStatusError as e:
+                seen.append(f"{mode}: HTTP {e.status_code}")
+                continue
+            except (openai.APIError, ValueError, TypeError, KeyError) as e:
+                seen.append(f"{mode}: unreadable reply ({_short(e, 80)})")
+                continue
+            text = (resp.choices[0].message.content or "") if resp.choices else ""
+            usage = getattr(resp, "usage", None)
+            last = Completion(text=text, model=self.model, latency_s=time.perf_counter() - start,
+                              prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                              completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                              reasoning_tokens=_reasoning_tokens(usage))
+            try:
+                ok = isinstance(json.loads(text), dict)
+            except ValueError:
+                ok = False
+            if ok:
+                return mode, last, "; ".join(seen + [f"{mode}: JSON"])
+            seen.append(f"{mode}: accepted but the reply was not JSON")
+        return "none", last, "; ".join(seen)
 
     async def check(self) -> None:
         """Fail fast before a run when the endpoint cannot be reached or rejects the key.
@@ -131,6 +303,15 @@ class _UnreadableReply(Exception):
     """A reply that arrived but could not be read: retried by `complete`, then an LLMError."""
 
 
+def _reasoning_tokens(usage: Any) -> int:
+    """usage.completion_tokens_details.reasoning_tokens (OpenAI; included in completion_tokens), else 0."""
+    details = getattr(usage, "completion_tokens_details", None)
+    if isinstance(details, dict):
+        return int(details.get("reasoning_tokens") or 0)
+    return int(getattr(details, "reasoning_tokens", 0) or 0)
+
+
 def _short(e: Exception, limit: int = 300) -> str:
-    text = str(e).replace("\n", " ")
+    """An error's text on one line, cut to `limit`, with anything that looks like a key masked."""
+    text = mask_secrets(str(e).replace("\n", " "))
     return text if len(text) <= limit else text[:limit] + "..."

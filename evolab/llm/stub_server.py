@@ -7,7 +7,9 @@
 
 It listens on 127.0.0.1 on a free port and answers
   POST /v1/chat/completions   a chat.completion body; the text comes from `handler(messages, purpose)`
-                              (default `evolab.llm.fake.scripted_reply`), usage counted with a word/punct regex
+                              (default `evolab.llm.fake.scripted_reply`, or its JSON twin when the request
+                              has a `response_format` the stub honours: see `structured`), usage counted with a
+                              word/punct regex
   GET  /v1/models             the stub's model list
   POST /v1/embeddings         deterministic unit vectors from a hash of each text (dim 16), float or base64
 
@@ -18,6 +20,19 @@ Faults, for testing retries and error paths:
 A fault is an HTTP status code (error responses carry `retry-after-ms`, so the openai client's retries are
 quick), "timeout" (sleeps `timeout_sleep` seconds before answering), "malformed" (HTTP 200, not JSON),
 "no_choices" (valid JSON without `choices`) or "disconnect" (closes the connection without a reply).
+
+Reasoning models, as OpenAI serves them: `StubServer(reasoning_models=("o3",))` answers requests for those
+models (and their dated snapshots) that carry `max_tokens`, or a `temperature`/`top_p` other than 1, with
+HTTP 400 and OpenAI's exact error body; otherwise it spends `reasoning_tokens` hidden tokens of the
+`max_completion_tokens` cap and reports them in `usage.completion_tokens_details.reasoning_tokens` (they are
+part of `completion_tokens`, as OpenAI counts them).
+
+Rate limits, like a provider's: `StubServer(rpm=600, window_s=3)` allows 600 requests a minute scaled to
+fixed windows of 3 s (30 per window), `tpm=...` likewise for tokens (a request is charged its prompt plus
+its max_tokens on arrival, as OpenAI counts). Over the limit a chat request gets an immediate 429 with
+`retry-after-ms`/`retry-after` until the window ends (`ratelimit_retry_after=False`: no hint, like most
+self-hosted servers). `ratelimit_headers=True` adds OpenAI's `x-ratelimit-limit/remaining/reset-requests`
+(and `-tokens`) to every chat reply; they describe the window (limit = allowed per window).
 
 Every request is recorded in `stub.requests` (dicts: method, path, purpose, body, headers with lower-case
 names, time, and once answered the HTTP `status` and the `usage` reported); `stub.max_in_flight` is the
@@ -72,6 +87,11 @@ def _truncate(text: str, max_tokens: int) -> tuple[str, bool]:
             rest = text[m.end():]
             return (text[:m.end()], True) if _TOKEN.search(rest) else (text, False)
     return text, False
+
+
+def _default_handler() -> Handler:
+    from .fake import scripted_reply
+    return scripted_reply
 
 
 def embedding_vector(text: str, dim: int = 16) -> list[float]:
@@ -166,6 +186,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._error(400, "The request body is not a JSON object.")
             return
+        if route == "/chat/completions" and stub._rate_limited(body):
+            self._error(429, "Rate limit reached: too many requests or tokens in this window.", "rate_limit_error",
+                        headers=stub._ratelimit_headers(limited=True))
+            return
         if route == "/embeddings":
             stub._sleep(stub._latency())
             self._embeddings(body)
@@ -214,24 +238,44 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not isinstance(messages, list):
             self._error(400, "`messages` must be a list.")
             return
+        reasoning = stub.is_reasoning_model(model)
+        if reasoning and self._reject_reasoning_params(body):
+            return
         purpose = self.headers.get("X-Evolab-Purpose") or ""
+        fmt = body.get("response_format")
+        fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
+        if fmt_type in ("json_schema", "json_object") and fmt_type not in stub.structured:
+            # Like a server that does not know this form (llama-cpp-python answers 500 to json_schema).
+            self._error(stub.structured_error, f"response_format type {fmt_type!r} is not supported.")
+            return
         try:
-            reply = stub.handler(messages, purpose)
+            if fmt_type and stub.handler is _default_handler():
+                from .fake import scripted_structured_reply
+                reply = scripted_structured_reply(messages, purpose)
+            else:
+                reply = stub.handler(messages, purpose)
         except Exception as e:  # a broken test handler shows as a server error, like a real crash
             self._error(500, f"Stub handler failed: {type(e).__name__}: {e}", "server_error")
             return
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         finish = "stop"
+        hidden = 0
+        if reasoning:  # hidden reasoning comes out of the same cap
+            hidden = min(stub.reasoning_tokens, max_tokens) if isinstance(max_tokens, int) else stub.reasoning_tokens
+            if isinstance(max_tokens, int):
+                max_tokens -= hidden
         if isinstance(max_tokens, int):
             reply, cut = _truncate(reply, max_tokens)
             finish = "length" if cut else "stop"
         prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) + 4
                             for m in messages if isinstance(m, dict)) + 3
-        completion_tokens = count_tokens(reply)
+        completion_tokens = count_tokens(reply) + hidden
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
+        if reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": hidden}
         self._entry["usage"] = usage
-        self._send_json(200, {
+        self._send_json(200, headers=stub._ratelimit_headers(), data={
             "id": "chatcmpl-" + uuid.uuid4().hex[:12],
             "object": "chat.completion",
             "created": int(time.time()),
@@ -241,6 +285,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
                          "message": {"role": "assistant", "content": reply}}],
             "usage": usage,
         })
+
+    def _reject_reasoning_params(self, body: dict[str, Any]) -> bool:
+        """OpenAI's 400 for a reasoning model given max_tokens or a non-default temperature/top_p (word for word)."""
+        error = None
+        if body.get("max_tokens") is not None:
+            error = {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                "Use 'max_completion_tokens' instead.",
+                     "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}
+        else:
+            for param in ("temperature", "top_p"):
+                value = body.get(param)
+                if value is not None and value != 1:
+                    error = {"message": f"Unsupported value: '{param}' does not support {value} with this model. "
+                                        "Only the default (1) value is supported.",
+                             "type": "invalid_request_error", "param": param, "code": "unsupported_value"}
+                    break
+        if error is None:
+            return False
+        self._send_json(400, {"error": error})
+        return True
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         stub = self.server.stub
@@ -270,7 +334,11 @@ class StubServer:
 
     def __init__(self, handler: Handler | None = None, latency: float | Callable[[], float] = 0.0, *,
                  seed: int = 0, timeout_sleep: float = 3.0, retry_after_ms: int | None = 10,
-                 embedding_dim: int = 16, api_key: str | None = None, models: tuple[str, ...] = ("stub",)):
+                 embedding_dim: int = 16, api_key: str | None = None, models: tuple[str, ...] = ("stub",),
+                 structured: tuple[str, ...] = ("json_schema", "json_object"), structured_error: int = 400,
+                 reasoning_models: tuple[str, ...] = (), reasoning_tokens: int = 8,
+                 rpm: float | None = None, tpm: float | None = None, window_s: float = 60.0,
+                 ratelimit_headers: bool = False, ratelimit_retry_after: bool = True):
         if handler is None:
             from .fake import scripted_reply
             handler = scripted_reply
@@ -279,6 +347,19 @@ class StubServer:
         self.timeout_sleep = timeout_sleep
         self.retry_after_ms = retry_after_ms
         self.embedding_dim = embedding_dim
+        # response_format types it honours (with the default handler it then answers in JSON); others get
+        # `structured_error` (400 like OpenAI for a bad field, 500 like llama-cpp-python).
+        self.structured = tuple(structured)
+        self.structured_error = structured_error
+        self.reasoning_models = tuple(reasoning_models)  # answered as OpenAI answers o3 (see the module doc)
+        self.reasoning_tokens = reasoning_tokens
+        # Rate limits (see the module doc): allowed per fixed window of `window_s`, scaled from per minute.
+        self.rpm, self.tpm, self.window_s = rpm, tpm, float(window_s)
+        self.ratelimit_headers, self.ratelimit_retry_after = ratelimit_headers, ratelimit_retry_after
+        self._window = -1  # index of the current window; its counts:
+        self._window_requests = 0
+        self._window_tokens = 0
+        self._t0 = time.monotonic()
         self.api_key = api_key  # when set, requests without `Authorization: Bearer <api_key>` get 401
         self.models = list(models)
         self.fail_always: Fault | None = None
@@ -395,6 +476,63 @@ class StubServer:
             self.requests.clear()
             self.max_in_flight = 0
 
+    def is_reasoning_model(self, model: str) -> bool:
+        base = re.sub(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$", "", model)
+        return model in self.reasoning_models or base in self.reasoning_models
+
+    # -- rate limits ----------------------------------------------------------------------------------
+    def _roll_window(self, now: float) -> float:
+        """Start a new window when the current one is over; seconds left in it. Hold the lock."""
+        index = int((now - self._t0) // self.window_s)
+        if index != self._window:
+            self._window, self._window_requests, self._window_tokens = index, 0, 0
+        return self._t0 + (index + 1) * self.window_s - now
+
+    def _per_window(self, per_minute: float) -> float:
+        return per_minute * self.window_s / 60.0
+
+    def _rate_limited(self, body: dict[str, Any]) -> bool:
+        """Count a chat request against the window; True when it is over the limit (then it is not counted)."""
+        if self.rpm is None and self.tpm is None:
+            return False
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        cost = sum(count_tokens(_content_text(m.get("content"))) + 4 for m in messages if isinstance(m, dict)) + 3
+        cost += max_tokens if isinstance(max_tokens, int) else 16
+        with self._lock:
+            self._roll_window(time.monotonic())
+            if ((self.rpm is not None and self._window_requests + 1 > self._per_window(self.rpm)) or
+                    (self.tpm is not None and self._window_tokens >= self._per_window(self.tpm))):
+                return True
+            self._window_requests += 1
+            self._window_tokens += cost
+        return False
+
+    def _ratelimit_headers(self, limited: bool = False) -> dict[str, str]:
+        """x-ratelimit-* headers of the current window (if enabled), plus Retry-After on a 429."""
+        if self.rpm is None and self.tpm is None:
+            return {}
+        with self._lock:
+            left_s = self._roll_window(time.monotonic())
+            used = {"requests": (self.rpm, self._window_requests), "tokens": (self.tpm, self._window_tokens)}
+        headers: dict[str, str] = {}
+        if self.ratelimit_headers:
+            for kind, (per_minute, count) in used.items():
+                if per_minute is None:
+                    continue
+                limit = int(self._per_window(per_minute))
+                headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - count))
+                headers[f"x-ratelimit-reset-{kind}"] = format_reset(left_s if count else 0.0)
+        if limited and self.ratelimit_retry_after:
+            headers["retry-after-ms"] = str(max(1, math.ceil(left_s * 1000)))
+            headers["retry-after"] = str(max(1, math.ceil(left_s)))
+        return headers
+
+    def rate_limited_count(self) -> int:
+        """Chat requests answered 429 (the openai client's own retries included)."""
+        return sum(1 for r in self.chat_requests() if r["status"] == 429)
+
     def model_ids(self) -> list[str]:
         with self._lock:
             return list(self.models)
@@ -407,6 +545,15 @@ class StubServer:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)  # stop() wakes sleeping handlers
+
+
+def format_reset(seconds: float) -> str:
+    """A duration as OpenAI writes x-ratelimit-reset-*: "20ms", "1.5s", "6m0s", "1m30.5s"."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60.0)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
 
 
 def _check_fault(fault: Fault) -> Fault:
