@@ -47,7 +47,8 @@ def test_evolving_templates_have_one_instruction_slot_and_the_papers_markers(nam
     assert t.text.count("{instruction}") == 1
     assert t.fields == ({"instruction", "format"} if name == "complicate_input" else {"instruction"})
     # The paper's prompt layout: the given instruction, then where the model writes its rewrite.
-    assert t.text.index("#Given Prompt#") < t.text.index("{instruction}") < t.text.rindex("#Rewritten Prompt#")
+    marker = "#Created Prompt#" if name == "breadth" else "#Rewritten Prompt#"
+    assert t.text.index("#Given Prompt#") < t.text.index("{instruction}") < t.text.rindex(marker)
 
 
 def test_korean_templates_are_korean_and_differ_from_english():
