@@ -18,7 +18,21 @@ from .schema import IN_BREADTH_OPERATIONS, OPERATIONS
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 LANGUAGES = ("en", "ko")
-INPUT_FORMATS = ("a Markdown table", "JSON", "XML", "SQL", "Python code")
+INPUT_FORMATS = ("a Markdown table", "JSON", "XML", "SQL", "Python code")  # English: "... in {format} format"
+# complicate_input names its data format in the template's language. The same order in every language, so
+# one rng draw picks the same format whatever the language.
+INPUT_FORMATS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    "en": INPUT_FORMATS,
+    "ko": ("마크다운 표", "JSON 데이터", "XML 데이터", "SQL 데이터베이스", "파이썬 코드"),
+}
+assert all(len(f) == len(INPUT_FORMATS) for f in INPUT_FORMATS_BY_LANGUAGE.values())
+
+
+def input_formats(language: str = "en") -> tuple[str, ...]:
+    """The input format names for complicate_input in a language (English for any other)."""
+    return INPUT_FORMATS_BY_LANGUAGE.get(language, INPUT_FORMATS)
+
+
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -74,7 +88,8 @@ class Operation:
         values = {"instruction": given}
         template = self.template(language)
         if "format" in template.fields:
-            values["format"] = (rng or random.Random(0)).choice(INPUT_FORMATS)
+            formats = input_formats(template.name.partition("/")[0])  # the language actually loaded
+            values["format"] = (rng or random.Random(0)).choice(formats)
         return template.render(**values), template
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evolab.operations import (INPUT_FORMATS, LANGUAGES, OPERATION_REGISTRY, PROMPTS_DIR, Template, get_operation,
-                               is_in_breadth, load_template, parse_operation_list, sample_operation)
+                               input_formats, is_in_breadth, load_template, parse_operation_list, sample_operation)
 from evolab.schema import IN_BREADTH_OPERATIONS, IN_DEPTH_OPERATIONS, OPERATIONS
 
 EVOLVING = list(OPERATIONS)
@@ -124,7 +124,7 @@ def test_tricky_instructions_arrive_unchanged(text):
     for name in EVOLVING:
         for language in LANGUAGES:
             prompt, template = get_operation(name).build_prompt(text, language=language, rng=random.Random(3))
-            fmt = random.Random(3).choice(INPUT_FORMATS)
+            fmt = random.Random(3).choice(input_formats(language))
             before, after = _pieces(template, {"format": fmt})
             assert prompt == before + text + after
 
@@ -134,7 +134,7 @@ def test_tricky_instructions_arrive_unchanged(text):
        seed=st.integers(0, 1000))
 def test_any_text_appears_verbatim_exactly_once_at_the_placeholder(text, name, language, seed):
     prompt, template = get_operation(name).build_prompt(text, language=language, rng=random.Random(seed))
-    fmt = random.Random(seed).choice(INPUT_FORMATS)
+    fmt = random.Random(seed).choice(input_formats(language))
     before, after = _pieces(template, {"format": fmt})
     assert prompt == before + text + after  # verbatim, at the placeholder, nothing substituted inside it
     # Exactly once: a delimited copy of the text cannot occur anywhere else.
