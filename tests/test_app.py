@@ -242,17 +242,17 @@ def test_seeds_example_counts_and_save(tmp_path, monkeypatch):
     at.selectbox(key="seed_example").set_value("finance").run()
     button(at, "Load example").click().run()
     clean(at)
-    assert metric(at, "Seeds") == "24"
+    assert metric(at, "Seeds") == "44"
     assert set(metric(at, "Languages").split(", ")) == {"ko", "en"}
     tables = [d.value for d in at.dataframe]
     assert any("tax" in set(t.get("skill", [])) for t in tables if isinstance(t, pd.DataFrame))
-    assert at.data_editor[0].value.shape[0] == 24  # the editable table
+    assert at.data_editor[0].value.shape[0] == 44  # the editable table
     assert "사회초년생" in at.data_editor[0].value["instruction"].iloc[0]
     at.text_input(key="seed_set_name").set_value("finance-v1")
     button(at, "Save seed set").click().run()
-    assert "Saved 24 seeds as 'finance-v1'" in texts(at)
+    assert "Saved 44 seeds as 'finance-v1'" in texts(at)
     store = Store(db)
-    assert store.seed_sets() == ["finance-v1"] and len(store.load_seed_set("finance-v1")) == 24
+    assert store.seed_sets() == ["finance-v1"] and len(store.load_seed_set("finance-v1")) == 44
     store.close()
 
 

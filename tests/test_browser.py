@@ -166,14 +166,14 @@ def test_workbench_in_a_browser_on_the_embedded_model(app_server):
             ui.click("Load example")
             ui.text("By skill")
             ui.settle()
-            assert ui.metric("Seeds") == "24"
+            assert ui.metric("Seeds") == "44"
             assert set(ui.metric("Languages").split(", ")) == {"ko", "en"}
             ui.page.get_by_label("Seed set name", exact=True).fill("finance")
             ui.click("Save seed set")
-            ui.text("Saved 24 seeds as 'finance'")
+            ui.text("Saved 44 seeds as 'finance'")
             ui.shot("seeds")
 
-            # Step through: a session on the table's 24 seeds; one English seed evolved twice (English
+            # Step through: a session on the table's 44 seeds; one English seed evolved twice (English
             # prompts are half the tokens of Korean ones, and the 135M model runs on the CPU).
             ui.nav("Step through")
             ui.click("Start a session")
