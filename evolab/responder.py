@@ -1,6 +1,7 @@
 """The responder: answers an instruction (with its input) with the LLM."""
 from __future__ import annotations
 
+from .llm.base import Completion
 from .llm.client import LLMClient
 from .operations import load_template
 
@@ -14,7 +15,15 @@ def response_prompt(instruction: str, input: str = "", language: str = "en") -> 
 async def respond(client: LLMClient, instruction: str, input: str = "", *, language: str = "en",
                   temperature: float = 0.7, max_tokens: int = 1024, node_id: str | None = None,
                   salt: str = "") -> str:
-    comp = await client.complete([{"role": "user", "content": response_prompt(instruction, input, language)}],
+    comp = await respond_completion(client, instruction, input, language=language, temperature=temperature,
+                                    max_tokens=max_tokens, node_id=node_id, salt=salt)
+    return comp.text.strip()
+
+
+async def respond_completion(client: LLMClient, instruction: str, input: str = "", *, language: str = "en",
+                             temperature: float = 0.7, max_tokens: int = 1024, node_id: str | None = None,
+                             salt: str = "") -> Completion:
+    """The answer's whole completion (its finish_reason says whether it was cut at max_tokens)."""
+    return await client.complete([{"role": "user", "content": response_prompt(instruction, input, language)}],
                                  purpose="respond", temperature=temperature, max_tokens=max_tokens,
                                  node_id=node_id, salt=salt)
-    return comp.text.strip()

@@ -118,6 +118,10 @@ MIGRATIONS: list[str] = [
         UNIQUE (comparison, item_key, judge)
     );
     """,
+    # 2: reasoning models' hidden tokens (part of completion_tokens, billed as output)
+    """
+    ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -312,10 +316,11 @@ class Store:
     def _put_call(c: sqlite3.Connection, call: LLMCall) -> None:
         c.execute(
             "INSERT INTO calls (run_id, node_id, purpose, model, prompt_tokens, completion_tokens, latency_s, "
-            "cost_usd, price_known, cached, error, request_hash, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "cost_usd, price_known, cached, error, request_hash, created_at, reasoning_tokens) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (call.run_id, call.node_id, call.purpose, call.model, call.prompt_tokens, call.completion_tokens,
              call.latency_s, call.cost_usd, int(call.price_known), int(call.cached), call.error,
-             call.request_hash, call.created_at),
+             call.request_hash, call.created_at, call.reasoning_tokens),
         )
 
     def add_call(self, call: LLMCall) -> None:
@@ -323,7 +328,7 @@ class Store:
 
     def calls(self, run_id: str | None = None) -> list[LLMCall]:
         cols = ("purpose, model, prompt_tokens, completion_tokens, latency_s, cost_usd, price_known, cached, "
-                "error, run_id, node_id, request_hash, created_at")
+                "error, run_id, node_id, request_hash, created_at, reasoning_tokens")
         if run_id is None:
             rows = self.query(f"SELECT {cols} FROM calls ORDER BY id")
         else:
@@ -338,6 +343,11 @@ class Store:
     def run_cost(self, run_id: str) -> float:
         return float(self.query("SELECT COALESCE(SUM(cost_usd),0) FROM calls WHERE run_id=?", (run_id,))[0][0])
 
+    def run_tokens(self, run_id: str) -> int:
+        """Tokens a run sent and received over the network (cache hits cost nothing): what --budget-tokens counts."""
+        return int(self.query("SELECT COALESCE(SUM(prompt_tokens + completion_tokens),0) FROM calls "
+                              "WHERE run_id=? AND cached=0", (run_id,))[0][0])
+
     def run_summary(self, run_id: str) -> dict[str, Any]:
         """Counts by status and rule, calls, tokens and cost: what `runs` and the progress view show."""
         by_status = {r[0]: r[1] for r in self.query(
@@ -347,14 +357,15 @@ class Store:
         c = self.query(
             "SELECT COUNT(*), COALESCE(SUM(cached),0), COALESCE(SUM(prompt_tokens),0), "
             "COALESCE(SUM(completion_tokens),0), COALESCE(SUM(cost_usd),0), COALESCE(SUM(error IS NOT NULL),0), "
-            "COALESCE(MIN(price_known),1), MIN(created_at), MAX(created_at) FROM calls WHERE run_id=?",
+            "COALESCE(MIN(price_known),1), MIN(created_at), MAX(created_at), COALESCE(SUM(reasoning_tokens),0) "
+            "FROM calls WHERE run_id=?",
             (run_id,))[0]
         max_round = self.query("SELECT COALESCE(MAX(round),0) FROM nodes WHERE run_id=?", (run_id,))[0][0]
         return {
             "nodes": sum(by_status.values()), "by_status": by_status, "by_rule": by_rule,
             "calls": c[0], "cached_calls": c[1], "prompt_tokens": c[2], "completion_tokens": c[3],
             "cost_usd": c[4], "failed_calls": c[5], "price_known": bool(c[6]),
-            "first_call_at": c[7], "last_call_at": c[8], "max_round": max_round,
+            "first_call_at": c[7], "last_call_at": c[8], "max_round": max_round, "reasoning_tokens": c[9],
         }
 
     # -- request cache --------------------------------------------------------------------------
