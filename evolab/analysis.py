@@ -296,8 +296,7 @@ def run_overview(store: Store, run_id: str) -> dict:
         raise KeyError(f"No run {run_id!r} in {store.path}: list them with `python -m evolab runs`.")
     cfg = run["config"]
     s = store.run_summary(run_id)
-    kept_per_round = {int(r[0]): int(r[1]) for r in store.query(
-        "SELECT round, COUNT(*) FROM nodes WHERE run_id=? AND status IN ('seed','kept') GROUP BY round", (run_id,))}
+    kept_per_round = store.kept_per_round(run_id)
     duration = (s["last_call_at"] - s["first_call_at"]) if s["first_call_at"] and s["last_call_at"] else None
     return {
         "run_id": run_id, "name": run["name"], "status": run["status"], "error": run["error"],

@@ -21,7 +21,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .llm.client import structured_meta_key
+from .llm.client import budget_price_problem, structured_meta_key
+from .llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
 from .llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from .pipeline import expected_steps
 from .schema import ELIMINATED, FAILED, KEPT, OPERATIONS, PENDING, SEED, Node, RunConfig, Seed
@@ -76,6 +77,10 @@ class Settings:
         if name and not _ENV_NAME.match(name):
             out.append(f"{name!r} is not a variable name: give the NAME of the environment variable or secret "
                        "that holds the key (e.g. OPENAI_API_KEY), never the key itself.")
+        elif name and not key_env_allowed(name):
+            out.append(f"The app reads only key variables whose names end in {', '.join(KEY_ENV_SUFFIXES)}; "
+                       f"{name!r} does not. Use such a name, or list it in {KEY_VARS_ENV} (comma-separated) in "
+                       "the environment the app starts in.")
         return out
 
     @property
@@ -104,6 +109,8 @@ class Settings:
             return "no key variable named (fine for local servers that need no key)"
         if not _ENV_NAME.match(name):
             return "not a variable name"
+        if not key_env_allowed(name):
+            return f"not read: a key variable's name ends in {', '.join(KEY_ENV_SUFFIXES)} (or is in {KEY_VARS_ENV})"
         return f"{name} is set" if os.environ.get(name) else f"{name} is not set"
 
     def token_defaults(self) -> dict[str, int]:
@@ -118,7 +125,7 @@ class Settings:
         rules = overrides.pop("rules", None)
         cfg = RunConfig(model=self.model_name, base_url=self.base_url.strip() or None,
                         api_key_env=self.api_key_env.strip() or None, structured=self.structured,
-                        **self.token_defaults())
+                        restrict_key_env=True, **self.token_defaults())
         known = {f.name for f in dataclasses.fields(RunConfig)}
         for k, v in overrides.items():
             if k not in known:
@@ -208,10 +215,8 @@ def runs_frame(store: Store, runs: list[dict[str, Any]] | None = None) -> pd.Dat
 
 def run_version(store: Store, run_id: str) -> tuple:
     """Changes whenever the run's nodes, scores or status change: the key of the pages' caches."""
-    row = store.query("SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM nodes WHERE run_id=?", (run_id,))[0]
     run = store.get_run(run_id)
-    calls = store.query("SELECT COUNT(*) FROM calls WHERE run_id=?", (run_id,))[0][0]
-    return int(row[0]), float(row[1]), int(calls), run["status"] if run else None
+    return (*store.run_version(run_id), run["status"] if run else None)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -257,12 +262,43 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
         "by_status": summary["by_status"], "by_rule": summary["by_rule"], "calls": summary["calls"],
         "cached_calls": summary["cached_calls"], "failed_calls": summary["failed_calls"],
         "tokens": summary["prompt_tokens"] + summary["completion_tokens"],
+        "reasoning_tokens": summary.get("reasoning_tokens", 0),
         "prompt_tokens": summary["prompt_tokens"], "completion_tokens": summary["completion_tokens"],
         "cost_usd": summary["cost_usd"], "price_known": summary["price_known"], "eta_s": eta,
         "running": running, "max_round": max_round,
         "kept": summary["by_status"].get(KEPT, 0), "eliminated": summary["by_status"].get(ELIMINATED, 0),
         "failed": summary["by_status"].get(FAILED, 0), "seeds": summary["by_status"].get(SEED, 0),
     }
+
+
+def run_price(config: RunConfig):
+    """The Price a run's calls are billed at (None: unknown)."""
+    from .llm.pricing import resolve_price
+
+    return resolve_price(config.model, price=config.price, prices_file=config.prices_file)
+
+
+def price_text(config: RunConfig) -> str:
+    """Which price a run uses: the model id matched, per million in/out, and where it came from."""
+    from .estimate import price_text as text
+
+    return text(run_price(config), config.model)
+
+
+def budget_problems(config: RunConfig) -> list[str]:
+    """A dollar budget without a known price cannot hold: the run must not start (say what to do)."""
+    problem = budget_price_problem(config.model, config.budget_usd, run_price(config))
+    if not problem:
+        return []
+    return [problem.replace("with --price IN,OUT", "in the price field").replace(
+        "budget in tokens instead with --budget-tokens N", "set a token budget instead")]
+
+
+def parse_price_field(text: str) -> list[float] | None:
+    """The Runs page's price field: "" -> None, "0.5, 1.5" -> [0.5, 1.5]; ValueError says what is wrong."""
+    from .llm.pricing import parse_price
+
+    return list(parse_price(text)) if (text or "").strip() else None
 
 
 def eta_seconds(done_since_start: int, remaining: int, elapsed_s: float) -> float | None:
@@ -340,11 +376,12 @@ def node_detail(store: Store, node_id: str) -> NodeDetail | None:
         else:
             score_rows.append({"metric": s.metric, "value": s.value, "judge": s.judge, "detail": s.detail or ""})
     scores = pd.DataFrame(score_rows, columns=["metric", "value", "judge", "detail"])
-    if not scores.empty:  # LLM scores first, then the heuristic cx_* ones
-        scores["_o"] = scores["metric"].map(lambda m: (m.startswith("cx_"), m))
+    if not scores.empty:  # a truncated answer's flag first, LLM scores next, then the heuristic cx_* ones
+        scores["_o"] = scores["metric"].map(lambda m: (m.startswith("cx_"), m != "truncated_answer", m))
         scores = scores.sort_values("_o").drop(columns="_o").reset_index(drop=True)
     call_rows = [{"purpose": c.purpose, "model": c.model, "prompt tokens": c.prompt_tokens,
-                  "completion tokens": c.completion_tokens, "latency s": round(c.latency_s, 2),
+                  "completion tokens": c.completion_tokens, "reasoning tokens": c.reasoning_tokens,
+                  "latency s": round(c.latency_s, 2),
                   "cost USD": c.cost_usd, "cached": c.cached, "error": c.error or ""}
                  for c in store.calls(node.run_id) if c.node_id == node_id]
     return NodeDetail(
@@ -352,7 +389,7 @@ def node_detail(store: Store, node_id: str) -> NodeDetail | None:
         verdicts=pd.DataFrame(verdict_rows, columns=["rule", "passed", "detail", "judge"]),
         scores=scores,
         calls=pd.DataFrame(call_rows, columns=["purpose", "model", "prompt tokens", "completion tokens",
-                                               "latency s", "cost USD", "cached", "error"]),
+                                               "reasoning tokens", "latency s", "cost USD", "cached", "error"]),
         children=store.children(node_id),
         parent=store.get_node(node.parent_id) if node.parent_id else None,
     )

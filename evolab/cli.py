@@ -75,7 +75,7 @@ def _config(args: argparse.Namespace):
             if value < 1:
                 raise BadInput(f"--{key.replace('_', '-')} must be at least 1.")
             setattr(cfg, key, value)
-    for key in ("concurrency", "seed", "budget_usd", "name"):
+    for key in ("concurrency", "seed", "budget_usd", "name", "rpm", "tpm"):
         value = getattr(args, key, None)
         if value is not None:
             setattr(cfg, "random_seed" if key == "seed" else key, value)
@@ -99,7 +99,47 @@ def _config(args: argparse.Namespace):
         cfg.structured = args.structured
     if cfg.concurrency < 1:
         raise BadInput("--concurrency must be at least 1.")
+    for key in ("rpm", "tpm"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
+            raise BadInput(f"--{key} must be at least 1.")
+    _price_options(args, cfg)
     return cfg
+
+
+def _price_options(args: argparse.Namespace, cfg) -> None:
+    """--price IN,OUT, --prices FILE and --budget-tokens N into `cfg`; a bad price file, EVOLAB_PRICES or
+    --price is bad input (exit 2)."""
+    from .llm.pricing import PricesError, parse_price, price_table
+
+    try:
+        if getattr(args, "price", None):
+            cfg.price = list(parse_price(args.price))
+        if getattr(args, "prices", None):
+            cfg.prices_file = str(Path(args.prices).resolve())
+        price_table(cfg.prices_file)  # reads the file and EVOLAB_PRICES now, so mistakes show before a run
+    except PricesError as e:
+        raise BadInput(str(e)) from None
+    if getattr(args, "budget_tokens", None) is not None:
+        if args.budget_tokens < 1:
+            raise BadInput("--budget-tokens must be at least 1.")
+        cfg.budget_tokens = args.budget_tokens
+
+
+def _price_of(cfg):
+    """The Price a run's calls will be billed at (None: unknown)."""
+    from .llm.local import LOCAL_MODEL_ALIAS
+    from .llm.pricing import resolve_price
+
+    return resolve_price(cfg.model if cfg.base_url else LOCAL_MODEL_ALIAS, price=cfg.price, prices_file=cfg.prices_file)
+
+
+def _check_budget_price(cfg) -> None:
+    """A dollar budget needs a price: without one the run does not start (exit 2, saying what to do)."""
+    from .llm.client import budget_price_problem
+
+    problem = budget_price_problem(cfg.model, cfg.budget_usd, _price_of(cfg))
+    if problem:
+        raise BadInput(problem)
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -136,9 +176,12 @@ class _ProgressBar:
         self.bar.total = p["expected"]
         self.bar.n = p["done"]
         s = p["by_status"]
+        from .llm.ratelimit import describe
+
+        limits = describe(p.get("limiter"))  # req/min, tok/min and the limit in force
         self.bar.set_postfix_str(f"kept {s.get('kept', 0)} elim {s.get('eliminated', 0)} "
-                                 f"failed {s.get('failed', 0)} calls {p['calls']} ${p['cost_usd']:.4f}",
-                                 refresh=False)
+                                 f"failed {s.get('failed', 0)} calls {p['calls']} ${p['cost_usd']:.4f}"
+                                 + (f" · {limits}" if limits else ""), refresh=False)
         self.bar.refresh()
         if p.get("final"):
             self.bar.close()
@@ -165,7 +208,7 @@ def _execute(store, run_id: str, until_round: int | None) -> int:
         return 1
     if status == "budget":
         print(f"The budget stopped the run. Raise it and resume: python -m evolab resume --db {store.path} "
-              f"--run {run_id} --budget-usd X", file=sys.stderr)
+              f"--run {run_id} --budget-usd X (or --budget-tokens N)", file=sys.stderr)
     return 0
 
 
@@ -174,10 +217,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     seeds = _load_seeds(args.seeds)
     config = _config(args)
+    _check_budget_price(config)
     store = _store(args.db, must_exist=False)
     run_id = create_run(store, seeds, config, name=args.name)
     print(f"run {run_id}: {len(seeds)} seeds x {config.rounds} rounds, fan-out {config.fanout}, "
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
+    price = _price_of(config)
+    print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
     return _execute(store, run_id, args.until_round)
 
 
@@ -186,12 +232,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
+    cfg = store.get_run(run_id)["config"]
+    before = json.dumps(cfg.to_dict())
     if args.budget_usd is not None:  # raising the budget is the usual reason to resume
-        run = store.get_run(run_id)
-        cfg = run["config"]
         cfg.budget_usd = args.budget_usd
-        with store.transaction() as c:
-            c.execute("UPDATE runs SET config_json=? WHERE id=?", (json.dumps(cfg.to_dict()), run_id))
+    _price_options(args, cfg)
+    _check_budget_price(cfg)
+    if json.dumps(cfg.to_dict()) != before:
+        store.update_run_config(run_id, cfg)
     print(f"resuming run {run_id}", file=sys.stderr)
     return _execute(store, run_id, args.until_round)
 
@@ -205,8 +253,9 @@ def _print_summary(store, run_id: str, status: str | None = None) -> None:
     print("  nodes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f" (total {s['nodes']})")
     if s["by_rule"]:
         print("  eliminated/failed by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_rule"].items())))
+    reasoning = f" (of which {s['reasoning_tokens']:,} reasoning)" if s.get("reasoning_tokens") else ""
     print(f"  calls {s['calls']} ({s['cached_calls']} cached, {s['failed_calls']} failed), tokens "
-          f"{s['prompt_tokens']:,} in / {s['completion_tokens']:,} out, cost {cost}")
+          f"{s['prompt_tokens']:,} in / {s['completion_tokens']:,} out{reasoning}, cost {cost}")
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -316,11 +365,19 @@ def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
     p.add_argument("--structured", choices=["auto", "on", "off"], default=None,
                    help="ask judges and scorers for a JSON-schema reply: auto (probe the endpoint once and "
                         "remember; default), on (fail if it cannot), off (read free text)")
+    _add_price_options(p)
     if endpoint:
         p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 "
                                           "(default: the embedded local model)")
         p.add_argument("--api-key-env", help="NAME of the environment variable that holds the key "
                                              "(default OPENAI_API_KEY); the key is never stored")
+
+
+def _add_price_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--price", metavar="IN,OUT", help="the model's price in USD per million input and output "
+                                                     "tokens, e.g. 0.5,1.5 (overrides every table)")
+    p.add_argument("--prices", metavar="FILE", help='a JSON price table {"model": [in, out]} over the built-in '
+                                                    "one (also: EVOLAB_PRICES, JSON or a file path)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,9 +403,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("seeds")
     p.add_argument("--db", default=DEFAULT_DB, help=f"the store (default {DEFAULT_DB})")
     _add_run_options(p)
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8); lowered "
+                                                              "on 429/503 and raised again as calls succeed")
+    p.add_argument("--rpm", type=int, help="cap on requests a minute (the endpoint's rate-limit headers are "
+                                           "followed anyway)")
+    p.add_argument("--tpm", type=int, help="cap on tokens a minute (prompt + max tokens reserved per call, "
+                                           "corrected by the usage returned)")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed + cache = same run")
-    p.add_argument("--budget-usd", type=float, help="stop before spending more than this")
+    p.add_argument("--budget-usd", type=float, help="stop before spending more than this (needs a known price: "
+                                                    "see --price)")
+    p.add_argument("--budget-tokens", type=int, metavar="N", help="stop before more than N tokens (prompt + "
+                                                                  "output) are spent; works for any model")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--until-round", type=int, help="stop after this round (continue later with resume)")
     p.add_argument("--no-equal-judge", action="store_true", help="skip the LLM Equal/Not Equal question")
@@ -362,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run id (default: the latest)")
     p.add_argument("--until-round", type=int)
     p.add_argument("--budget-usd", type=float, help="a new budget")
+    p.add_argument("--budget-tokens", type=int, metavar="N", help="a new token budget")
+    _add_price_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("runs", help="list runs with counts by status and rule, tokens and cost")

@@ -287,9 +287,7 @@ class Engine:
                 id=sid, run_id=self.run_id, parent_id=None, root_id=sid, round=0, operation="seed",
                 instruction=s.instruction, input=s.input or "", status=SEED, skill=s.skill,
                 seed_difficulty=s.difficulty, language=run_language(self.config, s)))
-        with self.store.transaction() as c:
-            for n in nodes:
-                self.store._upsert_node(c, n)
+        self.store.save_nodes(nodes)
         return nodes
 
     async def run(self, seeds: list[Seed], until_round: int | None = None) -> str:

@@ -27,7 +27,7 @@ TEXT = "text"  # read from free text
 RETRY = "retry"  # read after the stricter retry
 UNREADABLE = "unreadable"
 
-_REASON = {"type": "string", "maxLength": 400, "description": "one or two short sentences"}
+_REASON = {"type": "string", "maxLength": 200, "description": "one or two short sentences"}  # fits small token caps
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:

@@ -264,6 +264,28 @@ class Store:
     def save_node(self, node: Node) -> None:
         self.record_step(node)
 
+    def save_nodes(self, nodes: Iterable[Node]) -> None:
+        """Several nodes in one transaction (a run's seeds)."""
+        with self.transaction() as c:
+            for n in nodes:
+                self._upsert_node(c, n)
+
+    def update_run_config(self, run_id: str, config: RunConfig) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET config_json=?, updated_at=? WHERE id=?",
+                      (json.dumps(config.to_dict()), time.time(), run_id))
+
+    def kept_per_round(self, run_id: str) -> dict[int, int]:
+        """Round -> nodes in the pool (seeds and kept children)."""
+        return {int(r[0]): int(r[1]) for r in self.query(
+            "SELECT round, COUNT(*) FROM nodes WHERE run_id=? AND status IN ('seed','kept') GROUP BY round", (run_id,))}
+
+    def run_version(self, run_id: str) -> tuple[int, float, int]:
+        """(nodes, last node update, calls): changes whenever a run moves on."""
+        row = self.query("SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM nodes WHERE run_id=?", (run_id,))[0]
+        calls = self.query("SELECT COUNT(*) FROM calls WHERE run_id=?", (run_id,))[0][0]
+        return int(row[0]), float(row[1]), int(calls)
+
     @staticmethod
     def _upsert_node(c: sqlite3.Connection, node: Node) -> None:
         values = [getattr(node, f) for f in NODE_FIELDS]
