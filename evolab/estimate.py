@@ -9,7 +9,7 @@ a cheap check eliminates it). Instructions grow by about 20 words a round (the t
 from __future__ import annotations
 
 from .operations import OPERATION_REGISTRY
-from .llm.pricing import cost_usd, count_tokens, price_for, tokenizer_for
+from .llm.pricing import count_tokens, resolve_price, tokenizer_for
 from .schema import RunConfig, Seed
 
 WORDS_ADDED_PER_ROUND = 20
@@ -20,6 +20,7 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
     if not seeds:
         raise ValueError("No seeds to estimate.")
     model = config.model
+    price = resolve_price(model, price=config.price, prices_file=config.prices_file)
     template_tokens = _mean_template_tokens(config, model)
     seed_tokens = sum(count_tokens(s.instruction + " " + s.input, model) for s in seeds) / len(seeds)
     answer_typical = min(350, config.max_tokens_respond)
@@ -54,11 +55,21 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
             completion += steps * evolve_out + kept * (sc["answer"] + 4 + 4 + sc["judge_out"])
             if sc["pool_growth"]:
                 pool = kept if kept else pool
-        cost, known = cost_usd(model, int(prompt), int(completion))
+        cost = price.cost(int(prompt), int(completion)) if price else 0.0
         out[name] = {"calls": int(round(calls)), "prompt_tokens": int(prompt), "completion_tokens": int(completion),
                      "cost_usd": cost}
     return {"model": model, "seeds": len(seeds), "rounds": config.rounds, "fanout": config.fanout,
-            "tokenizer": tokenizer_for(model).name, "price_known": price_for(model) is not None, **out}
+            "tokenizer": tokenizer_for(model).name, "price_known": price is not None,
+            "price": price.to_dict() if price else None, "price_text": price_text(price, model),
+            "budget_usd": config.budget_usd, "budget_tokens": config.budget_tokens, **out}
+
+
+def price_text(price, model: str) -> str:
+    """Which price an estimate or a run uses, in words (model matched, per million in/out, where from)."""
+    if price is None:
+        return (f"no price known for {model}: cost shown as $0 (give one with --price IN,OUT, a --prices file "
+                "or EVOLAB_PRICES)")
+    return price.describe()
 
 
 def _mean_template_tokens(config: RunConfig, model: str) -> float:
@@ -70,12 +81,15 @@ def _mean_template_tokens(config: RunConfig, model: str) -> float:
 
 
 def format_estimate(est: dict) -> str:
-    price = "" if est["price_known"] else f"  (no price known for {est['model']}: cost shown as $0)"
     lines = [f"Estimate for {est['seeds']} seeds x {est['rounds']} rounds, fan-out {est['fanout']}, "
-             f"model {est['model']} (tokens counted with {est['tokenizer']}){price}",
+             f"model {est['model']} (tokens counted with {est['tokenizer']})",
+             f"Price: {est['price_text']}",
              f"{'':10}{'calls':>10}{'prompt tok':>14}{'output tok':>14}{'cost USD':>12}"]
     for k in ("low", "expected", "high"):
         e = est[k]
         lines.append(f"{k:10}{e['calls']:>10,}{e['prompt_tokens']:>14,}{e['completion_tokens']:>14,}"
                      f"{e['cost_usd']:>12.4f}")
+    if est.get("budget_tokens"):
+        tokens = est["expected"]["prompt_tokens"] + est["expected"]["completion_tokens"]
+        lines.append(f"Token budget {est['budget_tokens']:,}: the expected case needs {tokens:,}.")
     return "\n".join(lines)

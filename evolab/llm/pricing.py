@@ -127,7 +127,10 @@ def _env_prices() -> tuple[dict[str, Entry], str]:
         return {}, ENV_VAR
     if raw.startswith("{"):
         return _parse_env_json(raw), ENV_VAR
-    return load_price_file(raw), f"{ENV_VAR} file {raw}"
+    try:
+        return load_price_file(raw), f"{ENV_VAR} file {raw}"
+    except PricesError as e:
+        raise PricesError(f"{ENV_VAR} is neither a JSON object nor a readable price file: {e}") from None
 
 
 def price_table(prices_file: str | None = None) -> dict[str, tuple[Entry, str]]:
