@@ -16,7 +16,16 @@ The rules a person applies, and which the readers follow:
 - a number in a hypothetical ("a score of 5 would need ...", "10점이 되려면") is not the score;
 - both prompts ask for the score first (alone, or on the first line), so a lone value on the first line wins;
 - a value out of range makes the reply unreadable (it is not clamped); two different values do too;
-- in Korean, "동일" inside "동일하지 않" is a negation, and "다를 뿐" about wording is not a verdict.
+- in Korean, "동일" inside "동일하지 않" is a negation, and "다를 뿐" about wording is not a verdict;
+- a verdict under a conclusion heading ("## 결론", "Verdict:") or after "my answer is" wins over analysis
+  lines; a denied verdict is the other one ("Not Equal이라고 하기는 어렵습니다" is Equal); a sentence saying
+  the question is open ("debatable", "either Equal or Not Equal") or a qualified sameness ("mostly the
+  same") is no verdict;
+- a hedge between two values ("7 or 8", "7점이나 8점") is unreadable, in the pair reader too; pairwise
+  scores may stand in a markdown table, under a heading naming the assistant, or away from the name in a
+  sentence naming only that assistant; "10점 만점에" between a name and its score is the scale;
+- the evolver's reply may fence or quote the instruction and the input separately (fences do not nest),
+  and a reply saying the prompt needs no rewrite gives no instruction.
 
 The corpus these readers are measured on is tests/data/replies/ (bench/replies.py prints the table).
 """
@@ -36,7 +45,10 @@ _FENCE = re.compile(r"\A\s*```[\w+-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*\Z", re.S)
 
 def _unfence(text: str) -> str:
     m = _FENCE.match(text)
-    return m.group(1) if m else text
+    # Fences do not nest (CommonMark): "```\nA\n```\n#Input#:\n```\nB\n```" is two blocks, not one around all.
+    if not m or re.search(r"^[ \t]*```", m.group(1), re.M):
+        return text
+    return m.group(1)
 
 
 def _json_object(text: str) -> dict | None:
@@ -102,14 +114,26 @@ _EQ_NEUTRAL = re.compile(
     + r"|(?:differ\w*|different(?:ly)?)\s+(?:\w+\s+){0,3}?(?:wording|phrasing|words?|word\s+choice|style|tone|order)"
     + r"|(?:wording|phrasing|word\s+choice|style|tone)\s+(?:\w+\s+){0,3}?(?:differ\w*|different)"
     + r"|different(?:ly)?\s+(?:worded|phrased)"
+    # "not identical word for word", "not verbatim the same": a denial of sameness of wording only, not of
+    # content ("identical word for word" without the negation is still Equal).
+    + r"|(?:\bnot|n['’]t)\s+(?:\w+\s+){0,2}?(?:identical|the\s+same|equal)\s+(?:word[\s-]+for[\s-]+word|verbatim|"
+      r"literally|in\s+(?:wording|phrasing))"
+    + r"|(?:\bnot|n['’]t)\s+(?:\w+\s+)?(?:word[\s-]+for[\s-]+word|verbatim|literally)\s+(?:identical|the\s+same)"
     # "표현만 조금 다를 뿐", "단어 선택이 다르지만": a difference of wording, not of content
     + r"|(?:표현|단어|어순|문체|말투|어휘|문구)\S{0,3}\s*(?:\S+\s+){0,2}?(?:다르|다릅|다를|다른|다름|차이)\S*",
     re.I,
 )
+# "... 하기는 어렵습니다", "... 볼 수 없다": the verdict just named is denied.
+_DENIED = r"(?:는|도)?\s*(?:하기|보기|말하기|할\s*수|볼\s*수)\s*(?:는|도|가)?\s*(?:어렵|없|힘들)"
 # Double negations that say "equal": "not different", "no real difference", "다르지 않", "차이가 없".
 _EQ_DOUBLE_NEG = re.compile(
     r"not\s+(?:really\s+|meaningfully\s+|substantially\s+)?different|no\s+(?:real\s+|meaningful\s+|substantive\s+)?"
-    r"differences?|do(?:es)?\s*n[o']?t\s+differ|다르지\s*(?:는|도)?\s*않|차이(?:가|는|점이|점은)\s*(?:거의\s*)?없",
+    r"differences?|do(?:es)?\s*n[o']?t\s+differ|다르지\s*(?:는|도)?\s*않|차이(?:가|는|점이|점은)\s*(?:거의\s*)?없"
+    # A denied "Not Equal" is Equal: "Not Equal이라고 하기는 어렵습니다", "다르다고 보기 어렵", "I wouldn't say they
+    # are not equal".
+    r"|(?:not\s+equal\s*(?:이)?라고|다르다고)\s*" + _DENIED
+    + r"|(?:would\s*n['’]?t|can['’]?t|cannot)\s+(?:say|call\s+(?:them|it))\s+(?:(?:that\s+)?they(?:['’]re|\s+are)\s+)?"
+      r"not\s+(?:equal|the\s+same)",
     re.I,
 )
 _EQ_NEGATIVE = re.compile(
@@ -120,6 +144,7 @@ _EQ_NEGATIVE = re.compile(
     # (Hangul contracts: "아닙니다" holds 아닙, not 아니; "다릅니다" holds 다릅).
     + r"|(?:같|동일하|동등하|일치하|똑같)지\s*(?:는|도|가)?\s*않"
     + r"|(?:같|동일하|동등하|똑같)다고\s*(?:는\s*)?(?:보기|볼\s*수|할\s*수|하기)\s*(?:는\s*)?(?:어렵|없|힘들)"
+    + r"|equal\s*(?:이)?라고\s*" + _DENIED  # "Equal이라고 하기는 어렵습니다" (after "Not Equal이라고" is taken)
     + r"|(?:같은|동일한|동등한|똑같은|equal)\s*(?:지시문|프롬프트|것|질문|내용)?\s*(?:이|가|은|는)?\s*(?:아니|아닙|아님|아냐)"
     + r"|다르|다릅|다른\s*(?:지시문|프롬프트|것|질문|요구|내용)|다름|상이|차이(?:가|점이)\s*(?:있|존재|납|난)|불일치|별개",
     re.I,
@@ -134,17 +159,35 @@ _EQ_POSITIVE = re.compile(
     re.I,
 )
 # A hedge makes the sentence no verdict: "they might be equal", "동일한 것 같기도".
+# So does a qualified sameness: "mostly the same", "almost identical", "대체로 같" say "not quite", not a verdict.
 _EQ_HEDGE = re.compile(
     _ascii_word(r"might|may|could|seems?|appears?|looks?|perhaps|possibly|hard\s+to\s+say|difficult\s+to\s+say|"
-                r"not\s+sure|unsure|unclear|uncertain|at\s+first\s+glance")
-    + r"|것\s*같|듯|애매|모호|모르겠|판단하기\s*(?:가\s*)?어렵|단정하기\s*어렵|언뜻",
+                r"not\s+sure|unsure|unclear|uncertain|at\s+first\s+glance|(?:mostly|largely|almost|nearly|"
+                r"more\s+or\s+less|roughly)\s+(?:the\s+same|identical|equal|equivalent|similar)")
+    + r"|것\s*같|듯|애매|모호|모르겠|판단하기\s*(?:가\s*)?어렵|단정하기\s*어렵|언뜻"
+    + r"|(?:대체로|대부분|거의)\s*(?:같|동일|비슷|유사)",
+    re.I,
+)
+# A sentence saying the question is open ("debatable", "either Equal or Not Equal", "판단이 갈릴") states both
+# verdicts: a plain verdict elsewhere cannot settle it, only a labelled, standalone or concluding one.
+_EQ_UNDECIDED = re.compile(
+    _ascii_word(r"debatable|either\s+way|either\s+(?:answer|verdict|label|option)|either\W{0,3}\s*equal\W{0,3}\s*or"
+                r"\W{0,3}\s*not\s+equal|open\s+to\s+(?:debate|interpretation)")
+    + r"|어느\s*쪽(?:이든|으로도|이라고도|도)|판단이\s*갈|(?:둘|양쪽)\s*(?:다|모두)\s*(?:가능|말이\s*됩|타당)"
+    + r"|(?:다고도|라고도)\s*\S+\s*(?:다고도|라고도)",  # "같다고도 다르다고도 볼 수 있습니다"
     re.I,
 )
 # A sentence that states the answer as such: "Judgement: ...", "my answer is: ...", "판단: ...".
 _EQ_LABEL = re.compile(r"(?:judge?ment|verdict|answer|conclusion|decision|result|판단|결론|답변?|정답)\s*(?:is)?\s*[:：]",
                        re.I)
-_EQ_CONCLUSION = re.compile(r"^\W*(?:therefore|so|thus|hence|overall|in\s+conclusion|in\s+short|따라서|그러므로|"
-                            r"결론적으로|그래서|즉|결국)", re.I)
+# A line that only announces the verdict on the next line: "## 결론", "Verdict:", "Final answer:".
+_EQ_LABEL_ONLY = re.compile(r"^\W*(?:final\s+|최종\s*)?(?:judge?ment|verdict|answer|conclusion|decision|result|판단|결론|"
+                            r"답|정답)\s*[:：]?\W*$", re.I)
+# A labelled answer inside a sentence: "..., so my answer is Equal", "제 판단은 ...", "결론은 ...".
+_EQ_LABEL_IN = re.compile(r"(?:\b(?:my|the|our)\s+(?:final\s+)?(?:answer|verdict|judge?ment|conclusion)\s+"
+                          r"(?:is|would\s+be)|(?:판단|결론|최종\s*답)은)\s*[:：]?", re.I)
+_EQ_CONCLUSION = re.compile(r"^\W*(?:therefore|so|thus|hence|overall|in\s+conclusion|in\s+short|ultimately|"
+                            r"in\s+the\s+end|최종적으로|따라서|그러므로|결론적으로|그래서|즉|결국)", re.I)
 _YES_NO = re.compile(r"^\W*(?:(no|nope|아니요|아니오|아뇨)|(yes|yep|네|예))(?![a-z가-힣])", re.I)
 _SENTENCE_SPLIT = re.compile(r"\n+|(?<=[.!?。])\s+")
 
@@ -158,6 +201,14 @@ def _polarity(sentence: str) -> set[bool]:
             found.add(value)
             s = pattern.sub(" ~ ", s)  # so "동일" inside "동일하지 않" is not read again as Equal
     return found
+
+
+def _hedged(sentence: str) -> bool:
+    """A hedge outside the verdict words themselves ("어렵" in "동일하다고 보기 어렵" is not one)."""
+    s = sentence.lower()
+    for pattern in (_EQ_DOUBLE_NEG, _EQ_NEGATIVE):
+        s = pattern.sub(" ", s)
+    return bool(_EQ_HEDGE.search(s))
 
 
 def _verdict_from_json(obj: dict) -> bool | None:
@@ -185,16 +236,27 @@ def read_equal(text: str | None) -> bool | None:
     clean = re.sub(r"[\"“”「」『』]|(?<![A-Za-z])['‘’]|['‘’](?![A-Za-z])", " ", _normalise(text))
     sentences = [s.strip() for s in _SENTENCE_SPLIT.split(clean) if s and s.strip()]
     statements = []  # (polarity, labelled, standalone, conclusion)
+    announced = False  # the previous line was a bare "## 결론" / "Verdict:": this one is the labelled answer
     for s in sentences:
         if s.endswith("?"):
             continue
+        if _EQ_LABEL_ONLY.match(s):
+            announced = True
+            continue
+        labelled, announced = announced or bool(_EQ_LABEL.search(s)), False
+        if _EQ_UNDECIDED.search(s):
+            statements += [(True, False, False, False), (False, False, False, False)]
+            continue
+        # "They are not identical word for word, but ..., so my answer is Equal": the labelled part is the answer.
+        m = _EQ_LABEL_IN.search(s)
+        if m and len(_polarity(s[m.end():])) == 1 and not _hedged(s[m.end():]):
+            s, labelled = s[m.end():], True
         found = _polarity(s)
         if len(found) != 1:
             continue
-        if _EQ_HEDGE.search(_EQ_NEGATIVE.sub(" ", s.lower())):
+        if _hedged(s):
             continue
-        statements.append((next(iter(found)), bool(_EQ_LABEL.search(s)), len(s) <= 24,
-                           bool(_EQ_CONCLUSION.search(s))))
+        statements.append((next(iter(found)), labelled, len(s) <= 24, bool(_EQ_CONCLUSION.search(s))))
     for select in (lambda st: st[1], lambda st: st[2], lambda st: True, lambda st: st[3]):
         chosen = {st[0] for st in statements if select(st)}
         if len(chosen) == 1:
@@ -255,6 +317,9 @@ _EXPLICIT = [
                r"task|difficulty|accuracy|quality|one)\s+){0,3}(?:a|an|as|at|with)?\s*"
                r"(?:(?:score|rating|grade)\s+of\s+)?(?:a\s+|an\s+)?" + _NUM, re.I),
     re.compile(_NUM + r"\s*점"),
+    # A number as the predicate of a Korean sentence: "매기면 6입니다", "이 질문은 9에 해당합니다", "5로 봅니다".
+    re.compile(_NUM + r"(?=\s*(?:입니다|이다|이에요|예요|에\s*해당|정도(?:입니다|예요|이다|로|라고)|"
+               r"(?:으로|로)\s*(?:평가|매기|매깁|봅|보|판단|책정)))"),
 ]
 # Weak: "about a 6.", "a solid 4," - an article before a number that ends the clause.
 _WEAK = re.compile(r"\ban?\s+(?:solid\s+|strong\s+|low\s+|high\s+)?" + _NUM
@@ -268,6 +333,8 @@ _HYPO_BEFORE = re.compile(
 _HYPO_AFTER = re.compile(
     r"^\s*(?:점)?\s*(?:would\s+(?:need|require|mean|have|only|demand|call|be\s+(?:reserved|for|given\s+(?:to|if|only)))|"
     r"requires?|needs?|is\s+reserved|is\s+for|would\s+be\s+for|if\b|"
+    # the condition may follow a noun on the value: "10점 수준이 되려면", "9점짜리 답이 되려면"
+    r"(?:[가-힣]{1,4}\s*(?:이|가|을|를)\s*(?:받으려면|주려면|되려면|받기\s*위해|되기\s*위해|주기\s*위해))|"
     r"(?:을|를|이|가)?\s*(?:받으려면|주려면|되려면|받기\s*위해|되기\s*위해|주기\s*위해|받으려|받을\s*수\s*있|"
     r"에는?\s*(?:못|미치지)|에\s*가까|보다|(?:은|이|는)\s*(?:아니|아닙|아님)|감점|차감|을?\s*빼|을?\s*깎|짜리|이상|이하))",
     re.I)
@@ -301,7 +368,14 @@ def _first_line_value(text: str, high: float) -> tuple[bool, float | None]:
         return False, None
     m = _LONE.match(lines[0])
     if not m:
-        return False, None
+        # A short verbal grade before the value does not hide it: "Easy. 1", "Hard! 8", "Moderate: 5" (the
+        # value closes the line after a stop, and nothing before it is a number).
+        head, _, last = lines[0].strip().rpartition(" ")
+        if not (re.search(r"[.!:,\-–—]$", head) and len(head.split()) <= 3 and not re.search(r"\d", head)):
+            return False, None
+        m = _LONE.match(last)
+        if not m:
+            return False, None
     denominators = [float(d) for d in m.groups()[1:] if d]
     if any(d != high for d in denominators):
         return True, None
@@ -386,19 +460,33 @@ _PAIR_LOW, _PAIR_HIGH = 1.0, 10.0
 _PNUM = r"(\d+(?:\.\d+)?)"
 # One score as written in a pair: "8", "[[8]]", "8/10", "8점".
 _ONE = r"\[?\[?\s*" + _PNUM + r"\s*\]?\]?\s*점?\s*(?:/\s*10\s*점?)?"
+# A label for the two scores, plain or qualified: "Scores:", "Final scores:", "최종 점수:".
+_PAIR_LABEL = r"(?:(?:final|overall|total)\s+)?(?:scores?|ratings?)|(?:최종|종합)?\s*점수|평가"
 # A line that is only the two scores: "8 6", "8, 6", "8/10 6/10", "[[8]] [[6]]", "Scores: 8 6", "8 and 6".
-_PAIR_LINE = re.compile(r"^\s*(?:#+\s*)?(?:(?:scores?|점수|평가)\s*[:：=]?\s*)?" + _ONE
+_PAIR_LINE = re.compile(r"^\s*(?:#+\s*)?(?:(?:" + _PAIR_LABEL + r")\s*[:：=]?\s*)?" + _ONE
                         + r"\s*(?:,|;|\||\s|and|와|과|그리고)+\s*" + _ONE + r"\s*[.]?\s*$", re.I)
-# "Assistant 1", "Assistant #2", "어시스턴트 1", "1번 어시스턴트", "AI 어시스턴트 2".
-_WHO = r"(?:(?:assistant|어시스턴트)\s*#?\s*([12])(?![\d.])|([12])\s*번\s*(?:어시스턴트|답변|응답))"
-# What may stand between the name and its score: "'s score:", "receives", "gets a score of", "은", "에게".
+# "Assistant 1", "Assistant #2", "어시스턴트 1", "1번 어시스턴트", "AI 어시스턴트 2", and by ordinal: "the first
+# assistant", "두 번째 어시스턴트" (`_who` says which).
+_WHO = (r"(?:(?:assistant|어시스턴트)\s*#?\s*([12])(?![\d.])|([12])\s*번\s*(?:어시스턴트|답변|응답)"
+        r"|(first|second)\s+assistant|(첫|두)\s*번째\s*(?:어시스턴트|답변|응답))")
+_WHO_GROUPS = 4
+
+
+def _who(m: re.Match) -> str:
+    """"1" or "2" for a match of a pattern that starts with _WHO."""
+    g = [m.group(i + 1) for i in range(_WHO_GROUPS)]
+    word = next(x for x in g if x).lower()
+    return {"first": "1", "second": "2", "첫": "1", "두": "2"}.get(word, word)
+
+
+# What may stand between the name and its score: "'s score:", "receives", "gets a score of", "은", "에게", "→".
 _BETWEEN = (r"(?:\s*(?:['’]s|의)?\s*(?:overall\s+)?(?:score|rating|점수)?\s*(?:는|은|이|가|에게는|에게)?\s*"
-            r"(?:[:=\-–—]|receives?|gets?|earns?|scores?|scored|is\s+given|deserves?)?\s*(?:a\s+|an\s+)?"
+            r"(?:->|=>|→|⇒|[:=\-–—]|receives?|gets?|earns?|scores?|scored|is\s+given|deserves?)?\s*(?:a\s+|an\s+)?"
             r"(?:score\s+of\s+|rating\s+of\s+)?)")
 # The score must not be the start of "3가지" or "5-year": after it, only 점, a separator or the end.
 _AFTER = r"(?=\s*점|\s*/\s*10|\s*[,.;)\]\n]|\s*$|\s+(?:and|while|but|for|과|와|이고|으로|을|를|입니다|and)\b|\s)(?![가-힣])"
-_WHO_SCORE = re.compile(_WHO + _BETWEEN + r"\[?\[?" + _PNUM + r"(?![\d.]\d)" + r"(?!\s*(?:가지|개|년|%|번|배|단계|명))",
-                        re.I)
+_COUNT_NOUN = r"(?!\s*(?:가지|개|년|%|번|배|단계|명))"
+_WHO_SCORE = re.compile(_WHO + _BETWEEN + r"\[?\[?" + _PNUM + r"(?![\d.]\d)" + _COUNT_NOUN, re.I)
 _BOTH = re.compile(r"both\s+(?:assistants?\s+|responses?\s+|answers?\s+)?(?:receive|get|score|earn|deserve)\s+"
                    r"(?:a\s+)?(?:score\s+of\s+)?" + _PNUM + r"(?![\d.]\d)"
                    + r"|(?:두|양쪽|둘)\s*(?:어시스턴트|답변|응답)?\s*(?:모두|다)\s*" + _PNUM + r"\s*점", re.I)
@@ -406,9 +494,119 @@ _BOTH = re.compile(r"both\s+(?:assistants?\s+|responses?\s+|answers?\s+)?(?:rece
 _RESPECTIVELY = re.compile(_PNUM + r"\s*점?\s*(?:and|,|과|와)\s*" + _PNUM + r"\s*점?\s*,?\s*respectively"
                            r"|각각\s*" + _PNUM + r"\s*점?\s*(?:과|와|,|및)\s*" + _PNUM + r"\s*점", re.I)
 _BRACKETS = re.compile(r"\[\[\s*" + _PNUM + r"\s*\]\]")
+# The scale is not a score: "on a scale of 1-10", "1점에서 10점 사이", "(1-10)", "out of 10", and "10점 만점에"
+# standing between a name and its score ("어시스턴트 1은 10점 만점에 9점").
 _PAIR_SCALE = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of\s+|from\s+)?\d+\s*(?:-|–|to|~)\s*\d+|"
-                         r"\d+\s*점?\s*(?:에서|부터)\s*\d+\s*점?\s*(?:사이|까지)|\(\s*\d+\s*[-~]\s*10\s*\)|out\s+of\s+10",
+                         r"\d+\s*점?\s*(?:에서|부터)\s*\d+\s*점?\s*(?:사이|까지)|\(\s*\d+\s*[-~]\s*10\s*\)|out\s+of\s+10"
+                         r"|\d+\s*점\s*만점\s*(?:에서|에|중에서|중|기준(?:으로)?)?",
                          re.I)
+# A hedge between two values for one score ("7점이나 8점 정도", "7 or 8", "between 7 and 8", "7-8") leaves that
+# score unread, as in the single-score reader: the pair is unreadable.
+_NOT_A_COUNT = (r"(?![ \t]*(?:가지|개|년|%|번|배|단계|명|문장|줄|sentences?|examples?|steps?|years?|items?|"
+                r"paragraphs?|words?|lines?|times?|ways?|reasons?|days?|months?|hours?|minutes?)(?![a-z]))")
+_PAIR_HEDGE = re.compile(
+    r"(?<![\w.])" + _PNUM + r"[ \t]*점?[ \t]*(?:/[ \t]*10[ \t]*)?(?:or(?![a-z])|이나|나|또는|혹은|내지|~|-|–|to(?![a-z]))[ \t]*"
+    + _PNUM + r"(?![\d.]\d)" + _NOT_A_COUNT, re.I)
+_PAIR_BETWEEN = re.compile(r"between[ \t]+" + _PNUM + r"[ \t]*(?:/[ \t]*10[ \t]*)?and[ \t]+" + _PNUM + r"(?![\d.]\d)"
+                           + _NOT_A_COUNT, re.I)
+# A cell of a markdown table: "| Assistant 1 | 7 |", "| 1 | 7/10 |", "| 어시스턴트 2 | 6점 |".
+_CELL_WHO = re.compile(r"(?:" + _WHO + r"|([12]))\s*[:：]?", re.I)
+_CELL_SCORE = re.compile(_ONE, re.I)
+_SCORE_HEADER = re.compile(r"(?:(?:final|overall|total)\s+)?(?:scores?|ratings?|grades?)|(?:최종|종합)?\s*점수|총점|"
+                           r"평가\s*점수|overall|total|final|최종|종합", re.I)
+_FINAL_HEADER = re.compile(r"final|overall|total|최종|종합|총점", re.I)
+# A line that only names an assistant opens its section: "### 어시스턴트 1", "Assistant 2:", "- 1번 답변".
+_SECTION_HEAD = re.compile(r"^\s*(?:#+\s*|[-*]\s*)?" + _WHO + r"\s*[:：]?\s*(?:\([^)]*\))?\s*$", re.I)
+_OTHER_HEAD = re.compile(r"^\s*#+\s*\S")
+# A labelled score line inside a section: "- 점수: 8", "Score: 7/10", "Overall score = 6".
+_SECTION_SCORE = re.compile(r"^\s*(?:[-*]\s*)?(?:" + _PAIR_LABEL + r"|총점)\s*[:：=]\s*" + _ONE + r"(?![\d.]\d)"
+                            + _COUNT_NOUN, re.I)
+# A score in a sentence that names one assistant, away from the name: "어시스턴트 2는 ... 6점을 드려요",
+# "Assistant 2 ... so I give it a 6.".
+_SENTENCE_SCORE = re.compile(
+    r"(?<![\w.])" + _PNUM + r"\s*(?:점(?!수)|/\s*10)"
+    + r"|\[\[\s*" + _PNUM + r"\s*\]\]"
+    + r"|(?:give|gives|giving|rate|rates|rated|deserves?|earns?|gets?|receives?)\s+(?:it|this|this\s+one|them)?\s*"
+      r"(?:a\s+|an\s+)?(?:score\s+of\s+|rating\s+of\s+)?" + _PNUM
+    + r"(?![\d.]\d)(?=\s*(?:[.,;!)]|$|\s+(?:for|because|since|as|overall)\b))", re.I)
+_PAIR_SENTENCES = re.compile(r"\n+|(?<=[.!?。])\s+")
+
+
+def _table_scores(lines: list[str]) -> dict[str, set[float | None]]:
+    """The scores a markdown table gives, by assistant: a row per assistant ("| Assistant 1 | 7 |", with a
+    score column when there are several numbers) or a column per assistant with a score row. A cell that is
+    not one score is None (unreadable)."""
+    found: dict[str, set[float | None]] = {"1": set(), "2": set()}
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.lstrip().startswith("|")]
+    rows = [r for r in rows if not all(re.fullmatch(r":?-{2,}:?|", c) for c in r)]  # the |---| line
+    if len(rows) < 2:
+        return found
+
+    def who(cell: str) -> str | None:
+        m = _CELL_WHO.fullmatch(cell)
+        if not m:
+            return None
+        return m.group(_WHO_GROUPS + 1) or _who(m)
+
+    def score(cell: str) -> float | None:
+        m = _CELL_SCORE.fullmatch(cell)
+        return float(m.group(1)) if m else None
+
+    def score_column(cells: list[str]) -> int | None:
+        columns = [i for i, c in enumerate(cells) if _SCORE_HEADER.fullmatch(c)]
+        if len(columns) > 1:
+            columns = [i for i in columns if _FINAL_HEADER.search(cells[i])]
+        return columns[0] if len(columns) == 1 else None
+
+    header = rows[0]
+    named_columns = {i: who(c) for i, c in enumerate(header) if who(c)}
+    if len(set(named_columns.values())) == 2:  # | | Assistant 1 | Assistant 2 |, then a "Score" row
+        for row in rows[1:]:
+            if row and _SCORE_HEADER.fullmatch(row[0]):
+                for i, name in named_columns.items():
+                    found[name].add(score(row[i]) if i < len(row) else None)
+        return found
+    column = score_column(header)
+    for row in rows[1:]:
+        name = who(row[0]) if row else None
+        if name is None:
+            continue
+        if column is not None:
+            found[name].add(score(row[column]) if column < len(row) else None)
+        else:
+            values = [score(c) for c in row[1:] if score(c) is not None]
+            found[name].add(values[0] if len(values) == 1 else None)
+    return found
+
+
+def _section_scores(lines: list[str]) -> dict[str, set[float | None]]:
+    """Labelled scores ("- 점수: 8") under a line that only names an assistant ("### 어시스턴트 1"), up to the
+    next such line or another heading."""
+    found: dict[str, set[float | None]] = {"1": set(), "2": set()}
+    current = None
+    for line in lines:
+        head = _SECTION_HEAD.match(line)
+        if head:
+            current = _who(head)
+            continue
+        if _OTHER_HEAD.match(line):
+            current = None
+            continue
+        m = _SECTION_SCORE.match(line)
+        if current and m:
+            found[current].add(float(m.group(1)))
+    return found
+
+
+def _sentence_scores(clean: str) -> dict[str, set[float]]:
+    """Scores in sentences that name exactly one assistant and hold exactly one score."""
+    found: dict[str, set[float]] = {"1": set(), "2": set()}
+    for sentence in _PAIR_SENTENCES.split(clean):
+        names = {_who(m) for m in re.finditer(_WHO, sentence, re.I)}
+        values = {float(next(g for g in m.groups() if g)) for m in _SENTENCE_SCORE.finditer(sentence)}
+        if len(names) == 1 and len(values) == 1:
+            found[names.pop()].add(values.pop())
+    return found
 
 
 def _pair(a: float | None, b: float | None) -> tuple[float, float] | None:
@@ -436,13 +634,24 @@ def _pair_from_json(obj: dict) -> tuple[float, float] | None:
     return _pair(_number(a), _number(b))
 
 
+def _hedges(clean: str) -> bool:
+    clean = re.sub(_WHO, " ", clean, flags=re.I)  # "Assistant 1 - 4" is a name and a score, not a range
+    for m in list(_PAIR_HEDGE.finditer(clean)) + list(_PAIR_BETWEEN.finditer(clean)):
+        a, b = float(m.group(1)), float(m.group(2))
+        if _PAIR_LOW <= a < b <= _PAIR_HIGH and b - a <= (_PAIR_HIGH - _PAIR_LOW) / 2:
+            return True
+    return False
+
+
 def read_pair_scores(text: str | None) -> tuple[float, float] | None:
     """(score of Assistant 1, score of Assistant 2), each in 1..10, or None when unreadable.
 
     In order: a JSON object; the first line holding just two scores (the Vicuna prompt asks for that);
-    named scores ("Assistant 1: 8/10", "어시스턴트 2는 6점"), each assistant with one distinct value;
-    exactly two "[[n]]"; a later line holding just two scores; "both receive 8". A score out of range
-    makes the reply unreadable."""
+    a hedge between two values anywhere makes the reply unreadable; named scores - in a markdown table, in a
+    section under the assistant's name, next to the name ("Assistant 1: 8/10", "어시스턴트 2는 6점"), or
+    else alone in a sentence naming that assistant - each assistant with one distinct value; exactly two
+    "[[n]]"; a later line holding just two scores; "both receive 8". A score out of range makes the reply
+    unreadable."""
     if not isinstance(text, str) or not text.strip():
         return None
     obj = _json_object(text)
@@ -450,17 +659,26 @@ def read_pair_scores(text: str | None) -> tuple[float, float] | None:
         return _pair_from_json(obj)
     clean = _PAIR_SCALE.sub(" ", _normalise(text))
     lines = [line for line in clean.split("\n") if line.strip()]
-    while len(lines) > 1 and re.fullmatch(r"\s*#*\s*(?:scores?|점수|평가)\s*[:：]?\s*", lines[0], re.I):
+    while len(lines) > 1 and re.fullmatch(r"\s*#*\s*(?:" + _PAIR_LABEL + r")\s*[:：]?\s*", lines[0], re.I):
         lines = lines[1:]
     if not lines:
         return None
     m = _PAIR_LINE.match(lines[0])
     if m:
         return _pair(float(m.group(1)), float(m.group(2)))
-    named: dict[str, set[float]] = {"1": set(), "2": set()}
+    if _hedges(clean):
+        return None
+    named: dict[str, set[float | None]] = {"1": set(), "2": set()}
+    for found in (_table_scores(lines), _section_scores(lines)):
+        for name in named:
+            named[name] |= found[name]
     for m in _WHO_SCORE.finditer(clean):
-        named[m.group(1) or m.group(2)].add(float(m.group(3)))
-    if named["1"] or named["2"]:
+        named[_who(m)].add(float(m.group(_WHO_GROUPS + 1)))
+    # An assistant whose score stands away from its name: the one score of a sentence naming it alone.
+    by_sentence = _sentence_scores(clean)
+    if named["1"] or named["2"] or (by_sentence["1"] and by_sentence["2"]):
+        for name in named:
+            named[name] = named[name] or set(by_sentence[name])
         if len(named["1"]) == 1 and len(named["2"]) == 1:
             return _pair(named["1"].pop(), named["2"].pop())
         return None
@@ -496,9 +714,11 @@ _PREAMBLE = re.compile(
     r"^\s*(?:sure|certainly|of course|okay|ok|here(?:'s| is| are)|below is|absolutely|great)\b[^\n]*?"
     r"(?::\s*(?:\n|$)|\n)"
     # Korean: whole words only ("네트워크", "네 가지" and "물론적" are not preambles); "다음은 ..." and
-    # "여기 ..." only as a line ending in a colon.
+    # "여기 ..." only as a line ending in a colon, or as a sentence naming the rewrite (below).
     r"|^\s*(?:(?:물론(?:입니다|이죠|이에요)?|좋습니다|알겠습니다)(?![가-힣])|네(?=\s*[,.!]))[^\n]*?(?::\s*(?:\n|$)|\n)"
-    r"|^\s*(?:다음은|여기|아래는)[^\n]*?[:：]\s*(?:\n|$)",
+    r"|^\s*(?:다음은|여기|아래는)[^\n]*?[:：]\s*(?:\n|$)"
+    # ... or as a sentence that announces the rewrite: "다음은 더 복잡하게 바꾼 프롬프트입니다."
+    r"|^\s*(?:다음은|여기|아래는)[^\n]*?(?:프롬프트|지시문|버전|질문)(?:입니다|이에요|예요)[.!]?\s*\n",
     re.I,
 )
 _TRAILER = re.compile(
@@ -513,12 +733,23 @@ _TRAILER = re.compile(
     r"narrowed|kept|increased)|the (?:rewritten|new|revised|created) (?:prompt|instruction|version) "
     r"(?:adds|introduces|requires|makes|increases|now|asks|is)|위 (?:프롬프트|지시문)(?:은|는))|"
     r"in this (?:rewritten|revised|new) (?:prompt|version|instruction)|"
-    r"이 (?:지시문은|프롬프트는|재작성된|다시 쓴|새 지시문은|새 프롬프트는))\b).*\Z",
+    r"이 (?:지시문은|프롬프트는|재작성된|다시 쓴|새 지시문은|새 프롬프트는|버전은|버전에서는))\b).*\Z",
     re.I | re.S,
 )
 # A reply that declines instead of rewriting: short, no header, opening with an apology or "I can't".
 _DECLINE = re.compile(r"\A\W*(?:I['’]?m sorry|sorry|I apologi[sz]e|I (?:can(?:no|['’])t|am unable|won['’]t)|"
                       r"As an AI|죄송(?:합니다|하지만)|(?:저는\s*)?(?:이\s*)?요청[^\n]{0,20}(?:수\s*없))", re.I)
+# A reply that says the prompt needs no rewrite ("The given prompt is already sufficiently complex, so I don't
+# think it needs to be rewritten", "주어진 프롬프트가 이미 충분히 구체적이어서 바꿀 필요는 없어 보여요") is about the
+# prompt, in the third person: it declines, it is not an instruction.
+_ABOUT_PROMPT = re.compile(r"(?:the|this)\s+(?:given\s+|original\s+|current\s+)?(?:prompt|instruction)|"
+                           r"(?:주어진|원래|기존|이)\s*(?:프롬프트|지시문)", re.I)
+_NO_REWRITE = re.compile(
+    r"(?:no\s+need|need\s*n['’]?t|does\s*n['’]?t\s+need|do\s*n['’]?t\s+(?:think|believe)\s+it\s+needs|not\s+necessary|"
+    r"unnecessary)\s+(?:to\s+)?(?:be\s+)?(?:rewrit|rewrot|chang|modif|complicat|made|mak|revis)"
+    r"|already\s+(?:\w+\s+)?(?:complex|complicated|challenging|difficult|detailed|specific|sufficient)"
+    r"|(?:바꿀|수정할|변경할|다시\s*쓸|재작성할|고칠|복잡하게\s*(?:만들|바꿀))\s*필요(?:는|가|도)?\s*없"
+    r"|이미\s*(?:충분히|꽤|상당히)", re.I)
 _INPUT = re.compile(r"\n?\s*(?:\*\*)?#\s*(?:Input|입력)\s*#\s*[:：]?\s*(?:\*\*)?\s*", re.I)
 _GIVEN = re.compile(r"^#\s*(?:given prompt|주어진 프롬프트)\s*#\s*[:：]?", re.I)
 _QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』"), ("«", "»"), ("`", "`")]
@@ -576,7 +807,8 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
         text = next((p for p in reversed(pieces) if p), "")
     text = _PREAMBLE.sub("", text, count=1).strip()
     text = _TRAILER.sub("", text).strip()
-    if not headers and len(text) < 300 and "\n" not in text and _DECLINE.match(text):
+    if not headers and len(text) < 300 and "\n" not in text and (
+            _DECLINE.match(text) or (_ABOUT_PROMPT.search(text) and _NO_REWRITE.search(text))):
         return "", None
     lines = text.split("\n")
     if all(line.lstrip().startswith(">") for line in lines if line.strip()):
@@ -587,5 +819,6 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
     input_text: str | None = None
     parts = _INPUT.split(text, maxsplit=1)
     if len(parts) == 2:
-        text, input_text = parts[0].strip(), _unfence(parts[1]).strip()
+        # Each section may have its own fence or quotes: they are delimiters, as around the whole reply.
+        text, input_text = _unfence(parts[0].strip()).strip(), _strip_quotes(_unfence(parts[1].strip()).strip())
     return _strip_quotes(text), input_text

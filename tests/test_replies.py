@@ -1,8 +1,10 @@
 """The free-text readers (evolab/replies.py) on the corpus of realistic replies in tests/data/replies/.
 
 Per reply kind and language the readers must read at least 99% of the corpus as a person would, and never
-turn a reply a person cannot read into a value. The named failures of the older parsers are pinned one
-by one, and nasty inputs must never make a reader raise."""
+turn a reply a person cannot read into a value. On the first held-out corpus (tests/data/replies_heldout/,
+since used to fix the readers) they must read at least 90%, again never inventing a value. The named
+failures of the older parsers and the rules added for the held-out corpus are pinned one by one, and nasty
+inputs must never make a reader raise."""
 from __future__ import annotations
 
 import json
@@ -16,8 +18,13 @@ CORPUS = Path(__file__).parent / "data" / "replies"
 KINDS = ["equality", "difficulty", "quality", "pairwise", "evolver"]
 
 
-def load(kind: str) -> list[dict]:
-    with open(CORPUS / f"{kind}.jsonl", encoding="utf-8") as f:
+# Written by someone who never saw the readers; its misses were then used to fix them (by general rules only),
+# so it is no longer held out. The unseen measure is the second held-out corpus, in bench/replies.py.
+HELDOUT = Path(__file__).parent / "data" / "replies_heldout"
+
+
+def load(kind: str, corpus: Path = CORPUS) -> list[dict]:
+    with open(corpus / f"{kind}.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -72,6 +79,82 @@ def test_an_unreadable_reply_is_never_turned_into_a_value(kind):
     invented = [(r["reply"], read(kind, r["reply"])) for r in load(kind)
                 if unreadable(kind, r["expected"]) and got_a_value(kind, read(kind, r["reply"]))]
     assert invented == []
+
+
+# -- the first held-out corpus (used to fix the readers, so a floor rather than the tuned corpus's 99%) ----------
+@pytest.mark.parametrize("lang", ["en", "ko"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_heldout_accuracy_per_kind_and_language(kind, lang):
+    rows = [r for r in load(kind, HELDOUT) if r["lang"] == lang]
+    assert rows, (kind, lang)
+    misses = [(r["reply"], r["expected"], got) for r in rows if (got := read(kind, r["reply"])) != r["expected"]]
+    accuracy = 1 - len(misses) / len(rows)
+    assert accuracy >= 0.90, f"{kind}/{lang}: {accuracy:.1%}; misses: {misses}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_heldout_unreadable_reply_is_never_turned_into_a_value(kind):
+    invented = [(r["reply"], read(kind, r["reply"])) for r in load(kind, HELDOUT)
+                if unreadable(kind, r["expected"]) and got_a_value(kind, read(kind, r["reply"]))]
+    assert invented == []
+
+
+# -- the rules added for the held-out corpus, each on replies of its own -----------------------------------------
+@pytest.mark.parametrize("reply, expected", [
+    # a verdict under a conclusion heading, or after "my answer is", wins over analysis lines
+    ("Topic: identical\nDepth: different\n\nVerdict:\nNot Equal", False),
+    ("### 분석\n- 주제: 동일\n- 조건: 다름\n### 판단\nEqual", True),
+    ("The wording is not the same, but the task is, so my answer is Equal.", True),
+    # a denied verdict is the other one
+    ("Equal이라고 하기는 어렵습니다.", False), ("다르다고 보기는 어렵습니다.", True),
+    # an open question or a qualified sameness is no verdict; a conclusion can still settle it
+    ("It is debatable whether the added example matters.", None), ("They are almost identical.", None),
+    ("It is debatable. Ultimately, they are different.", False),
+])
+def test_equality_rules_from_the_heldout_corpus(reply, expected):
+    assert read_equal(reply) is expected
+
+
+@pytest.mark.parametrize("reply, low, high, expected", [
+    ("Moderate: 5", 1, 10, 5), ("Hard! 8", 1, 10, 8), ("Step 2: 3", 1, 10, None),   # a verbal grade, then the value
+    ("난이도를 1~10으로 보면 4입니다.", 1, 10, 4), ("0~5 척도로는 3에 해당합니다.", 0, 5, 3),  # a Korean predicate
+    ("3점입니다. 5점짜리 답이 되려면 예시가 필요합니다.", 0, 5, 3),  # a hypothetical on a noun after the value
+])
+def test_score_rules_from_the_heldout_corpus(reply, low, high, expected):
+    assert read_score(reply, low, high) == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("| | Assistant 1 | Assistant 2 |\n|---|---|---|\n| Score | 8 | 6 |", (8, 6)),
+    ("| Assistant | Accuracy | Overall |\n|---|---|---|\n| Assistant 1 | 9 | 8 |\n| Assistant 2 | 5 | 6 |", (8, 6)),
+    ("| Assistant | Accuracy | Clarity |\n|---|---|---|\n| 1 | 9 | 8 |\n| 2 | 5 | 6 |", None),  # which column?
+    ("**Assistant 1**\nAccuracy: good\nScore: 8/10\n\n**Assistant 2**\nScore: 6/10", (8, 6)),
+    ("어시스턴트 1은 10점 만점 중 9점, 어시스턴트 2는 10점 만점 중 4점", (9, 4)),
+    ("Assistant 1 => 5, Assistant 2 => 9", (5, 9)),
+    ("Assistant 1 is thorough; I give it a 9. Assistant 2 is vague, so I give it a 5.", (9, 5)),
+    ("The first assistant gets 8, the second assistant gets 6.", (8, 6)),
+    ("Overall scores: 7 4", (7, 4)),
+    ("Assistant 1: 7 or 8\nAssistant 2: 5", None), ("Both deserve between 6 and 7.", None),
+    ("Assistant 1 lists 3 to 5 examples.\nScores: 8 6", (8, 6)),
+])
+def test_pair_rules_from_the_heldout_corpus(reply, expected):
+    assert read_pair_scores(reply) == expected
+
+
+KO_TASK = "고정금리와 변동금리 대출을 비교하고, 근거를 들어 어느 쪽이 유리한지 설명하세요."
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("#Rewritten Prompt#:\n```\nSummarise the review.\n```\n#Input#:\n```\nGreat app.\n```",
+     ("Summarise the review.", "Great app.")),
+    ("#Rewritten Prompt#:\nSummarise the review.\n#Input#:\n'Great app.'", ("Summarise the review.", "Great app.")),
+    (f"아래는 더 어렵게 고친 지시문입니다.\n\n{KO_TASK}", (KO_TASK, None)),
+    (f"#Rewritten Prompt#:\n{KO_TASK}\n\n이 버전에서는 근거 조건을 더했습니다.", (KO_TASK, None)),
+    ("This prompt is already specific enough; there is no need to make it more complicated.", ("", None)),
+    ("주어진 지시문은 이미 충분히 어려워서 수정할 필요가 없습니다.", ("", None)),
+])
+def test_evolver_rules_from_the_heldout_corpus(raw, expected):
+    assert read_evolved(raw) == expected
 
 
 # -- the named failures of the older parsers -----------------------------------------------------------------
