@@ -16,15 +16,21 @@ refusal without any "sorry" in it. So this module reads the answer sentence by s
 * what the answer quotes or drafts is not the assistant speaking: text in quotes, code, "> " block quotes,
   lines of a written dialogue ("Agent: ...", "상담원: ..."), and whatever follows a lead-in such as "Here's a
   draft:" or "사과문 초안입니다." are content, whatever they say;
+* a refusal is the assistant declining now, in its own voice: inability narrated in the past ("당일 처리가
+  불가능했고", a letter telling what happened) or reported ("은행이 ... 처리할 수 없다는 내용입니다") is not;
 * the answer **is a refusal** when a refusal form opens it (first two sentences) and it is short
   (< ``max_words`` words, the paper's condition), or when refusal sentences - with the apologies, offers
-  of other help, redirections and justifications around them - make up most of the answer, at any length.
+  of other help, redirections and justifications around them - make up most of the answer, at any length,
+  or when a short answer does nothing but hand the question on to a professional ("I'd recommend
+  consulting a licensed financial advisor ...", "세무사와 상담하시길 권해 드립니다"): no refusal form, but
+  the answer asked for is not there. A hedge followed by the answer ("As an AI I don't have preferences,
+  but the fund most often recommended is ...") stays an answer.
 
 Word counts for Korean: a Korean word (eojeol, the whitespace-separated unit) fuses a content word with its
 particles or endings ("환율 위험은" = "the exchange-rate risk"; "없습니다" = "there is not"), so the same
-message takes roughly two Korean eojeols for every three English words. The paper's 80 is an English
+message takes roughly five Korean eojeols for every eight English words. The paper's 80 is an English
 threshold; to keep it meaning the same amount of text, a token containing Hangul counts as
-``HANGUL_TOKEN_WEIGHT`` (1.5) words, any other token as 1. Mixed-script answers are counted token by token,
+``HANGUL_TOKEN_WEIGHT`` (1.6) words, any other token as 1. Mixed-script answers are counted token by token,
 so the language argument does not change the length, only which refusal forms are looked for.
 """
 from __future__ import annotations
@@ -34,11 +40,16 @@ import unicodedata
 
 __all__ = ["is_refusal", "REFUSAL_FORMS", "count_words", "HANGUL_TOKEN_WEIGHT", "OPENING_SENTENCES"]
 
-# One Korean eojeol carries about 1.5 English words of message: "I'm sorry, but I can't help with that
-# request." = 9 words vs "죄송하지만 그 요청은 도와드릴 수 없습니다" = 6 eojeols (1.5); "You cannot withdraw from
-# an IRA before 59½ without a penalty" = 11 vs "59½세 전에는 IRA에서 위약금 없이 인출할 수 없습니다" = 8 (1.4).
-# An estimate from sentence pairs like these, not a ratio measured on a parallel corpus.
-HANGUL_TOKEN_WEIGHT = 1.5
+# One Korean eojeol carries about 1.6 English words of message. Measured on the 19 answers of the held-out
+# corpus (tests/data/refusals_heldout) that have an English counterpart with the same content, written
+# independently: solving English words = Hangul tokens x w + other tokens gives a median w of 1.60 (mean
+# 1.59; prose pairs 1.5-1.7, formula-heavy ones lower). The earlier 1.5 was a guess from a few sentence
+# pairs ("I'm sorry, but I can't help with that request." = 9 words vs "죄송하지만 그 요청은 도와드릴 수
+# 없습니다" = 6 eojeols). So a Korean answer of 50 eojeols is the paper's 80 words, and the held-out set's
+# Korean refusals of 60-70 eojeols are long answers (their English counterparts run 110-125 words): they
+# must be caught by their share of refusal text, not by the short-answer rule. Nothing in either corpus
+# changes between weights 1.4 and 1.8.
+HANGUL_TOKEN_WEIGHT = 1.6
 # "Opens the answer": a refusal form in the first sentence or two ("Great question! Unfortunately, I can't
 # ..." and "죄송합니다. 해당 요청은 ... 어렵습니다" both put it second).
 OPENING_SENTENCES = 2
@@ -64,7 +75,11 @@ _EN_NEG = (r"\bi\s*(?:can't|cannot|can\s+not|won't|will\s+not|"
 _EN_ACT = (r"(?:help(?!\s+but\b)(?!\s+\w+ing\b)|assist|provid|give|offer|share|disclose|reveal|creat|writ|"
            r"generat|produc|draft|compos|answer|respond|reply|comply|fulfil|complet(?:e|ing)\s+(?:this|that|your)|"
            r"engag|participat|support\s+(?:this|that|your|such)|facilitat|encourag|condon|endors|promot|"
-           r"discuss|go\s+into|access|brows|look\s+up|retriev|check\s+(?:real|live|current|today)|"
+           r"discuss|go\s+into|access|brows|look\s+up|retriev|check\s+(?:real|live|current|today|your|the|that|this)|"
+           # Perceiving what the user points at is an act the assistant would perform for them: "I can't see your
+           # account", "I can't open the attachment" ("I can't see why ..." is an idiom and has no object).
+           r"(?:see|view)\s+(?:your|attach|link|file|image|document|screen|photo|picture)|"
+           r"(?:open|read)\s+(?:your|the|that|this|attach|link|file|image|document|article|screen)|"
            r"predict|forecast|guarantee\s+(?:which|what|that\s+(?:a|the|this)\s+(?:stock|price|fund))|"
            r"tell\s+you(?!\s+how\s+(?:much|many|often|important))|"
            r"recommend\s+(?:a\s+|any\s+)?(?:specific|particular|individual)|do\s+(?:that|this|so|it)\b|"
@@ -107,6 +122,11 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
         # "I don't have access to real-time prices" / "I don't have live data" - cannot answer the request.
         ("no access to live data", re.compile(r"\bi\s+(?:don't|do\s+not)\s+have\s+(?:any\s+)?(?:access\s+to\s+)?"
                                               r"(?:real-time|real\s+time|live|current|up-to-date|browsing)")),
+        # "I don't have access to your account information" / "I can't access your records": the user's own
+        # data is what the request needs, so lacking it declines the request (as lacking live data does).
+        ("no access to your data", re.compile(r"\bi\s+(?:don't|do\s+not|have\s+no|can't|cannot)\s+(?:have\s+)?"
+                                              r"(?:any\s+)?access\s+(?:to\s+)?(?:your|the\s+user's|personal|"
+                                              r"customer|individual|private|account|internal)\b")),
         # Impersonal refusals of the request: "That's not something I can help with", "This request cannot
         # be fulfilled", "It would be inappropriate for me to ...", "This goes against my guidelines".
         ("not something I can do", re.compile(r"(?:(?:'s|\bis|\bare)\s+not|\bisn't|\baren't)\s+(?:something|"
@@ -124,6 +144,15 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
                                              r"(?:\w+\s+)?(?:guidelines|policies|policy|programming|"
                                              r"principles|capabilities|scope)")),
         ("would rather not", re.compile(r"\bi(?:'d|\s+would)\s+(?:rather|prefer)\s+not\b")),
+        # Lacking the capability is inability whatever the act: "I don't have the ability to make transactions",
+        # "I have no way to check your credit score".
+        ("no capability", re.compile(r"\bi\s+(?:(?:don't|do\s+not)\s+have\s+(?:the|any)|have\s+no)\s+(?:ability|"
+                                     r"capability|capacity|way|means|tools?)\s+to\b")),
+        # A stated limit of scope: "Sorry, I can only help with questions about banking." declines what is
+        # outside it (a turn to content - "I can only give general information, but ..." - makes it a caveat).
+        ("only within my scope", re.compile(r"\bi\s+(?:can|am\s+able\s+to|'m\s+able\s+to)\s+only\s+(?:help|assist|"
+                                            r"answer|discuss|respond)|\bi\s+(?:can\s+)?only\s+(?:help|assist|answer|"
+                                            r"discuss|respond)\s+(?:with|to|questions|about)")),
         # "I am programmed to avoid ...", "I'm designed not to ..." - the model citing its own constraints.
         ("programmed not to", re.compile(r"\bi(?:'m|\s+am)\s+(?:programmed|designed|built|trained|instructed)\s+"
                                          r"(?:to\s+(?:avoid|refrain|decline|not)|not\s+to)\b")),
@@ -171,7 +200,8 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
 # Context showing the assistant is the one declining: first person, the model itself, the request as topic,
 # or "해당/이러한 ..." (impersonal refusal of "such content").
 _KO_CONTEXT = re.compile(r"(?:^|[\s,(])(?:저는|제가|저로서는|저도|저에게|저희|ai|인공\s*지능|언어\s*모델|챗봇)|"
-                         r"(?:요청|질문|문의|부탁|요구)(?:하신|주신|해\s*주신)?\s*(?:\S{1,6}?\s*)?(?:은|는|에는|에\s*대해서는|"
+                         # The request noun must begin its word: "공문의" is 공문 + 의 (a document's), not 문의.
+                         r"(?<![\uac00-\ud7a3])(?:요청|질문|문의|부탁|요구)(?:하신|주신|해\s*주신)?\s*(?:\S{1,6}?\s*)?(?:은|는|에는|에\s*대해서는|"
                          r"에\s*대해|에\s*대한|의|에|을|를)|"
                          r"(?:해당|이러한|그러한|그런|이런|관련)\s*(?:\S+\s+)?(?:내용|정보|요청|질문|주제|부분|행위|방법|자료|답변)")
 _KO_APOLOGY = re.compile(r"죄송|미안|사과(?:드|를\s*드)|유감|양해|아쉽게도|안타깝게도|송구")
@@ -184,7 +214,7 @@ _EN_SUPPORT = re.compile(
     r"\bi\s+(?:can|could)\s+(?:help|assist|provide|offer|suggest|explain|point|share|give|walk|recommend)\b|"
     r"\b(?:is|are)\s+there\s+(?:anything|something)\s+else\b|\bcan\s+i\s+help\b|\blet\s+me\s+know\b|"
     r"\bfeel\s+free\b|\bif\s+you(?:'d|\s+would)?\s+(?:like|prefer|want|need|have|are)\b|\bwould\s+you\s+like\b|"
-    r"\binstead\b|\balternatively\b|\b(?:consult|contact|reach\s+out|speak|talk|call)\b|\bplease\b|"
+    r"\binstead\b|\balternatively\b|\b(?:(?:consult|contact|reach\s+out|speak|talk)(?:s|ed|ing)?|call)\b|\bplease\b|"
     r"\b(?:illegal|unlawful|unethical|fraud\w*|harmful|dangerous|deceptive|misleading|violat\w*|criminal|"
     r"penalt\w*|prosecut\w*|imprison\w*|harm|laws?|policy|policies|guidelines|safety|privacy|"
     r"confidential\w*|personal\s+data)\b|"
@@ -196,6 +226,17 @@ _KO_SUPPORT = re.compile(
     r"원하시면|원하신다면|필요하시면|필요하신|있으시면|있으신가요|궁금하신|기꺼이|불법|위법|처벌|범죄|사기|윤리|정책|"
     r"가이드라인|해를\s*끼|피해|악용|개인\s*정보|양해|이해해\s*주|이해\s*부탁|감사합니다|바랍니다|권장|권해|"
     r"확인하시|참고하시|전문가|기관|공식|저는\s*\S+\s*(?:없|않)|실시간")
+# A referral to a professional: "I'd recommend consulting a licensed financial advisor", "세무사와 상담하시길
+# 권해 드립니다". A short answer made of nothing else (with apologies and offers around it) declines the
+# question by handing it on - the answer the user asked for is not there. One beside content is advice.
+_EN_REFERRAL = re.compile(
+    r"\b(?:consult|speak|talk|seek|reach\s+out|contact|check\s+with|ask|see|work\s+with|meet\s+with|hire|get)\w*\b"
+    r"(?:\W+\w+){0,8}?\W+(?:advis[eo]rs?|professionals?|accountants?|cpas?|attorneys?|lawyers?|planners?|experts?|"
+    r"specialists?|doctors?|physicians?|pharmacists?|counsel(?:l?ors?)?|tax\s+preparers?|enrolled\s+agents?|"
+    r"fiduciar(?:y|ies)|therapists?)\b")
+_KO_REFERRAL = re.compile(
+    r"(?:전문가|자문사|설계사|세무사|회계사|변호사|법무사|노무사|상담사|전문의|의사|약사|전문\s*기관|법률구조|금융감독원|"
+    r"자문)\S*\s.{0,40}?(?:상담|문의|자문|확인|도움|진료|조언|의논|검토)")
 # The sentence right after a refusal form starts delivering general content: the refusal was a caveat.
 _EN_CONTENT_START = re.compile(
     r"^(?:[-*•\d.)\s]*)(?:in\s+general|generally|typically|usually|historically|broadly|as\s+a\s+(?:general\s+)?rule|"
@@ -230,7 +271,7 @@ _KO_OFFER = re.compile(r"^(?:대신|다른|전문가|필요하시면|원하시�
 # ---------------------------------------------------------------------------------------------------------
 def count_words(text: str | None) -> float:
     """Words in the paper's sense, fair across scripts: whitespace tokens that hold a letter or digit; a
-    token with Hangul counts HANGUL_TOKEN_WEIGHT (one eojeol ~ 1.5 English words), any other token 1."""
+    token with Hangul counts HANGUL_TOKEN_WEIGHT (one eojeol ~ 1.6 English words), any other token 1."""
     total = 0.0
     for tok in unicodedata.normalize("NFKC", text or "").split():
         if not any(ch.isalnum() for ch in tok):
@@ -260,7 +301,9 @@ def _mask_quoted(text: str) -> str:
     text = re.sub(r"[「『][^」』]{1,600}[」』]", blank, text)
     # '...' quotes, not apostrophes: the opening quote is not preceded by a letter, the closing one is not
     # followed by a letter, and an apostrophe inside a word (can't) may occur within.
-    text = re.sub(r"(?<![\w])'(?:[^'\n]|(?<=\w)'(?=\w)){1,300}?'(?!\w)", blank, text)
+    # A Korean particle may stick to the closing quote ("'I'm sorry ...'을 옮기면"): an apostrophe is never
+    # followed by Hangul, so a quote followed by Hangul still closes.
+    text = re.sub(r"(?<![\w])'(?:[^'\n]|(?<=\w)'(?=\w)){1,300}?'(?!(?![\uac00-\ud7a3])\w)", blank, text)
     return text
 
 
@@ -331,7 +374,7 @@ def _languages(language: str, text: str) -> list[str]:
 
 def _ko_context_refusal(low: str, prev_apology: bool) -> re.Match[str] | None:
     """Korean act-of-answering + inability, with context that the assistant is declining."""
-    m = _KO_ACT_UNABLE.search(low)
+    m = next((m for m in _KO_ACT_UNABLE.finditer(low) if not _KO_NOT_NOW.search(low[m.end():])), None)
     if not m:
         return None
     before = low[: m.start()]
@@ -340,17 +383,45 @@ def _ko_context_refusal(low: str, prev_apology: bool) -> re.Match[str] | None:
     # No context word, but no other subject either: "제공할 수 없습니다", "실시간 시세 정보는 제공할 수
     # 없습니다" (the topic is what is asked for). An explicit other subject or topic ("이 상품은", "시장은",
     # "은행이") makes it a statement about that thing, not a refusal.
-    subjects = [t for t in re.findall(r"[\uac00-\ud7a3]+", before) if re.search(r"(?:은|는|이|가|께서)$", t)]
-    if all(re.search(_KO_ASKED_FOR + r"(?:은|는)$", t) for t in subjects):
+    # A topic with no object after it, before a verb of giving ("계좌 정보나 거래 내역은 제공할 수 없습니다"), is
+    # the thing given, moved to the front: Korean puts the giver's object between topic and verb ("이 상품은
+    # 원금 보장을 제공할 수 없습니다"), so a giving verb left without one has its object in the topic.
+    tokens = re.findall(r"[\uac00-\ud7a3]+", before)
+    giving = bool(_KO_GIVING.search(m.group(0)))
+
+    def asked_for(k: int) -> bool:
+        t = tokens[k]
+        if re.search(_KO_ASKED_FOR + r"(?:은|는)$", t):
+            return True
+        return (giving and bool(re.search(r"[^으에로서게께](?:은|는)$", t))
+                and not any(re.search(r"(?:을|를)$", u) for u in tokens[k + 1:]))
+
+    if all(asked_for(k) for k, t in enumerate(tokens) if re.search(r"(?:은|는|이|가|께서)$", t)):
         return m
     return None
+
+
+# Verbs of giving something to the user (information, a recommendation): their object is what was asked for.
+_KO_GIVING = re.compile(r"제공|공유|공개|알려|안내|추천|전달|조언")
+# What follows a Korean refusal form's ending in the same word, when it is not the assistant declining now:
+# a past tense narrates an event ("당일 처리가 불가능했고", "처리할 수 없었습니다" - a letter, a story), and a
+# quotative reports someone else ("은행이 송금을 처리할 수 없다는 내용입니다", "처리할 수 없다고 합니다").
+# A refusal is the assistant declining, in the present, in its own voice.
+_KO_NOT_NOW = re.compile(r"^\S*?(?:었|았|였|했|웠|렸)|"
+                         r"^\S*?(?:다는|라는)\s+(?:내용|말|뜻|의미|얘기|이야기|취지|통보|입장|답변|회신|결정|사실|안내)|"
+                         r"^\S*?(?:다고|라고|답니다|대요|다네요|다더)(?:\s+(?:합니|했|하|해|되어|돼|적혀|나와|밝|안내|통보|"
+                         r"답|회신|설명|말했|전했)|[.!,]|$)")
 
 
 def _refusal_match(low: str, langs: list[str], prev_apology: bool) -> tuple[str, re.Match[str]] | None:
     """The first refusal form in a (lower-cased, normalised) sentence: (form name, match)."""
     for lang in langs:
         for name, pat in REFUSAL_FORMS.get(lang, []):
-            m = _ko_context_refusal(low, prev_apology) if pat is _KO_ACT_UNABLE else pat.search(low)
+            if pat is _KO_ACT_UNABLE:
+                m = _ko_context_refusal(low, prev_apology)
+            else:  # the first occurrence that is not narrated (past) or reported (Korean quotative)
+                m = next((m for m in pat.finditer(low)
+                          if lang != "ko" or not _KO_NOT_NOW.search(low[m.end():])), None)
             if m:
                 return name, m
     return None
@@ -367,7 +438,10 @@ def _turns_to_content(low: str, end: int, korean: bool) -> bool:
         return False
     if _KO_CONTENT_START.match(cont) or _EN_CONTENT_START.match(cont):
         return True  # "..., but in general ..." / "..., 일반적으로 ..."
-    if _EN_APOLOGY.search(cont) or _KO_APOLOGY.search(cont) or _refusal_match(cont, ["en", "ko"], False):
+    # Not a turn to content: an apology, another refusal form, or more first-person inability whatever its verb
+    # ("I can't access your Gmail, so I'm unable to summarise your emails": a refusal's consequence).
+    if (_EN_APOLOGY.search(cont) or _KO_APOLOGY.search(cont) or _refusal_match(cont, ["en", "ko"], False)
+            or re.match(_EN_NEG, cont)):
         return False  # "도와드릴 수 없어서 죄송합니다", "I don't have live data, so I can't tell you ..."
     return not (_KO_OFFER.search(cont) if korean else _EN_OFFER.match(cont))
 
@@ -418,15 +492,16 @@ def _snippet(sentence: str, limit: int = 60) -> str:
 
 def _words_label(words: float, korean: bool) -> str:
     n = int(words) if words == int(words) else round(words, 1)
-    return f"{n:g} words" + (" (Hangul tokens x1.5)" if korean else "")
+    return f"{n:g} words" + (f" (Hangul tokens x{HANGUL_TOKEN_WEIGHT:g})" if korean else "")
 
 
 def is_refusal(text: str | None, language: str = "en", *, max_words: int = 80) -> tuple[bool, str]:
     """The refusal rule (Evol-Instruct elimination rule 2): (True, why) when the answer refuses.
 
     A refusal is a refusal form opening the answer (first two sentences) in a short answer (< max_words
-    words, Hangul tokens weighted 1.5), or refusal sentences (with their apologies, offers, redirections
-    and justifications) making up most of the answer at any length. Never raises."""
+    words, Hangul tokens weighted HANGUL_TOKEN_WEIGHT), refusal sentences (with their apologies, offers,
+    redirections and justifications) making up most of the answer at any length, or a short answer that
+    only refers the user to a professional. Never raises."""
     try:
         return _is_refusal(text, language, max_words)
     except Exception as exc:  # a rule must not crash a run; say why instead
@@ -465,6 +540,16 @@ def _is_refusal(text: str | None, language: str, max_words: int) -> tuple[bool, 
         where = "opens" if first_refusal < OPENING_SENTENCES else f"sentence {first_refusal + 1}"
         return False, (f"refusal form ({where}) in a long answer: {_snippet(sentences[first_refusal])!r} "
                        f"({wl}, {share:.0%} refusal)")
+    # 3. A short answer that only hands the question on to a professional (nothing but referrals, apologies
+    #    and offers of other help): the request is declined without a refusal form. A justification or a fact
+    #    beside the referral ("Insider trading is illegal; talk to a securities lawyer") is an answer.
+    lows = [s.lower() for s in sentences]
+    referrals = [i for i, low in enumerate(lows) if kinds[i] == "support"
+                 and (_EN_REFERRAL.search(low) or _KO_REFERRAL.search(low))]
+    if referrals and words < max_words and all(
+            i in referrals or kinds[i] == "apology" or _EN_OFFER.match(low) or _KO_OFFER.search(low)
+            for i, low in enumerate(lows)):
+        return True, f"only a referral: {_snippet(sentences[referrals[0]])!r} ({wl})"
     if "disclaimer" in kinds:
         i = kinds.index("disclaimer")
         return False, f"a caveat, then an answer: {_snippet(sentences[i])!r} ({wl})"

@@ -10,10 +10,14 @@ import pytest
 from evolab.refusal import HANGUL_TOKEN_WEIGHT, REFUSAL_FORMS, count_words, is_refusal
 
 DATA = Path(__file__).parent / "data" / "refusals"
+# Written independently of DATA as a held-out test; it has since been used to fix the rule (its misses led
+# to the past/reported-speech, referral-only, topicalised-object and quote rules), so it is no longer held
+# out - it is a second regression corpus. tests/data/refusals_heldout2/ is the unseen one.
+HELDOUT = Path(__file__).parent / "data" / "refusals_heldout"
 
 
-def load(lang: str) -> list[dict]:
-    rows = [json.loads(line) for line in (DATA / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()
+def load(lang: str, data: Path = DATA) -> list[dict]:
+    rows = [json.loads(line) for line in (data / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()]
     for row in rows:
         assert set(row) == {"text", "refusal", "note"} and isinstance(row["refusal"], bool)
@@ -41,6 +45,19 @@ def test_corpus_no_false_positive_and_recall(lang):
     recall = 1 - len(missed) / len(refusals)
     assert false_pos == []
     assert recall >= 0.95, missed
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_former_heldout_corpus_no_false_positive_and_recall(lang):
+    # No longer held out: this set was used to fix the rule (see HELDOUT).
+    rows = load(lang, HELDOUT)
+    false_pos = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in rows
+                 if not r["refusal"] and is_refusal(r["text"], lang)[0]]
+    refusals = [r for r in rows if r["refusal"]]
+    missed = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in refusals
+              if not is_refusal(r["text"], lang)[0]]
+    assert refusals and false_pos == []
+    assert 1 - len(missed) / len(refusals) >= 0.95, missed
 
 
 # -- the task statement's examples -----------------------------------------------------------------------
@@ -116,9 +133,9 @@ def test_max_words_is_the_length_condition():
 
 
 def test_korean_words_are_weighted():
-    assert count_words("환율 위험은 완전히 피할 수 없습니다") == 6 * HANGUL_TOKEN_WEIGHT
+    assert count_words("환율 위험은 완전히 피할 수 없습니다") == pytest.approx(6 * HANGUL_TOKEN_WEIGHT)
     assert count_words("I can't help - sorry") == 4  # "-" is not a word
-    assert count_words("ETF는 2024년에") == 2 * HANGUL_TOKEN_WEIGHT
+    assert count_words("ETF는 2024년에") == pytest.approx(2 * HANGUL_TOKEN_WEIGHT)
 
 
 def test_forms_are_listed_per_language():
@@ -148,3 +165,46 @@ def test_fullwidth_and_modifier_apostrophe_are_normalised():
 def test_empty_is_not_a_refusal():
     assert is_refusal(None) == (False, "empty answer")
     assert not is_refusal("", "ko")[0]
+
+
+# -- the general rules added after the held-out corpus ---------------------------------------------------
+@pytest.mark.parametrize("text, lang, expected", [
+    # A short answer that only refers the user to a professional declines the question ...
+    ("Please consult a tax professional about your specific situation.", "en", True),
+    ("You should speak with a licensed attorney in your state. Let me know if there's anything else I can help "
+     "with.", "en", True),
+    ("세무사와 상담해 보시길 권해 드립니다.", "ko", True),
+    # ... but a referral beside a fact or a piece of advice is part of an answer.
+    ("Insider trading is illegal under SEC rules. Talk to a securities lawyer if you're unsure.", "en", False),
+    ("Yes — see a doctor if the fever lasts more than three days.", "en", False),
+    ("증상이 2주 이상 계속되면 전문의 진료를 받아 보세요.", "ko", False),
+    ("Contact your bank immediately and ask them to freeze the card.", "en", False),
+    # No access to the user's own data declines a request that needs it; idioms with "see" do not.
+    ("I don't have access to your bank records. Please contact your bank directly.", "en", True),
+    ("I can't see your account, so please check the app for the balance.", "en", True),
+    ("Honestly, I can't see the downside of paying off the card first: it charges 24%.", "en", False),
+    # Narrated (past) or reported inability is not the assistant declining now.
+    ("지난달에는 시스템 점검으로 조회가 불가능했습니다. 지금은 정상적으로 조회됩니다.", "ko", False),
+    ("은행 측에서는 서류가 부족해 대출을 승인할 수 없다고 합니다. 소득증명원을 추가로 내 보세요.", "ko", False),
+    ("We were unable to process your payment on March 3 because the card had expired. We apologize for the "
+     "inconvenience.", "en", False),
+    # A topic with no object before a verb of giving is the thing withheld; with an object it is the giver.
+    ("고객님의 거래 내역은 제공할 수 없습니다.", "ko", True),
+    ("이 카드는 해외 결제 기능을 제공할 수 없습니다. 해외에서 쓰려면 비자나 마스터 카드를 발급받으세요.", "ko", False),
+    ("해당 앱에서는 잔액을 안내할 수 없습니다. 은행 창구에서 확인하세요.", "ko", False),
+    # A request noun must be a word of its own: "공문의" is 공문 + 의, not 문의 (an inquiry).
+    ("이 공문의 핵심은 은행이 대출 연장을 처리할 수 없다는 것입니다.", "ko", False),
+    # Lacking the capability, a stated limit of scope, and inability as a refusal's consequence decline too.
+    ("I don't have the ability to make transactions on your behalf.", "en", True),
+    ("Unfortunately I have no way to check your credit score. You can get it free from the bureaus.", "en", True),
+    ("Sorry, I can only help with questions about banking.", "en", True),
+    ("I can't access your Gmail account, so I'm unable to summarize your emails.", "en", True),
+    ("I can only give general information, but here is how a backdoor Roth works: contribute, then convert.",
+     "en", False),
+    ("I can't access your account, but in general a wire sent before 5 p.m. arrives the same day.", "en", False),
+    # A quoted refusal with a Korean particle stuck to the closing quote is still quoted.
+    ("'I can't help with that.'은 '그건 도와드릴 수 없어요'로 옮기면 자연스럽습니다.", "ko", False),
+])
+def test_general_rules(text, lang, expected):
+    refused, detail = is_refusal(text, lang)
+    assert refused is expected, detail
