@@ -155,9 +155,14 @@ class Engine:
         else:
             self.failed_in_a_row = 0
         scores += [verdict_score(node_id, v) for v in verdicts]
-        self.store.record_step(node, scores)
+        await self._write("record_step", node, scores)
         self._count(node)
         return StepResult(node, verdicts, scores)
+
+    async def _write(self, method: str, *args: Any) -> None:
+        """A store write on the store's writer thread: the event loop (requests in flight) never waits for
+        SQLite's lock; the lineage waits for its own step to be stored before going on."""
+        await asyncio.wrap_future(self.store.submit(method, *args))
 
     def _moved_on(self, parent: Node, round_: int) -> bool:
         """The lineage already went on from `parent` after round `round_` (a later child of it was kept or
@@ -255,7 +260,7 @@ class Engine:
         except LLMError as e:
             seed.detail = f"seed answer failed: {e}"[:500]
             scores = complexity_scores(seed)
-        self.store.record_step(seed, scores)
+        await self._write("record_step", seed, scores)
 
     # -- lineages and the run ----------------------------------------------------------------------
     async def run_lineage(self, seed: Node, until_round: int) -> None:
@@ -263,8 +268,14 @@ class Engine:
         finished = 0
         try:
             for round_ in range(1, until_round + 1):
+                # Every sibling step finishes (its calls in flight are answered and stored) before a stop or an
+                # error ends the lineage: an abandoned call would be paid for, unrecorded, and paid again on resume.
                 results = await asyncio.gather(*(self.evolve_child(parent, round_, slot)
-                                                 for parent in pool for slot in range(self.config.fanout)))
+                                                 for parent in pool for slot in range(self.config.fanout)),
+                                               return_exceptions=True)
+                failure = next((r for r in results if isinstance(r, BaseException)), None)
+                if failure is not None:
+                    raise failure
                 next_pool: list[Node] = []
                 for i, parent in enumerate(pool):
                     kids = results[i * self.config.fanout:(i + 1) * self.config.fanout]
@@ -344,7 +355,7 @@ class Engine:
         now = time.time()
         if final or now - getattr(self, "_limiter_saved", 0.0) >= 2.0:
             self._limiter_saved = now
-            self.store.set_meta(f"ratelimit|{self.run_id}", json.dumps({**state, "at": now, "final": final}))
+            self.store.submit("set_meta", f"ratelimit|{self.run_id}", json.dumps({**state, "at": now, "final": final}))
         return state
 
 

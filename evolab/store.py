@@ -8,9 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import logging
+import queue
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -141,6 +144,8 @@ class Store:
     """One SQLite file. Safe to share between threads of one process and between processes."""
 
     def __init__(self, path: str | Path):
+        self._writer: _Writer | None = None
+        self._pending_cache: dict[str, dict[str, Any]] = {}
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +208,35 @@ class Store:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
         with self._lock:
             self._conn.close()
+
+    # -- writes off the event loop ----------------------------------------------------------------
+    def submit(self, method: str, *args: Any) -> "Future[Any]":
+        """Run `getattr(store, method)(*args)` on the writer thread, in submission order, on its own
+        connection: a run's event loop never waits for SQLite's write lock (another process may hold it for
+        seconds), and reads on this connection are not held up by a waiting write. Await the future where
+        order matters (`asyncio.wrap_future`); calls and cache rows are fire-and-forget, flushed by `flush()`."""
+        if self.path == ":memory:":  # a second connection would be another database
+            future: Future[Any] = Future()
+            try:
+                future.set_result(getattr(self, method)(*args))
+            except BaseException as e:  # handed to whoever awaits it
+                future.set_exception(e)
+            return future
+        if self._writer is None:
+            with self._lock:
+                if self._writer is None:
+                    self._writer = _Writer(self.path)
+        return self._writer.submit(method, args)
+
+    def flush(self) -> None:
+        """Wait until every submitted write is in the file (raises the first write that failed)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     # -- runs -----------------------------------------------------------------------------------
     def create_run(self, config: RunConfig, seeds: list[Seed], name: str | None = None,
@@ -349,6 +381,7 @@ class Store:
         self.record_step(calls=[call])
 
     def calls(self, run_id: str | None = None) -> list[LLMCall]:
+        self.flush()  # this process's calls still on the writer thread are read too
         cols = ("purpose, model, prompt_tokens, completion_tokens, latency_s, cost_usd, price_known, cached, "
                 "error, run_id, node_id, request_hash, created_at, reasoning_tokens")
         if run_id is None:
@@ -363,15 +396,18 @@ class Store:
         return out
 
     def run_cost(self, run_id: str) -> float:
+        self.flush()  # this process's calls still on the writer thread are read too
         return float(self.query("SELECT COALESCE(SUM(cost_usd),0) FROM calls WHERE run_id=?", (run_id,))[0][0])
 
     def run_tokens(self, run_id: str) -> int:
         """Tokens a run sent and received over the network (cache hits cost nothing): what --budget-tokens counts."""
+        self.flush()  # this process's calls still on the writer thread are read too
         return int(self.query("SELECT COALESCE(SUM(prompt_tokens + completion_tokens),0) FROM calls "
                               "WHERE run_id=? AND cached=0", (run_id,))[0][0])
 
     def run_summary(self, run_id: str) -> dict[str, Any]:
         """Counts by status and rule, calls, tokens and cost: what `runs` and the progress view show."""
+        self.flush()  # this process's calls still on the writer thread are read too
         by_status = {r[0]: r[1] for r in self.query(
             "SELECT status, COUNT(*) FROM nodes WHERE run_id=? GROUP BY status", (run_id,))}
         by_rule = {r[0]: r[1] for r in self.query(
@@ -392,8 +428,17 @@ class Store:
 
     # -- request cache --------------------------------------------------------------------------
     def cache_get(self, key: str) -> dict[str, Any] | None:
+        pending = self._pending_cache.get(key)  # written by this process, still on the writer thread
+        if pending is not None:
+            return pending
         rows = self.query("SELECT response_json FROM cache WHERE key=?", (key,))
         return json.loads(rows[0][0]) if rows else None
+
+    def cache_put_later(self, key: str, model: str, response: dict[str, Any]) -> None:
+        """`cache_put` on the writer thread; `cache_get` sees it at once."""
+        self._pending_cache[key] = response
+        self.submit("cache_put", key, model, response).add_done_callback(
+            lambda _: self._pending_cache.pop(key, None))
 
     def cache_put(self, key: str, model: str, response: dict[str, Any]) -> None:
         with self.transaction() as c:
@@ -451,3 +496,52 @@ class Store:
         else:
             rows = self.query("SELECT * FROM judgments WHERE comparison=? ORDER BY id", (comparison,))
         return [dict(r) for r in rows]
+
+
+class _Writer:
+    """One thread with its own Store (connection) that performs submitted writes in order."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._queue: queue.Queue[tuple[str, tuple, Future] | None] = queue.Queue()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._loop, name="evolab-store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, method: str, args: tuple) -> Future:
+        future: Future = Future()
+        self._queue.put((method, args, future))
+        return future
+
+    def flush(self) -> None:
+        done: Future = Future()
+        self._queue.put(("_flush_marker", (), done))
+        done.result()
+        if self._errors:
+            error, self._errors = self._errors[0], []
+            raise error
+
+    def stop(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        store = Store(self.path)
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                method, args, future = item
+                if method == "_flush_marker":
+                    future.set_result(None)
+                    continue
+                try:
+                    future.set_result(getattr(store, method)(*args))
+                except BaseException as e:  # kept for flush() and for whoever awaits the future
+                    logging.getLogger(__name__).warning("store write %s failed: %s", method, e)
+                    self._errors.append(e)
+                    future.set_exception(e)
+        finally:
+            store.close()

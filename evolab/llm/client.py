@@ -236,7 +236,6 @@ class LLMClient:
         reserve, reserve_tokens, counted = self._reservation(messages, max_tokens)
         over = self._over_budget(reserve, reserve_tokens)
         if over:
-            self.limiter.abort(BudgetExceeded(over))  # calls queued behind the rate limit stop too
             raise BudgetExceeded(over)
         self._reserved_usd += reserve
         self._reserved_tokens += reserve_tokens
@@ -250,7 +249,7 @@ class LLMClient:
         comp.request_hash = key
         self._account(comp, counted)
         if self.use_cache:
-            self.store.cache_put(key, self.model, comp.to_cache())
+            self.store.cache_put_later(key, self.model, comp.to_cache())  # before its call row: see _record
         self._record(purpose, node_id, comp, None)
         return comp
 
@@ -289,9 +288,11 @@ class LLMClient:
         raise AssertionError("unreachable")
 
     def _record(self, purpose: str, node_id: str | None, comp: Completion, error: str | None) -> None:
+        """Store the call row on the store's writer thread (in order, after the call's cache row: a stored call
+        is never paid again on resume), so a busy database never holds up requests in flight."""
         if self.store is None:
             return
-        self.store.add_call(LLMCall(
+        self.store.submit("add_call", LLMCall(
             purpose=purpose, model=comp.model, prompt_tokens=comp.prompt_tokens,
             completion_tokens=comp.completion_tokens, latency_s=comp.latency_s,
             cost_usd=0.0 if comp.cached else comp.cost_usd, price_known=comp.price_known,
@@ -299,4 +300,6 @@ class LLMClient:
             request_hash=comp.request_hash, reasoning_tokens=comp.reasoning_tokens))
 
     async def aclose(self) -> None:
+        if self.store is not None:
+            await asyncio.to_thread(self.store.flush)
         await self.backend.aclose()
