@@ -15,7 +15,7 @@ PRICES_FILE = Path(__file__).resolve().parents[1] / "data" / "prices.json"
 BUILTIN = "built-in table"
 ENV_VAR = "EVOLAB_PRICES"
 # A dated snapshot of a model id: gpt-4o-mini-2024-07-18, gpt-3.5-turbo-0125, claude-sonnet-4-20250514.
-_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
+_SNAPSHOT = re.compile(r"-(?:20\d{2}-[01]\d-[0-3]\d|20\d{2}[01]\d[0-3]\d|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$")
 
 Entry = tuple[float, float] | None  # None: known to have no price here (never fall back to the base id)
 
