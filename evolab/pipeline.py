@@ -160,9 +160,11 @@ class Engine:
         return StepResult(node, verdicts, scores)
 
     async def _write(self, method: str, *args: Any) -> None:
-        """A store write on the store's writer thread: the event loop (requests in flight) never waits for
-        SQLite's lock; the lineage waits for its own step to be stored before going on."""
-        await asyncio.wrap_future(self.store.submit(method, *args))
+        """A store write on the store's writer thread, in order after the step's calls and cache rows: neither
+        the event loop nor the lineage waits for SQLite's lock (another process may hold it for seconds). The
+        run flushes the writes before it reports its status; a crash loses only the queue's tail, whose calls
+        are then made again on resume, never stored calls."""
+        self.store.submit(method, *args)
 
     def _moved_on(self, parent: Node, round_: int) -> bool:
         """The lineage already went on from `parent` after round `round_` (a later child of it was kept or
@@ -230,6 +232,7 @@ class Engine:
         round_ = node.round
         await self._round_finished(round_ - 1)
         if round_ not in self._pool_by_round:
+            await asyncio.to_thread(self.store.flush)  # the steps of round r - 1 are all in the store
             self._pool_by_round[round_] = [(n.root_id, n.instruction) for n in self.store.nodes(self.run_id)
                                            if n.round < round_ and n.status in (KEPT, SEED)]
         return [text for root, text in self._pool_by_round[round_] if root != node.root_id]
@@ -310,7 +313,11 @@ class Engine:
         jobs = [self.run_lineage(r, until) for r in roots]
         if self.config.score_seeds:
             jobs += [self.finish_seed(r) for r in roots]
-        results = await asyncio.gather(*jobs, return_exceptions=True)
+        results = list(await asyncio.gather(*jobs, return_exceptions=True))
+        try:
+            await asyncio.to_thread(self.store.flush)  # every step is in the file before the status says so
+        except Exception as e:  # a write that failed (disk full, a locked file past the timeout)
+            results.append(e)
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, RunStopped)]
         if errors:
             self.store.set_run_status(self.run_id, "failed", f"{type(errors[0]).__name__}: {errors[0]}")

@@ -232,6 +232,7 @@ def test_nodes_and_calls_are_stored_as_they_complete_and_progress_is_reported(st
     seen = []
 
     def progress(p):
+        store.flush()  # writes go through the store's writer thread, in order; wait for the queue
         children = store.query("SELECT COUNT(*) FROM nodes WHERE run_id=? AND round>0", (run_id,))[0][0]
         calls = len(store.calls(run_id))
         seen.append((dict(p), children, calls))
