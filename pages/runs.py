@@ -35,7 +35,14 @@ with new_col:
     c3, c4 = st.columns(2)
     concurrency = c3.number_input("Concurrency (requests in flight)", 1, 128, 8, key="run_concurrency")
     budget = c4.number_input("Budget USD (0 = none)", 0.0, 10_000.0, 0.0, step=1.0, key="run_budget",
-                             help="The run stops before it could spend more than this.")
+                             help="The run stops before it could spend more than this (needs a known price).")
+    c7, c8 = st.columns(2)
+    budget_tokens = c7.number_input("Budget tokens (0 = none)", 0, 10**12, 0, step=100_000, key="run_budget_tokens",
+                                    help="The run stops before it could use more tokens (prompt + output); "
+                                         "works for every model, priced or not.")
+    price_field = c8.text_input("Price IN,OUT (USD per million tokens)", key="run_price", placeholder="from the table",
+                                help="The model's input and output price; empty: the built-in table, a file "
+                                     "named by EVOLAB_PRICES, or unknown.")
     c5, c6 = st.columns(2)
     random_seed = c5.number_input("Random seed", 0, 2**31 - 1, 0, key="run_random_seed")
     language = c6.selectbox("Language of the templates", ["auto", "en", "ko"], key="run_language",
@@ -71,11 +78,13 @@ with new_col:
         weights = app_support.weights_from_frame(weights_frame)
         config = settings.run_config(
             rounds=int(rounds), fanout=int(fanout), concurrency=int(concurrency),
-            budget_usd=float(budget) or None, random_seed=int(random_seed), language=language,
+            budget_usd=float(budget) or None, budget_tokens=int(budget_tokens) or None,
+            price=app_support.parse_price_field(price_field), random_seed=int(random_seed), language=language,
             operation_weights=weights, name=name.strip() or None, max_tokens_respond=int(max_respond),
             max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
             rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,
                    "quality_min": float(quality_min)})
+        problems += app_support.budget_problems(config)
     except (ValueError, KeyError) as e:
         problems.append(str(e).strip("'\""))
 
@@ -88,9 +97,7 @@ with new_col:
               "output tokens": est[k]["completion_tokens"], "cost USD": est[k]["cost_usd"]}
              for k in ("low", "expected", "high")], hide_index=True, width="stretch",
             column_config={"cost USD": st.column_config.NumberColumn(format="$%.4f")})
-        if not est["price_known"]:
-            st.caption(f"No price is known for {config.model}: cost shows as $0 (the embedded model is free; "
-                       "for others set EVOLAB_PRICES, e.g. {\"my-model\": [0.5, 1.5]} USD per million tokens).")
+        st.caption(f"Price: {est['price_text']}")
     for p in problems:
         st.error(p)
     b1, b2 = st.columns(2)
@@ -120,7 +127,10 @@ with run_col:
     cfg: RunConfig = run["config"]
     st.caption(f"{len(run['seeds'])} seeds · {cfg.rounds} rounds · fan-out {cfg.fanout} · model {cfg.model} at "
                f"{cfg.base_url or 'the embedded local model'} · concurrency {cfg.concurrency}"
-               + (f" · budget ${cfg.budget_usd:g}" if cfg.budget_usd else "") + f" · random seed {cfg.random_seed}")
+               + (f" · budget ${cfg.budget_usd:g}" if cfg.budget_usd else "")
+               + (f" · budget {cfg.budget_tokens:,} tokens" if cfg.budget_tokens else "")
+               + f" · random seed {cfg.random_seed}")
+    st.caption(f"Price: {app_support.price_text(cfg)}")
 
     @st.fragment(run_every=2.0 if worker.is_running(run_id) else None)
     @app_common.guarded
@@ -149,7 +159,8 @@ with run_col:
         m[0].metric("Calls", f"{info['calls']:,}", help=f"{info['cached_calls']} from the cache, "
                                                          f"{info['failed_calls']} failed")
         m[1].metric("Tokens", f"{info['tokens']:,}", help=f"prompt {info['prompt_tokens']:,} · "
-                                                          f"completion {info['completion_tokens']:,}")
+                                                          f"completion {info['completion_tokens']:,} (reasoning "
+                                                          f"{info['reasoning_tokens']:,}, billed as output)")
         m[2].metric("Cost", f"${info['cost_usd']:.4f}", help=None if info["price_known"] else
                     "Some calls used a model without a known price (counted as $0).")
         m[3].metric("Deepest round", f"{info['max_round']} of {info['rounds']}")
