@@ -91,7 +91,11 @@ _EN_INABILITY = _EN_NEG + r"(?:\W+\w+(?:'\w+)?){0,5}?\W+" + _EN_ACT
 # 논의, 언급, 공개, 접근, 조회, 검색, 확인, 예측, 판단, 단정, 말하, 설명, 대응, 응하.
 _KO_ACT = (r"(?:답변|답|대답|응답|도와|도움|제공|안내|알려|처리|작성|생성|추천|조언|진행|수행|지원|공유|협조|관여|"
            r"논의|언급|공개|접근|조회|검색|확인|예측|판단|단정|말[하할해]|말씀|설명|대응|응[하할해]|알아보|찾아|"
-           r"이어[가갈]|계속)")
+           r"이어[가갈]|계속|"
+           # Perceiving what the user sent is an act done for them ("첨부하신 이미지를 볼 수 없습니다"), as in
+           # English "I can't see your attachment": a perceiving verb on a medium, with its object particle.
+           r"(?:이미지|사진|그림|파일|첨부\S{0,4}|링크|url|문서|음성|녹음|영상|동영상|화면|스크린샷|캡처)(?:을|를)\s*"
+           r"(?:보|볼|봐|열|열어|읽|들|듣|재생))")
 # Inability endings: "수 없", "기 어렵" (not "어렵지 않"), "기 곤란", "이/가 어렵", "이/가 불가", "지 못하",
 # "지 않겠", "해 드리지 못". The act must come within a few characters of the ending.
 _KO_UNABLE = (r"\S{0,6}\s*(?:수\s*(?:가|는|도)?\s*없|기\s*(?:가|는|도)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
@@ -172,7 +176,9 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
         # "어렵지 않습니다" (it's not hard) is excluded.
         ("humble inability (드릴 수 없 / 드리기 어렵)",
          re.compile(r"드릴\s*수\s*(?:가|는|도)?\s*없|드리기\s*(?:가|는|도|에는)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
-                    r"드리지\s*(?:못|않겠)|드리기\s*(?:가\s*)?불가")),
+                    r"드리지\s*(?:못|않겠)|드리기\s*(?:가\s*)?불가|"
+                    # The same, nominalised: "작성해 드리는 것은 곤란합니다", "만들어 드리는 건 어렵습니다".
+                    r"드리는\s*(?:것|건|게)\s*(?:은|는|이|가|도)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭|불가)")),
         # The assistant's acts with inability, when the sentence shows the assistant is the one declining.
         # "제공할 수 없습니다", "죄송하지만 알려 드릴 수 없어요", "요청하신 작업은 처리할 수 없습니다": an act of
         # answering + inability, accepted only with context that the assistant declines (_ko_context_refusal).
@@ -192,8 +198,12 @@ REFUSAL_FORMS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
         ("not something I can do", re.compile(r"(?:제가|저는|저로서는)\s*(?:\S+\s+){0,3}?\S*(?:할|드릴)\s*수\s*있는\s*"
                                               r"(?:일|부분|것|영역|범위|내용)(?:이|은|는)?\s*아니")),
         # "정중히 거절하겠습니다", "답변을 삼가겠습니다", "응하기 어렵습니다" (응하다 = comply).
+        # 삼가다 (refrain) in the first-person volitional ("삼가겠습니다", "삼가도록 하겠습니다", "삼갈게요") is the
+        # assistant refraining from what was asked ("특정 종목의 매수 추천은 삼가겠습니다"), whatever the act;
+        # advice to the user is another mood ("삼가세요", "삼가는 것이 좋습니다", "삼가야 합니다").
         ("declines / refrains", re.compile(r"거절(?:하겠|해야|할\s*수밖에|드립|합니다|할게)|"
                                            r"(?:답변|언급|대답|응답)(?:을|은)?\s*삼가|"
+                                           r"삼가(?:겠|도록\s*하겠|려고\s*합니다|고자\s*합니다)|삼갈(?:게요|게|까\s*합니다)|"
                                            r"응(?:하기|할\s*수|해\s*드리기)\s*(?:가\s*)?(?:어렵|곤란|없)")),
     ],
 }
@@ -225,6 +235,8 @@ _KO_SUPPORT = re.compile(
     r"도움을\s*드릴\s*수\s*있|드리겠습니다|말씀해\s*주|물어(?:봐|보)|문의(?:하시|해\s*주|하세요|처)|상담(?:을|하|받|해)|"
     r"원하시면|원하신다면|필요하시면|필요하신|있으시면|있으신가요|궁금하신|기꺼이|불법|위법|처벌|범죄|사기|윤리|정책|"
     r"가이드라인|해를\s*끼|피해|악용|개인\s*정보|양해|이해해\s*주|이해\s*부탁|감사합니다|바랍니다|권장|권해|"
+    # Sympathy for the user's situation ("걱정이 크시다는 점은 충분히 이해합니다"), as "I understand" in English.
+    r"(?:충분히|잘)\s*이해(?:합니다|해요|됩니다)|"
     r"확인하시|참고하시|전문가|기관|공식|저는\s*\S+\s*(?:없|않)|실시간")
 # A referral to a professional: "I'd recommend consulting a licensed financial advisor", "세무사와 상담하시길
 # 권해 드립니다". A short answer made of nothing else (with apologies and offers around it) declines the

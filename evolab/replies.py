@@ -25,7 +25,15 @@ The rules a person applies, and which the readers follow:
   scores may stand in a markdown table, under a heading naming the assistant, or away from the name in a
   sentence naming only that assistant; "10점 만점에" between a name and its score is the scale;
 - the evolver's reply may fence or quote the instruction and the input separately (fences do not nest),
-  and a reply saying the prompt needs no rewrite gives no instruction.
+  and a reply saying the prompt needs no rewrite gives no instruction;
+- a reasoning model thinks aloud first (arithmetic checks, "6점과 7점 사이에서 고민했는데 ...") and then puts the
+  score alone on a line: that line is the score, unless something after it names another value or
+  hesitates; numbers in arithmetic are working, not scores; "7 or 8" is a hedge like "7-8";
+- a Korean range "7점에서 8점 (정도)" is a hedge in the pair reader too;
+- after the evolver's rewrite, a marked note ("※ 참고:"), a paragraph on what rewriting it this way does
+  ("이렇게 재작성하면 ...") and a closing pleasantry ("도움이 되셨길 바랍니다!") are not the instruction; a
+  parenthesised aside under the header saying no rewrite is needed gives none; Korean declarative prose
+  with no request in it (the prompt answered instead of rewritten) gives none.
 
 The corpus these readers are measured on is tests/data/replies/ (bench/replies.py prints the table).
 """
@@ -303,6 +311,13 @@ _RANGE = re.compile(
     r"(?:-|–|—|~|to|and|에서|부터)\s*(\d+(?:\.\d+)?)\s*점?\s*\)?\s*(?:사이(?:로|에서|에)?|까지)?",
     re.I,
 )
+# A number followed by a counted noun is a count, not a score: "2 or 3 examples", "3가지".
+_NOT_A_COUNT = (r"(?![ \t]*(?:가지|개|년|%|번|배|단계|명|문장|줄|sentences?|examples?|steps?|years?|items?|"
+                r"paragraphs?|words?|lines?|times?|ways?|reasons?|days?|months?|hours?|minutes?)(?![a-z]))")
+# A hedge between two scores with "or" ("Score: 7 or 8", "I'd give it a 7 or 8", "7 또는 8") leaves the score
+# unread, as a range does: the reply names two values and picks neither.
+_SCORE_HEDGE = re.compile(r"(?<![\w.,])(\d+(?:\.\d)?)[ \t]*점?[ \t]*(?:or(?![a-z])|또는|혹은|내지|이나|나)[ \t]*(?:an?[ \t]+)?"
+                          r"(\d+(?:\.\d)?)(?![\d.]\d)" + _NOT_A_COUNT, re.I)
 _SCALE_WORDS = re.compile(r"(?:\d+\s*점\s*만점|out\s+of\s+\d+|scale\s+of\s+\d+)", re.I)
 # Explicit values: after a label ("Score: 7", "난이도는 3", "a score of 4"), after a rating verb ("I rate it
 # 9", "I'd give this response a 4"), "[[7]]", and Korean "N점".
@@ -386,9 +401,10 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
     """The one score the reply gives on the scale [low, high], or None when unreadable or ambiguous.
 
     In order: a JSON object; a lone value on the first line (both scoring prompts ask for the score first);
-    then every explicit value in the reply (after a label, a rating verb, with its scale, "[[7]]", "7점"),
-    leaving out the scale itself, ranges and hypotheticals. One distinct value is the score; several are
-    settled by a conclusion ("Overall", "Therefore", "최종") or not at all."""
+    a score line after the reasoning (see `_score_line`); then every explicit value in the reply (after a
+    label, a rating verb, with its scale, "[[7]]", "7점"), leaving out the scale itself, ranges, arithmetic and
+    hypotheticals. One distinct value is the score; several are settled by a conclusion ("Overall",
+    "Therefore", "최종") or not at all."""
     if not isinstance(text, str) or not text.strip():
         return None
     obj = _json_object(text)
@@ -403,7 +419,63 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
     on_scale = {float(m.group(1)) for m in _ON_SCALE.finditer(clean)}
     if len(on_scale) == 1:
         return _in_range(on_scale.pop(), low, high)
+    found, value = _score_line(clean, low, high)
+    if found:
+        return _in_range(value, low, high)
+    return _in_range(_settle(clean, _candidates(clean, low, high)), low, high)
 
+
+def _score_line(clean: str, low: float, high: float) -> tuple[bool, float | None]:
+    """(found, value) for the score a reasoning model states on a line of its own after thinking aloud.
+
+    Reasoning models answer the prompt's "score first" after their reasoning: they check the arithmetic,
+    weigh two candidates ("6점과 7점 사이에서 고민했는데 ... 7점이 적절하겠습니다"), then put the score alone
+    on a line ("**7**", "Score: 5"), maybe with a line of justification under it. A person reads that line
+    as the answer and the numbers in the reasoning above it as working. So: the lines (after the first) that
+    hold just a value must all give the same value (or a conclusion - "Final score: 6" - picks one; else the
+    reply is unreadable), and nothing after the last of them may name another value or hesitate; then that
+    value is the score. Otherwise the reply is read as a whole, as before."""
+    lines = clean.split("\n")
+    found: list[tuple[int, float | None]] = []  # (line index, value) of every score line after the first
+    for i, line in enumerate(lines):
+        if i == 0 or not line.strip():
+            continue
+        is_score, value = _first_line_value(line, high)
+        if is_score:
+            found.append((i, value))
+    if not found:
+        return False, None
+    if len({v for _, v in found}) > 1:
+        # Score lines that disagree ("8" ... "Score: 6") give two answers; a conclusion on one of them
+        # ("Final score: 6") settles it, as elsewhere in the reply; otherwise the reply is unreadable.
+        found = [(i, v) for i, v in found if _CONCLUSION.search(lines[i])]
+        if len({v for _, v in found}) != 1:
+            return True, None
+    last, value = found[-1]
+    if value is None:
+        return True, None  # "Score: 4/10" on a 0-5 scale: a value on another scale is not convertible
+    tail = "\n".join(lines[last + 1:])
+    if any(v != value for _, v, _ in _candidates(tail, low, high)):
+        return False, None
+    return True, value
+
+
+# A number in arithmetic is working, not a score: "(1 - 1.004167^-180)", "= 3,703.7 + 3,429.4". A range
+# end next to an operator, or with more than one decimal (no score has two), is part of a calculation.
+# ("=" before the range is left out: "Score = 7-8" is a label.)
+_ARITH_BEFORE = re.compile(r"[*/×÷^+]\s*\(?\s*$")
+_ARITH_AFTER = re.compile(r"^\s*\)?\s*[=*/×÷^+]")
+
+
+def _arithmetic(text: str, m: re.Match) -> bool:
+    if any(re.search(r"\.\d{2,}$", m.group(g)) for g in (1, 2)):
+        return True
+    return bool(_ARITH_BEFORE.search(text[max(0, m.start(1) - 12):m.start(1)])
+                or _ARITH_AFTER.match(text[m.end(2):m.end(2) + 12]))
+
+
+def _candidates(clean: str, low: float, high: float) -> list[tuple[int, float | None, bool]]:
+    """Every value the text gives, in order: (position, value or None if unreadable, weak)."""
     work = clean
     candidates: list[tuple[int, float | None, bool]] = []  # (position, value or None if unreadable, weak)
 
@@ -428,10 +500,16 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
     for m in list(_RANGE.finditer(work)):
         a, b = float(m.group(1)), float(m.group(2))
         says_scale = bool(re.search(r"scale|사이|까지|부터|에서|\(", m.group(0), re.I))
-        if (a in (0, 1, low) and b == high) or says_scale and a < b and b in (5, 10, 100):
+        if _arithmetic(work, m):
+            work = _blank(work, m.start(), m.end())  # a calculation
+        elif (a in (0, 1, low) and b == high) or says_scale and a < b and b in (5, 10, 100):
             work = _blank(work, m.start(), m.end())  # the scale
         elif a < b and low <= a and b <= high and (b - a) <= (high - low) / 2:
             take(m.start(), m.end(), None)  # "7-8": hesitating between two scores
+    for m in list(_SCORE_HEDGE.finditer(work)):
+        a, b = float(m.group(1)), float(m.group(2))
+        if a != b and low <= min(a, b) and max(a, b) <= high and abs(b - a) <= (high - low) / 2:
+            take(m.start(), m.end(), None)  # "7 or 8": hesitating between two scores
     for m in list(_SCALE_WORDS.finditer(work)):
         work = _blank(work, m.start(), m.end())
     for pattern in _EXPLICIT:
@@ -439,7 +517,10 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
             take(m.start(1), m.end(1), float(m.group(1)))
     for m in list(_WEAK.finditer(work)):
         take(m.start(1), m.end(1), float(m.group(1)), weak=True)
+    return candidates
 
+
+def _settle(clean: str, candidates: list[tuple[int, float | None, bool]]) -> float | None:
     for tier in (False, True):
         values = [(pos, v) for pos, v, weak in candidates if weak == tier]
         if not values:
@@ -451,7 +532,7 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
             distinct = concluded if len(concluded) == 1 else distinct
         if len(distinct) != 1:
             return None
-        return _in_range(distinct.pop(), low, high)
+        return distinct.pop()
     return None
 
 
@@ -502,11 +583,11 @@ _PAIR_SCALE = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of\s+|from\s+)?\d+\s*(?
                          re.I)
 # A hedge between two values for one score ("7점이나 8점 정도", "7 or 8", "between 7 and 8", "7-8") leaves that
 # score unread, as in the single-score reader: the pair is unreadable.
-_NOT_A_COUNT = (r"(?![ \t]*(?:가지|개|년|%|번|배|단계|명|문장|줄|sentences?|examples?|steps?|years?|items?|"
-                r"paragraphs?|words?|lines?|times?|ways?|reasons?|days?|months?|hours?|minutes?)(?![a-z]))")
+# Korean states a range with 에서/부터 too ("7점에서 8점 정도"); the scale's own range ("1점에서 10점 사이") is
+# gone by then (_PAIR_SCALE), and a range as wide as half the scale is not a hedge (see `_hedges`).
 _PAIR_HEDGE = re.compile(
-    r"(?<![\w.])" + _PNUM + r"[ \t]*점?[ \t]*(?:/[ \t]*10[ \t]*)?(?:or(?![a-z])|이나|나|또는|혹은|내지|~|-|–|to(?![a-z]))[ \t]*"
-    + _PNUM + r"(?![\d.]\d)" + _NOT_A_COUNT, re.I)
+    r"(?<![\w.])" + _PNUM + r"[ \t]*점?[ \t]*(?:/[ \t]*10[ \t]*)?(?:or(?![a-z])|이나|나|또는|혹은|내지|~|-|–|to(?![a-z])|"
+    r"(?<=점)[ \t]*(?:에서|부터))[ \t]*" + _PNUM + r"(?![\d.]\d)" + _NOT_A_COUNT, re.I)
 _PAIR_BETWEEN = re.compile(r"between[ \t]+" + _PNUM + r"[ \t]*(?:/[ \t]*10[ \t]*)?and[ \t]+" + _PNUM + r"(?![\d.]\d)"
                            + _NOT_A_COUNT, re.I)
 # A cell of a markdown table: "| Assistant 1 | 7 |", "| 1 | 7/10 |", "| 어시스턴트 2 | 6점 |".
@@ -723,7 +804,8 @@ _PREAMBLE = re.compile(
 )
 _TRAILER = re.compile(
     # "Explanation:" / "Note:" (with the colon: "Note that the answer must rhyme." is part of the instruction).
-    r"\n\s*(?:\*\*)?(?:(?:explanation|notes?|rationale|changes made|설명|참고|변경\s*사항)(?:\s*\*\*)?\s*[:：]|"
+    # A note mark before the label ("※ 참고:", "† Note:") marks it as a note all the more.
+    r"\n\s*(?:[※†▶]\s*)?(?:\*\*)?(?:(?:explanation|notes?|rationale|changes made|설명|참고|변경\s*사항)(?:\s*\*\*)?\s*[:：]|"
     r"(?:this (?:rewritten|new|revised|created|evolved) (?:prompt|instruction|version)|"
     # "This version adds ...": only with a verb that describes the rewrite.
     r"this (?:version|prompt|instruction) (?:adds|introduces|requires|makes|increases|keeps|now|narrows|expands|"
@@ -731,7 +813,13 @@ _TRAILER = re.compile(
     # After a blank line: a first-person note on the rewrite, "The new prompt ...", "위 프롬프트는 ...".
     r"(?<=\n)\s*(?:I(?:'ve| have)? (?:made|added|changed|modified|introduced|included|rewrote|replaced|expanded|"
     r"narrowed|kept|increased)|the (?:rewritten|new|revised|created) (?:prompt|instruction|version) "
-    r"(?:adds|introduces|requires|makes|increases|now|asks|is)|위 (?:프롬프트|지시문)(?:은|는))|"
+    r"(?:adds|introduces|requires|makes|increases|now|asks|is)|위 (?:프롬프트|지시문)(?:은|는)|"
+    # ... a paragraph on what rewriting it this way does ("이렇게 재작성하면 질문이 더 구체적이 되어 ...",
+    # "By rewriting it this way, ..."), and a closing pleasantry ("도움이 되셨길 바랍니다!", "Hope this helps!"):
+    # the model talking to the user about its rewrite, never part of an instruction for another model.
+    r"이렇게\s*(?:재작성|다시\s*(?:쓰|작성)|바꾸|바꿔|수정|고치|고쳐|변경|작성)\S*|(?:by\s+)?(?:rewriting|rephrasing|"
+    r"revising)\s+(?:it|the\s+prompt)\s+(?:this|that)\s+way|(?:I\s+)?hope\s+(?:this|that|it)\s+helps|"
+    r"도움이\s*(?:되셨|되었|됐|되)(?:길|기를|으면|으셨으면)\s*(?:바랍니다|바라요|좋겠습니다|합니다))|"
     r"in this (?:rewritten|revised|new) (?:prompt|version|instruction)|"
     r"이 (?:지시문은|프롬프트는|재작성된|다시 쓴|새 지시문은|새 프롬프트는|버전은|버전에서는))\b).*\Z",
     re.I | re.S,
@@ -749,7 +837,34 @@ _NO_REWRITE = re.compile(
     r"unnecessary)\s+(?:to\s+)?(?:be\s+)?(?:rewrit|rewrot|chang|modif|complicat|made|mak|revis)"
     r"|already\s+(?:\w+\s+)?(?:complex|complicated|challenging|difficult|detailed|specific|sufficient)"
     r"|(?:바꿀|수정할|변경할|다시\s*쓸|재작성할|고칠|복잡하게\s*(?:만들|바꿀))\s*필요(?:는|가|도)?\s*없"
-    r"|이미\s*(?:충분히|꽤|상당히)", re.I)
+    r"|이미\s*(?:충분히|꽤|상당히)"
+    r"|no\s+(?:rewrite|rewriting|revision|changes?)\s+(?:is\s+|are\s+)?(?:needed|necessary|required)"
+    r"|(?:재작성|수정|변경)(?:이|은|할\s*필요)?\s*(?:불필요|필요\s*없)", re.I)
+# An aside wholly in parentheses ("(No rewrite needed - the original prompt is already sufficiently
+# complex.)") is the model talking to the user, even under the header: models put such remarks in
+# parentheses, and an instruction is never one. It is read like a reply with no header.
+_ASIDE = re.compile(r"\A\([^()]*\)\Z")
+# A reply that answers the prompt instead of rewriting it ("복리란 ... 계산 방식입니다. ... 차이가 커집니다.")
+# gives no instruction. An instruction asks for something: an imperative ("설명하세요", "계산하시오"), a
+# question ("무엇인가요?") or a request ("알고 싶습니다", "부탁드립니다", "필요합니다"). Korean marks the mood
+# in the sentence ending, so Korean text with no header whose every sentence and line ends in a plain or
+# formal declarative ("-다", "-니다") and that holds no request word is an answer, not an instruction - when
+# it is prose of two sentences or more: one declarative sentence may state a task ("다음 문장을 영어로
+# 번역합니다"), and a one-line decline or "no rewrite needed" is read above.
+# (English does not mark mood in an ending - "Compare ..." and "Compounding is ..." differ only by what
+# the first word is - so there is no such rule for English: an English answer is kept as an instruction.)
+_KO_DECLARATIVE = re.compile(r"[가-힣](?:니다|다)[.!]?[)\]」』\"']?$")
+_KO_REQUEST = re.compile(r"바랍니다|바라요|부탁|주십시오|주세요|궁금|싶습니다|원합니다|필요합니다|요청합니다|감사하겠|"
+                         r"(?:야|어야|아야|여야)\s*합니다|하십시오|하시오")
+_SENTENCE_END = re.compile(r"\n+|(?<=[.!?])\s+")
+
+
+def _answers_instead(text: str) -> bool:
+    """Korean declarative prose with no request in it: the prompt answered, not rewritten."""
+    if not re.search(r"[가-힣]", text) or "?" in text or _KO_REQUEST.search(text):
+        return False
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    return len(sentences) >= 2 and all(_KO_DECLARATIVE.search(s) for s in sentences)
 _INPUT = re.compile(r"\n?\s*(?:\*\*)?#\s*(?:Input|입력)\s*#\s*[:：]?\s*(?:\*\*)?\s*", re.I)
 _GIVEN = re.compile(r"^#\s*(?:given prompt|주어진 프롬프트)\s*#\s*[:：]?", re.I)
 _QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』"), ("«", "»"), ("`", "`")]
@@ -807,8 +922,10 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
         text = next((p for p in reversed(pieces) if p), "")
     text = _PREAMBLE.sub("", text, count=1).strip()
     text = _TRAILER.sub("", text).strip()
-    if not headers and len(text) < 300 and "\n" not in text and (
-            _DECLINE.match(text) or (_ABOUT_PROMPT.search(text) and _NO_REWRITE.search(text))):
+    if (not headers or _ASIDE.match(text)) and len(text) < 300 and "\n" not in text and (
+            _DECLINE.match(text.strip("()")) or (_ABOUT_PROMPT.search(text) and _NO_REWRITE.search(text))):
+        return "", None
+    if not headers and _answers_instead(text):
         return "", None
     lines = text.split("\n")
     if all(line.lstrip().startswith(">") for line in lines if line.strip()):
