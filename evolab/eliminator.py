@@ -283,7 +283,7 @@ class EqualityJudge(Rule):
     async def check(self, ctx: StepContext) -> Verdict:
         assert ctx.client is not None
         return await judge_equal(ctx.client, ctx.parent.instruction, ctx.node.instruction,
-                                 language=ctx.node.language, max_tokens=32, node_id=ctx.node.id,
+                                 language=ctx.node.language, max_tokens=ctx.config.max_tokens_judge, node_id=ctx.node.id,
                                  parent_input=ctx.parent.input, child_input=ctx.node.input,
                                  temperature=ctx.config.temperature_judge)
 

@@ -215,8 +215,10 @@ class Engine:
     async def _llm_scores(self, node: Node) -> list[Score]:
         cfg, jobs = self.config, []
         if cfg.score_difficulty:
+            # The judges' cap: a reasoning model spends hidden reasoning tokens out of it before the score.
             jobs.append(scoring.score_difficulty(self.client, node.instruction, node.input, language=node.language,
-                                                 node_id=node.id, temperature=cfg.temperature_judge))
+                                                 max_tokens=cfg.max_tokens_judge, node_id=node.id,
+                                                 temperature=cfg.temperature_judge))
         if cfg.score_quality and node.response is not None:
             jobs.append(scoring.score_quality(self.client, node.instruction, node.input, node.response,
                                               language=node.language, max_tokens=cfg.max_tokens_judge,
