@@ -33,7 +33,13 @@ The rules a person applies, and which the readers follow:
 - after the evolver's rewrite, a marked note ("※ 참고:"), a paragraph on what rewriting it this way does
   ("이렇게 재작성하면 ...") and a closing pleasantry ("도움이 되셨길 바랍니다!") are not the instruction; a
   parenthesised aside under the header saying no rewrite is needed gives none; Korean declarative prose
-  with no request in it (the prompt answered instead of rewritten) gives none.
+  with no request in it (the prompt answered instead of rewritten) gives none;
+- another "#Section#:" marker after the rewrite ("#Explanation#:", "#설명#:") opens a section that is not the
+  prompt (only "#Input#" belongs to it);
+- "it depends (on whether ...)" / "해석에 따라 달라집니다" leaves the verdict open; a first impression set up to
+  be overturned ("얼핏 Equal이라고 생각하기 쉽지만, ... 실제로는 Not Equal입니다") gives its verdict after the turn;
+- a lone value may be spelled out ("Five.", "Score: seven"), never read out of running text; "Complexity:"
+  labels a difficulty.
 
 The corpus these readers are measured on is tests/data/replies/ (bench/replies.py prints the table).
 """
@@ -182,9 +188,20 @@ _EQ_UNDECIDED = re.compile(
     _ascii_word(r"debatable|either\s+way|either\s+(?:answer|verdict|label|option)|either\W{0,3}\s*equal\W{0,3}\s*or"
                 r"\W{0,3}\s*not\s+equal|open\s+to\s+(?:debate|interpretation)")
     + r"|어느\s*쪽(?:이든|으로도|이라고도|도)|판단이\s*갈|(?:둘|양쪽)\s*(?:다|모두)\s*(?:가능|말이\s*됩|타당)"
-    + r"|(?:다고도|라고도)\s*\S+\s*(?:다고도|라고도)",  # "같다고도 다르다고도 볼 수 있습니다"
+    + r"|(?:다고도|라고도)\s*\S+\s*(?:다고도|라고도)"  # "같다고도 다르다고도 볼 수 있습니다"
+    # "It depends (on whether ...)", "해석에 따라 달라집니다": the verdict is made conditional on something the
+    # reply leaves open, so both verdicts are on the table ("if it does, ...; if not, ...").
+    + r"|" + _ascii_word(r"(?:it|that|this|the\s+(?:answer|verdict|judge?ment))\s+(?:really\s+|all\s+)?depends")
+    + r"|(?:해석|관점|기준|보기|판단)\S{0,2}\s*(?:에\s*)?따라\s*(?:달라|다르|다릅)|(?:에|에게)\s*달려\s*있",
     re.I,
 )
+# A first impression set up to be overturned - "얼핏 Equal이라고 생각하기 쉽지만, ... 실제로는 Not Equal입니다",
+# "At first glance ... Not Equal, but ..." - gives its verdict after the turn: the impression is named in order
+# to be rejected, so only what follows the contrastive connective is the reply's verdict.
+_EQ_OVERTURNED = re.compile(
+    r"(?:얼핏|언뜻|처음에는|처음엔|겉(?:으로|보기)에?는|[가-힣]+기\s*쉽|" + _ascii_word(
+        r"at\s+first(?:\s+glance|\s+sight)?|on\s+the\s+surface|superficially|(?:it's|it\s+is)\s+tempting\s+to")
+    + r")[^.!?\n]*?(?:지만|으나|는데|" + _ascii_word(r"but|however|yet") + r")\s*,?\s*", re.I)
 # A sentence that states the answer as such: "Judgement: ...", "my answer is: ...", "판단: ...".
 _EQ_LABEL = re.compile(r"(?:judge?ment|verdict|answer|conclusion|decision|result|판단|결론|답변?|정답)\s*(?:is)?\s*[:：]",
                        re.I)
@@ -252,6 +269,9 @@ def read_equal(text: str | None) -> bool | None:
             announced = True
             continue
         labelled, announced = announced or bool(_EQ_LABEL.search(s)), False
+        turn = _EQ_OVERTURNED.search(s)
+        if turn and turn.end() < len(s):
+            s = s[turn.end():]  # the impression before the turn is rejected, not stated
         if _EQ_UNDECIDED.search(s):
             statements += [(True, False, False, False), (False, False, False, False)]
             continue
@@ -283,8 +303,10 @@ def read_equal(text: str | None) -> bool | None:
 # -- one score -------------------------------------------------------------------------------------------------
 # A number that stands alone: not part of a word, a version, a decimal, a percentage or a thousands group.
 _NUM = r"(?<![\w.,])(\d+(?:\.\d+)?)(?![\d]|\.\d|,\d|\s*%)"
-_LABEL = (r"(?:overall\s+|final\s+|total\s+)?(?:score|rating|difficulty(?:\s+level)?|quality|accuracy|grade|"
-          r"evaluation|점수|난이도|평가|정확도|품질|총점|최종\s*점수|종합\s*점수)")
+# "Complexity" and "복잡도" name the difficulty too: the evolution prompts speak of making a prompt more complex,
+# so a scorer labels its difficulty that way ("Complexity: 4").
+_LABEL = (r"(?:overall\s+|final\s+|total\s+)?(?:score|rating|difficulty(?:\s+level)?|complexity(?:\s+level)?|quality|"
+          r"accuracy|grade|evaluation|점수|난이도|복잡도|평가|정확도|품질|총점|최종\s*점수|종합\s*점수)")
 _DENOM = r"(\d+)\s*점?"
 # The reply's first line holding a lone value: "7", "7.", "Score: 7", "Accuracy (0-5): 4", "**8**" (markdown
 # is already gone), "[[7]]", "7/10", "7점", "난이도: 7점", "평가: 7점 (10점 만점)", "3 - a simple question".
@@ -373,6 +395,21 @@ def _score_from_json(obj: dict, low: float, high: float) -> float | None:
     return _in_range(_number(value), low, high)
 
 
+# A lone value may be spelled out ("Five.", "Score: seven", "다섯"): a number word standing alone on the line,
+# with at most a label before it, is that number. Only alone - inside a sentence "one" is a pronoun ("the
+# second one") and "ten" may be part of a phrase - so a word is never read out of running text.
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten".split())}
+_NUMBER_WORDS.update({w: str(i) for i, w in enumerate("하나 둘 셋 넷 다섯 여섯 일곱 여덟 아홉 열".split(), 1)})
+_WORD_LINE = re.compile(r"^(\s*(?:#+\s*)?(?:" + _LABEL + r"\s*(?:\([^)]*\))?\s*(?:[:=：-]|is|은|는)?\s*)?)("
+                        + "|".join(_NUMBER_WORDS) + r")(?![a-z가-힣])(\s*[.!]?\s*)$", re.I)
+
+
+def _spelled_out(line: str) -> str:
+    m = _WORD_LINE.match(line)
+    return m.group(1) + _NUMBER_WORDS[m.group(2).lower()] + m.group(3) if m else line
+
+
 def _first_line_value(text: str, high: float) -> tuple[bool, float | None]:
     """(found, value) for a lone value on the first line that says something (a label-only line such as
     "## Score:" joins the next). A denominator other than the scale's top makes the value unreadable."""
@@ -381,6 +418,7 @@ def _first_line_value(text: str, high: float) -> tuple[bool, float | None]:
         lines = lines[1:]
     if not lines:
         return False, None
+    lines[0] = _spelled_out(lines[0])
     m = _LONE.match(lines[0])
     if not m:
         # A short verbal grade before the value does not hide it: "Easy. 1", "Hard! 8", "Moderate: 5" (the
@@ -803,6 +841,10 @@ _PREAMBLE = re.compile(
     re.I,
 )
 _TRAILER = re.compile(
+    # Another "#Section#:" marker after the rewrite ("#Explanation#:", "#설명#:", "#Reasoning#:"): the prompt's
+    # own format marks sections with "#...#", so the model marks its next section the same way, and only
+    # "#Input#" (split off later) belongs to the rewrite. Whatever the section is called, it is not the prompt.
+    r"\n\s*(?:\*\*)?#(?!\s*(?:input|입력)\s*#)[^#\n]{1,40}#\s*(?:\*\*)?\s*[:：].*\Z|"
     # "Explanation:" / "Note:" (with the colon: "Note that the answer must rhyme." is part of the instruction).
     # A note mark before the label ("※ 참고:", "† Note:") marks it as a note all the more.
     r"\n\s*(?:[※†▶]\s*)?(?:\*\*)?(?:(?:explanation|notes?|rationale|changes made|설명|참고|변경\s*사항)(?:\s*\*\*)?\s*[:：]|"
