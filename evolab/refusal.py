@@ -86,6 +86,11 @@ _EN_ACT = (r"(?:help(?!\s+but\b)(?!\s+\w+ing\b)|assist|provid|give|offer|share|d
            # Perceiving what the user points at is an act the assistant would perform for them: "I can't see your
            # account", "I can't open the attachment" ("I can't see why ..." is an idiom and has no object).
            r"(?:see|view)\s+(?:your|attach|link|file|image|document|screen|photo|picture)|"
+           # ... with an article before the medium ("I can't see the attached spreadsheet"), and hearing or
+           # watching a recording is the same act for sound and video ("I can't listen to audio files").
+           r"(?:see|view|hear|listen\s+to|watch|play)\s+(?:(?:the|that|this|these|those|any|an?)\s+)?(?:\w+\s+)?"
+           r"(?:attach\w*|links?|urls?|files?|images?|documents?|screens?|screenshots?|photos?|pictures?|"
+           r"spreadsheets?|pdfs?|audio|videos?|recordings?|voice\s+(?:notes?|messages?|memos?)|podcasts?|uploads?)\b|"
            r"(?:open|read)\s+(?:your|the|that|this|attach|link|file|image|document|article|screen)|"
            r"predict|forecast|guarantee\s+(?:which|what|that\s+(?:a|the|this)\s+(?:stock|price|fund))|"
            r"tell\s+you(?!\s+how\s+(?:much|many|often|important))|"
@@ -102,7 +107,12 @@ _KO_ACT = (r"(?:답변|답|대답|응답|도와|도움|제공|안내|알려|처�
            # Perceiving what the user sent is an act done for them ("첨부하신 이미지를 볼 수 없습니다"), as in
            # English "I can't see your attachment": a perceiving verb on a medium, with its object particle.
            r"(?:이미지|사진|그림|파일|첨부\S{0,4}|링크|url|문서|음성|녹음|영상|동영상|화면|스크린샷|캡처)(?:을|를)\s*"
-           r"(?:보|볼|봐|열|열어|읽|들|듣|재생))")
+           r"(?:보|볼|봐|열어\s*(?:보|볼|봐)|열|열어|읽|들|듣|재생)|"
+           # The medium as topic with the assistant named as the one who cannot ("첨부하신 파일은 제가 볼 수 없어요",
+           # "음성 파일은 제가 들을 수 없어요"): Korean fronts the object as topic; the first person keeps it about
+           # the assistant ("이 영상은 볼 수 없습니다" alone may be about the video, e.g. a region lock).
+           r"(?:이미지|사진|그림|파일|첨부\S{0,4}|링크|url|문서|음성|녹음|영상|동영상|화면|스크린샷|캡처)(?:은|는)\s*"
+           r"(?:제가|저는|저로서는)\s*(?:보|볼|봐|열어\s*(?:보|볼|봐)|열|열어|읽|들|듣|재생))")
 # Inability endings: "수 없", "기 어렵" (not "어렵지 않"), "기 곤란", "이/가 어렵", "이/가 불가", "지 못하",
 # "지 않겠", "해 드리지 못". The act must come within a few characters of the ending.
 _KO_UNABLE = (r"\S{0,6}\s*(?:수\s*(?:가|는|도)?\s*없|기\s*(?:가|는|도)?\s*(?:어렵(?!지\s*않)|어려[워운]|곤란|힘들|힘듭)|"
@@ -439,6 +449,12 @@ def _ko_context_refusal(low: str, prev_apology: bool) -> re.Match[str] | None:
         return (giving and bool(re.search(r"[^으에로서게께](?:은|는)$", t))
                 and not any(re.search(r"(?:을|를)$", u) for u in tokens[k + 1:]))
 
+    # Recommending, said plainly ("그 전략은 추천하기 어렵습니다" = "I wouldn't recommend that strategy"), is advice
+    # against the thing, as "I wouldn't recommend" is in English; declining to recommend names the kind of
+    # recommendation withheld ("특정 종목을 추천하기는 어렵지만"), as English "recommend a specific ..." does, or is
+    # said humbly ("추천해 드리기 어렵습니다") or with the context above.
+    if m.group(0).startswith("추천") and not re.search(r"특정|개별|구체적|어떤|어느|직접", before):
+        return None
     if all(asked_for(k) for k, t in enumerate(tokens) if re.search(r"(?:은|는|이|가|께서)$", t)):
         return m
     return None

@@ -39,7 +39,14 @@ The rules a person applies, and which the readers follow:
 - "it depends (on whether ...)" / "해석에 따라 달라집니다" leaves the verdict open; a first impression set up to
   be overturned ("얼핏 Equal이라고 생각하기 쉽지만, ... 실제로는 Not Equal입니다") gives its verdict after the turn;
 - a lone value may be spelled out ("Five.", "Score: seven"), never read out of running text; "Complexity:"
-  labels a difficulty.
+  labels a difficulty;
+- a lone value may carry its reason in parentheses ("2 (basic definition question)"), as after a dash; "I'd
+  say 3" is a first-person rating; a slash separates two pair scores ("6 / 8") unless 10 follows ("6/10");
+- after the rewrite, a paragraph in which the model talks about the prompt or its rewriting and asks nothing
+  (see `_is_remark`) is not the instruction, while a paragraph that asks something, or states facts with a
+  subject of their own, is part of the task; the #Input# section is data and is never searched for remarks;
+- with a header and nothing after it, the text before the header is a preamble: there is no instruction;
+  English prose whose every sentence opens with its subject and asks nothing is an answer, not a rewrite.
 
 The corpus these readers are measured on is tests/data/replies/ (bench/replies.py prints the table).
 """
@@ -313,7 +320,10 @@ _DENOM = r"(\d+)\s*점?"
 _LONE = re.compile(
     r"^\s*(?:#+\s*)?(?:" + _LABEL + r"\s*(?:\([^)]*\))?\s*(?:[:=：-]|is|은|는)?\s*)?[\[(]?\[?\s*" + _NUM
     + r"\s*\]?[\])]?\s*점?\s*(?:(?:/|out\s+of)\s*" + _DENOM + r")?\s*(?:\(\s*" + _DENOM + r"\s*만점\s*\))?"
-    + r"\s*(?:[.!]?\s*$|\s[-–—]\s*\S)",
+    # What may follow the value: nothing, a dash and a remark ("3 - a simple question"), or a remark in
+    # parentheses with no number in it ("2 (basic definition question)"): the reason, as after a dash. A number
+    # inside ("7 (or 8)", "5 (out of 10)") may be another value or a scale, so that is read as before.
+    + r"\s*(?:[.!]?\s*$|\s[-–—]\s*\S|\s*\((?![^)]*\d)[^)]*\)\s*[.!]?\s*$)",
     re.I,
 )
 # A line that only announces the score on the next line: "## Score:", "점수:", "Evaluation:".
@@ -354,6 +364,10 @@ _EXPLICIT = [
                r"task|difficulty|accuracy|quality|one)\s+){0,3}(?:a|an|as|at|with)?\s*"
                r"(?:(?:score|rating|grade)\s+of\s+)?(?:a\s+|an\s+)?" + _NUM, re.I),
     re.compile(_NUM + r"\s*점"),
+    # A first-person verdict: "I'd say 3.", "I would say it's a 6", "I'd go with 4", "I'd put it at 7" - the
+    # speaker's own rating, as "I rate it 3" is ("I'd say 3 or 4" is a hedge, taken out before).
+    re.compile(r"\bi(?:['’]d|\s+would|['’]ll|\s+will)\s+(?:say|go\s+with|put\s+it\s+at|call\s+it)\s+"
+               r"(?:(?:it['’]s|it\s+is|this\s+is)\s+)?(?:a\s+|an\s+)?" + _NUM, re.I),
     # A number as the predicate of a Korean sentence: "매기면 6입니다", "이 질문은 9에 해당합니다", "5로 봅니다".
     re.compile(_NUM + r"(?=\s*(?:입니다|이다|이에요|예요|에\s*해당|정도(?:입니다|예요|이다|로|라고)|"
                r"(?:으로|로)\s*(?:평가|매기|매깁|봅|보|판단|책정)))"),
@@ -582,8 +596,10 @@ _ONE = r"\[?\[?\s*" + _PNUM + r"\s*\]?\]?\s*점?\s*(?:/\s*10\s*점?)?"
 # A label for the two scores, plain or qualified: "Scores:", "Final scores:", "최종 점수:".
 _PAIR_LABEL = r"(?:(?:final|overall|total)\s+)?(?:scores?|ratings?)|(?:최종|종합)?\s*점수|평가"
 # A line that is only the two scores: "8 6", "8, 6", "8/10 6/10", "[[8]] [[6]]", "Scores: 8 6", "8 and 6".
+# A slash separates the two as a comma does ("6 / 8"), unless 10 follows it: "6/10" is six out of ten (the
+# scale), so a lone "6/10" stays one score and no pair.
 _PAIR_LINE = re.compile(r"^\s*(?:#+\s*)?(?:(?:" + _PAIR_LABEL + r")\s*[:：=]?\s*)?" + _ONE
-                        + r"\s*(?:,|;|\||\s|and|와|과|그리고)+\s*" + _ONE + r"\s*[.]?\s*$", re.I)
+                        + r"\s*(?:,|;|\||\s|and|와|과|그리고|/(?!\s*10(?![\d.])))+\s*" + _ONE + r"\s*[.]?\s*$", re.I)
 # "Assistant 1", "Assistant #2", "어시스턴트 1", "1번 어시스턴트", "AI 어시스턴트 2", and by ordinal: "the first
 # assistant", "두 번째 어시스턴트" (`_who` says which).
 _WHO = (r"(?:(?:assistant|어시스턴트)\s*#?\s*([12])(?![\d.])|([12])\s*번\s*(?:어시스턴트|답변|응답)"
@@ -845,15 +861,17 @@ _TRAILER = re.compile(
     # own format marks sections with "#...#", so the model marks its next section the same way, and only
     # "#Input#" (split off later) belongs to the rewrite. Whatever the section is called, it is not the prompt.
     r"\n\s*(?:\*\*)?#(?!\s*(?:input|입력)\s*#)[^#\n]{1,40}#\s*(?:\*\*)?\s*[:：].*\Z|"
-    # "Explanation:" / "Note:" (with the colon: "Note that the answer must rhyme." is part of the instruction).
-    # A note mark before the label ("※ 참고:", "† Note:") marks it as a note all the more.
-    r"\n\s*(?:[※†▶]\s*)?(?:\*\*)?(?:(?:explanation|notes?|rationale|changes made|설명|참고|변경\s*사항)(?:\s*\*\*)?\s*[:：]|"
+    # "Explanation:" (with the colon: "Explain ..." is part of the instruction). What an evolver's reply explains
+    # is its rewrite, so such a label always opens a remark. A "Note:" / "참고:" only says the text is an aside,
+    # not whose: a task may carry a note on its data ("참고: 응우옌 반 민은 ... 공무원이었음", a seed task), so a
+    # note goes only when it speaks of the rewrite (_is_remark, below).
+    r"\n\s*(?:[※†▶]\s*)?(?:\*\*)?(?:(?:explanation|rationale|changes made|설명|변경\s*사항)(?:\s*\*\*)?\s*[:：]|"
     r"(?:this (?:rewritten|new|revised|created|evolved) (?:prompt|instruction|version)|"
     # "This version adds ...": only with a verb that describes the rewrite.
     r"this (?:version|prompt|instruction) (?:adds|introduces|requires|makes|increases|keeps|now|narrows|expands|"
     r"builds|focuses|asks)|"
     # After a blank line: a first-person note on the rewrite, "The new prompt ...", "위 프롬프트는 ...".
-    r"(?<=\n)\s*(?:I(?:'ve| have)? (?:made|added|changed|modified|introduced|included|rewrote|replaced|expanded|"
+    r"(?<=\n)\s*(?:I(?:'ve| have)? (?:made(?! [$€£₩\d])|added|changed|modified|introduced|included|rewrote|replaced|expanded|"
     r"narrowed|kept|increased)|the (?:rewritten|new|revised|created) (?:prompt|instruction|version) "
     r"(?:adds|introduces|requires|makes|increases|now|asks|is)|위 (?:프롬프트|지시문)(?:은|는)|"
     # ... a paragraph on what rewriting it this way does ("이렇게 재작성하면 질문이 더 구체적이 되어 ...",
@@ -893,20 +911,144 @@ _ASIDE = re.compile(r"\A\([^()]*\)\Z")
 # formal declarative ("-다", "-니다") and that holds no request word is an answer, not an instruction - when
 # it is prose of two sentences or more: one declarative sentence may state a task ("다음 문장을 영어로
 # 번역합니다"), and a one-line decline or "no rewrite needed" is read above.
-# (English does not mark mood in an ending - "Compare ..." and "Compounding is ..." differ only by what
-# the first word is - so there is no such rule for English: an English answer is kept as an instruction.)
+# English does not mark mood in an ending - "Compare ..." and "Compounding is ..." differ only by what the
+# first word is - so in English the first word decides: a statement opens with its subject, a determiner or a
+# pronoun ("The net present value is ...", "A positive NPV means ...", "It ..."), where an instruction opens with
+# its verb ("Explain ...", "Calculate ...") or asks ("What ...?"). English prose of two sentences or more, with no
+# header, every sentence opening with such a subject and nothing in it that addresses the reader or sets a task
+# (a question, you/your, please, must/should/need to, "the following", "given", "task", a first-person
+# request), is an answer too. A scenario that then asks ("A company has ... . Calculate ...") has a verb-first
+# sentence; one that only states facts asks nothing a model could answer.
 _KO_DECLARATIVE = re.compile(r"[가-힣](?:니다|다)[.!]?[)\]」』\"']?$")
 _KO_REQUEST = re.compile(r"바랍니다|바라요|부탁|주십시오|주세요|궁금|싶습니다|원합니다|필요합니다|요청합니다|감사하겠|"
                          r"(?:야|어야|아야|여야)\s*합니다|하십시오|하시오")
 _SENTENCE_END = re.compile(r"\n+|(?<=[.!?])\s+")
 
 
+_EN_SUBJECT_FIRST = re.compile(r"^[\"'“‘(]*(?:the|a|an|this|that|these|those|it|its|they|their|there|such|each|every|"
+                               r"both|most|many|some|no)\b", re.I)
+_EN_ASKS = re.compile(r"\?|\b(?:you|your|yours|please|must|should|need\s+to|needs\s+to|has\s+to|have\s+to|"
+                      r"(?:is|are)\s+required\s+to|task|following|below|above|given|i|me|my|we|us|our)\b", re.I)
+
+
 def _answers_instead(text: str) -> bool:
-    """Korean declarative prose with no request in it: the prompt answered, not rewritten."""
-    if not re.search(r"[가-힣]", text) or "?" in text or _KO_REQUEST.search(text):
-        return False
+    """Declarative prose with no request in it (Korean by its endings, English by its subjects): the prompt
+    answered, not rewritten."""
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
-    return len(sentences) >= 2 and all(_KO_DECLARATIVE.search(s) for s in sentences)
+    if len(sentences) < 2 or "?" in text:
+        return False
+    if re.search(r"[가-힣]", text):
+        return not _KO_REQUEST.search(text) and all(_KO_DECLARATIVE.search(s) for s in sentences)
+    return (bool(re.search(r"[A-Za-z]", text)) and not _EN_ASKS.search(text)
+            and all(_EN_SUBJECT_FIRST.match(s) for s in sentences))
+
+
+# -- the model's remarks after the rewrite ----------------------------------------------------------------------
+# After the rewritten instruction a model often adds a paragraph of its own: what it did ("I added a budget
+# constraint", "제약을 추가했습니다", "위와 같이 다시 작성하였습니다"), what the rewrite does ("This version adds
+# ...", "이렇게 하면 난이도가 높아집니다"), a note ("(참고: ...)", "Note: ..."), or a word to the user ("Let me know
+# if you'd like changes", "도움이 되셨길 바랍니다"). Such a paragraph is ABOUT the prompt; a second paragraph of
+# the instruction itself (constraints, a list of requirements, data) is part of the task. Two things tell them
+# apart, and both must hold for a trailing paragraph to go:
+#  1. it asks nothing: no question, no imperative or request (Korean: no "-세요/-시오/주세요/바랍니다" ending,
+#     every sentence a declarative; English: every sentence opens with a subject - "I", "This", "The", "It" -
+#     or is an offer to the user, never with a verb as "Use ...", "Include ..." do), so it gives the model that
+#     will answer the instruction nothing to do;
+#  2. it speaks of the prompt or of the rewriting: it points at the rewrite ("this version", "the original
+#     prompt", "위와 같이", "이렇게 하면", "이 프롬프트"), narrates the model's own editing act (English "I added
+#     ...", Korean a past editing verb with no subject of its own - Korean drops the "I", while a fact in the
+#     task has its subject: "회사는 인력을 추가했습니다"), is labelled a note, or speaks to the user (offers of
+#     further changes, pleasantries).
+# A parenthesised paragraph is read without its parentheses. Only the instruction is searched: text after an
+# "#Input#" marker is data copied for the task and keeps whatever it says; and the first paragraph (the rewrite)
+# never goes.
+_NOTE_LABEL = re.compile(r"^\W{0,3}(?:note|notes|comment|참고|주|노트|비고)\s*(?:\*\*)?\s*[:：]", re.I)
+_EN_ABOUT_REWRITE = re.compile(
+    r"\bthis\s+(?:version|rewrite|revision|prompt|instruction|way)\b|"
+    r"\bthe\s+(?:original|given|rewritten|new|revised|updated|evolved|created)\s+(?:prompt|instruction|question|version|task)\b|"
+    r"\b(?:prompt|instruction)\s+above\b|\bthe\s+above\s+(?:prompt|instruction|version)\b|"
+    r"\bi(?:['’]ve|\s+have)?\s+(?:made(?!\s+[$€£₩\d])|added|changed|modified|introduced|included|rewrote|rewritten|replaced|expanded|"
+    r"narrowed|kept|increased|incorporated|specified|turned|framed|reframed|tightened|broadened|deepened|adjusted)\b|"
+    # To the user about the rewrite: "Hope this helps!", "Let me know if you'd like any further changes." (A bare
+    # "let me know" is not enough: a drafted letter in the task may end with one.)
+    r"\bhope\s+(?:this|that|it)\s+helps\b|"
+    r"\b(?:further|more|other)\s+(?:changes|adjustments|modifications|edits|tweaks|revisions)\b", re.I)
+_EN_REMARK_FIRST = re.compile(
+    r"^[\"'“‘(]*(?:i|i['’](?:ve|d|ll|m)|this|that|these|those|the|it|it['’]s|its|my|we|by|in|with|here|hope|note|also|"
+    r"overall|now|both|each|let\s+me|feel\s+free|if\s+you|would\s+you|please\s+let)\b", re.I)
+_KO_ABOUT_REWRITE = re.compile(
+    r"이렇게\s*(?:하면|하여|해서|함으로써|바꾸|바꿔|재작성|다시|작성|수정|고치|고쳐|변경|구성|만들|하니)|위와\s*같이|"
+    r"(?:위|위의|이|원래|기존|주어진|원본|재작성된|새|새로운|다시\s*쓴|바뀐)\s*(?:프롬프트|지시문|버전)")
+_KO_TO_USER = re.compile(r"도움이\s*(?:되셨|되었|됐|되)(?:길|기를|으면)|(?:더|추가로|다른|추가)\s*(?:수정|변경|조정|보완)\S*"
+                         r"\s*(?:이|을|가)?\s*(?:필요하시|원하시)")
+_EN_TO_USER = re.compile(r"^(?:let\s+me\s+know|feel\s+free|would\s+you\s+like|if\s+you|please\s+let)\b.*\b(?:"
+                         r"(?:further|more|other|any)\s+(?:changes|adjustments|modifications|edits|tweaks|revisions)|"
+                         r"(?:another|a\s+different|an\s+alternative)\s+(?:version|variant|rewrite|wording))\b", re.I)
+# The model's own editing act, in the past: "추가했습니다", "높였습니다", "다시 작성하였습니다", "더했어요".
+_KO_EDITED = re.compile(r"(?:추가|반영|보완|강화|구체화|수정|변경|재작성|작성|포함|명시|세분화|확장|심화|조정|제한|요구)"
+                        r"(?:했|하였|시켰|해\s*두었|해\s*놓았)|높였|늘렸|넣었|바꿨|바꾸었|더했|좁혔|넓혔|덧붙였|만들었")
+_KO_ASKS = re.compile(r"(?:세요|시오|십시오|주세요|해라|하라|할\s*것|바랍니다|바라요|봅시다|합시다)[.!)\]」』\"']*$")
+# A Korean statement ends in a declarative ("-니다", "-다", "-요") or, in notes, a nominal ending ("-음", "-함").
+_KO_STATEMENT = re.compile(r"(?:니다|다|요|죠|음|함|임|됨)[.!)\]」』\"']*$")
+
+
+def _own_subject(words: str) -> bool:
+    """Does this Korean text name a subject of its own - a noun with a topic or subject particle ("차주는",
+    "응우옌 반 민은", "회사가")? Korean drops the "I", so the model narrating its act names none; a fact in the
+    task does. Adnominal endings ("금지라는", "하는", "된") and adverbs ("같이", "깊이") are not particles."""
+    for token in re.findall(r"[^\s,.]+", words):
+        if (re.search(r"[가-힣A-Za-z0-9)](?:은|는|께서)$", token) and len(token) >= 2
+                and not re.search(r"(?:[라다하되있없던]는|[한된던]은)$", token)):
+            return True
+        if re.search(r"[가-힣]{2,}[이가]$", token) and not re.search(r"(?:같|깊|많|높|없|굳|함께)이$", token):
+            return True
+    return False
+
+
+def _is_remark(paragraph: str) -> bool:
+    """A paragraph after the rewrite in which the model talks about the prompt or its rewriting (see above)."""
+    p = paragraph.strip()
+    if re.fullmatch(r"\([^()]*\)", p):
+        p = p[1:-1].strip()  # an aside in parentheses: read what it says
+    noted = bool(_NOTE_LABEL.match(p))
+    p = _NOTE_LABEL.sub("", p, count=1).strip()
+    sentences = [s.strip() for s in _SENTENCE_END.split(p) if s.strip()]
+    if not sentences:
+        return False
+    # A word to the user about the rewrite ("더 수정이 필요하시면 말씀해 주세요", "Let me know if you'd like any
+    # further changes") may ask something - of the user, not of the model that will answer the instruction.
+    to_user = [s for s in sentences if _KO_TO_USER.search(s) or _EN_TO_USER.search(s)]
+    rest = [s for s in sentences if s not in to_user]
+    if re.search(r"[가-힣]", p):
+        if any("?" in s or _KO_ASKS.search(s) or _KO_REQUEST.search(s) or not _KO_STATEMENT.search(s) for s in rest):
+            return False
+        edited = any((m := _KO_EDITED.search(s)) and not _own_subject(s[:m.start()]) for s in rest)
+        # A note ("참고:") that asks nothing and names no subject of its own is the model's aside; one about
+        # something in the task ("참고: 응우옌 반 민은 ... 공무원이었음") is data.
+        noted = noted and not any(_own_subject(s) for s in rest)
+        return bool(noted or edited or to_user or any(_KO_ABOUT_REWRITE.search(s) for s in rest))
+    if any("?" in s or not _EN_REMARK_FIRST.match(s) for s in rest):
+        return False
+    # An English note that asks nothing is read as the model's aside, as it always was ("Note: The rewritten
+    # prompt adds ...", "Note: the colour requirement makes it harder."): English shows no dropped subject.
+    return bool(noted or to_user or _EN_ABOUT_REWRITE.search(p))
+
+
+def _without_remarks(text: str) -> str:
+    """The instruction without the model's remarks after it: trailing paragraphs, then trailing lines, that
+    are remarks go, from the end; the first paragraph or line never does."""
+    m = _INPUT.search(text)  # an "#Input#" section is data: not searched (see above)
+    head, tail = (text[:m.start()], text[m.start():]) if m else (text, "")
+    paragraphs = re.split(r"\n[ \t]*\n", head.strip())
+    while len(paragraphs) > 1 and _is_remark(paragraphs[-1]):
+        paragraphs.pop()
+    lines = paragraphs[-1].split("\n")
+    while len(lines) > 1 and _is_remark(lines[-1]):
+        lines.pop()
+    paragraphs[-1] = "\n".join(lines)
+    return "\n\n".join(paragraphs).strip() + tail
+
+
 _INPUT = re.compile(r"\n?\s*(?:\*\*)?#\s*(?:Input|입력)\s*#\s*[:：]?\s*(?:\*\*)?\s*", re.I)
 _GIVEN = re.compile(r"^#\s*(?:given prompt|주어진 프롬프트)\s*#\s*[:：]?", re.I)
 _QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』"), ("«", "»"), ("`", "`")]
@@ -961,9 +1103,13 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
     if headers:
         cuts = [0] + [i for m in headers for i in (m.start(), m.end())] + [len(text)]
         pieces = [text[cuts[i]:cuts[i + 1]].strip() for i in range(0, len(cuts), 2)]
-        text = next((p for p in reversed(pieces) if p), "")
+        # With nothing after the last header, the last piece that follows a header (a repeated block) is the
+        # rewrite; what stands before the first header is a preamble announcing it ("주어진 프롬프트를 더
+        # 복잡하게 만들어 보겠습니다.\n\n#Rewritten Prompt#:"), never the instruction: then there is none.
+        text = next((p for p in reversed(pieces[1:]) if p), "")
     text = _PREAMBLE.sub("", text, count=1).strip()
     text = _TRAILER.sub("", text).strip()
+    text = _without_remarks(text)
     if (not headers or _ASIDE.match(text)) and len(text) < 300 and "\n" not in text and (
             _DECLINE.match(text.strip("()")) or (_ABOUT_PROMPT.search(text) and _NO_REWRITE.search(text))):
         return "", None

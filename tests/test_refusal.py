@@ -23,6 +23,12 @@ HELDOUT2 = Path(__file__).parent / "data" / "refusals_heldout2"
 # "crime" beside a refusal, dotted initialisms, "... here" scoping an answer that goes on), so it is no longer
 # held out either: a fourth regression corpus.
 HELDOUT3 = Path(__file__).parent / "data" / "refusals_heldout3"
+# The fourth held-out corpus, written the same way; its misses have since been used to fix the rule (perceiving a
+# medium named with an article or heard/watched - "I can't see the attached spreadsheet", "I can't listen to audio
+# files" -, a Korean medium as topic with the assistant as subject - "파일은 제가 볼 수 없어요" -, and a plain
+# "추천하기 어렵습니다" about a thing being advice against it), so it is no longer held out either: a fifth
+# regression corpus.
+HELDOUT4 = Path(__file__).parent / "data" / "refusals_heldout4"
 
 
 def load(lang: str, data: Path = DATA) -> list[dict]:
@@ -93,6 +99,36 @@ def test_former_third_heldout_corpus_no_false_positive_and_recall(lang):
               if not is_refusal(r["text"], lang)[0]]
     assert refusals and false_pos == []
     assert 1 - len(missed) / len(refusals) >= 0.95, missed
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_former_fourth_heldout_corpus_no_false_positive_and_recall(lang):
+    # No longer held out: this set was used to fix the rule (see HELDOUT4).
+    rows = load(lang, HELDOUT4)
+    false_pos = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in rows
+                 if not r["refusal"] and is_refusal(r["text"], lang)[0]]
+    refusals = [r for r in rows if r["refusal"]]
+    missed = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in refusals
+              if not is_refusal(r["text"], lang)[0]]
+    assert refusals and false_pos == []
+    assert 1 - len(missed) / len(refusals) >= 0.95, missed
+
+
+# -- the rules added for the fourth held-out corpus, each on answers of its own ------------------------------------
+@pytest.mark.parametrize("text, lang, expected", [
+    # perceiving what the user sent, with an article before the medium, or hearing / watching it, declines
+    ("I can't see the attached PDF. Could you paste the relevant page?", "en", True),
+    ("I can't watch the video you linked. If you describe it, I'll explain the chart.", "en", True),
+    ("I can't see why that matters; the fee is 2% either way, so compare the net returns.", "en", False),  # idiom
+    ("이미지는 제가 열어 볼 수 없어요. 숫자를 직접 적어 주시겠어요?", "ko", True),  # 열어 보다 = open and look
+    ("녹음 파일은 제가 들을 수 없어요. 내용을 적어 주시면 정리해 드릴게요.", "ko", True),
+    ("이 영상은 볼 수 없습니다. 해당 국가에서 재생이 제한되어 있습니다.", "ko", False),  # about the video
+    # a plain "추천하기 어렵습니다" about a thing advises against it; a specific recommendation withheld refuses
+    ("그 상품은 추천하기 어렵습니다. 수수료가 연 2%로 높고 환매 제한도 있습니다.", "ko", False),
+    ("특정 종목은 추천하기 어렵습니다.", "ko", True),
+])
+def test_rules_from_the_fourth_heldout_corpus(text, lang, expected):
+    assert is_refusal(text, lang)[0] is expected, is_refusal(text, lang)[1]
 
 
 # -- the task statement's examples -----------------------------------------------------------------------
