@@ -2,11 +2,15 @@
 or step it one round at a time and inspect each round."""
 from __future__ import annotations
 
+import json
+import time
+
 import streamlit as st
 
 import app_common
 from evolab import app_support, pipeline, worker
 from evolab.estimate import estimate_run
+from evolab.llm.ratelimit import describe as describe_limits
 from evolab.schema import RunConfig
 
 db = app_common.store()
@@ -127,6 +131,8 @@ with run_col:
     cfg: RunConfig = run["config"]
     st.caption(f"{len(run['seeds'])} seeds · {cfg.rounds} rounds · fan-out {cfg.fanout} · model {cfg.model} at "
                f"{cfg.base_url or 'the embedded local model'} · concurrency {cfg.concurrency}"
+               + (f" · at most {cfg.rpm:,} requests/min" if cfg.rpm else "")
+               + (f" · at most {cfg.tpm:,} tokens/min" if cfg.tpm else "")
                + (f" · budget ${cfg.budget_usd:g}" if cfg.budget_usd else "")
                + (f" · budget {cfg.budget_tokens:,} tokens" if cfg.budget_tokens else "")
                + f" · random seed {cfg.random_seed}")
@@ -164,6 +170,13 @@ with run_col:
         m[2].metric("Cost", f"${info['cost_usd']:.4f}", help=None if info["price_known"] else
                     "Some calls used a model without a known price (counted as $0).")
         m[3].metric("Deepest round", f"{info['max_round']} of {info['rounds']}")
+        # The rate limiter's numbers, which the engine keeps in the store every 2 s while it runs.
+        limits = json.loads(db.get_meta(f"ratelimit|{run_id}") or "null")
+        if limits and running and time.time() - limits.get("at", 0) < 30:
+            st.caption(f"Rate: {describe_limits(limits)}"
+                       + (f" · {limits['rate_limited']} answers were 429/503" if limits.get("rate_limited") else ""))
+        elif limits:
+            st.caption(f"Last rate while running: {describe_limits(limits)}")
         if info["by_rule"]:
             st.markdown("**Eliminated or failed, by rule**")
             st.dataframe(app_support.counts_frame(info["by_rule"], "rule"), hide_index=True)

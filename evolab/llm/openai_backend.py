@@ -148,6 +148,7 @@ class OpenAICompatibleBackend:
             # The limiter retries these itself, after a pause every call waits out; the openai client would
             # retry each one on its own schedule, walking into the same full server again.
             response.headers["x-should-retry"] = "false"
+            limiter.pause(parse_retry_after(response.headers))
         limiter.observe_headers(response.headers)
 
     async def _create(self, client: Any, *, temperature: float, max_tokens: int, reasoning_max_tokens: int | None = None,

@@ -1,0 +1,396 @@
+"""Rate limits: header parsing, the request and token buckets, AIMD concurrency, runs against a rate-limited
+stub with and without headers, --rpm/--tpm caps measured at the stub, and no stall when a run is stopped."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, STUB_KEY_ENV, openai_backend_for
+from evolab import pipeline
+from evolab.llm.client import LLMClient
+from evolab.llm.ratelimit import (Bucket, CallsStopped, HeaderLimit, RateLimiter, describe, estimate_prompt_tokens,
+                                  parse_duration, parse_retry_after, read_ratelimit_headers)
+from evolab.llm.stub_server import StubServer, format_reset
+from evolab.schema import RunConfig, Seed
+from evolab.store import Store
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def ask_many(client: LLMClient, n: int, max_tokens: int = 16):
+    async def go():
+        try:
+            return await asyncio.gather(*[
+                client.complete([{"role": "user", "content": f"Question {i}?"}], purpose="respond",
+                                max_tokens=max_tokens) for i in range(n)], return_exceptions=True)
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+# -- reading headers ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, seconds", [
+    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1m30.5s", 90.5), ("2h3m4s", 7384.0), ("0.5", 0.5),
+    ("7.66s", 7.66), ("2m59.56s", 179.56), ("0s", 0.0), (" 1s ", 1.0),
+])
+def test_reset_durations_in_openai_format(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [None, "", "soon", "5x", "1s2", "-1", "m1s", "inf"])
+def test_unreadable_durations_are_none(text):
+    assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize("seconds", [0.02, 0.5, 1.5, 59.9, 60.0, 90.5, 3725.0])
+def test_the_stub_writes_resets_the_parser_reads(seconds):
+    assert parse_duration(format_reset(seconds)) == pytest.approx(seconds, abs=0.001)
+
+
+def test_retry_after_prefers_milliseconds_then_seconds_then_a_date():
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(30, abs=1.5)
+    assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after": "whenever"}) is None
+
+
+def test_ratelimit_headers_for_requests_and_tokens():
+    found = read_ratelimit_headers({
+        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-reset-requests": "120ms", "x-ratelimit-limit-tokens": "200000",
+        "x-ratelimit-remaining-tokens": "199000", "x-ratelimit-reset-tokens": "300ms"})
+    assert found["requests"] == HeaderLimit(500, 499, 0.12)
+    assert found["tokens"] == HeaderLimit(200000, 199000, 0.3)
+    assert read_ratelimit_headers({"x-ratelimit-limit-requests": "500"}) == {}  # no remaining: nothing to go by
+    assert read_ratelimit_headers({"content-type": "application/json"}) == {}
+
+
+def test_prompt_estimate_is_cheap_and_errs_high():
+    from evolab.llm.pricing import count_message_tokens
+    messages = [{"role": "user", "content": "Rewrite the prompt below so that it is harder to answer. " * 10},
+                {"role": "user", "content": "피보나치 수열을 설명하고 예를 드세요. " * 10}]
+    assert estimate_prompt_tokens(messages) >= count_message_tokens(messages, "gpt-4o-mini")
+
+
+# -- buckets ---------------------------------------------------------------------------------------------
+def test_user_cap_bucket_paces_and_lets_a_call_bigger_than_itself_through():
+    clock = Clock()
+    b = Bucket("rpm", per_minute=600, clock=clock)  # 10 a second, holds one second's worth
+    for _ in range(10):
+        assert b.wait_s(1, clock()) == 0
+        b.take(1)
+    assert b.wait_s(1, clock()) == pytest.approx(0.1)
+    clock.t += 0.1
+    assert b.wait_s(1, clock()) == 0
+    # A call of 25 units in a bucket of 10: it waits until the bucket is full, then goes into debt.
+    tokens = Bucket("tpm", per_minute=600, clock=clock)
+    tokens.take(5)
+    assert tokens.wait_s(25, clock()) == pytest.approx(0.5)
+    clock.t += 0.5
+    assert tokens.wait_s(25, clock()) == 0
+    tokens.take(25)
+    assert tokens.wait_s(1, clock()) == pytest.approx(1.6)  # the debt of 15 is repaid first
+
+
+def test_header_bucket_waits_for_the_reset_the_server_named():
+    clock = Clock()
+    b = Bucket("requests (headers)", clock=clock)
+    assert not b.known and b.wait_s(1, clock()) == 0  # nothing known yet: no pacing
+    b.snapshot(HeaderLimit(limit=30, remaining=2, reset_s=2.5), clock())
+    assert b.wait_s(1, clock()) == 0
+    b.take(1)
+    b.take(1)
+    assert b.wait_s(1, clock()) == pytest.approx(2.5)
+    # A reply written before our last calls arrived says more is left: it is not believed.
+    b.snapshot(HeaderLimit(limit=30, remaining=5, reset_s=2.4), clock())
+    assert b.wait_s(1, clock()) == pytest.approx(2.5)
+    # One that says less is left is (another client, or calls we did not count).
+    clock.t += 2.5
+    assert b.wait_s(1, clock()) == 0 and b.level == 30  # full again at the reset
+    b.take(1)
+    # A late reply from the window before the reset does not empty the new one.
+    b.snapshot(HeaderLimit(limit=30, remaining=0, reset_s=0.01), clock())
+    assert b.level == 29
+    b.snapshot(HeaderLimit(limit=30, remaining=20, reset_s=3.0), clock())
+    assert b.level == 20  # a fresh reply with less left lowers it
+
+
+def test_exhausted_header_bucket_without_a_reset_is_probed_again_soon():
+    clock = Clock()
+    b = Bucket("tokens (headers)", clock=clock)
+    b.snapshot(HeaderLimit(limit=1000, remaining=10, reset_s=None), clock())
+    assert 0 < b.wait_s(500, clock()) <= 1.0
+    clock.t += 1.0
+    assert b.wait_s(500, clock()) == 0
+
+
+def test_token_reservation_is_corrected_by_the_usage():
+    clock = Clock()
+    limiter = RateLimiter(8, tpm=60_000, clock=clock)  # 1,000 tokens a second, holds 1,000
+
+    async def go():
+        assert limiter.counts_tokens
+        t = await limiter.acquire(tokens=600)  # prompt estimate + max_tokens
+        assert limiter.user_tokens.level == 400
+        limiter.release(t, used_tokens=150)  # the reply used far less than max_tokens
+        assert limiter.user_tokens.level == 850
+        t = await limiter.acquire(tokens=600)
+        limiter.release(t, outcome="rate_limited")  # refused: nothing spent
+        assert limiter.user_tokens.level == 850
+    asyncio.run(go())
+
+
+def test_header_token_reservations_are_not_corrected_past_a_fresh_snapshot():
+    clock = Clock()
+    limiter = RateLimiter(8, clock=clock)
+    limiter.observe_headers({"x-ratelimit-limit-tokens": "10000", "x-ratelimit-remaining-tokens": "10000"})
+    assert limiter.counts_tokens
+
+    async def go():
+        t = await limiter.acquire(tokens=1000)
+        assert limiter.header_tokens.level == 9000
+        limiter.release(t, used_tokens=200)
+        assert limiter.header_tokens.level == 9800
+        t = await limiter.acquire(tokens=1000)
+        clock.t += 5  # the server's bucket refilled (a new epoch): the old reservation is no longer ours
+        limiter.header_tokens.snapshot(HeaderLimit(10000, 5000, 1.0), clock())
+        limiter.header_tokens.reset_at = clock()
+        limiter.header_tokens.wait_s(1, clock())  # refill -> new epoch
+        level = limiter.header_tokens.level
+        limiter.release(t, used_tokens=100)
+        assert limiter.header_tokens.level == level
+    asyncio.run(go())
+
+
+# -- AIMD ------------------------------------------------------------------------------------------------
+def test_a_burst_of_429s_cuts_the_concurrency_once_and_retry_after_is_honoured():
+    clock = Clock()
+    limiter = RateLimiter(16, clock=clock)
+
+    async def go():
+        first = await limiter.acquire()
+        limiter.release(first)  # a first reply: from now on up to 16 at once (8 before it)
+        tickets = [await limiter.acquire() for _ in range(16)]
+        assert limiter._wait_s(0, clock()) is None  # 16 in flight: full
+        for t in tickets[:10]:  # ten 429s of calls sent together: one burst
+            limiter.release(t, outcome="rate_limited", retry_after=2.0)
+        assert limiter.limit == 12 and limiter.cuts == 1 and limiter.rate_limited == 10
+        assert limiter.blocked_until == pytest.approx(clock() + 2.0)
+        for t in tickets[10:]:
+            limiter.release(t)
+        assert limiter._wait_s(0, clock()) == pytest.approx(2.0)  # everyone waits out the Retry-After
+        clock.t += 2.0
+        probe = await limiter.acquire()  # then one call goes first
+        assert limiter._wait_s(0, clock()) is None
+        limiter.release(probe)
+        assert limiter._wait_s(0, clock()) == 0  # it got through: the others follow
+        # A new burst (calls admitted after the cut) cuts again; without Retry-After the pause doubles.
+        t1, t2 = await limiter.acquire(), await limiter.acquire()
+        limiter.release(t1, outcome="rate_limited")
+        assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 1.0)
+        limiter.release(t2, outcome="rate_limited")  # same burst: no second cut
+        assert limiter.limit == 9
+        clock.t += 1.0
+        probe = await limiter.acquire()
+        limiter.release(probe, outcome="rate_limited")  # still full: a longer pause, no cut
+        assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 2.0)
+    asyncio.run(go())
+
+
+def test_concurrency_stays_between_one_and_the_configured_limit():
+    clock = Clock()
+    limiter = RateLimiter(4, clock=clock)
+
+    async def go():
+        for _ in range(20):  # burst after burst
+            clock.t += 100
+            limiter._probe = False
+            t = await limiter.acquire()
+            limiter.release(t, outcome="rate_limited", retry_after=0)
+        assert limiter.limit == 1
+        clock.t += 100
+        for _ in range(200):  # a long run of successes grows it back, never past the configured 4
+            t = await limiter.acquire()
+            limiter.release(t)
+        assert limiter.limit == 4
+    asyncio.run(go())
+
+
+def test_only_a_few_calls_go_before_the_first_reply():
+    """Its headers may say the server takes fewer at once than --concurrency."""
+    limiter = RateLimiter(64)
+
+    async def go():
+        tickets = [await limiter.acquire() for _ in range(8)]
+        assert limiter._wait_s(0, limiter.clock()) is None
+        limiter.release(tickets[0])
+        assert limiter._wait_s(0, limiter.clock()) == 0
+    asyncio.run(go())
+
+
+def test_fixed_mode_is_the_old_semaphore():
+    limiter = RateLimiter(3, adaptive=False)
+
+    async def go():
+        tickets = [await limiter.acquire() for _ in range(3)]
+        limiter.release(tickets[0], outcome="rate_limited", retry_after=10)
+        assert limiter.limit == 3 and limiter.blocked_until == 0
+        assert limiter._wait_s(0, limiter.clock()) == 0
+    asyncio.run(go())
+
+
+def test_state_and_description():
+    limiter = RateLimiter(64, rpm=500)
+    limiter.limit = 23
+    text = describe(limiter.state())
+    assert "req/min" in text and "tok/min" in text and "concurrency 23/64 (adaptive)" in text and "RPM cap 500" in text
+    limiter.observe_headers({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "400",
+                             "x-ratelimit-reset-requests": "12s"})
+    state = limiter.state()
+    assert state["mode"] == "headers" and "request limit 500 (headers)" in describe(state)
+
+
+# -- against the rate-limited stub -------------------------------------------------------------------------
+@pytest.mark.parametrize("headers", [True, False], ids=["headers", "no-headers"])
+def test_a_throttled_run_meets_few_429s(store, headers):
+    """Up to 16 calls in flight (160 a second at 100 ms) against 80 allowed per 2 s window: every call
+    succeeds. With headers the buckets pace the calls (no 429); without them AIMD and Retry-After keep the
+    429s to a few per window (2-5 % here, 12 % with the old fixed concurrency, see the next test)."""
+    with StubServer(latency=0.1, rpm=2400, window_s=2.0, ratelimit_headers=headers) as stub:
+        client = LLMClient(openai_backend_for(stub, max_retries=6, timeout_s=10), store, concurrency=16)
+        results = ask_many(client, 240)
+        statuses = [r["status"] for r in stub.chat_requests()]
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert statuses.count(200) == 240
+    share = statuses.count(429) / len(statuses)
+    assert share <= (0.02 if headers else 0.10), statuses.count(429)
+    assert client.limiter.state()["mode"] == ("headers" if headers else "adaptive")
+    assert (client.limiter.cuts == 0) == headers  # without headers, 429s cut the concurrency
+
+
+def test_the_old_fixed_concurrency_walks_into_429s(store):
+    """For contrast (what the limiter replaces): the same load with the limiter off."""
+    with StubServer(latency=0.1, rpm=2400, window_s=2.0) as stub:
+        client = LLMClient(openai_backend_for(stub, max_retries=12, timeout_s=10), store, concurrency=16,
+                           adaptive=False)
+        ask_many(client, 240)
+        statuses = [r["status"] for r in stub.chat_requests()]
+    assert statuses.count(429) / len(statuses) > 0.08
+
+
+def _max_in_window(times: list[float], span: float) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - span:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def test_rpm_cap_is_respected_at_the_stub(store):
+    with StubServer() as stub:
+        client = LLMClient(openai_backend_for(stub), store, concurrency=16, rpm=600)  # 10 a second
+        ask_many(client, 40)
+        times = [r["time"] for r in stub.chat_requests()]
+    assert len(times) == 40
+    # One second's worth may go at once; after that 10 a second (a little slack for timer rounding).
+    assert _max_in_window(times, 1.0) <= 10 + 10 + 1
+    assert max(times) - min(times) >= (40 - 10) / 10 * 0.9
+
+
+def test_tpm_cap_is_respected_at_the_stub(store):
+    """Each call reserves its prompt estimate + max_tokens (about 60 tokens here) against 6,000 a minute."""
+    with StubServer() as stub:
+        client = LLMClient(openai_backend_for(stub), store, concurrency=16, tpm=6000)  # 100 tokens a second
+        ask_many(client, 12, max_tokens=40)
+        requests = stub.chat_requests()
+    times = [r["time"] for r in requests]
+    used = sum(r["usage"]["total_tokens"] for r in requests)
+    assert len(times) == 12
+    # The first call may go at once (the bucket is full); the rest are paced by what they reserved and used.
+    assert max(times) - min(times) >= (used - 100) / 100 * 0.5
+
+
+def test_rpm_and_tpm_from_the_cli_are_stored_and_used(tmp_path):
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("Explain recursion.\nName three prime numbers.\n", encoding="utf-8")
+    db = tmp_path / "cli.db"
+    import os
+    env = {**os.environ, STUB_KEY_ENV: "sk-stub-test-key", "PYTHONPATH": str(ROOT)}
+    with StubServer() as stub:
+        r = subprocess.run([sys.executable, "-m", "evolab", "run", str(seeds), "--db", str(db), "--rounds", "1",
+                            "--base-url", stub.base_url, "--model", "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV,
+                            "--rpm", "1200", "--tpm", "500000"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        times = [q["time"] for q in stub.chat_requests()]
+    store = Store(str(db))
+    try:
+        (run_,) = store.list_runs()
+        assert (run_["config"].rpm, run_["config"].tpm) == (1200, 500000)
+        limits = json.loads(store.get_meta(f"ratelimit|{run_['id']}"))
+        assert limits["rpm_cap"] == 1200 and limits["final"]
+    finally:
+        store.close()
+    assert _max_in_window(times, 1.0) <= 20 + 20 + 1  # 20 a second, one second's worth at once
+    bad = subprocess.run([sys.executable, "-m", "evolab", "run", str(seeds), "--db", str(db), "--rpm", "0"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--rpm must be at least 1" in bad.stderr
+
+
+# -- no stall ------------------------------------------------------------------------------------------
+def test_a_stop_event_fails_the_calls_waiting_for_the_limiter_at_once(store):
+    """A server allowing 2 calls per 30 s window: calls queue for the reset; a stop ends them promptly."""
+    stop = threading.Event()
+    with StubServer(rpm=4, window_s=30.0, ratelimit_headers=True) as stub:
+        client = LLMClient(openai_backend_for(stub), store, concurrency=2, stop_event=stop)
+        threading.Timer(1.0, stop.set).start()
+        start = time.perf_counter()
+        results = ask_many(client, 6)
+        elapsed = time.perf_counter() - start
+    assert elapsed < 10  # not the 30 s reset
+    assert sum(not isinstance(r, Exception) for r in results) >= 1
+    assert any(isinstance(r, CallsStopped) for r in results)
+    assert stub.rate_limited_count() == 0  # they waited for the reset the headers named
+
+
+def test_a_stopped_throttled_run_ends_promptly_as_stopped(store):
+    stop = threading.Event()
+    with StubServer(rpm=6, window_s=30.0, ratelimit_headers=True) as stub:
+        config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=2, concurrency=8)
+        run_id = pipeline.create_run(store, [Seed("Explain recursion."), Seed("Name a prime.")], config)
+        threading.Timer(1.5, stop.set).start()
+        start = time.perf_counter()
+        status = pipeline.run_sync(store, run_id, backend=openai_backend_for(stub), stop_event=stop)
+        elapsed = time.perf_counter() - start
+    assert status == "stopped" and elapsed < 10
+    assert not [n for n in store.nodes(run_id) if n.status == "failed"]  # a stop is not a failure
+
+
+def test_the_budget_stops_a_throttled_run_without_a_deadlock(store):
+    with StubServer(rpm=600, window_s=2.0, ratelimit_headers=True) as stub:
+        config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=3, fanout=2, concurrency=16,
+                           budget_usd=0.002)
+        run_id = pipeline.create_run(store, [Seed(f"Explain topic {i}.") for i in range(6)], config)
+        start = time.perf_counter()
+        status = pipeline.run_sync(store, run_id, backend=openai_backend_for(stub))
+        elapsed = time.perf_counter() - start
+    assert status == "budget" and elapsed < 60
+    assert 0 < store.run_cost(run_id) <= 0.002
