@@ -34,7 +34,7 @@ PAGES = {
 KEEP_ACROSS_PAGES = (
     "run_source", "run_name", "run_limit", "run_rounds", "run_fanout", "run_concurrency", "run_budget",
     "run_random_seed", "run_language", "run_max_respond", "run_max_evolve", "run_score_difficulty",
-    "run_score_quality", "run_equal_judge", "run_dedup", "run_quality_filter", "run_quality_min",
+    "run_score_quality", "run_equal_judge", "run_dedup", "run_quality_filter", "run_quality_min", "run_rpm", "run_tpm",
     "evolve_source", "evolve_session_name", "evolve_op", "seed_example", "seed_set_name",
     "drift_which", "diversity_color", "diversity_threshold", "compare_mode",
     "export_format", "export_status", "export_seeds", "export_rules", "export_min_difficulty", "export_min_quality",

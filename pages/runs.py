@@ -73,6 +73,13 @@ with new_col:
         quality_filter = st.checkbox("Drop answers with a quality score under", False, key="run_quality_filter")
         quality_min = st.slider("Minimum quality", 0.0, 5.0, 4.5, 0.5, key="run_quality_min",
                                 disabled=not quality_filter)
+    with st.expander("Rate limits"):
+        st.caption("evolab paces itself by the provider's x-ratelimit headers, or, with none, adapts how many "
+                   "requests are in flight (fewer after a 429 or 503, more after a run of successes). Caps of your "
+                   "own, e.g. your account's tier:")
+        r1, r2 = st.columns(2)
+        rpm = r1.number_input("Requests per minute (0 = no cap)", 0, 10**7, 0, step=100, key="run_rpm")
+        tpm = r2.number_input("Tokens per minute (0 = no cap)", 0, 10**10, 0, step=10_000, key="run_tpm")
 
     problems = settings.problems()
     seeds, config = [], None
@@ -86,6 +93,7 @@ with new_col:
             price=app_support.parse_price_field(price_field), random_seed=int(random_seed), language=language,
             operation_weights=weights, name=name.strip() or None, max_tokens_respond=int(max_respond),
             max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
+            rpm=int(rpm) or None, tpm=int(tpm) or None,
             rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,
                    "quality_min": float(quality_min)})
         problems += app_support.budget_problems(config)

@@ -10,7 +10,7 @@ from evolab.llm import scripted_reply
 from evolab.llm.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
-from test_app import APP, _fresh_resources, _navigation_mode, button  # noqa: F401 (autouse fixtures)
+from test_app import APP, _fresh_resources, _navigation_mode, button, stub_module  # noqa: F401 (fixtures)
 
 
 def test_structured_setting_is_kept_and_reaches_the_run_config(tmp_path, monkeypatch):
@@ -64,3 +64,26 @@ def test_an_unreadable_verdict_shows_as_neither_passed_nor_failed(tmp_path):
     judged = detail.verdicts[detail.verdicts["judge"] == "gpt-4o-mini"]
     assert len(judged) == 1 and judged["passed"].iloc[0] is None and "unreadable" in judged["detail"].iloc[0]
     assert store.run_summary(run_id)["by_rule"] == {"unreadable": 1}
+
+
+def test_runs_page_takes_rate_caps_and_shows_them(tmp_path, monkeypatch, stub_module):
+    from test_app import _app_env, open_page, stub_settings, texts, wait_for_worker  # noqa: F401
+
+    db = str(tmp_path / "caps.db")
+    monkeypatch.setenv("EVOLAB_DB", db)
+    at = open_page(db, "runs", settings=stub_settings(db, stub_module))
+    at.selectbox(key="run_source").set_value(("example", "general")).run()
+    at.number_input(key="run_limit").set_value(2).run()
+    at.number_input(key="run_rounds").set_value(1).run()
+    at.number_input(key="run_rpm").set_value(600).run()
+    at.number_input(key="run_tpm").set_value(200_000).run()
+    button(at, "Start run").click().run()
+    store = Store(db)
+    run_id = store.list_runs()[0]["id"]
+    wait_for_worker(run_id)
+    cfg = store.get_run(run_id)["config"]
+    assert (cfg.rpm, cfg.tpm) == (600, 200_000)
+    at.run()
+    shown = texts(at)
+    assert "at most 600 requests/min" in shown and "at most 200,000 tokens/min" in shown
+    store.close()
