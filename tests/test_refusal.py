@@ -62,49 +62,11 @@ def test_corpus_no_false_positive_and_recall(lang):
     assert recall >= 0.95, missed
 
 
+@pytest.mark.parametrize("corpus", [HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4], ids=lambda p: p.name)
 @pytest.mark.parametrize("lang", ["en", "ko"])
-def test_former_heldout_corpus_no_false_positive_and_recall(lang):
-    # No longer held out: this set was used to fix the rule (see HELDOUT).
-    rows = load(lang, HELDOUT)
-    false_pos = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in rows
-                 if not r["refusal"] and is_refusal(r["text"], lang)[0]]
-    refusals = [r for r in rows if r["refusal"]]
-    missed = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in refusals
-              if not is_refusal(r["text"], lang)[0]]
-    assert refusals and false_pos == []
-    assert 1 - len(missed) / len(refusals) >= 0.95, missed
-
-
-@pytest.mark.parametrize("lang", ["en", "ko"])
-def test_former_second_heldout_corpus_no_false_positive_and_recall(lang):
-    # No longer held out: this set was used to fix the rule (see HELDOUT2).
-    rows = load(lang, HELDOUT2)
-    false_pos = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in rows
-                 if not r["refusal"] and is_refusal(r["text"], lang)[0]]
-    refusals = [r for r in rows if r["refusal"]]
-    missed = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in refusals
-              if not is_refusal(r["text"], lang)[0]]
-    assert refusals and false_pos == []
-    assert 1 - len(missed) / len(refusals) >= 0.95, missed
-
-
-@pytest.mark.parametrize("lang", ["en", "ko"])
-def test_former_third_heldout_corpus_no_false_positive_and_recall(lang):
-    # No longer held out: this set was used to fix the rule (see HELDOUT3).
-    rows = load(lang, HELDOUT3)
-    false_pos = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in rows
-                 if not r["refusal"] and is_refusal(r["text"], lang)[0]]
-    refusals = [r for r in rows if r["refusal"]]
-    missed = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in refusals
-              if not is_refusal(r["text"], lang)[0]]
-    assert refusals and false_pos == []
-    assert 1 - len(missed) / len(refusals) >= 0.95, missed
-
-
-@pytest.mark.parametrize("lang", ["en", "ko"])
-def test_former_fourth_heldout_corpus_no_false_positive_and_recall(lang):
-    # No longer held out: this set was used to fix the rule (see HELDOUT4).
-    rows = load(lang, HELDOUT4)
+def test_former_heldout_corpora_no_false_positive_and_recall(corpus, lang):
+    # No longer held out: each set was measured unseen, then used to fix the rule (see HELDOUT...).
+    rows = load(lang, corpus)
     false_pos = [(r["text"][:80], r["note"], is_refusal(r["text"], lang)[1]) for r in rows
                  if not r["refusal"] and is_refusal(r["text"], lang)[0]]
     refusals = [r for r in rows if r["refusal"]]
