@@ -217,15 +217,21 @@ class Rule:
 
 
 class Truncated(Rule):
-    """The evolver's reply was cut at max_tokens (finish_reason "length"): not a whole instruction."""
+    """The evolver's reply was cut at max_tokens (finish_reason "length") inside the instruction (or its input):
+    not a whole instruction. A reply cut in a trailing note, after the instruction ended, is whole."""
 
     id = "truncated"
 
     async def check(self, ctx: StepContext) -> Verdict:
-        if ctx.finish_reason == "length":
-            return Verdict(self.id, False, f"the evolver's reply was cut at max_tokens ({ctx.config.max_tokens_evolve}); "
-                                           "raise --max-tokens-evolve")
-        return Verdict(self.id, True, f"the reply ended on its own ({ctx.finish_reason or 'no finish reason'})")
+        if ctx.finish_reason != "length":
+            return Verdict(self.id, True, f"the reply ended on its own ({ctx.finish_reason or 'no finish reason'})")
+        last = (ctx.node.input if ctx.node.input and ctx.node.input != ctx.parent.input else ctx.node.instruction)
+        raw = " ".join((ctx.node.raw_output or "").split())
+        tail = " ".join((last or "").split())[-40:]
+        if tail and not raw.endswith(tail):
+            return Verdict(self.id, True, "cut at max_tokens after the instruction ended (in a note that was dropped)")
+        return Verdict(self.id, False, f"the evolver's reply was cut at max_tokens ({ctx.config.max_tokens_evolve}) "
+                                       "inside the instruction; raise --max-tokens-evolve")
 
 
 class Unchanged(Rule):

@@ -216,6 +216,27 @@ def test_an_evolution_cut_at_max_tokens_is_eliminated_as_truncated(stub, store):
     assert store.run_summary(run_id)["by_rule"] == {"truncated": 1}
 
 
+def test_a_reply_cut_in_a_trailing_note_keeps_its_whole_instruction(store):
+    from evolab.llm import scripted_reply
+    from evolab.llm.stub_server import StubServer
+
+    def handler(messages, purpose):
+        if purpose == "evolve":
+            return ("#Rewritten Prompt#:\nExplain why the sky is blue, with one experiment a child can do at home.\n\n"
+                    "Explanation: I added a concrete experiment so that the answer must go beyond a definition and "
+                    "describe materials, steps and what the child should observe along the way")
+        return scripted_reply(messages, purpose)
+
+    with StubServer(handler=handler) as stub:
+        config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=1, max_tokens_evolve=40)
+        run_id = pipeline.create_run(store, [Seed("Explain why the sky is blue.")], config)
+        pipeline.run_sync(store, run_id, backend=openai_backend_for(stub))
+    (child,) = [n for n in store.nodes(run_id) if n.round == 1]
+    assert child.instruction == "Explain why the sky is blue, with one experiment a child can do at home."
+    (v,) = [s for s in store.scores(node_id=child.id) if s.metric == "rule:truncated"]
+    assert v.value == 1.0 and "after the instruction ended" in v.detail
+
+
 def test_a_whole_evolution_passes_the_truncated_rule(stub, store):
     config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=1)
     run_id = pipeline.create_run(store, [Seed("Explain why the sky is blue.")], config)
