@@ -472,3 +472,47 @@ def test_stub_rejects_unknown_faults(stub):
     stub.inject(500)
     stub.clear_faults()
     assert ask(LLMClient(openai_backend_for(stub, max_retries=0)), purpose="equal").text == "Not Equal"
+
+
+# -- the request on the wire (issue 9: the backend builds its own body) ------------------------------------
+def test_requests_go_out_as_chat_completions_create_sends_them(stub):
+    """The backend posts its own JSON body through the openai client (no SDK transform, no reply model): the
+    same body, key and purpose header as chat.completions.create, and the same reading of the reply."""
+    import openai
+
+    from conftest import STUB_KEY
+
+    messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Say hello, 안녕 — twice."}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": {
+        "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+        "additionalProperties": False}}}
+    backend = openai_backend_for(stub, concurrency=128)
+    assert backend._client._client._transport._pool._max_keepalive_connections == 128  # a pool as big as C
+
+    async def go():
+        sdk = openai.AsyncOpenAI(base_url=stub.base_url, api_key=STUB_KEY)
+        try:
+            results = []
+            for kw in ({}, {"response_format": fmt}):
+                ours = await backend.complete(messages, temperature=0.3, max_tokens=40, purpose="respond", **kw)
+                theirs = await sdk.chat.completions.create(model=backend.model, messages=messages, temperature=0.3,
+                                                           max_tokens=40, extra_headers={"X-Evolab-Purpose": "respond"},
+                                                           **kw)
+                results.append((ours, theirs))
+            return results
+        finally:
+            await sdk.close()
+            await backend.aclose()
+
+    results = run(go())
+    requests = stub.chat_requests()
+    assert len(requests) == 4
+    for ours, theirs in zip(requests[0::2], requests[1::2]):
+        assert ours["body"] == theirs["body"]
+        assert ours["purpose"] == theirs["purpose"] == "respond"
+        assert ours["headers"]["authorization"] == theirs["headers"]["authorization"] == f"Bearer {STUB_KEY}"
+    for comp, resp in results:
+        assert comp.text == resp.choices[0].message.content and comp.text
+        assert comp.model == resp.model
+        assert (comp.prompt_tokens, comp.completion_tokens) == (resp.usage.prompt_tokens, resp.usage.completion_tokens)
+        assert comp.finish_reason == resp.choices[0].finish_reason

@@ -53,3 +53,33 @@ def test_a_second_process_holding_the_write_lock_does_not_stop_requests_in_fligh
     assert len(children) == 12 * 3 and all(n.status in ("kept", "eliminated") for n in children)
     assert len(store.calls(run_id)) == stub.count()
     store.close()
+
+
+def test_writes_queued_together_share_one_transaction_and_a_failed_one_rolls_back_alone(tmp_path):
+    """The writer commits the writes waiting in its queue together (issue 9: less CPU per call). A write that
+    fails inside such a batch is rolled back on its own: the others land, its future and flush() raise."""
+    import pytest
+
+    from evolab.schema import LLMCall
+
+    db = tmp_path / "evolab.db"
+    store = Store(db)
+    store.set_meta("warm", "1")
+    store.submit("set_meta", "first", "1").result()  # the writer thread is up
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), "1.5"], stdout=subprocess.PIPE, text=True)
+    assert locker.stdout.readline().strip() == "locked"
+    # While another process holds the lock, one write waits for it and the rest queue up behind it.
+    futures = [store.submit("add_call", LLMCall(purpose="evolve", model="m", run_id="r", node_id=f"n{i}"))
+               for i in range(50)]
+    bad = store.submit("set_meta", "broken", None)  # NOT NULL: fails
+    futures += [store.submit("cache_put", f"k{i}", "m", {"text": str(i)}) for i in range(50)]
+    assert not any(f.done() for f in futures)  # nothing is resolved before it is committed
+    with pytest.raises(Exception):
+        store.flush()
+    locker.wait(timeout=30)
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert bad.exception() is not None
+    assert len(store.calls("r")) == 50
+    assert [store.cache_get(f"k{i}") for i in (0, 49)] == [{"text": "0"}, {"text": "49"}]
+    assert store.get_meta("broken") is None
+    store.close()

@@ -68,10 +68,12 @@ def make_backend(config: RunConfig) -> Backend:
         base_url = local_server().ensure()
         # Its port changes from start to start; the cache and the probe know it as "embedded".
         return BACKENDS["openai"](model=LOCAL_MODEL_ALIAS, base_url=base_url, api_key_env=None,
-                                  timeout_s=config.timeout_s, max_retries=config.max_retries, endpoint="embedded")
+                                  timeout_s=config.timeout_s, max_retries=config.max_retries, endpoint="embedded",
+                                  concurrency=config.concurrency)
     return BACKENDS["openai"](model=config.model, base_url=base_url, api_key_env=config.api_key_env,
                               timeout_s=config.timeout_s, max_retries=config.max_retries,
-                              restrict_key_names=getattr(config, "restrict_key_env", False))
+                              restrict_key_names=getattr(config, "restrict_key_env", False),
+                              concurrency=config.concurrency)
 
 
 class LLMClient:
