@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -15,8 +16,8 @@ import pytest
 from conftest import ROOT, STUB_KEY_ENV, openai_backend_for
 from evolab import pipeline
 from evolab.llm.client import LLMClient
-from evolab.llm.ratelimit import (Bucket, CallsStopped, HeaderLimit, RateLimiter, describe, estimate_prompt_tokens,
-                                  parse_duration, parse_retry_after, read_ratelimit_headers)
+from evolab.llm.ratelimit import (MAX_COOLDOWN_S, Bucket, CallsStopped, HeaderLimit, RateLimiter, describe,
+                                  estimate_prompt_tokens, parse_duration, parse_retry_after, read_ratelimit_headers)
 from evolab.llm.stub_server import StubServer, format_reset
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
@@ -200,7 +201,8 @@ def test_a_burst_of_429s_cuts_the_concurrency_once_and_retry_after_is_honoured()
         assert limiter._wait_s(0, clock()) is None
         limiter.release(probe)
         assert limiter._wait_s(0, clock()) == 0  # it got through: the others follow
-        # A new burst (calls admitted after the cut) cuts again; without Retry-After the pause doubles.
+        # A new burst (calls admitted after the cut) cuts again. Without Retry-After the probes bisect the
+        # time the last burst showed: its probe got through 2 s after it (none failed): 1 s, 1.5 s, 2 s.
         t1, t2 = await limiter.acquire(), await limiter.acquire()
         limiter.release(t1, outcome="rate_limited")
         assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 1.0)
@@ -209,8 +211,104 @@ def test_a_burst_of_429s_cuts_the_concurrency_once_and_retry_after_is_honoured()
         clock.t += 1.0
         probe = await limiter.acquire()
         limiter.release(probe, outcome="rate_limited")  # still full: a longer pause, no cut
-        assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 2.0)
+        assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 0.5)
     asyncio.run(go())
+
+
+def simulate(limiter: RateLimiter, clock: Clock, admits, seconds: float, latency: float = 0.2):
+    """Drive the limiter against a server without headers or Retry-After, on a simulated clock: an endless
+    queue of calls, each admitted call reaches the server at once, a 429 comes back after 1 ms (through
+    the HTTP hook first, as the OpenAI backend does), a success after `latency`. Returns
+    (send times of the calls taken, number of 429s)."""
+    import heapq
+    events, seq, taken, refused = [], 0, [], 0
+    end = clock.t + seconds
+    while clock.t < end:
+        wait = limiter._wait_s(0, clock.t)
+        while wait == 0.0:
+            ticket = limiter._admit(0)
+            ok = admits(clock.t)
+            taken += [clock.t] if ok else []
+            refused += not ok
+            seq += 1
+            heapq.heappush(events, (clock.t + (latency if ok else 0.001), seq, ticket, ok))
+            wait = limiter._wait_s(0, clock.t)
+        next_t = events[0][0] if events else math.inf
+        if wait is not None and wait > 0:
+            next_t = min(next_t, clock.t + wait)
+        clock.t = next_t
+        while events and events[0][0] <= clock.t:
+            _, _, ticket, ok = heapq.heappop(events)
+            if ok:
+                limiter.release(ticket)
+            else:
+                limiter.pause(None)
+                limiter.release(ticket, outcome="rate_limited")
+    return taken, refused
+
+
+def fixed_window(per_window: int, window_s: float):
+    counts = {}
+
+    def admits(t: float) -> bool:
+        w = int(t // window_s)
+        counts[w] = counts.get(w, 0) + 1
+        return counts[w] <= per_window
+    return admits
+
+
+def sliding_window(per_window: int, window_s: float):
+    from collections import deque
+    recent = deque()
+
+    def admits(t: float) -> bool:
+        while recent and recent[0] <= t - window_s:
+            recent.popleft()
+        if len(recent) < per_window:
+            recent.append(t)
+            return True
+        return False
+    return admits
+
+
+@pytest.mark.parametrize("server, concurrency", [(fixed_window, 64), (fixed_window, 24), (sliding_window, 24)],
+                         ids=["fixed-64", "fixed-24", "sliding-24"])
+def test_without_retry_after_the_limiter_learns_when_the_server_takes_calls_again(server, concurrency):
+    """400 calls per 4 s window, no headers, no Retry-After, replies in 200 ms: 64 calls in flight fill a
+    window in 1.3 s, 24 in 3.3 s (little time to lose). The limiter learns from the bursts how long the
+    server takes to take calls again (probing a little before that) and how many it takes between bursts
+    (after that many, one call at a time finds the window's end): at least 90 % of what the server allows,
+    at most 2 % answered 429. (1 s doubling reached 87 % with 24 in flight and 73 % on the sliding window,
+    and 4.6 % 429s with 64.)"""
+    clock = Clock(0.0)
+    limiter = RateLimiter(concurrency, clock=clock)
+    taken, refused = simulate(limiter, clock, server(400, 4.0), seconds=60.0)
+    assert len(taken) >= 0.9 * 400 * 60.0 / 4.0
+    assert refused <= 0.02 * (len(taken) + refused)
+    assert limiter._recovery_s is not None and limiter._cycle_end < math.inf  # both were learned
+
+
+def test_the_learned_quota_and_recovery_follow_a_server_that_got_quicker():
+    """A server that takes more calls, and sooner, than the last bursts showed: the limiter is not held to
+    what it learned (past the old quota, one call at a time doubles with each success; early probes)."""
+    clock = Clock(0.0)
+    limiter = RateLimiter(64, clock=clock)
+    simulate(limiter, clock, fixed_window(200, 4.0), seconds=40.0)
+    assert limiter._cycle_end - limiter._cycle_from == 200
+    recovery = limiter._recovery_s
+    taken, refused = simulate(limiter, clock, fixed_window(400, 3.0), seconds=60.0)
+    assert len(taken) >= 0.9 * 400 * 60.0 / 3.0 and refused <= 0.03 * len(taken)
+    assert limiter._cycle_end - limiter._cycle_from == 400 and limiter._recovery_s < recovery
+
+
+def test_probes_without_retry_after_never_stall():
+    """A server that takes nothing for a long time: probes go further and further apart, never more than
+    MAX_COOLDOWN_S, and one call goes through as soon as the server takes calls again."""
+    clock = Clock(0.0)
+    limiter = RateLimiter(8, clock=clock)
+    taken, refused = simulate(limiter, clock, lambda t: t >= 200.0, seconds=240.0)
+    assert taken and taken[0] < 200.0 + MAX_COOLDOWN_S
+    assert refused < 40  # probes grow 1.5 times apart, up to 30 s: not one every few ms
 
 
 def test_concurrency_stays_between_one_and_the_configured_limit():

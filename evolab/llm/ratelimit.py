@@ -5,10 +5,14 @@ One `RateLimiter` per client admits each call (FIFO) when all of these allow it:
   may say the server takes fewer than `--concurrency` at once), then `--concurrency`; a 429 or 503 cuts it by a
   quarter, once per burst (only a failure of a call admitted since the last cut cuts again); after a run of
   successes as long as the limit itself it grows by one. It stays between 1 and `--concurrency`.
-- **A cooldown** after a 429/503: Retry-After / retry-after-ms when the server sends one, else 1 s doubling
-  per failed burst (up to 30 s) and back to 1 s on a success. Every call waits it out, not just the failed one,
-  and then one call goes first: the others follow when it succeeds (so a server still full costs one 429,
-  not a whole window of them).
+- **A cooldown** after a 429/503: Retry-After / retry-after-ms when the server sends one. Without it the
+  limiter learns from the bursts when the server takes calls again (see `_first_probe_s`): the first time
+  it probes 0.25 s after the burst, then 1.3 times as long each time (at most 30 s apart); later, from a
+  little before the recovery time the last burst showed. Every call waits it out, not just the failed one, and
+  then one call goes first (a probe): the others follow when it succeeds (so a server still full costs one
+  429, not a whole window of them). It also learns how many calls the server took between the last two
+  bursts: after that many, calls go one at a time (doubling with each success) until the 429 that ends
+  the window, instead of a 429 for every call sent before the first one came back.
 - **Header buckets** (as curator does, requests and tokens): OpenAI-style `x-ratelimit-limit/remaining/reset-*`
   headers replace our estimate on every reply. Below the cost of a call we wait for the reset the server
   named (then the bucket is full again), which is right for fixed windows and for OpenAI's continuous
@@ -35,8 +39,11 @@ from typing import Any, Mapping
 from .base import BudgetExceeded, LLMError
 
 DECREASE = 0.75  # a 429/503 burst leaves three quarters of the concurrency
-COOLDOWN_S = 1.0  # pause after a 429/503 without Retry-After; doubles per burst in a row
-MAX_COOLDOWN_S = 30.0
+FIRST_PROBE_S = 0.25  # without Retry-After and nothing learned: the first probe goes this long after a burst,
+PROBE_GROWTH = 1.3  # ... and each next one this many times as long after it (0.25, 0.33, 0.42, 0.55, 0.71 s...)
+MAX_COOLDOWN_S = 30.0  # the longest step between two probes while the recovery is sought
+MIN_GAP_FRACTION = 0.05  # the learned recovery bracket is at least twice this share of the recovery wide
+MIN_GAP_S = 0.01
 UNKNOWN_RESET_S = 1.0  # an exhausted header bucket without a reset value is probed again after this
 STALE_S = 0.5  # a reply whose reset falls this close to our last refill describes the period before it
 INITIAL_IN_FLIGHT = 8  # calls sent before the first reply (and its headers) is back
@@ -255,9 +262,25 @@ class RateLimiter:
         self.generation = 0  # bumps on every cut: a 429 of a call admitted before it is the same burst
         self.rate_limited = 0  # 429/503 answers seen
         self.cuts = 0
-        self._cooldown_s = COOLDOWN_S
+        self._step_s = FIRST_PROBE_S  # without Retry-After: the pause after the next failed probe
         self._streak = 0
         self._probe = False  # after a 429 burst: one call at a time until one succeeds
+        # Without Retry-After: when the server took calls again, learned from the bursts (see _first_probe_s).
+        self._burst_at: float | None = None  # the current burst's first 429 (None: no burst)
+        self._hook_at: float | None = None  # a first 429 the HTTP hook saw before its call was released
+        self._hook_blocked = 0.0  # blocked_until before that hook paused (undone if the 429 was stale)
+        self._probe_sent = 0.0  # when the current probe was admitted
+        self._failed_s: float | None = None  # how long after the burst the last failed probe of it went
+        self._recovery_s: float | None = None  # how long after its burst's first 429 the last probe got through
+        self._recovery_lo_s = 0.0  # ... and the last one that did not (or a guess below _recovery_s)
+        self._planned: list[float] = []  # the next probes of this burst (seconds after its first 429)
+        # ... and how many calls the server takes between two bursts (see _recovered).
+        self._admitted = 0  # calls admitted so far
+        self._cycle_from = 0  # _admitted when the current cycle (from a burst's successful probe) began
+        self._cycle_end = math.inf  # past this many admissions: _past_cap calls at a time until a 429
+        self._past_cap = 1
+        self._burst_quota = 0  # calls the server took in the cycle that the current burst ended
+        self._last_quota = math.inf  # ... and in the one before
         self._replied = False  # no reply seen yet: INITIAL_IN_FLIGHT at most
         self._queue: deque[_Waiter] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -283,6 +306,8 @@ class RateLimiter:
         cap = 1 if self._probe else max(1, int(self.limit))
         if not self._replied and self.adaptive:
             cap = min(cap, INITIAL_IN_FLIGHT)
+        if self._admitted >= self._cycle_end and self._past_cap < cap:
+            cap = self._past_cap  # the server's quota for this cycle is used up (if it is what it was)
         if self.in_flight >= cap:
             return None
         if not self.adaptive:
@@ -294,9 +319,12 @@ class RateLimiter:
 
     def _admit(self, tokens: int) -> Ticket:
         self.in_flight += 1
+        self._admitted += 1
         buckets = self._buckets() if self.adaptive else ()
         for b in buckets:
             b.take(self._cost(b, tokens))
+        if self._probe:
+            self._probe_sent = self.clock()
         return Ticket(tokens, self.generation, tuple(b.epoch for b in buckets), probe=self._probe)
 
     # -- admission ------------------------------------------------------------------------------------
@@ -384,6 +412,8 @@ class RateLimiter:
             if outcome == "rate_limited":
                 self._rate_limited(ticket, retry_after, now)
             elif ticket.generation == self.generation:
+                if ticket.probe:
+                    self._recovered(now if outcome == "ok" else None)
                 self._probe = False  # a call sent since the last cut got through (or failed otherwise)
                 if outcome == "ok":
                     self._success()
@@ -398,8 +428,9 @@ class RateLimiter:
 
     def _success(self) -> None:
         """A call admitted since the last cut succeeded (older ones say nothing about the new limit)."""
-        self._cooldown_s = COOLDOWN_S
         self._streak += 1
+        if self._admitted > self._cycle_end:  # a call past the quota got through: it was low, speed up again
+            self._past_cap = min(2 * self._past_cap, self.max_concurrency)
         if self._streak >= int(self.limit):  # a run of successes as long as the limit: one more
             self._streak = 0
             self.limit = min(float(self.max_concurrency), self.limit + 1.0)
@@ -410,25 +441,102 @@ class RateLimiter:
         # Once per burst: calls admitted before the last cut do not cut again, nor does a failed probe (the
         # server is still full from the same burst: it only makes the pause longer).
         new_burst = ticket.generation == self.generation and not ticket.probe
+        hook_at, self._hook_at = self._hook_at, None
         if new_burst:
             self.limit = max(1.0, self.limit * DECREASE)
             self.generation += 1
             self.cuts += 1
             self._probe = True
+            self._burst_at = min(now, hook_at) if hook_at is not None else now
+            self._failed_s = None
+            self._burst_quota = self._admitted - self._cycle_from - 1
+        elif not ticket.probe and ticket.generation == self.generation - 1:
+            self._burst_quota -= 1  # another call of the cycle the burst ended: the server did not take it
+        if not new_burst and not ticket.probe and not self._probe and hook_at is not None:
+            # A late 429 of a call sent before the last burst ended: the hook's pause was for nothing.
+            self.blocked_until = self._hook_blocked
+            return
         if retry_after is not None:
             pause = retry_after
-        elif new_burst or ticket.probe:
-            pause, self._cooldown_s = self._cooldown_s, min(MAX_COOLDOWN_S, self._cooldown_s * 2)
+        elif new_burst:
+            pause = self._burst_at + self._first_probe_s() - now
+        elif ticket.probe and self._burst_at is not None:
+            pause = self._next_probe_s() - (now - self._burst_at)
         else:
             pause = 0.0
         self.blocked_until = max(self.blocked_until, now + pause)
 
+    # Without Retry-After the limiter cannot know when the server's window ends. Doubling blindly overshoots
+    # it (a window's quota goes unused while we wait), and probing often costs a 429 a probe. So we learn
+    # from the bursts how long after its first 429 the server took calls again: a fixed window (reset at the
+    # window's end), a sliding one (the first call of the last cycle ages out) and a leaky bucket (nearly at
+    # once) each give a recovery time that changes little from one burst to the next, since we fill the
+    # server the same way each time. Anchored to the burst, not the clock, so nothing assumes a window's
+    # phase. The first time, probes go 0.25 s after the burst and then 1.3 times as long each (a few 429s,
+    # an overshoot of at most 30 % of the pause, where doubling costs up to all of it). That brackets the
+    # recovery: (last failed probe, first one through]. The next burst probes at the bracket's low end, its
+    # middle, its high end, then in steps growing 1.3 times (the server got slower): starting low matters
+    # for a fixed window, where an overshoot this time moves the next burst later into the window and so
+    # shortens the next recovery by as much. A first probe through widens the bracket downwards (the server
+    # may be quicker still); it is kept at least 10 % of the recovery wide. At most two extra 429s a burst.
+    def _first_probe_s(self) -> float:
+        """Seconds after a new burst's first 429 when its first probe goes; plans the ones after it."""
+        if self._recovery_s is None:
+            self._planned, self._step_s = [], FIRST_PROBE_S * (PROBE_GROWTH - 1)
+            return FIRST_PROBE_S
+        lo, hi = self._recovery_lo_s, self._recovery_s
+        self._planned, self._step_s = [(lo + hi) / 2, hi], max(MIN_GAP_S, (hi - lo) / 2)
+        return lo
+
+    def _next_probe_s(self) -> float:
+        """A probe failed: seconds after the burst's first 429 when the next one goes."""
+        failed = self._failed_s = max(0.0, self._probe_sent - self._burst_at)
+        while self._planned and self._planned[0] <= failed + 1e-3:
+            self._planned.pop(0)
+        if self._planned:
+            return self._planned.pop(0)
+        step, self._step_s = self._step_s, self._step_s * PROBE_GROWTH
+        return failed + min(step, MAX_COOLDOWN_S)
+
+    def _recovered(self, now: float | None) -> None:
+        """The probe of a burst ended: learn when the server took calls again (if it succeeded)."""
+        if self._burst_at is None:
+            return
+        if now is not None:
+            took = max(0.0, self._probe_sent - self._burst_at)
+            if self._failed_s is not None and self._failed_s < took:
+                lo = self._failed_s
+            elif self._recovery_s is not None:  # the first probe got through: maybe sooner still
+                lo = took - (self._recovery_s - self._recovery_lo_s)
+            else:  # nothing learned yet and the first probe got through
+                lo = took / 2
+            width = max(MIN_GAP_S, 2 * MIN_GAP_FRACTION * took)
+            self._recovery_s, self._recovery_lo_s = took, max(0.0, min(lo, took - width))
+        # Count the server's quota, too: the calls it took between two bursts, the lower of the last two
+        # counts (a cycle that ran across two windows counts both). In this cycle that many go as usual,
+        # then one at a time (doubling with each that gets through, if the quota grew): at a fixed or sliding
+        # window's end the first call over costs one 429 instead of a 429 for every call sent before the
+        # first 429 came back.
+        self._cycle_from = self._admitted - 1  # the probe is this cycle's first call
+        quota, self._last_quota = min(self._burst_quota, self._last_quota), self._burst_quota
+        ok = now is not None and quota > 0
+        self._cycle_end = self._cycle_from + quota if ok else math.inf
+        self._past_cap = 1
+        self._burst_at = self._failed_s = None
+
     def pause(self, retry_after: float | None) -> None:
         """A 429/503 just arrived (seen in the HTTP hook, before the call's own error surfaces): stop
-        admitting calls at once; the cut and the probe follow when that call is released."""
-        if self.adaptive:
-            pause = retry_after if retry_after is not None else self._cooldown_s
-            self.blocked_until = max(self.blocked_until, self.clock() + pause)
+        admitting calls at once; the cut and the probe follow when that call is released. During a burst
+        (a probe or calls sent before it) the release decides."""
+        if not self.adaptive:
+            return
+        now = self.clock()
+        if retry_after is not None:
+            self.blocked_until = max(self.blocked_until, now + retry_after)
+        elif not self._probe and self._hook_at is None:
+            self._hook_at, self._hook_blocked = now, self.blocked_until
+            first = self._recovery_lo_s if self._recovery_s is not None else FIRST_PROBE_S
+            self.blocked_until = max(self.blocked_until, now + max(0.0, first))
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """A reply's x-ratelimit-* headers (any reply, retries included) replace our estimate."""
