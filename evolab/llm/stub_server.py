@@ -119,6 +119,9 @@ class _Server(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real endpoint behind the openai client's pool
+    # Headers and body go out in two send()s; with Nagle's algorithm on, the body waits ~40 ms for the client's
+    # delayed ACK, a stall no real endpoint adds (bench/throughput.py --stub-nagle brings it back to compare).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
