@@ -14,11 +14,10 @@ so the model reasons before it commits to a number.
 """
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import replies
 from .llm.base import Messages
 from .llm.client import LLMClient
 
@@ -37,80 +36,35 @@ def _object(properties: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ReplyKind:
-    """One kind of question: its JSON schema, how to read the JSON, how to read free text, and the stricter
-    instruction for the one retry (per language)."""
+    """One kind of question: its JSON schema, its reader (evolab.replies, which reads a JSON reply too), and the
+    stricter instruction for the one retry (per language)."""
 
     name: str
     schema: dict[str, Any]
-    from_json: Callable[[dict[str, Any]], Any]
-    from_text: Callable[[str], Any]
+    read: Callable[[str], Any]
     stricter: dict[str, str]
 
     def stricter_for(self, language: str) -> str:
         return self.stricter.get(language, self.stricter["en"])
 
 
-def _in_range(value: Any, low: float, high: float) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if low <= number <= high else None
-
-
-def _verdict_from_json(data: dict[str, Any]) -> bool | None:
-    verdict = data.get("verdict", data.get("equal"))
-    if isinstance(verdict, bool):
-        return verdict
-    if isinstance(verdict, str):
-        from .replies import read_equal
-        return read_equal(verdict)
-    return None
-
-
-def _pair_from_json(data: dict[str, Any]) -> tuple[float, float] | None:
-    a, b = _in_range(data.get("assistant_1"), 1, 10), _in_range(data.get("assistant_2"), 1, 10)
-    return (a, b) if a is not None and b is not None else None
-
-
-def _text_equal(text: str) -> bool | None:
-    from .replies import read_equal
-    return read_equal(text)
-
-
-def _text_score(low: float, high: float) -> Callable[[str], float | None]:
-    def read(text: str) -> float | None:
-        from .replies import read_score
-        return read_score(text, low, high)
-    return read
-
-
-def _text_pair(text: str) -> tuple[float, float] | None:
-    from .replies import read_pair_scores
-    return read_pair_scores(text)
-
-
 EQUAL = ReplyKind(
-    "equal", _object({"verdict": {"type": "string", "enum": ["Equal", "Not Equal"]}}),
-    _verdict_from_json, _text_equal,
+    "equal", _object({"verdict": {"type": "string", "enum": ["Equal", "Not Equal"]}}), replies.read_equal,
     {"en": 'Answer with exactly one of these two, and nothing else: "Equal" or "Not Equal".',
      "ko": '다른 말 없이 "Equal" 또는 "Not Equal" 중 하나로만 답하세요.'})
 DIFFICULTY = ReplyKind(
     "difficulty", _object({"score": {"type": "integer", "enum": list(range(1, 11))}}),
-    lambda d: _in_range(d.get("score"), 1, 10), _text_score(1, 10),
+    lambda text: replies.read_score(text, 1, 10),
     {"en": "Reply with only one whole number from 1 to 10, and nothing else.",
      "ko": "다른 말 없이 1부터 10 사이의 정수 하나만 답하세요."})
 QUALITY = ReplyKind(
-    "quality", _object({"reason": _REASON, "score": {"type": "number"}}),
-    lambda d: _in_range(d.get("score"), 0, 5), _text_score(0, 5),
+    "quality", _object({"reason": _REASON, "score": {"type": "number"}}), lambda text: replies.read_score(text, 0, 5),
     {"en": "Reply again: on the first line write only the score, a number from 0 to 5; then one short sentence "
            "of explanation.",
      "ko": "다시 답하세요. 첫 줄에는 0에서 5 사이의 점수만 숫자로 쓰고, 그다음 줄에 짧은 설명을 한 문장으로 쓰세요."})
 PAIRWISE = ReplyKind(
     "pairwise", _object({"reason": _REASON, "assistant_1": {"type": "number"}, "assistant_2": {"type": "number"}}),
-    _pair_from_json, _text_pair,
+    replies.read_pair_scores,
     {"en": "Reply again: on the first line write only the two scores, for Assistant 1 and Assistant 2, each from "
            "1 to 10, separated by a space (for example: 7 5).",
      "ko": "다시 답하세요. 첫 줄에는 어시스턴트 1과 어시스턴트 2의 점수(각각 1~10)만 공백으로 구분해 쓰세요 (예: 7 5)."})
@@ -140,33 +94,15 @@ class Reading:
         return f"[{self.how}] {self.reason or shown}"[:limit + 20]
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S | re.I)
-
-
-def json_object(text: str | None) -> dict[str, Any] | None:
-    """The JSON object a reply holds (bare or in a ```json fence), or None."""
-    if not text:
-        return None
-    m = _FENCE.match(text)
-    body = (m.group(1) if m else text).strip()
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def read(kind: ReplyKind, text: str, structured: bool) -> tuple[Any, str, str | None]:
-    """(value or None, how, reason) from one reply."""
-    if structured:
-        data = json_object(text)
-        if data is not None:
-            value = kind.from_json(data)
-            if value is not None:
-                reason = data.get("reason")
-                return value, JSON, reason.strip() if isinstance(reason, str) else None
-    value = kind.from_text(text or "")
-    return value, TEXT, None
+    """(value or None, how, reason) from one reply. The reader takes JSON and free text alike; "json" says the
+    value came from the JSON object a structured request asked for."""
+    value = kind.read(text or "")
+    data = replies.json_object(text) if structured else None
+    if value is None or data is None:
+        return value, TEXT, None
+    reason = data.get("reason")
+    return value, JSON, reason.strip() if isinstance(reason, str) else None
 
 
 async def ask(client: LLMClient, messages: Messages, kind: ReplyKind, *, purpose: str, temperature: float = 0.0,

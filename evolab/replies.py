@@ -72,7 +72,7 @@ def _unfence(text: str) -> str:
     return m.group(1)
 
 
-def _json_object(text: str) -> dict | None:
+def json_object(text: str) -> dict | None:
     """The JSON object a reply consists of (bare, fenced, or with a line of prose around it), or None."""
     body = _unfence(text).strip()
     start, end = body.find("{"), body.rfind("}")
@@ -261,7 +261,7 @@ def read_equal(text: str | None) -> bool | None:
     standalone verdict, then a conclusion ("Therefore, ..."); otherwise the reply is unreadable."""
     if not isinstance(text, str) or not text.strip():
         return None
-    obj = _json_object(text)
+    obj = json_object(text)
     if obj is not None:
         return _verdict_from_json(obj)
     # Quotes go ('"Not Equal"'); apostrophes inside words stay ("aren't").
@@ -459,7 +459,7 @@ def read_score(text: str | None, low: float, high: float) -> float | None:
     "Therefore", "최종") or not at all."""
     if not isinstance(text, str) or not text.strip():
         return None
-    obj = _json_object(text)
+    obj = json_object(text)
     if obj is not None:
         return _score_from_json(obj, low, high)
     clean = _normalise(text)
@@ -789,7 +789,7 @@ def read_pair_scores(text: str | None) -> tuple[float, float] | None:
     unreadable."""
     if not isinstance(text, str) or not text.strip():
         return None
-    obj = _json_object(text)
+    obj = json_object(text)
     if obj is not None:
         return _pair_from_json(obj)
     clean = _PAIR_SCALE.sub(" ", _normalise(text))
@@ -1091,7 +1091,7 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
         return "", None
     text = text.replace("\r\n", "\n").strip()
     if text.startswith(("{", "```json")):
-        obj = _json_object(text)
+        obj = json_object(text)
         if obj is not None:
             return _evolved_from_json(obj)
     text = _unfence(text).strip()
