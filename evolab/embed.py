@@ -201,6 +201,14 @@ def embedder_from_env() -> Embedder:
                          api_key_env=os.environ.get("EVOLAB_EMBED_KEY_ENV") or None)
 
 
+def near_duplicate_threshold(embedder: Embedder | str | None = None) -> float:
+    """The cosine similarity at or above which two texts count as near-duplicates for this embedder.
+    Thresholds belong to the model (cosines crowd differently per model); every caller asks here."""
+    from . import novelty
+
+    return novelty.COSINE_DUPLICATE
+
+
 def node_text(instruction: str, input: str | None = "") -> str:
     """What is embedded for a node: the instruction, plus its input when it has one."""
     instruction = instruction or ""
