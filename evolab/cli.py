@@ -1,6 +1,7 @@
 """python -m evolab: the headless CLI over the same engine and store as the app.
 
-Exit status: 0 success, 2 bad input (a message names the problem), 1 anything else.
+Exit status: 0 success, 2 bad input (a message names the problem), 130 interrupted (Ctrl-C; resumable),
+1 anything else.
 Heavy imports (openai, torch) happen inside the commands so `--help` is instant.
 """
 from __future__ import annotations
