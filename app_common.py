@@ -4,6 +4,7 @@ node view and the cached tables. The logic behind them lives in `evolab.app_supp
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -96,11 +97,33 @@ def ensure_frame() -> None:
     and sidebar, and a first visit to / would nest two navigations. The mode ends once `st.navigation`
     has run; end it now and rerun, so every page is framed by app.py. (Naming the folder anything
     but `pages/` would make this unnecessary.)"""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
+    try:  # a private Streamlit flag: an upgrade may move it, and then the app must still start
+        PagesManager = _pages_manager()
+        legacy_mode = PagesManager.uses_pages_directory
+    except (ImportError, AttributeError) as e:
+        _warn_once("ensure_frame", "Streamlit's pages-folder flag (PagesManager.uses_pages_directory) is gone "
+                   f"({type(e).__name__}: {e}); a first visit may show a page without the sidebar until a "
+                   "reload. Renaming pages/ would remove the need for this flag.")
+        return
+    if legacy_mode:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def _pages_manager() -> type:
+    from streamlit.runtime.pages_manager import PagesManager
+
+    return PagesManager
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """A warning in the server's log, once per process (not on every page run)."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logging.getLogger("evolab.app").warning(message)
 
 
 def store() -> Store:
