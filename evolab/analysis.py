@@ -40,17 +40,54 @@ def _t_quantile(confidence: float, df: int) -> float:
         return 1.959963984540054
 
 
-def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the non-missing values; the interval is mean +- t * sd / sqrt(n)."""
+# The scales LLM scores live on. A mean of values on a scale stays on it, and so must its interval:
+# a t-interval over two difficulty scores of 1 and 10 would run from -12 to 25.
+SCALES: dict[str, tuple[float, float]] = {"difficulty": (1.0, 10.0), "quality": (0.0, 5.0)}
+MIN_N_FOR_CI = 3  # with fewer values the points are drawn without whiskers
+
+
+def metric_scale(metric: str) -> tuple[float, float] | None:
+    """The (low, high) ends of a metric's scale, or None when it has none (complexity, lengths)."""
+    return SCALES.get(metric)
+
+
+def delta_scale(metric: str) -> tuple[float, float] | None:
+    """The scale of a child - parent change of `metric` (-9 to 9 for difficulty)."""
+    scale = metric_scale(metric)
+    return None if scale is None else (scale[0] - scale[1], scale[1] - scale[0])
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95,
+            scale: tuple[float, float] | None = None) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the non-missing values.
+
+    Fewer than MIN_N_FOR_CI values: no interval (low and high are NaN). Without a scale the interval is
+    mean +- t * sd / sqrt(n). On a bounded `scale` it is a Wilson score interval for the mean rescaled to
+    [0, 1], with the effective sample size p(1-p) / se^2 (so the observed spread, not a Bernoulli one,
+    sets its width) and t in place of z: it never leaves the scale, it leans away from the end the mean
+    is near, and away from the ends it is the t-interval."""
     arr = pd.to_numeric(pd.Series(list(values), dtype=float), errors="coerce").dropna().to_numpy(dtype=float)
     n = len(arr)
     if n == 0:
         return math.nan, math.nan, math.nan, 0
     mean = float(arr.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, 1
-    half = _t_quantile(confidence, n - 1) * float(arr.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half, n
+    if n < MIN_N_FOR_CI:
+        return mean, math.nan, math.nan, n
+    t = _t_quantile(confidence, n - 1)
+    se = float(arr.std(ddof=1)) / math.sqrt(n)
+    if scale is None:
+        return mean, mean - t * se, mean + t * se, n
+    low, high = scale
+    width = high - low
+    p = min(max((mean - low) / width, 0.0), 1.0)
+    se_p = se / width
+    if se_p == 0 or p in (0.0, 1.0):  # every value the same (at an end of the scale, or anywhere)
+        return mean, mean, mean, n
+    n_eff = p * (1 - p) / se_p ** 2
+    denom = 1 + t * t / n_eff
+    centre = (p + t * t / (2 * n_eff)) / denom
+    half = t * math.sqrt(se_p ** 2 + t * t / (4 * n_eff * n_eff)) / denom
+    return mean, low + width * max(centre - half, 0.0), low + width * min(centre + half, 1.0), n
 
 
 # -- nodes ---------------------------------------------------------------------------------------------
@@ -130,7 +167,7 @@ def group_stats(nodes: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] =
             row[f"rule_{r}"] = int(rules.get(r, 0))
         for m in metrics:
             vals = g[m] if m in g else pd.Series(dtype=float)
-            mean, lo, hi, n = mean_ci(vals, confidence)
+            mean, lo, hi, n = mean_ci(vals, confidence, metric_scale(m))
             row.update({f"{m}_mean": mean, f"{m}_lo": lo, f"{m}_hi": hi, f"{m}_n": n})
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
@@ -199,7 +236,7 @@ def deltas_frame(nodes: pd.DataFrame, metrics: Sequence[str] = DELTA_METRICS, *,
     for op, g in pairs.groupby("operation", sort=True):
         for m in metrics:
             d = g[f"{m}_delta"].dropna()
-            mean, lo, hi, n = mean_ci(d, confidence)
+            mean, lo, hi, n = mean_ci(d, confidence, delta_scale(m))
             rows.append({"operation": op, "metric": m, "n": n, "mean": mean, "lo": lo, "hi": hi,
                          "share_up": float((d > 0).mean()) if n else math.nan})
     return pd.DataFrame(rows, columns=cols)

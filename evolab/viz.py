@@ -199,6 +199,22 @@ def lineage_figure(nodes: pd.DataFrame, *, webgl: bool | None = None, title: str
     return fig
 
 
+def ci_labels(lo, hi, n, *, signed: bool = False) -> list[str]:
+    """Hover text for each interval: "95% CI 4.10–6.20", or why there is none."""
+    size = len(n) if n is not None else len(lo) if lo is not None else 0
+    lo = [math.nan] * size if lo is None else list(lo)
+    hi = [math.nan] * size if hi is None else list(hi)
+    counts = [math.nan] * size if n is None else list(n)
+    fmt = "{:+.2f}" if signed else "{:.2f}"
+    out = []
+    for a, b, k in zip(lo, hi, counts):
+        if a is None or b is None or pd.isna(a) or pd.isna(b):
+            out.append("no interval: too few values" if pd.notna(k) and k < 3 else "no interval")
+        else:
+            out.append(f"95% CI {fmt.format(a)}–{fmt.format(b)}")
+    return out
+
+
 # -- drift ---------------------------------------------------------------------------------------------
 def drift_figure(frame: pd.DataFrame, metric: str = "difficulty", *, title: str | None = None) -> go.Figure:
     """Mean of `metric` per round, one line per operation (and a bold "all" line when the frame has
@@ -216,8 +232,9 @@ def drift_figure(frame: pd.DataFrame, metric: str = "difficulty", *, title: str 
     for k, op in enumerate(ops):
         g = df[df["operation"] == op].sort_values("round")
         offset = 0.0 if op == "all" else (k - (len(ops) - 1) / 2) * 0.04  # keep error bars apart
-        upper = (g[hi_col] - g[mean_col]).fillna(0) if hi_col in g else None
-        lower = (g[mean_col] - g[lo_col]).fillna(0) if lo_col in g else None
+        # No interval (fewer than 3 values): NaN draws no whisker, and the hover says why.
+        upper = (g[hi_col] - g[mean_col]) if hi_col in g else None
+        lower = (g[mean_col] - g[lo_col]) if lo_col in g else None
         n = g[f"{metric}_n"] if f"{metric}_n" in g else g.get("n")
         fig.add_trace(go.Scatter(
             x=g["round"].astype(float) + offset, y=g[mean_col], name=op, mode="lines+markers",
@@ -226,10 +243,9 @@ def drift_figure(frame: pd.DataFrame, metric: str = "difficulty", *, title: str 
             error_y=None if upper is None else {"type": "data", "array": upper, "arrayminus": lower,
                                                 "visible": True, "thickness": 1},
             customdata=np.column_stack([g["round"], n if n is not None else np.full(len(g), np.nan),
-                                        g.get(lo_col, g[mean_col]), g.get(hi_col, g[mean_col])]),
+                                        ci_labels(g.get(lo_col), g.get(hi_col), n)]),
             hovertemplate=(f"<b>{html.escape(op)}</b> round %{{customdata[0]}}<br>{html.escape(metric)} "
-                           "%{y:.2f} (95% CI %{customdata[2]:.2f}–%{customdata[3]:.2f})<br>"
-                           "n = %{customdata[1]}<extra></extra>")))
+                           "%{y:.2f} (%{customdata[2]})<br>n = %{customdata[1]}<extra></extra>")))
     rounds = sorted(int(r) for r in df["round"].unique())
     fig.update_layout(title=title, template="plotly_white", yaxis_title=label,
                       xaxis={"title": "round", "tickmode": "array", "tickvals": rounds})
@@ -249,10 +265,11 @@ def deltas_figure(deltas: pd.DataFrame, *, title: str = "Parent -> child change 
         g = g.set_index("operation").loc[ops].reset_index()
         fig.add_trace(go.Bar(
             x=g["operation"], y=g["mean"], marker_color=[operation_color(o) for o in g["operation"]],
-            error_y={"type": "data", "array": (g["hi"] - g["mean"]).fillna(0),
-                     "arrayminus": (g["mean"] - g["lo"]).fillna(0)},
-            customdata=np.column_stack([g["n"], g["share_up"]]), showlegend=False, name=m,
-            hovertemplate="%{x}: %{y:+.2f}<br>n = %{customdata[0]}, up in %{customdata[1]:.0%}<extra></extra>"),
+            error_y={"type": "data", "array": g["hi"] - g["mean"], "arrayminus": g["mean"] - g["lo"]},
+            customdata=np.column_stack([g["n"], g["share_up"], ci_labels(g["lo"], g["hi"], g["n"], signed=True)]),
+            showlegend=False, name=m,
+            hovertemplate=("%{x}: %{y:+.2f} (%{customdata[2]})<br>n = %{customdata[0]}, "
+                           "up in %{customdata[1]:.0%}<extra></extra>")),
             row=1, col=c)
         fig.add_hline(y=0, line={"color": "#999", "width": 1}, row=1, col=c)
     fig.update_layout(title=title, template="plotly_white", height=380)

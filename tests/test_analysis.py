@@ -85,8 +85,10 @@ def test_round_operation_counts(sample, nodes):
         if diffs:
             assert row["difficulty_mean"] == pytest.approx(np.mean(diffs))
             assert row["difficulty_n"] == len(diffs)
-            if len(diffs) > 1 and np.std(diffs) > 0:
-                assert row["difficulty_lo"] < row["difficulty_mean"] < row["difficulty_hi"]
+            if len(diffs) >= analysis.MIN_N_FOR_CI and np.std(diffs) > 0:
+                assert 1 <= row["difficulty_lo"] < row["difficulty_mean"] < row["difficulty_hi"] <= 10
+            elif len(diffs) < analysis.MIN_N_FOR_CI:
+                assert np.isnan(row["difficulty_lo"]) and np.isnan(row["difficulty_hi"])
         assert row["instruction_length_mean"] == pytest.approx(np.mean([len(n.instruction) for n in members]))
 
 
