@@ -49,7 +49,7 @@ def _load_seeds(path: str):
 
 
 def _config(args: argparse.Namespace):
-    from .operations import parse_operation_list
+    from .adaptive import parse_ops_option
     from .schema import OPERATIONS, RunConfig
 
     if args.rounds < 1:
@@ -59,12 +59,12 @@ def _config(args: argparse.Namespace):
     if getattr(args, "base_url", None) and not args.model:
         raise BadInput("With --base-url, name the model too: --model NAME.")
     try:
-        weights = parse_operation_list(args.ops) if args.ops else {op: 1.0 for op in OPERATIONS}
+        weights, sampling = parse_ops_option(args.ops) if args.ops else ({op: 1.0 for op in OPERATIONS}, "weights")
     except ValueError as e:
         raise BadInput(f"--ops: {e}") from e
     cfg = RunConfig(model=args.model or "smollm2", base_url=getattr(args, "base_url", None),
                     api_key_env=getattr(args, "api_key_env", None), rounds=args.rounds, fanout=args.fanout,
-                    operation_weights=weights, language=getattr(args, "language", "auto"))
+                    operation_weights=weights, operation_sampling=sampling, language=getattr(args, "language", "auto"))
     if not cfg.base_url:  # the embedded model: short replies so trying the workflow takes minutes
         from .llm.local import LOCAL_TOKEN_LIMITS
 
@@ -355,7 +355,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
     p.add_argument("--rounds", type=int, default=4, help="evolution rounds (default 4, as in the paper)")
     p.add_argument("--fanout", type=int, default=1, help="operations tried per node per round (default 1)")
-    p.add_argument("--ops", help="operations and weights: 'constraints,deepen' or 'constraints=2,breadth=1'")
+    p.add_argument("--ops", help="operations and weights: 'constraints,deepen' or 'constraints=2,breadth=1'; "
+                                 "'adaptive' (or 'adaptive:constraints,deepen') learns the weights during the run "
+                                 "by Thompson sampling on 'kept and harder than its parent'")
     p.add_argument("--model", help="model name (default: the embedded smollm2 when no --base-url)")
     p.add_argument("--language", choices=["auto", "en", "ko"], default="auto",
                    help="template language; auto detects per seed")

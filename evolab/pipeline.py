@@ -25,6 +25,7 @@ from .complexity import complexity_scores
 from .llm.base import Backend, BudgetExceeded, LLMError
 from .llm.client import LLMClient, make_backend
 from .llm.ratelimit import CallsStopped
+from .adaptive import ADAPTIVE, AdaptiveOperations
 from .operations import sample_operation
 from .schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
 
@@ -95,6 +96,10 @@ class Engine:
         self._round_done_count: Counter[int] = Counter()
         self._round_events: dict[int, asyncio.Event] = {}
         self._pool_by_round: dict[int, list[tuple[str, str]]] = {}
+        # --ops adaptive: Thompson sampling of operations, every decision in the store (evolab/adaptive.py)
+        self.adaptive = (AdaptiveOperations(store, run_id, [op for op, w in config.operation_weights.items() if w > 0],
+                                            config.random_seed)
+                         if config.operation_sampling == ADAPTIVE else None)
 
     # -- one step ---------------------------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -113,9 +118,13 @@ class Engine:
             if existing is not None and (existing.status in REUSABLE or
                                          (existing.status == FAILED and self._moved_on(parent, round_))):
                 self._count(existing)
+                if self.adaptive is not None:  # a step stored before its reward was: counted now
+                    await self.adaptive.observe(existing, parent)
                 return StepResult(existing, reused=True)
         self._check_stop()
         rng = random.Random(f"{cfg.random_seed}|{parent.instruction}|{parent.input}|{round_}|{slot}")
+        if operation is None and self.adaptive is not None:
+            operation = self.adaptive.choose(node_id, parent.language)
         op = operation or sample_operation(cfg.operation_weights, rng)
         salt = f"{cfg.random_seed}|{round_}|{slot}"
         node = Node(id=node_id, run_id=self.run_id, parent_id=parent.id, root_id=parent.root_id, round=round_,
@@ -156,6 +165,8 @@ class Engine:
             self.failed_in_a_row = 0
         scores += [verdict_score(node_id, v) for v in verdicts]
         await self._write("record_step", node, scores)
+        if self.adaptive is not None:
+            await self.adaptive.observe(node, parent, scores)
         self._count(node)
         return StepResult(node, verdicts, scores)
 
@@ -266,6 +277,8 @@ class Engine:
             seed.detail = f"seed answer failed: {e}"[:500]
             scores = complexity_scores(seed)
         await self._write("record_step", seed, scores)
+        if self.adaptive is not None:
+            self.adaptive.note_scores(seed.id, scores)
 
     # -- lineages and the run ----------------------------------------------------------------------
     async def run_lineage(self, seed: Node, until_round: int) -> None:
@@ -314,7 +327,10 @@ class Engine:
         self._lineages = len(roots)
         jobs = [self.run_lineage(r, until) for r in roots]
         if self.config.score_seeds:
-            jobs += [self.finish_seed(r) for r in roots]
+            if self.adaptive is not None:  # children's rewards wait for their seed's difficulty
+                self.adaptive.expect_scores(r.id for r in roots if r.response is None)
+            jobs += [self.finish_seed(r) if self.adaptive is None
+                     else self.adaptive.while_scoring(r.id, self.finish_seed(r)) for r in roots]
         results = list(await asyncio.gather(*jobs, return_exceptions=True))
         try:
             await asyncio.to_thread(self.store.flush)  # every step is in the file before the status says so

@@ -111,6 +111,9 @@ class RunConfig:
     rounds: int = 4
     fanout: int = 1
     operation_weights: dict[str, float] = field(default_factory=lambda: {op: 1.0 for op in OPERATIONS})
+    # "weights": sample by operation_weights; "adaptive": Thompson sampling among the operations with a positive
+    # weight on the reward "kept and harder than its parent" (evolab/adaptive.py, `--ops adaptive`)
+    operation_sampling: str = "weights"
     temperature_evolve: float = 0.7
     temperature_respond: float = 0.7
     temperature_judge: float = 0.0

@@ -125,6 +125,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
     """,
+    # issue 11: adaptive operation sampling, one row per decision (the posterior used, the draw, the reward)
+    """
+    CREATE TABLE op_decisions (
+        node_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        language TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        posterior_json TEXT NOT NULL,
+        draws_json TEXT NOT NULL,
+        reward REAL,
+        reward_detail TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX op_decisions_run ON op_decisions(run_id, seq);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -285,6 +301,7 @@ class Store:
             c.execute("DELETE FROM scores WHERE node_id IN (SELECT id FROM nodes WHERE run_id=?)", (run_id,))
             c.execute("DELETE FROM nodes WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM calls WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM op_decisions WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     @staticmethod
@@ -509,6 +526,32 @@ class Store:
         else:
             rows = self.query("SELECT * FROM judgments WHERE comparison=? ORDER BY id", (comparison,))
         return [dict(r) for r in rows]
+
+    # -- adaptive operation decisions (issue 11) ------------------------------------------------------
+    def add_op_decision(self, row: dict[str, Any]) -> None:
+        """One adaptive choice of an operation; the first stored decision for a node stands (a resumed run
+        reads it back instead of sampling again)."""
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO op_decisions (node_id, run_id, seq, language, operation, posterior_json, "
+                      "draws_json, reward, reward_detail, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                      (row["node_id"], row["run_id"], row["seq"], row["language"], row["operation"],
+                       json.dumps(row["posterior"]), json.dumps(row["draws"]), row.get("reward"),
+                       row.get("reward_detail"), row.get("created_at", time.time())))
+
+    def set_op_reward(self, node_id: str, reward: float | None, detail: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE op_decisions SET reward=?, reward_detail=? WHERE node_id=?", (reward, detail, node_id))
+
+    def op_decisions(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's decisions in the order they were made, posterior and draws decoded."""
+        self.flush()  # this process's decisions still on the writer thread are read too
+        rows = self.query("SELECT * FROM op_decisions WHERE run_id=? ORDER BY seq", (run_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["posterior"], d["draws"] = json.loads(d.pop("posterior_json")), json.loads(d.pop("draws_json"))
+            out.append(d)
+        return out
 
 
 class _Writer:

@@ -1,0 +1,197 @@
+"""Adaptive operation weights (`--ops adaptive`): Thompson sampling on "kept and harder than its parent", every
+decision stored with the posterior and draws it used, a resumed run reading its decisions back, English and
+Korean seeds, the CLI option; on the hidden-rates stub (evolab/llm/op_rates_stub.py)."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from evolab import pipeline
+from evolab.adaptive import AdaptiveOperations, ThompsonSampler, parse_ops_option, reward_for
+from evolab.cli import BadInput, _config, build_parser, main
+from evolab.llm import FakeBackend
+from evolab.llm.op_rates_stub import OperationRates, operation_of
+from evolab.operations import get_operation, load_template
+from evolab.schema import OPERATIONS, RunConfig, Seed
+from evolab.store import Store
+
+GOOD = "constraints"
+RATES = {op: (0.9 if op == GOOD else 0.1) for op in OPERATIONS}
+EN_SEEDS = [Seed(f"Explain idea number {i} of basic physics in plain words.") for i in range(24)]
+KO_SEEDS = [Seed(f"{i}번째 역사적 사건의 원인을 간단히 설명하세요.") for i in range(24)]
+
+
+def adaptive_run(store, seeds, *, rounds=4, random_seed=0, concurrency=4, hidden=RATES, **cfg):
+    config = RunConfig(model="fake", base_url="http://stub.invalid/v1", rounds=rounds, concurrency=concurrency,
+                       random_seed=random_seed, operation_sampling=cfg.pop("operation_sampling", "adaptive"), **cfg)
+    run_id = pipeline.create_run(store, list(seeds), config)
+    return run_id, FakeBackend(handler=OperationRates(hidden, seed=random_seed))
+
+
+# -- parsing ---------------------------------------------------------------------------------------------
+def test_ops_option_parses_adaptive_and_keeps_weights_as_before():
+    assert parse_ops_option("adaptive") == ({op: 1.0 for op in OPERATIONS}, "adaptive")
+    assert parse_ops_option("Adaptive:constraints,deepen") == ({"constraints": 1.0, "deepen": 1.0}, "adaptive")
+    assert parse_ops_option("constraints=2,breadth=1") == ({"constraints": 2.0, "breadth": 1.0}, "weights")
+    with pytest.raises(ValueError, match="After 'adaptive:'"):
+        parse_ops_option("adaptive:")
+    with pytest.raises(ValueError, match="Unknown operation 'harder'"):
+        parse_ops_option("adaptive:harder")
+
+
+def test_cli_ops_adaptive_sets_the_run_config(tmp_path, capsys):
+    args = build_parser().parse_args(["run", "seeds.jsonl", "--ops", "adaptive:constraints,breadth"])
+    cfg = _config(args)
+    assert cfg.operation_sampling == "adaptive" and cfg.operation_weights == {"constraints": 1.0, "breadth": 1.0}
+    assert _config(build_parser().parse_args(["run", "s.jsonl"])).operation_sampling == "weights"
+    with pytest.raises(BadInput, match="--ops"):
+        _config(build_parser().parse_args(["run", "s.jsonl", "--ops", "adaptive:nope"]))
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("Explain tides.\n", encoding="utf-8")
+    assert main(["run", str(seeds), "--db", str(tmp_path / "e.db"), "--ops", "adaptive:nope"]) == 2
+    assert "Unknown operation 'nope'" in capsys.readouterr().err
+
+
+# -- the reward and the sampler ----------------------------------------------------------------------------
+def test_reward_is_kept_and_harder_kept_alone_without_difficulty_and_failures_do_not_count():
+    assert reward_for("kept", 6, 5) == (1.0, "kept, difficulty 5 -> 6")
+    assert reward_for("kept", 5, 5)[0] == 0.0
+    assert reward_for("kept", 4, 5)[0] == 0.0
+    assert reward_for("eliminated", 9, 1) == (0.0, "eliminated")
+    assert reward_for("kept", None, 5) == (1.0, "kept (difficulty not known: kept alone)")
+    assert reward_for("kept", 5, None)[0] == 1.0
+    assert reward_for("failed", 9, 1)[0] is None
+
+
+def test_a_choice_is_a_function_of_the_posterior_the_seed_and_the_node_only():
+    a, b = ThompsonSampler(OPERATIONS, random_seed=7), ThompsonSampler(OPERATIONS, random_seed=7)
+    for _ in range(5):
+        a.update("en", "deepen", 1.0)
+        b.update("en", "deepen", 1.0)
+    assert a.choose("node-1", "en") == b.choose("node-1", "en")
+    assert a.choose("node-1", "en") != ThompsonSampler(OPERATIONS, random_seed=8).choose("node-1", "en")
+    # languages learn apart
+    assert a.posterior("ko")["deepen"] == [1.0, 1.0] and a.posterior("en")["deepen"] == [6.0, 1.0]
+
+
+def test_the_stub_tells_operations_apart_in_both_languages():
+    for lang in ("en", "ko"):
+        for op in OPERATIONS:
+            prompt, _ = get_operation(op).build_prompt("바다에 대한 시를 쓰세요." if lang == "ko" else "Write a poem.",
+                                                       language=lang)
+            assert operation_of(prompt) == op, (lang, op)
+    assert operation_of("Some other prompt " + load_template("difficulty").text) is None
+
+
+# -- runs on the hidden-rates stub ---------------------------------------------------------------------------
+@pytest.mark.parametrize("seeds", [EN_SEEDS, KO_SEEDS], ids=["en", "ko"])
+def test_thompson_sampling_concentrates_on_the_operation_that_succeeds(tmp_path, seeds):
+    """Hidden rates: constraints makes a kept, harder child 90% of the time, every other operation 10%. Uniform
+    sampling picks it 1/6 of the time; adaptive sampling must pick it in most of the later decisions, and get
+    more kept children per call. Seeded: the same numbers every run."""
+    shares, kept_per_call = {}, {}
+    for mode in ("weights", "adaptive"):
+        store = Store(tmp_path / f"{mode}.db")
+        run_id, backend = adaptive_run(store, seeds, operation_sampling=mode)
+        assert pipeline.run_sync(store, run_id, backend=backend) == "finished"
+        children = [n for n in store.nodes(run_id) if n.round > 0]
+        late = [n for n in children if n.round >= 3]
+        shares[mode] = sum(n.operation == GOOD for n in late) / len(late)
+        kept_per_call[mode] = sum(n.status == "kept" for n in children) / store.run_summary(run_id)["calls"]
+        store.close()
+    assert shares["weights"] < 0.35
+    assert shares["adaptive"] > 0.6
+    assert kept_per_call["adaptive"] > kept_per_call["weights"]
+
+
+def test_every_decision_is_stored_with_the_posterior_and_draws_that_reproduce_it(store):
+    run_id, backend = adaptive_run(store, EN_SEEDS[:10] + KO_SEEDS[:4], rounds=3)
+    assert pipeline.run_sync(store, run_id, backend=backend) == "finished"
+    children = {n.id: n for n in store.nodes(run_id) if n.round > 0}
+    decisions = store.op_decisions(run_id)
+    assert {d["node_id"] for d in decisions} == set(children)
+    assert [d["seq"] for d in decisions] == list(range(len(decisions)))
+    sampler = ThompsonSampler(OPERATIONS, random_seed=0)
+    for d in decisions:
+        node = children[d["node_id"]]
+        assert d["operation"] == node.operation and d["language"] == node.language
+        sampler.posteriors[d["language"]] = {op: list(ab) for op, ab in d["posterior"].items()}
+        again = sampler.choose(d["node_id"], d["language"])  # same posterior + same RNG -> same draws and choice
+        assert again.draws == pytest.approx(d["draws"]) and again.operation == d["operation"]
+        assert d["operation"] == max(d["draws"], key=d["draws"].get)
+        assert d["reward"] in (0.0, 1.0)
+    # A posterior only ever counts rewards of earlier decisions.
+    for d in decisions:
+        counted = sum(a + b - 2 for a, b in d["posterior"].values())
+        earlier = sum(1 for e in decisions if e["seq"] < d["seq"] and e["language"] == d["language"])
+        assert counted <= earlier
+    # The final posterior is the prior plus every reward, per language.
+    final = AdaptiveOperations(store, run_id, OPERATIONS, 0).sampler
+    for lang in ("en", "ko"):
+        wins = Counter(d["operation"] for d in decisions if d["language"] == lang and d["reward"] == 1.0)
+        tries = Counter(d["operation"] for d in decisions if d["language"] == lang)
+        assert final.posterior(lang) == {op: [1.0 + wins[op], 1.0 + tries[op] - wins[op]] for op in OPERATIONS}
+
+
+def test_kept_children_that_rose_in_difficulty_earn_the_reward(store):
+    run_id, backend = adaptive_run(store, EN_SEEDS[:8], rounds=2)
+    pipeline.run_sync(store, run_id, backend=backend)
+    scores = {}
+    for s in store.scores(run_id):
+        if s.metric == "difficulty":
+            scores[s.node_id] = s.value
+    nodes = {n.id: n for n in store.nodes(run_id)}
+    for d in store.op_decisions(run_id):
+        node = nodes[d["node_id"]]
+        harder = node.status == "kept" and scores[node.id] > scores[node.parent_id]
+        assert d["reward"] == (1.0 if harder else 0.0)
+
+
+def test_without_difficulty_scores_the_reward_is_kept_alone(store):
+    run_id, backend = adaptive_run(store, EN_SEEDS[:6], rounds=2, score_difficulty=False)
+    pipeline.run_sync(store, run_id, backend=backend)
+    nodes = {n.id: n for n in store.nodes(run_id)}
+    for d in store.op_decisions(run_id):
+        assert d["reward"] == (1.0 if nodes[d["node_id"]].status == "kept" else 0.0)
+        if d["reward"]:
+            assert "kept alone" in d["reward_detail"]
+
+
+def test_a_resumed_run_reads_its_decisions_back(tmp_path):
+    store = Store(tmp_path / "r.db")
+    run_id, backend = adaptive_run(store, EN_SEEDS[:12], rounds=4, concurrency=3)
+    stop = threading.Event()
+    status = pipeline.run_sync(store, run_id, backend=backend, stop_event=stop,
+                               progress=lambda p: stop.set() if p["done"] >= 15 else None)
+    assert status == "stopped"
+    before = {d["node_id"]: d for d in store.op_decisions(run_id)}
+    nodes_before = {n.id: (n.operation, n.status, n.instruction) for n in store.nodes(run_id) if n.round}
+    assert 15 <= len(nodes_before) < 48
+    assert pipeline.run_sync(store, run_id, backend=backend) == "finished"
+    after = {d["node_id"]: d for d in store.op_decisions(run_id)}
+    for nid, d in before.items():  # same operation, posterior and draws: nothing was sampled again
+        assert after[nid]["operation"] == d["operation"] and after[nid]["posterior"] == d["posterior"]
+        assert after[nid]["draws"] == d["draws"] and after[nid]["seq"] == d["seq"]
+    nodes_after = {n.id: n for n in store.nodes(run_id)}
+    for nid, (op, status_, text) in nodes_before.items():
+        assert (nodes_after[nid].operation, nodes_after[nid].status, nodes_after[nid].instruction) == (op, status_, text)
+    assert all(nodes_after[nid].operation == d["operation"] for nid, d in after.items())
+    assert sorted(d["seq"] for d in after.values()) == list(range(len(after)))
+    store.close()
+
+
+def test_a_decided_node_keeps_its_operation_whatever_the_posterior_says_now(store):
+    run_id, _ = adaptive_run(store, EN_SEEDS[:1])
+    first = AdaptiveOperations(store, run_id, OPERATIONS, 0)
+    op = first.choose("node-x", "en")
+    store.flush()
+    again = AdaptiveOperations(store, run_id, OPERATIONS, 0)
+    for other in OPERATIONS:  # a posterior that now strongly favours another operation
+        if other != op:
+            for _ in range(50):
+                again.sampler.update("en", other, 1.0)
+            break
+    assert again.choose("node-x", "en") == op
+    assert again.seq == 1 and len(store.op_decisions(run_id)) == 1
