@@ -141,6 +141,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX op_decisions_run ON op_decisions(run_id, seq);
     """,
+    # issue 12: answers checked by self-consistency (evolab/checking.py), one row per checked node: its status,
+    # the number read from the answer and from each of the k samples, and how each number was read
+    """
+    CREATE TABLE answer_checks (
+        node_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('consistent', 'inconsistent', 'not_checkable')),
+        reason TEXT,
+        answer_value REAL,
+        agreeing INTEGER,
+        k INTEGER NOT NULL,
+        temperature REAL,
+        tolerance REAL,
+        model TEXT,
+        readings_json TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX answer_checks_run ON answer_checks(run_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -301,6 +320,7 @@ class Store:
             c.execute("DELETE FROM scores WHERE node_id IN (SELECT id FROM nodes WHERE run_id=?)", (run_id,))
             c.execute("DELETE FROM nodes WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM calls WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM answer_checks WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM op_decisions WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
@@ -550,6 +570,34 @@ class Store:
         for r in rows:
             d = dict(r)
             d["posterior"], d["draws"] = json.loads(d.pop("posterior_json")), json.loads(d.pop("draws_json"))
+            out.append(d)
+        return out
+
+    # -- checked answers (issue 12, evolab/checking.py) ----------------------------------------------
+    def save_answer_check(self, row: dict[str, Any]) -> None:
+        """One node's check; a later check of the same node replaces it."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO answer_checks (node_id, run_id, status, reason, answer_value, agreeing, k, "
+                "temperature, tolerance, model, readings_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (row["node_id"], row["run_id"], row["status"], row.get("reason"), row.get("answer_value"),
+                 row.get("agreeing"), row["k"], row.get("temperature"), row.get("tolerance"), row.get("model"),
+                 json.dumps(row.get("readings") or [], ensure_ascii=False), row.get("created_at", time.time())))
+
+    def answer_checks(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The checks of these runs' nodes, each with the node's round and status, readings decoded."""
+        ids = list(run_ids)
+        if not ids:
+            return []
+        self.flush()  # this process's checks still on the writer thread are read too
+        rows = self.query(
+            "SELECT a.*, n.round AS round, n.status AS node_status FROM answer_checks a JOIN nodes n "
+            f"ON n.id = a.node_id WHERE a.run_id IN ({','.join('?' * len(ids))}) ORDER BY n.round, a.created_at",
+            ids)
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["readings"] = json.loads(d.pop("readings_json"))
             out.append(d)
         return out
 
