@@ -26,6 +26,7 @@ pages = {
         st.Page("pages/drift.py", title="Drift", icon=":material/trending_up:"),
         st.Page("pages/diversity.py", title="Diversity", icon=":material/scatter_plot:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
     ],
     "Take away": [
         st.Page("pages/export.py", title="Export", icon=":material/download:"),

@@ -27,6 +27,7 @@ PAGES = {
     "seeds": "pages/seeds.py", "evolve": "pages/evolve.py", "runs": "pages/runs.py",
     "lineage": "pages/lineage.py", "drift": "pages/drift.py", "diversity": "pages/diversity.py",
     "compare": "pages/compare.py", "export": "pages/export.py",
+    "review": "pages/review.py",
 }
 
 
@@ -39,6 +40,8 @@ KEEP_ACROSS_PAGES = (
     "evolve_source", "evolve_session_name", "evolve_op", "seed_example", "seed_set_name",
     "drift_which", "diversity_color", "diversity_threshold", "compare_mode",
     "export_format", "export_status", "export_seeds", "export_rules", "export_min_difficulty", "export_min_quality",
+    "review_runs", "review_margin", "review_audit", "review_quality", "review_difficulty", "review_name",
+    "review_apply",
 )
 
 

@@ -307,6 +307,18 @@ def summarize_judgments(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def position_swap_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How the two orders of each pair went: `pairs`; `both_read` (a verdict in both orders); `same` (the
+    same verdict for A whichever answer came first); `flipped` (the order changed the verdict: position bias);
+    `unread` (at least one order unreadable)."""
+    rows = list(rows)
+    valid = (WIN, TIE, LOSE)
+    both = [r for r in rows if r.get("first_verdict") in valid and r.get("second_verdict") in valid]
+    same = sum(1 for r in both if r["first_verdict"] == r["second_verdict"])
+    return {"pairs": len(rows), "both_read": len(both), "same": same, "flipped": len(both) - same,
+            "unread": len(rows) - len(both)}
+
+
 def judgments_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """The stored judgment rows as a DataFrame (detail JSON left as text)."""
     cols = ["comparison", "item_key", "label_a", "label_b", "node_a", "node_b", "first_verdict", "second_verdict",

@@ -141,6 +141,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX op_decisions_run ON op_decisions(run_id, seq);
     """,
+    # issue 12: a person's review of a node, beside the rules' verdicts (the latest per node counts)
+    """
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        reviewer TEXT,
+        verdict TEXT NOT NULL CHECK (verdict IN ('keep', 'discard', 'skip')),
+        note TEXT,
+        reasons_json TEXT NOT NULL,
+        applied INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX reviews_run ON reviews(run_id, node_id);
+    """,
     # issue 12: answers checked by self-consistency (evolab/checking.py), one row per checked node: its status,
     # the number read from the answer and from each of the k samples, and how each number was read
     """
@@ -321,6 +336,7 @@ class Store:
             c.execute("DELETE FROM nodes WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM calls WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM answer_checks WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM reviews WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM op_decisions WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
@@ -570,6 +586,36 @@ class Store:
         for r in rows:
             d = dict(r)
             d["posterior"], d["draws"] = json.loads(d.pop("posterior_json")), json.loads(d.pop("draws_json"))
+            out.append(d)
+        return out
+
+    # -- reviews by a person (issue 12) -------------------------------------------------------------
+    def add_review(self, row: dict[str, Any]) -> int:
+        """Append one review (verdict keep / discard / skip); earlier ones stay as history. Returns its id."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO reviews (node_id, run_id, reviewer, verdict, note, reasons_json, applied, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (row["node_id"], row["run_id"], row.get("reviewer") or None, row["verdict"], row.get("note") or None,
+                 json.dumps(list(row.get("reasons") or []), ensure_ascii=False), int(bool(row.get("applied"))),
+                 row.get("created_at", time.time())))
+            return int(cur.lastrowid)
+
+    def reviews(self, run_ids: Iterable[str], latest_only: bool = True) -> list[dict[str, Any]]:
+        """Reviews of these runs' nodes, oldest first; `latest_only`: the last review of each node."""
+        ids = list(run_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT * FROM reviews WHERE run_id IN ({marks})"
+        if latest_only:
+            sql += f" AND id IN (SELECT MAX(id) FROM reviews WHERE run_id IN ({marks}) GROUP BY node_id)"
+        rows = self.query(sql + " ORDER BY id", ids + (ids if latest_only else []))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["reasons"] = json.loads(d.pop("reasons_json"))
+            d["applied"] = bool(d["applied"])
             out.append(d)
         return out
 

@@ -300,6 +300,28 @@ def eliminations_figure(frame: pd.DataFrame, by: str | None = None, *,
     return fig
 
 
+# -- agreement with a person (issue 12) ----------------------------------------------------------------
+def agreement_figure(frame: pd.DataFrame, *, title: str = "How often a person agrees with each check") -> go.Figure:
+    """Share of audited nodes where the person agreed with the check, with its 95% Wilson interval; checks whose
+    sample is too small to say anything are grey (`review.agreement_frame`)."""
+    if frame is None or frame.empty:
+        return empty_figure(title, "No audited reviews yet")
+    g = frame.iloc[::-1]  # first check on top
+    labels = [f"{c} (n = {n})" for c, n in zip(g["check"], g["n"])]
+    fig = go.Figure(go.Bar(
+        x=g["share"], y=labels, orientation="h",
+        marker_color=["#bbbbbb" if small else "#1f77b4" for small in g["too_small"]],
+        error_x={"type": "data", "array": (g["high"] - g["share"]).clip(lower=0),
+                 "arrayminus": (g["share"] - g["low"]).clip(lower=0)},
+        customdata=np.column_stack([g["agree"], g["n"], g["low"], g["high"]]),
+        hovertemplate="%{y}: agreed on %{customdata[0]} of %{customdata[1]} (%{x:.0%}), "
+                      "95% CI %{customdata[2]:.0%}-%{customdata[3]:.0%}<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", xaxis={"range": [0, 1.02], "tickformat": ".0%",
+                                                                   "title": "agreement"},
+                      height=max(220, 60 + 36 * len(g)), margin={"l": 10})
+    return fig
+
+
 # -- embeddings ----------------------------------------------------------------------------------------
 def _value_colors(values: list, color_by: str) -> dict:
     if color_by == "operation":

@@ -1,0 +1,118 @@
+"""Review: a person checks the automatic verdicts one node at a time; their verdicts are stored beside the
+rules' (evolab.review), and the agreement per rule and scorer is measured on the random audit sample."""
+from __future__ import annotations
+
+import streamlit as st
+
+import app_common
+from evolab import app_support, review, viz
+
+db = app_common.store()
+st.title("Review")
+st.caption("Look at the nodes the automatic checks are least sure about, and at a random sample of every rule's "
+           "verdicts (kept nodes too). Your verdict is stored beside the rules' verdicts, never in place of them; "
+           "it changes the data set only if you tick *Apply my verdicts to the data set*. "
+           "Keys: **K** keep, **D** discard, **S** skip.")
+
+runs = db.list_runs()
+if not runs:
+    app_common.no_runs(db)
+    st.stop()
+by_id = {r["id"]: r for r in runs}
+if "review_runs" in st.session_state:
+    st.session_state["review_runs"] = [i for i in st.session_state["review_runs"] if i in by_id]
+elif app_common.current("run") in by_id:
+    st.session_state["review_runs"] = [app_common.current("run")]
+else:
+    st.session_state["review_runs"] = [runs[0]["id"]]
+run_ids = st.multiselect("Runs", list(by_id), key="review_runs", format_func=lambda i: app_support.run_label(by_id[i]))
+if not run_ids:
+    st.info("Choose at least one run to review.", icon=":material/arrow_upward:")
+    st.stop()
+if len(run_ids) == 1:
+    app_common.remember("run", run_ids[0])
+
+default_quality = review.run_thresholds(db, run_ids).get("quality", 4.5)
+with st.expander("What goes in the queue", expanded=False):
+    c1, c2, c3, c4 = st.columns(4)
+    margin = c1.number_input("Margin around a threshold", 0.0, 5.0, 0.5, 0.1, key="review_margin",
+                             help="A score this close to its threshold (either side) goes in the queue.")
+    audit_size = c2.number_input("Audit sample per check", 0, 1000, 10, 1, key="review_audit",
+                                 help="Random nodes per rule and scorer, kept ones too, for the agreement figures. "
+                                      "The same nodes on every reload.")
+    quality_min = c3.number_input("Quality threshold (0-5)", 0.0, 5.0, float(default_quality), 0.5,
+                                  key="review_quality", help="Keep at or above this quality: the run's quality "
+                                                             "filter threshold unless you change it.")
+    difficulty_min = c4.number_input("Difficulty threshold (0 = none)", 0.0, 10.0, 0.0, 1.0, key="review_difficulty",
+                                     help="Also audit the difficulty scorer against this threshold (1-10).")
+thresholds = {"quality": float(quality_min)}
+if difficulty_min > 0:
+    thresholds["difficulty"] = float(difficulty_min)
+seed = by_id[run_ids[0]]["config"].random_seed
+queue = review.review_queue(db, run_ids, margin=float(margin), audit_size=int(audit_size), thresholds=thresholds,
+                            seed=seed)
+whole = review.review_queue(db, run_ids, margin=float(margin), audit_size=int(audit_size), thresholds=thresholds,
+                            seed=seed, include_reviewed=True)
+done = len(whole) - len(queue)
+
+p1, p2 = st.columns([3, 2], vertical_alignment="bottom")
+reviewer = p2.text_input("Your name (optional)", key="review_name", placeholder="stored with each review")
+apply = p2.checkbox("Apply my verdicts to the data set", key="review_apply",
+                    help="Also keep or discard the node in the data set the export writes (a hand override, as on "
+                         "Step through). The rules' verdicts stay stored either way.")
+if queue.empty:
+    p1.progress(1.0 if len(whole) else 0.0, text=f"Reviewed {done} of {len(whole)}")
+    if whole.empty:
+        st.info("Nothing to review in these runs: no unreadable verdicts, no LLM-judge eliminations, no score near "
+                "a threshold, and no audit sample (set its size above 0).", icon=":material/check_circle:")
+    else:
+        st.success(f"The queue is empty: all {len(whole)} node(s) reviewed.", icon=":material/check_circle:")
+else:
+    item = queue.iloc[0]
+    p1.progress(done / max(1, len(whole)), text=f"Node {done + 1} of {len(whole)}"
+                + (f" · {int(queue['skipped'].sum())} skipped" if queue["skipped"].any() else ""))
+    node_id = str(item["node_id"])
+    detail = app_support.node_detail(db, node_id)
+    st.markdown("**In the queue because:** " + "; ".join(review.describe_reason(r) for r in item["reasons"])
+                + ("  \n:orange-badge[skipped before]" if item["skipped"] else ""))
+    note = st.text_input("Note (optional)", key=f"review_note_{node_id}")
+    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    choice = None
+    if b1.button("Keep", key="review_keep", shortcut="K", type="primary", width="stretch", icon=":material/check:"):
+        choice = review.KEEP
+    if b2.button("Discard", key="review_discard", shortcut="D", width="stretch", icon=":material/close:"):
+        choice = review.DISCARD
+    if b3.button("Skip", key="review_skip", shortcut="S", width="stretch", icon=":material/skip_next:"):
+        choice = review.SKIP
+    if choice is not None:
+        try:
+            review.record_review(db, node_id, choice, reasons=list(item["reasons"]), reviewer=reviewer, note=note,
+                                 apply=apply)
+        except (ValueError, KeyError) as e:
+            st.error(f"The review was not stored: {e}")
+        else:
+            st.toast(f"{choice.capitalize()} stored" + (" and applied to the data set." if apply and
+                                                          choice != review.SKIP else "."))
+            st.rerun()
+    left, right = st.columns([1, 2], gap="large")
+    with left:
+        st.subheader("Parent")
+        if detail.parent is not None:
+            app_common.text_block("Parent instruction", detail.parent.instruction)
+            if detail.parent.input:
+                app_common.text_block("Parent input", detail.parent.input)
+        else:
+            st.caption("No parent stored.")
+    with right:
+        st.subheader("Child")
+        app_common.show_node(detail)
+
+st.subheader("Agreement with a person")
+frame = review.agreement(db, run_ids)
+st.caption(review.agreement_note(frame))
+if not frame.empty:
+    st.plotly_chart(viz.agreement_figure(frame, title=""), key="review_agreement")
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={"share": st.column_config.NumberColumn(format="percent"),
+                                "low": st.column_config.NumberColumn(format="percent"),
+                                "high": st.column_config.NumberColumn(format="percent")})
