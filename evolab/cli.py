@@ -220,6 +220,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     _check_budget_price(config)
     store = _store(args.db, must_exist=False)
+    if args.template:  # --template OP=VERSION, resolved in this store (evolab/templates.py)
+        from .templates import parse_template_options
+
+        try:
+            config.templates = parse_template_options(store, args.template)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
     run_id = create_run(store, seeds, config, name=args.name)
     print(f"run {run_id}: {len(seeds)} seeds x {config.rounds} rounds, fan-out {config.fanout}, "
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
@@ -341,6 +348,12 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning_cli import tune_command
+
+    return tune_command(args, _store(args.db))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -423,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedup", action="store_true", help="drop near-duplicates (ROUGE-L > 0.7) during the run")
     p.add_argument("--quality-filter", type=float, metavar="MIN", help="drop answers rated under MIN (0-5)")
     p.add_argument("--rule-off", action="append", metavar="RULE", help="switch an elimination rule off")
+    p.add_argument("--template", action="append", metavar="OP=VERSION", help="use a stored template version for an "
+                   "operation (a name or hash prefix; `tune --list` shows them); repeatable")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped, killed or paused run without repeating stored calls")
@@ -461,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structured", choices=["auto", "on", "off"], default=None,
                    help="JSON-schema replies from the judge (default: the run's setting)")
     p.set_defaults(func=cmd_judge)
+
+    from .tuning_cli import add_tune_arguments  # template tuning (issue 11)
+
+    p = sub.add_parser("tune", help="tune an operation's template on a run's failures (Auto Evol-Instruct); list, "
+                                    "adopt and compare template versions")
+    add_tune_arguments(p, DEFAULT_DB)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("--db", default=DEFAULT_DB)

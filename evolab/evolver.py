@@ -32,9 +32,10 @@ class Evolution:
 
 async def evolve(client: LLMClient, instruction: str, input: str, operation: str, *, language: str = "en",
                  rng: random.Random | None = None, temperature: float = 0.7, max_tokens: int = 512,
-                 node_id: str | None = None, salt: str = "") -> Evolution:
-    """One evolution step. The child keeps the parent's input unless the model wrote a new #Input#."""
-    prompt, template = get_operation(operation).build_prompt(instruction, input, language, rng)
+                 node_id: str | None = None, salt: str = "", template: Template | None = None) -> Evolution:
+    """One evolution step. The child keeps the parent's input unless the model wrote a new #Input#.
+    `template`: a stored template version to use instead of the shipped file."""
+    prompt, template = get_operation(operation).build_prompt(instruction, input, language, rng, template)
     comp = await client.complete([{"role": "user", "content": prompt}], purpose="evolve",
                                  temperature=temperature, max_tokens=max_tokens, node_id=node_id, salt=salt)
     new_instruction, new_input = parse_evolved(comp.text)

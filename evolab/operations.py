@@ -82,11 +82,12 @@ class Operation:
         return load_template(self.name, language)
 
     def build_prompt(self, instruction: str, input: str = "", language: str = "en",
-                     rng: random.Random | None = None) -> tuple[str, Template]:
-        """The exact evolving prompt for this instruction, and the template it came from."""
+                     rng: random.Random | None = None, template: Template | None = None) -> tuple[str, Template]:
+        """The exact evolving prompt for this instruction, and the template it came from (`template`: a stored
+        version instead of the shipped file, evolab/templates.py)."""
         given = instruction if not input else f"{instruction}\n#Input#:\n{input}"
         values = {"instruction": given}
-        template = self.template(language)
+        template = template or self.template(language)
         if "format" in template.fields:
             formats = input_formats(template.name.partition("/")[0])  # the language actually loaded
             values["format"] = (rng or random.Random(0)).choice(formats)

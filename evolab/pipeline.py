@@ -27,6 +27,7 @@ from .llm.client import LLMClient, make_backend
 from .llm.ratelimit import CallsStopped
 from .adaptive import ADAPTIVE, AdaptiveOperations
 from .operations import sample_operation
+from .templates import run_templates
 from .schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
 
 UNREADABLE = "unreadable"
@@ -96,6 +97,7 @@ class Engine:
         self._round_done_count: Counter[int] = Counter()
         self._round_events: dict[int, asyncio.Event] = {}
         self._pool_by_round: dict[int, list[tuple[str, str]]] = {}
+        self.templates = run_templates(store, config)  # stored template versions the run names (--template)
         # --ops adaptive: Thompson sampling of operations, every decision in the store (evolab/adaptive.py)
         self.adaptive = (AdaptiveOperations(store, run_id, [op for op, w in config.operation_weights.items() if w > 0],
                                             config.random_seed)
@@ -135,7 +137,8 @@ class Engine:
         try:
             evo = await evolver.evolve(self.client, parent.instruction, parent.input, op, language=node.language,
                                        rng=rng, temperature=cfg.temperature_evolve,
-                                       max_tokens=cfg.max_tokens_evolve, node_id=node_id, salt=salt)
+                                       max_tokens=cfg.max_tokens_evolve, node_id=node_id, salt=salt,
+                                       template=self.templates.get(f"{node.language}/{op}"))
             node.instruction, node.input = evo.instruction, evo.input
             node.prompt, node.raw_output = evo.prompt, evo.raw_output
             node.template, node.template_version = evo.template.name, evo.template.version

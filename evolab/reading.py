@@ -69,7 +69,19 @@ PAIRWISE = ReplyKind(
            "1 to 10, separated by a space (for example: 7 5).",
      "ko": "다시 답하세요. 첫 줄에는 어시스턴트 1과 어시스턴트 2의 점수(각각 1~10)만 공백으로 구분해 쓰세요 (예: 7 5)."})
 
-KINDS = {k.name: k for k in (EQUAL, DIFFICULTY, QUALITY, PAIRWISE)}
+# Template tuning (evolab/tuning.py): revised templates, each with the reason for the change before it.
+TEMPLATE_CANDIDATES = ReplyKind(
+    "template_candidates",
+    _object({"candidates": {"type": "array", "items": _object({
+        "rationale": {"type": "string", "description": "the failure it addresses and how, in one or two sentences"},
+        "template": {"type": "string", "description": "the whole revised template, every placeholder kept"}})}}),
+    replies.read_template_candidates,
+    {"en": 'Reply again with only a JSON object of this shape, and nothing else: {"candidates": [{"rationale": '
+           '"...", "template": "..."}]}. Keep every placeholder in curly braces exactly as it is.',
+     "ko": '다른 말 없이 다음 형태의 JSON 객체만 다시 답하세요: {"candidates": [{"rationale": "...", "template": '
+           '"..."}]}. 중괄호 안의 자리표시자는 모두 그대로 두세요.'})
+
+KINDS = {k.name: k for k in (EQUAL, DIFFICULTY, QUALITY, PAIRWISE, TEMPLATE_CANDIDATES)}
 
 
 @dataclass

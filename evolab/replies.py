@@ -1127,3 +1127,51 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
         # Each section may have its own fence or quotes: they are delimiters, as around the whole reply.
         text, input_text = _unfence(parts[0].strip()).strip(), _strip_quotes(_unfence(parts[1].strip()).strip())
     return _strip_quotes(text), input_text
+
+
+# -- revised templates from an optimizer model (evolab/tuning.py) --------------------------------------------
+_FENCED_BLOCK = re.compile(r"^[ \t]*```[\w+-]*[ \t]*\n(.*?)\n[ \t]*```[ \t]*$", re.S | re.M)
+_THINKING = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)  # a reasoning model's preamble
+
+
+def _candidate_from_json(item: Any) -> dict[str, str] | None:
+    if isinstance(item, str):
+        return {"template": item, "rationale": ""} if item.strip() else None
+    if not isinstance(item, dict):
+        return None
+    template = _lookup(item, "template", "prompt", "text", "revised_template")
+    rationale = _lookup(item, "rationale", "reason", "why", "explanation")
+    if not isinstance(template, str) or not template.strip():
+        return None
+    return {"template": template, "rationale": rationale.strip() if isinstance(rationale, str) else ""}
+
+
+def read_template_candidates(text: str | None) -> list[dict[str, str]] | None:
+    """Revised templates from an optimizer's reply: JSON {"candidates": [{"rationale", "template"}]} (or a bare
+    list, or "templates"), else each fenced code block as one template with the line before it as its rationale.
+    None when no template can be read; the texts are returned as written (placeholders are checked by the caller)."""
+    text = _THINKING.sub("", text or "")
+    items: Any = None
+    body = _unfence(text).strip()
+    if body.startswith("["):
+        try:
+            items = json.loads(body)
+        except (ValueError, RecursionError):
+            items = None
+    if items is None:
+        obj = json_object(text)
+        if obj is not None:
+            items = _lookup(obj, "candidates", "templates", "revisions")
+            if items is None and _candidate_from_json(obj):
+                items = [obj]
+    if isinstance(items, list):
+        found = [c for c in (_candidate_from_json(i) for i in items) if c]
+        return found or None
+    blocks = list(_FENCED_BLOCK.finditer(text))
+    found = []
+    for m in blocks:
+        before = [line.strip() for line in text[:m.start()].splitlines()
+                  if line.strip() and not line.strip().startswith("```")]
+        if m.group(1).strip():
+            found.append({"template": m.group(1), "rationale": before[-1] if before else ""})
+    return found or None

@@ -34,7 +34,7 @@ RULES = (
 )
 
 # LLM call purposes.
-PURPOSES = ("evolve", "respond", "equal", "difficulty", "quality", "judge")
+PURPOSES = ("evolve", "respond", "equal", "difficulty", "quality", "judge", "optimize")
 
 
 @dataclass
@@ -114,6 +114,9 @@ class RunConfig:
     # "weights": sample by operation_weights; "adaptive": Thompson sampling among the operations with a positive
     # weight on the reward "kept and harder than its parent" (evolab/adaptive.py, `--ops adaptive`)
     operation_sampling: str = "weights"
+    # template version per "<language>/<operation>" (e.g. "en/constraints" -> its hash; `--template OP=VERSION`,
+    # evolab/templates.py); an operation not named here uses the shipped file
+    templates: dict[str, str] = field(default_factory=dict)
     temperature_evolve: float = 0.7
     temperature_respond: float = 0.7
     temperature_judge: float = 0.0

@@ -175,6 +175,143 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX answer_checks_run ON answer_checks(run_id);
     """,
+    # issue 11: template versions (the shipped files are the implicit roots), tuning sessions and their candidates
+    """
+    CREATE TABLE template_versions (
+        operation TEXT NOT NULL,
+        language TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        parent_version TEXT,
+        note TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (operation, language, hash),
+        UNIQUE (operation, language, name)
+    );
+    CREATE TABLE tuning_sessions (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        language TEXT NOT NULL,
+        parent_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT,
+        settings_json TEXT NOT NULL,
+        failures_json TEXT,
+        optimizer_reply TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE tuning_candidates (
+        session_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        text TEXT NOT NULL,
+        rationale TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        dev_run_id TEXT,
+        measures_json TEXT,
+        adopted_as TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (session_id, idx)
+    );
+    """,
+    # issue 12: answers checked by self-consistency (evolab/checking.py), one row per checked node: its status,
+    # the number read from the answer and from each of the k samples, and how each number was read
+    """
+    CREATE TABLE answer_checks (
+        node_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('consistent', 'inconsistent', 'not_checkable')),
+        reason TEXT,
+        answer_value REAL,
+        agreeing INTEGER,
+        k INTEGER NOT NULL,
+        temperature REAL,
+        tolerance REAL,
+        model TEXT,
+        readings_json TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX answer_checks_run ON answer_checks(run_id);
+    """,
+    # issue 13: a round as batch jobs (evolab/batch.py): one row per job (stored as soon as it is created, so a
+    # killed process polls it again instead of submitting it twice), one per request line in it; calls a batch
+    # job answered are flagged (billed at the batch price)
+    """
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        pass INTEGER NOT NULL,
+        engine TEXT NOT NULL,
+        provider_batch_id TEXT,
+        input_file_id TEXT,
+        output_file_id TEXT,
+        error_file_id TEXT,
+        status TEXT NOT NULL,
+        n_requests INTEGER NOT NULL DEFAULT 0,
+        n_completed INTEGER NOT NULL DEFAULT 0,
+        n_failed INTEGER NOT NULL DEFAULT 0,
+        imported INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX batches_run ON batches(run_id);
+    CREATE TABLE batch_lines (
+        batch_id INTEGER NOT NULL,
+        custom_id TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'sent',
+        error TEXT,
+        PRIMARY KEY (batch_id, custom_id)
+    );
+    CREATE INDEX batch_lines_hash ON batch_lines(request_hash);
+    ALTER TABLE calls ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+    """,
+    # issue 10: growing a seed set (evolab/seedcraft.py): one row per grow job, one per candidate it read (kept or
+    # rejected and why), written as each call completes so a job resumes where it stopped
+    """
+    CREATE TABLE grow_jobs (
+        id TEXT PRIMARY KEY,
+        config_json TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE grow_candidates (
+        job_id TEXT NOT NULL,
+        call_index INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        instruction TEXT NOT NULL,
+        input TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT,
+        seed_json TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (job_id, call_index, position)
+    );
+    """,
+    # issue 10: seed set versions (every save that changes a set adds one; evolab/seedversions.py diffs them);
+    # a run records the version of its seed set it used (NULL when its seeds were not a saved version)
+    """
+    CREATE TABLE seed_set_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        seeds_json TEXT NOT NULL,
+        content_hash TEXT,
+        note TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    INSERT INTO seed_set_versions (name, version, seeds_json, content_hash, note, created_at)
+        SELECT name, 1, seeds_json, NULL, 'saved before versions were kept', updated_at FROM seed_sets;
+    ALTER TABLE runs ADD COLUMN seed_set_version INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -646,6 +783,181 @@ class Store:
             d["readings"] = json.loads(d.pop("readings_json"))
             out.append(d)
         return out
+
+    # -- template versions and tuning sessions (issue 11, evolab/templates.py, evolab/tuning.py) --------
+    def add_template_version(self, operation: str, language: str, version: str, name: str, text: str,
+                             parent_version: str | None, note: str | None = None) -> None:
+        """Save a template version; the same text saved again keeps its first row (and name)."""
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM template_versions WHERE operation=? AND language=? AND hash=?",
+                         (operation, language, version)).fetchone():
+                return
+            if c.execute("SELECT 1 FROM template_versions WHERE operation=? AND language=? AND name=?",
+                         (operation, language, name)).fetchone():
+                raise ValueError(f"A {language}/{operation} template version is already named {name!r}; "
+                                 "choose another name.")
+            c.execute("INSERT INTO template_versions (operation, language, hash, name, text, parent_version, note, "
+                      "created_at) VALUES (?,?,?,?,?,?,?,?)",
+                      (operation, language, version, name, text, parent_version, note, time.time()))
+
+    def template_versions(self, operation: str | None = None, language: str | None = None) -> list[dict[str, Any]]:
+        """Stored template versions, oldest first, optionally of one operation and language."""
+        sql, params = "SELECT * FROM template_versions WHERE 1=1", []
+        if operation:
+            sql, params = sql + " AND operation=?", params + [operation]
+        if language:
+            sql, params = sql + " AND language=?", params + [language]
+        return [dict(r) for r in self.query(sql + " ORDER BY created_at, rowid", params)]
+
+    def create_tuning_session(self, row: dict[str, Any]) -> None:
+        now = time.time()
+        with self.transaction() as c:
+            c.execute("INSERT INTO tuning_sessions (id, run_id, operation, language, parent_version, status, detail, "
+                      "settings_json, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                      (row["id"], row["run_id"], row["operation"], row["language"], row["parent_version"],
+                       row.get("status", "started"), row.get("detail"), json.dumps(row.get("settings", {})), now, now))
+
+    def update_tuning_session(self, session_id: str, **fields: Any) -> None:
+        """Set status, detail, failures (a list, stored as JSON) or optimizer_reply of a session."""
+        allowed = {"status", "detail", "failures", "optimizer_reply"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"update_tuning_session takes {sorted(allowed)}")
+        cols = {("failures_json" if k == "failures" else k): (json.dumps(v, ensure_ascii=False) if k == "failures"
+                                                                else v) for k, v in fields.items()}
+        with self.transaction() as c:
+            c.execute(f"UPDATE tuning_sessions SET {', '.join(f'{k}=?' for k in cols)}, updated_at=? WHERE id=?",
+                      list(cols.values()) + [time.time(), session_id])
+
+    @staticmethod
+    def _session_dict(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        d["settings"] = json.loads(d.pop("settings_json"))
+        d["failures"] = json.loads(d.pop("failures_json") or "[]")
+        return d
+
+    def tuning_session(self, session_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM tuning_sessions WHERE id=?", (session_id,))
+        return self._session_dict(rows[0]) if rows else None
+
+    def tuning_sessions(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Tuning sessions, newest first (of one source run when given)."""
+        sql, params = "SELECT * FROM tuning_sessions", []
+        if run_id:
+            sql, params = sql + " WHERE run_id=?", [run_id]
+        return [self._session_dict(r) for r in self.query(sql + " ORDER BY created_at DESC, rowid DESC", params)]
+
+    def add_tuning_candidate(self, row: dict[str, Any]) -> None:
+        """A candidate (idx 0 is the current template, the baseline); a candidate stored already stays."""
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO tuning_candidates (session_id, idx, hash, text, rationale, status, reason, "
+                      "created_at) VALUES (?,?,?,?,?,?,?,?)",
+                      (row["session_id"], row["idx"], row["hash"], row["text"], row.get("rationale"), row["status"],
+                       row.get("reason"), time.time()))
+
+    def update_tuning_candidate(self, session_id: str, idx: int, **fields: Any) -> None:
+        """Set status, reason, dev_run_id, measures (a dict, stored as JSON) or adopted_as of a candidate."""
+        allowed = {"status", "reason", "dev_run_id", "measures", "adopted_as"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"update_tuning_candidate takes {sorted(allowed)}")
+        cols = {("measures_json" if k == "measures" else k): (json.dumps(v) if k == "measures" else v)
+                for k, v in fields.items()}
+        with self.transaction() as c:
+            c.execute(f"UPDATE tuning_candidates SET {', '.join(f'{k}=?' for k in cols)} WHERE session_id=? AND idx=?",
+                      list(cols.values()) + [session_id, idx])
+
+    def tuning_candidates(self, session_id: str) -> list[dict[str, Any]]:
+        rows = self.query("SELECT * FROM tuning_candidates WHERE session_id=? ORDER BY idx", (session_id,))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["measures"] = json.loads(d.pop("measures_json") or "null")
+            out.append(d)
+        return out
+
+    def candidate_template_text(self, operation: str, language: str, version: str) -> str | None:
+        """The text of a tuning candidate with this hash (its dev run uses it before anyone adopts it)."""
+        rows = self.query("SELECT c.text FROM tuning_candidates c JOIN tuning_sessions s ON s.id = c.session_id "
+                          "WHERE s.operation=? AND s.language=? AND c.hash=? LIMIT 1", (operation, language, version))
+        return rows[0][0] if rows else None
+
+    def template_nodes(self, template: str, version: str) -> list[Node]:
+        """Every node (any run) made with this template ("en/constraints") at this version hash."""
+        rows = self.query(f"SELECT {','.join(NODE_FIELDS)} FROM nodes WHERE template=? AND template_version=? "
+                          "ORDER BY created_at, id", (template, version))
+        return [Node(**dict(r)) for r in rows]
+
+    def tuning_dev_run_ids(self) -> set[str]:
+        """Runs made by tuning sessions (one per candidate), to tell them from the user's own runs."""
+        return {r[0] for r in self.query("SELECT dev_run_id FROM tuning_candidates WHERE dev_run_id IS NOT NULL")}
+
+    # -- batch jobs (issue 13, evolab/batch.py) --------------------------------------------------------
+    BATCH_OPEN = ("submitting", "validating", "in_progress", "finalizing", "cancelling", "exported")
+
+    def add_batch(self, run_id: str, pass_no: int, engine: str, lines: list[tuple[str, str]],
+                  input_file_id: str | None = None, status: str = "submitting") -> int:
+        """A job about to be created (or a file written for another engine), with its (custom_id, request_hash)
+        lines; its provider id follows with update_batch the moment the provider gives one."""
+        now = time.time()
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO batches (run_id, pass, engine, input_file_id, status, n_requests, created_at, "
+                            "updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                            (run_id, pass_no, engine, input_file_id, status, len(lines), now, now))
+            batch_id = int(cur.lastrowid)
+            c.executemany("INSERT OR REPLACE INTO batch_lines (batch_id, custom_id, request_hash) VALUES (?,?,?)",
+                          [(batch_id, cid, key) for cid, key in lines])
+        return batch_id
+
+    def update_batch(self, batch_id: int, **fields: Any) -> None:
+        allowed = {"provider_batch_id", "input_file_id", "output_file_id", "error_file_id", "status", "n_completed",
+                   "n_failed", "imported", "error"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"update_batch takes {sorted(allowed)}, not {sorted(set(fields) - allowed)}")
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self.transaction() as c:
+            c.execute(f"UPDATE batches SET {cols}, updated_at=? WHERE id=?", (*fields.values(), time.time(), batch_id))
+
+    def batches(self, run_id: str, open_only: bool = False) -> list[dict[str, Any]]:
+        """A run's jobs, oldest first; `open_only`: those not yet imported (still to poll, or to read back)."""
+        sql = "SELECT * FROM batches WHERE run_id=?" + (" AND imported=0" if open_only else "") + " ORDER BY id"
+        return [dict(r) for r in self.query(sql, (run_id,))]
+
+    def batch_line_hashes(self, batch_id: int) -> dict[str, str]:
+        """custom_id -> request_hash of a job's lines."""
+        return {r[0]: r[1] for r in self.query("SELECT custom_id, request_hash FROM batch_lines WHERE batch_id=?",
+                                               (batch_id,))}
+
+    def batch_line_failures(self, run_id: str) -> dict[str, tuple[int, str]]:
+        """request_hash -> (how many jobs failed to answer it, the last error), for the run's requests not answered."""
+        rows = self.query(
+            "SELECT l.request_hash, COUNT(*), MAX(b.id), l.error FROM batch_lines l JOIN batches b ON b.id = l.batch_id "
+            "WHERE b.run_id=? AND l.status='failed' GROUP BY l.request_hash", (run_id,))
+        return {r[0]: (int(r[1]), r[3] or "the batch job did not answer it") for r in rows}
+
+    def import_batch_results(self, batch_id: int, answered: list[tuple[str, str, dict[str, Any], LLMCall]],
+                             failed: list[tuple[str, str]]) -> None:
+        """One transaction: each answered line's cache row and call row (flagged batch), each failed line's error
+        (custom_ids not answered and not failed stay 'sent' until the job is final, then the caller fails them)."""
+        now = time.time()
+        with self.transaction() as c:
+            for custom_id, key, response, call in answered:
+                c.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?)",
+                          (key, call.model, json.dumps(response, ensure_ascii=False), now))
+                self._put_call(c, call)
+                c.execute("UPDATE calls SET batch=1 WHERE id=last_insert_rowid()")
+                c.execute("UPDATE batch_lines SET status='answered', error=NULL WHERE batch_id=? AND custom_id=?",
+                          (batch_id, custom_id))
+            c.executemany("UPDATE batch_lines SET status='failed', error=? WHERE batch_id=? AND custom_id=?",
+                          [(error[:500], batch_id, custom_id) for custom_id, error in failed])
+
+    def call_keys(self, run_id: str) -> set[tuple[str, str | None]]:
+        """(request_hash, node_id) of the run's stored calls: a batch pass records a cache hit only once."""
+        self.flush()
+        return {(r[0], r[1]) for r in self.query("SELECT request_hash, node_id FROM calls WHERE run_id=? AND "
+                                                 "request_hash IS NOT NULL", (run_id,))}
+
+    def batch_call_count(self, run_id: str) -> int:
+        self.flush()
+        return int(self.query("SELECT COUNT(*) FROM calls WHERE run_id=? AND batch=1", (run_id,))[0][0])
 
 
 class _Writer:

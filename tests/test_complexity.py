@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,10 +59,38 @@ def test_constraints_raise_the_index():
     assert harder["index"] > base["index"] + 3
 
 
-def test_index_formula():
-    values = {"tokens": 15.0, "words": 12.0, "constraints": 2.0, "questions": 1.0, "reasoning_cues": 1.0,
-              "input_chars": 300.0}
-    assert math.isclose(complexity_index(values), math.log2(16) + 2 + 1 + 0.5 + math.log2(4))
+@pytest.mark.parametrize("chain", [
+    ["Write a poem about cats.",
+     "Write a poem about cats that uses at least three stanzas.",
+     "Write a poem about cats that uses at least three stanzas and no more than 80 words, without rhyme.",
+     "Write a poem about cats that uses at least three stanzas and no more than 80 words, without rhyme. "
+     "First outline the stanzas, then explain why each image fits step by step."],
+    ["고양이에 대한 시를 쓰세요.",
+     "고양이에 대한 시를 3개 이상의 연으로 쓰세요.",
+     "고양이에 대한 시를 3개 이상의 연으로, 80단어 이하로, 운율 없이 쓰세요.",
+     "고양이에 대한 시를 3개 이상의 연으로, 80단어 이하로, 운율 없이 쓰세요. 먼저 연의 개요를 쓰고, "
+     "그 다음 각 이미지가 어울리는 이유를 단계별로 설명하세요."],
+], ids=["en", "ko"])
+def test_the_index_rises_along_an_evolution_chain(chain):
+    """What the Drift page shows: each in-depth step (a constraint, more constraints, reasoning steps)
+    makes the instruction score higher, in English and in Korean."""
+    indices = [measure(text)["index"] for text in chain]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+
+
+def test_an_input_to_work_on_raises_the_index():
+    table = "quarter | revenue\n" + "Q1 | 120\nQ2 | 135\nQ3 | 128\nQ4 | 150\n" * 5
+    assert measure("Summarise the table.", table)["index"] > measure("Summarise the table.")["index"]
+
+
+def test_a_constraint_counts_for_more_than_padding():
+    padded = measure("Describe the weather in detail please, covering many aspects of the climate and seasons "
+                     "in the region over the year.")
+    constrained = measure("Describe the weather. You must use exactly two sentences.")
+    assert constrained["index"] > padded["index"]
+
+
+def test_the_stored_index_is_the_one_measured():
     m = measure("Explain why the sky is blue. Use at least 3 sentences.", "x" * 300)
     assert math.isclose(m["index"], complexity_index(m))
 

@@ -10,20 +10,30 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evolab.operations import (INPUT_FORMATS, LANGUAGES, OPERATION_REGISTRY, PROMPTS_DIR, Template, get_operation,
-                               input_formats, is_in_breadth, load_template, parse_operation_list, sample_operation)
-from evolab.schema import IN_BREADTH_OPERATIONS, IN_DEPTH_OPERATIONS, OPERATIONS
+from evolab.operations import (INPUT_FORMATS, LANGUAGES, PROMPTS_DIR, Template, get_operation,
+                               input_formats, load_template, parse_operation_list, sample_operation)
+from evolab.schema import OPERATIONS, RunConfig
 
 EVOLVING = list(OPERATIONS)
 
 
-def test_the_papers_operations_are_all_there():
-    assert set(IN_DEPTH_OPERATIONS) == {"constraints", "deepen", "concretize", "reasoning", "complicate_input"}
-    assert set(IN_BREADTH_OPERATIONS) == {"breadth"}
-    assert set(OPERATION_REGISTRY) == set(OPERATIONS)
-    for name in IN_DEPTH_OPERATIONS:
-        assert get_operation(name).kind == "in-depth" and not is_in_breadth(name)
-    assert get_operation("breadth").kind == "in-breadth" and is_in_breadth("breadth")
+def test_a_default_run_samples_the_papers_six_operations_evenly():
+    """Evol-Instruct samples its five in-depth operations and in-breadth uniformly: so does a run left at
+    its defaults."""
+    rng = random.Random(0)
+    counts = Counter(sample_operation(RunConfig().operation_weights, rng) for _ in range(6000))
+    assert set(counts) == {"constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth"}
+    assert all(850 < c < 1150 for c in counts.values()), counts
+
+
+def test_in_depth_rewrites_the_given_prompt_and_in_breadth_creates_a_new_one():
+    for name in ("constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth"):
+        prompt, _ = get_operation(name).build_prompt("Sort a list.", language="en", rng=random.Random(1))
+        asks_for = prompt[prompt.index("Sort a list."):]
+        if name == "breadth":
+            assert "#Created Prompt#" in asks_for and "#Rewritten Prompt#" not in asks_for
+        else:
+            assert "#Rewritten Prompt#" in asks_for and "#Created Prompt#" not in asks_for
 
 
 def test_unknown_operation_is_named_in_the_error():

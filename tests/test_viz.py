@@ -204,13 +204,3 @@ def test_deltas_figure(nodes):
     first = fig.data[0]
     d = deltas[deltas["metric"] == "difficulty"].set_index("operation")
     assert list(first.y) == pytest.approx([d.loc[o, "mean"] for o in first.x])
-
-
-def test_figure_modules_do_not_import_streamlit():
-    from pathlib import Path
-
-    import evolab
-
-    for name in ("viz", "analysis", "report", "embed", "novelty", "judge", "complexity"):
-        source = (Path(evolab.__file__).parent / f"{name}.py").read_text(encoding="utf-8")
-        assert "import streamlit" not in source and "from streamlit" not in source
