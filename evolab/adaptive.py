@@ -49,7 +49,8 @@ def parse_ops_option(text: str) -> tuple[dict[str, float], str]:
     return {op: (1.0 if w > 0 else 0.0) for op, w in allowed.items()}, ADAPTIVE
 
 
-def reward_for(status: str, child_difficulty: float | None, parent_difficulty: float | None) -> tuple[float | None, str]:
+def reward_for(status: str, child_difficulty: float | None,
+               parent_difficulty: float | None) -> tuple[float | None, str]:
     """(reward, why): 1/0 as the module says; None for a failed step (no update)."""
     if status == ELIMINATED:
         return 0.0, "eliminated"

@@ -159,6 +159,24 @@ def cmd_seeds_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds_grow(args: argparse.Namespace) -> int:
+    """Grow a seed set Self-Instruct's way (evolab.seedcraft); re-running the same command resumes the job."""
+    from .seedcraft import GrowSpec, SeedcraftError, check_spec, grow_cli
+
+    seeds = _load_seeds(args.seeds)
+    config = _config(args)
+    _check_budget_price(config)
+    spec = GrowSpec(seeds, n=args.n, language=None if args.language == "auto" else args.language,
+                    target_skill=args.skill, target_difficulty=args.difficulty, random_seed=args.seed,
+                    per_call=args.per_call or (8 if config.base_url else 4), temperature=config.temperature_evolve,
+                    max_tokens=args.max_tokens or (1024 if config.base_url else 384))
+    try:
+        check_spec(spec)
+    except SeedcraftError as e:
+        raise BadInput(str(e)) from None
+    return grow_cli(_store(args.db, must_exist=False), config, spec, out=args.out, max_calls=args.max_calls)
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimate import estimate_run, format_estimate
 
@@ -409,6 +427,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = seeds.add_parser("check", help="validate a seed file and summarise it by skill and difficulty")
     p.add_argument("file")
     p.set_defaults(func=cmd_seeds_check)
+    p = seeds.add_parser("grow", help="generate N more seeds in the set's domain and language (Self-Instruct); "
+                                      "run it again to resume")
+    p.add_argument("seeds")
+    p.add_argument("--n", type=int, required=True, help="new seeds wanted")
+    p.add_argument("--out", required=True, help="JSONL file for the grown set (the seeds, then the new ones)")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"the store that records every candidate (default {DEFAULT_DB})")
+    p.add_argument("--model", help="model name (default: the embedded smollm2 when no --base-url)")
+    p.add_argument("--language", choices=["auto", "en", "ko"], default="auto", help="default: the set's own")
+    p.add_argument("--skill", help="grow seeds of this skill (tagged as proposed)")
+    p.add_argument("--difficulty", help="grow seeds of this difficulty, 1-10 or a range like 7-8")
+    p.add_argument("--per-call", type=int, help="instructions asked for per call (default 8; 4 on the embedded model)")
+    p.add_argument("--max-calls", type=int, help="stop after this many calls in this run (resume later)")
+    p.add_argument("--max-tokens", type=int, help="reply cap per call (default 1024; 384 on the embedded model)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the example choices")
+    p.add_argument("--budget-usd", type=float, help="stop before spending more than this")
+    p.add_argument("--budget-tokens", type=int, metavar="N", help="stop before more than N tokens")
+    p.add_argument("--rpm", type=int, help="cap on requests a minute")
+    p.add_argument("--tpm", type=int, help="cap on tokens a minute")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: the embedded local model)")
+    p.add_argument("--api-key-env", help="NAME of the environment variable that holds the key; never stored")
+    _add_price_options(p)
+    p.set_defaults(func=cmd_seeds_grow, rounds=1, fanout=1, ops=None, concurrency=1)
 
     p = sub.add_parser("estimate", help="calls, tokens and cost of a run, as a low / expected / high range")
     p.add_argument("seeds")

@@ -83,6 +83,22 @@ TEMPLATE_CANDIDATES = ReplyKind(
 
 KINDS = {k.name: k for k in (EQUAL, DIFFICULTY, QUALITY, PAIRWISE, TEMPLATE_CANDIDATES)}
 
+NEW_SKILL = "other"  # the tag schema's enum value for "none of the set's skills": then new_skill names one
+
+
+def tag_kind(skills: list[str]) -> ReplyKind:
+    """A seed's tags (evolab.seedcraft): the skill from the set's own list (an enum; NEW_SKILL plus `new_skill`
+    proposes another), or any skill when the set has none yet, and the difficulty 1-10 of the paper's question."""
+    skill = {"type": "string", "enum": [*skills, NEW_SKILL]} if skills else {"type": "string", "maxLength": 60}
+    schema = _object({"skill": skill, "new_skill": {"type": "string", "maxLength": 60,
+                                                    "description": f'empty unless skill is "{NEW_SKILL}"'},
+                      "difficulty": {"type": "integer", "enum": list(range(1, 11))}})
+    return ReplyKind("tag", schema, lambda text: replies.read_tag(text, skills),
+                     {"en": "Reply again with exactly two lines and nothing else:\nSkill: <skill>\nDifficulty: <a whole "
+                            "number from 1 to 10>",
+                      "ko": "다른 말 없이 정확히 두 줄로 다시 답하세요:\n스킬: <스킬>\n난이도: <1부터 10 사이의 정수>"})
+
+
 
 @dataclass
 class Reading:

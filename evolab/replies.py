@@ -8,6 +8,9 @@ a person could not read one with confidence. They never guess and never raise.
 - `read_score`: one score on a scale (difficulty 1-10, quality 0-5).
 - `read_pair_scores`: the pairwise judge's two scores (Vicuna format, each 1-10).
 - `read_evolved`: the evolver's rewrite, as (instruction, input or None).
+- `read_instruction_list`: the new instructions a grow reply lists (evolab.seedcraft), as (instruction, input).
+- `read_tag`: a seed's skill (from the set's list, or a proposed new one) and difficulty 1-10.
+
 
 Each reader also accepts a JSON object reply, bare or in a ```json fence (models answer JSON unasked).
 
@@ -55,9 +58,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any
+from typing import Any, Iterable
 
-__all__ = ["read_equal", "read_score", "read_pair_scores", "read_evolved"]
+__all__ = ["read_equal", "read_score", "read_pair_scores", "read_evolved", "read_instruction_list", "read_tag"]
 
 # -- shared helpers ----------------------------------------------------------------------------------------
 # A whole reply wrapped in one code fence (```json ... ```, ``` ... ```, ```text ... ```).
@@ -1175,3 +1178,138 @@ def read_template_candidates(text: str | None) -> list[dict[str, str]] | None:
         if m.group(1).strip():
             found.append({"template": m.group(1), "rationale": before[-1] if before else ""})
     return found or None
+
+
+# -- generated instruction lists (evolab.seedcraft's grow prompt) ------------------------------------------
+# An item starts with a number ("1.", "2)", "(3)", "Task 4:", "과제 5:", "### 6."), or, in a list with no
+# numbers, a bullet. A bold title before the task ("**Budgeting**: Plan ...") is a label, not the task.
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
+_ITEM_LABEL = r"(?:task|instruction|prompt|question|과제|지시문?|질문|문제|명령)"
+_NUMBERED = re.compile(r"^\s*(?:#{1,6}\s*)?(?:\*\*)?(?:" + _ITEM_LABEL + r"\s*#?\s*\d{1,3}\s*(?:[.):：\]-]|번)?"
+                       r"|\(\d{1,3}\)|\d{1,3}\s*(?:[.):：\]]|번[.)]?))(?:\*\*)?(?=\s|$)\s*(.*)$", re.I)
+_BULLET = re.compile(r"^\s*[-*•·]\s+(.*)$")
+_ITEM_INPUT = re.compile(r"^\s*(?:#\s*)?(?:input|입력)(?:\s*data|\s*데이터)?\s*#?\s*[:：]\s*(.*)$", re.I)
+_ITEM_PREFIX = re.compile(r"^\s*(?:new\s+)?" + _ITEM_LABEL + r"\s*[:：]\s*", re.I)
+_BOLD_TITLE = re.compile(r"^\s*\*\*([^*\n]{1,80}?)\*\*\s*(?:[:：\-–—]\s*)?(.*)$")
+
+
+def _clean_item(text: str) -> str:
+    text = text.strip()
+    m = _BOLD_TITLE.match(text)
+    if m and m.group(2).strip():
+        text = m.group(2)  # "**Title**: the task" -> the task
+    elif m:
+        text = m.group(1)  # the whole item is bold
+    text = re.sub(r"\*\*|__|`", "", text)
+    text = _ITEM_PREFIX.sub("", text).strip()
+    return _strip_quotes(text.strip()).strip()
+
+
+def _json_items(text: str) -> list[tuple[str, str]] | None:
+    body = _unfence(text).strip()
+    value: Any = None
+    if body.startswith("["):
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+    else:
+        obj = json_object(text) if body.startswith("{") else None
+        value = obj and _lookup(obj, "instructions", "tasks", "items", "prompts")
+    if not isinstance(value, list):
+        return None
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append((item.strip(), ""))
+        elif isinstance(item, dict):
+            instruction = _lookup(item, "instruction", "task", "prompt")
+            given = _lookup(item, "input")
+            if isinstance(instruction, str):
+                out.append((instruction.strip(), given.strip() if isinstance(given, str) else ""))
+    return [(i, x) for i, x in out if i]
+
+
+def read_instruction_list(text: str | None) -> list[tuple[str, str]]:
+    """The new instructions a reply lists, as (instruction, input) pairs in order; [] when the reply holds no list
+    (a refusal, a paragraph): a lone sentence is never taken for a task. An item runs on over its following lines
+    (its own sub-points) until the next item, a blank line followed by unmarked prose (a closing remark), or the
+    end; an "Input:"/"입력:" line starts the item's input. A JSON array (or {"instructions": [...]}) is read too."""
+    text = _THINK.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    from_json = _json_items(text)
+    if from_json is not None:
+        return from_json
+    lines = text.split("\n")
+    numbered = any(_NUMBERED.match(line) for line in lines)
+    items: list[list[list[str]]] = []  # per item: [instruction lines, input lines]
+    blank_before = False
+    for line in lines:
+        m = _NUMBERED.match(line) if numbered else _BULLET.match(line)
+        if m:
+            items.append([[m.group(1)], []])
+            blank_before = False
+            continue
+        if not line.strip():
+            blank_before = True
+            continue
+        if not items or line.lstrip().startswith("```"):
+            continue
+        if blank_before and not line[:1].isspace() and not _ITEM_INPUT.match(line) and not (
+                len(items[-1][0]) == 1 and not items[-1][0][0].strip()):  # a header item's text may follow a blank
+            break  # prose after the list: a closing remark
+        blank_before = False
+        given = _ITEM_INPUT.match(line)
+        if given:
+            items[-1][1].append(given.group(1))
+        elif items[-1][1]:
+            items[-1][1].append(line)
+        else:
+            items[-1][0].append(line)
+    out = []
+    for instruction_lines, input_lines in items:
+        first = [_clean_item(instruction_lines[0])] if instruction_lines[0].strip() else []
+        instruction = "\n".join(first + [ln.rstrip() for ln in instruction_lines[1:]]).strip()
+        instruction = re.sub(r"\*\*|__", "", instruction)
+        if instruction:
+            out.append((instruction, "\n".join(input_lines).strip()))
+    return out
+
+
+# -- seed tags (evolab.seedcraft's tag prompt) ------------------------------------------------------------
+_TAG_SKILL = re.compile(r"^\s*[-*#]*\s*(?:skill|category|스킬|기술|능력|분야|범주|카테고리)\s*[:：=]\s*(.+?)\s*$", re.I | re.M)
+_TAG_DIFFICULTY = re.compile(r"^\s*[-*#]*\s*(?:difficulty|난이도)[^:：=\n]{0,20}[:：=]\s*(.+?)\s*$", re.I | re.M)
+_NEW_SKILL_WORDS = {"other", "new", "none", "기타", "새 스킬", "(new)", "new skill"}
+
+
+def read_tag(text: str | None, skills: Iterable[str] = ()) -> dict | None:
+    """{"skill", "new_skill" (True: not in `skills`, a proposal), "difficulty" (1-10 or None)} from a tagging
+    reply (JSON {skill, new_skill, difficulty} or "Skill: ...\\nDifficulty: N" lines, English or Korean); None when
+    neither the skill nor the difficulty can be read. A skill is matched to the list ignoring case and spaces."""
+    known = {_key(s): s for s in skills}
+    text = _normalise(_THINK.sub("", text or ""))
+    obj = json_object(text)
+    skill: Any = None
+    difficulty: float | None = None
+    if obj is not None:
+        skill, proposal = _lookup(obj, "skill", "category"), _lookup(obj, "new_skill", "proposed_skill")
+        if (not isinstance(skill, str) or _key(skill) in _NEW_SKILL_WORDS or not skill.strip()) and \
+                isinstance(proposal, str) and proposal.strip():
+            skill = proposal
+        difficulty = _in_range(_number(_lookup(obj, "difficulty", "score")), 1, 10)
+    else:
+        m = _TAG_SKILL.search(text)
+        skill = m.group(1) if m else None
+        d = _TAG_DIFFICULTY.search(text)
+        difficulty = read_score(d.group(1), 1, 10) if d else None
+    if isinstance(skill, str):
+        skill = skill.strip().strip("\"'“”‘’").strip()
+        skill = None if not skill or _key(skill) in _NEW_SKILL_WORDS else skill
+    else:
+        skill = None
+    if difficulty is not None and not float(difficulty).is_integer():
+        difficulty = None  # the question asks for a whole number: 6.5 is a hedge
+    if skill is None and difficulty is None:
+        return None
+    matched = known.get(_key(skill)) if skill else None
+    return {"skill": matched or skill, "new_skill": bool(skill) and matched is None,
+            "difficulty": int(difficulty) if difficulty is not None else None}

@@ -34,7 +34,7 @@ RULES = (
 )
 
 # LLM call purposes.
-PURPOSES = ("evolve", "respond", "equal", "difficulty", "quality", "judge", "optimize")
+PURPOSES = ("evolve", "respond", "equal", "difficulty", "quality", "judge", "grow", "tag", "optimize", "check")  # grow, tag: seedcraft; optimize: template tuning
 
 
 @dataclass
@@ -46,6 +46,9 @@ class Seed:
     skill: str | None = None
     difficulty: float | None = None
     language: str | None = None
+    # Where a seed came from when not from the person's own file (evolab.seedcraft): {"kind": "generated",
+    # "examples": [...], "model", "endpoint" (host, never a key), "created_at", "proposed": [tags to review]}.
+    source: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

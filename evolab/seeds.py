@@ -303,7 +303,21 @@ def _seed_from_record(record: dict, name: str, number: int, unit: str, skip_blan
         raise SeedFileError(name, number, f'missing "instruction"{found}', unit)
     input_text = _text(pick("input"), "input", name, number, unit)
     skill = _trim(_text(pick("skill"), "skill", name, number, unit))
-    return _make_seed(instruction, input_text, skill or None, _difficulty(pick("difficulty"), name, number, unit))
+    seed = _make_seed(instruction, input_text, skill or None, _difficulty(pick("difficulty"), name, number, unit))
+    seed.source = _source(fields.get("source"))
+    return seed
+
+
+def _source(value: Any) -> dict | None:
+    """A seed's provenance (evolab.seedcraft writes it as an object; a table or CSV cell holds it as JSON text).
+    Another file's own "source" column (e.g. "wikipedia") is kept as a note, never dropped."""
+    if _is_missing(value) or (isinstance(value, str) and _is_blank(value)):
+        return None
+    if isinstance(value, str):
+        parsed = _try_json(value)
+        value = parsed if isinstance(parsed, dict) else value
+    return value if isinstance(value, dict) else {"note": value if isinstance(value, str) else json.dumps(value)}
+
 
 
 def _make_seed(instruction: str, input_text: str = "", skill: str | None = None,
@@ -454,8 +468,11 @@ TABLE_COLUMNS = ("instruction", "input", "skill", "difficulty")
 
 
 def seeds_to_records(seeds: Iterable[Seed]) -> list[dict[str, Any]]:
-    """Rows for a data editor: instruction, input, skill, difficulty (language is detected again on the way back)."""
-    return [{column: getattr(s, column) for column in TABLE_COLUMNS} for s in seeds]
+    """Rows for a data editor: instruction, input, skill, difficulty (language is detected again on the way back),
+    and, for a seed that has one, its provenance as JSON text in "source" (read-only in the editor, so it survives
+    an edit)."""
+    return [{**{column: getattr(s, column) for column in TABLE_COLUMNS},
+             **({"source": json.dumps(s.source, ensure_ascii=False)} if s.source else {})} for s in seeds]
 
 
 def seeds_from_records(records: Any) -> list[Seed]:

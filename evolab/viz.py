@@ -446,3 +446,38 @@ def cost_figure(cost: pd.DataFrame, *, title: str = "Calls, tokens and cost per 
     fig.update_layout(barmode="stack", title=title, template="plotly_white", height=520,
                       legend_title_text="purpose")
     return fig
+
+
+def coverage_figure(frame: pd.DataFrame, *, thin: int | None = None,
+                    title: str = "Coverage: seeds per skill and difficulty") -> go.Figure:
+    """Skills (rows) x difficulty (columns) heat map of a seed set (evolab.seedcraft.coverage_frame): the count in
+    each cell, empty cells crossed out and thin ones marked, each as its own legend entry."""
+    if frame is None or frame.empty:
+        return empty_figure(title, "No seeds yet")
+    skills = [str(s) for s in (frame["skill"].cat.categories if hasattr(frame["skill"], "cat")
+                               else dict.fromkeys(frame["skill"]))]
+    columns = [str(d) for d in (frame["difficulty"].cat.categories if hasattr(frame["difficulty"], "cat")
+                                else dict.fromkeys(frame["difficulty"]))]
+    df = frame.assign(skill=frame["skill"].astype(str), difficulty=frame["difficulty"].astype(str))
+    grid = df.pivot(index="skill", columns="difficulty", values="count").reindex(index=skills, columns=columns)
+    z = grid.fillna(0).to_numpy()
+    fig = go.Figure(go.Heatmap(
+        z=z, x=columns, y=skills, colorscale="Blues", zmin=0, text=z.astype(int).astype(str),
+        texttemplate="%{text}", hovertemplate="%{y} at difficulty %{x}: %{z} seeds<extra></extra>",
+        colorbar={"title": "seeds"}, xgap=2, ygap=2, name="seeds"))
+    for state, symbol, color, label in (("empty", "x-thin-open", "#c0392b", "empty"),
+                                        ("thin", "triangle-up", "#e67e22",
+                                         f"thin (< {thin})" if thin is not None else "thin")):
+        cells = df[df["state"] == state]
+        if len(cells):
+            fig.add_trace(go.Scatter(x=cells["difficulty"], y=cells["skill"], mode="markers", name=label,
+                                     marker={"symbol": symbol, "size": 14, "color": color,
+                                             "line": {"width": 2, "color": color}},
+                                     hovertemplate=f"%{{y}} at difficulty %{{x}}: {state}<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", height=max(300, 60 + 36 * len(skills)),
+                      xaxis={"title": "difficulty (1-10)", "type": "category", "categoryorder": "array",
+                             "categoryarray": columns},
+                      yaxis={"title": "skill", "type": "category", "autorange": "reversed",
+                             "categoryorder": "array", "categoryarray": skills},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
