@@ -218,25 +218,6 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (session_id, idx)
     );
     """,
-    # issue 12: answers checked by self-consistency (evolab/checking.py), one row per checked node: its status,
-    # the number read from the answer and from each of the k samples, and how each number was read
-    """
-    CREATE TABLE answer_checks (
-        node_id TEXT PRIMARY KEY,
-        run_id TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('consistent', 'inconsistent', 'not_checkable')),
-        reason TEXT,
-        answer_value REAL,
-        agreeing INTEGER,
-        k INTEGER NOT NULL,
-        temperature REAL,
-        tolerance REAL,
-        model TEXT,
-        readings_json TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX answer_checks_run ON answer_checks(run_id);
-    """,
     # issue 13: a round as batch jobs (evolab/batch.py): one row per job (stored as soon as it is created, so a
     # killed process polls it again instead of submitting it twice), one per request line in it; calls a batch
     # job answered are flagged (billed at the batch price)
@@ -311,31 +292,6 @@ MIGRATIONS: list[str] = [
     INSERT INTO seed_set_versions (name, version, seeds_json, content_hash, note, created_at)
         SELECT name, 1, seeds_json, NULL, 'saved before versions were kept', updated_at FROM seed_sets;
     ALTER TABLE runs ADD COLUMN seed_set_version INTEGER;
-    """,
-    # issue 10: growing a seed set (evolab/seedcraft.py): one row per grow job, one per candidate it read (kept or
-    # rejected and why), written as each call completes so a job resumes where it stopped
-    """
-    CREATE TABLE grow_jobs (
-        id TEXT PRIMARY KEY,
-        config_json TEXT NOT NULL,
-        status TEXT NOT NULL,
-        error TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE grow_candidates (
-        job_id TEXT NOT NULL,
-        call_index INTEGER NOT NULL,
-        position INTEGER NOT NULL,
-        instruction TEXT NOT NULL,
-        input TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL,
-        reason TEXT,
-        detail TEXT,
-        seed_json TEXT,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (job_id, call_index, position)
-    );
     """,
 ]
 
@@ -708,62 +664,6 @@ class Store:
         if not rows:
             raise KeyError(f"No seed set named {name!r} in {self.path}.")
         return [Seed(**s) for s in json.loads(rows[0][0])]
-
-    # -- grow jobs (issue 10, evolab/seedcraft.py) ---------------------------------------------------
-    def start_grow_job(self, job_id: str, config: dict[str, Any]) -> None:
-        """Create the job, or mark an existing one running again (a resume); its candidates stay."""
-        now = time.time()
-        with self.transaction() as c:
-            c.execute("INSERT INTO grow_jobs VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status='running', "
-                      "error=NULL, config_json=excluded.config_json, updated_at=excluded.updated_at",
-                      (job_id, json.dumps(config, ensure_ascii=False), "running", None, now, now))
-
-    def set_grow_status(self, job_id: str, status: str, error: str | None = None) -> None:
-        with self.transaction() as c:
-            c.execute("UPDATE grow_jobs SET status=?, error=?, updated_at=? WHERE id=?",
-                      (status, error, time.time(), job_id))
-
-    def grow_job(self, job_id: str) -> dict[str, Any] | None:
-        rows = self.query("SELECT * FROM grow_jobs WHERE id=?", (job_id,))
-        if not rows:
-            return None
-        d = dict(rows[0])
-        d["config"] = json.loads(d.pop("config_json"))
-        return d
-
-    def record_grow_call(self, job_id: str, call_index: int, candidates: list[dict[str, Any]]) -> None:
-        """Every candidate one call gave (at least one row per call, so a resume knows the call is done)."""
-        now = time.time()
-        with self.transaction() as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO grow_candidates VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(job_id, call_index, k["position"], k["instruction"], k.get("input") or "", k["status"],
-                  k.get("reason"), k.get("detail"),
-                  json.dumps(k["seed"], ensure_ascii=False) if k.get("seed") else None, now) for k in candidates])
-            c.execute("UPDATE grow_jobs SET updated_at=? WHERE id=?", (now, job_id))
-
-    def grow_candidates(self, job_id: str, status: str | None = None) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM grow_candidates WHERE job_id=?", [job_id]
-        if status:
-            sql, params = sql + " AND status=?", params + [status]
-        out = []
-        for r in self.query(sql + " ORDER BY call_index, position", params):
-            d = dict(r)
-            raw = d.pop("seed_json")
-            d["seed"] = json.loads(raw) if raw else None
-            out.append(d)
-        return out
-
-    def grow_progress(self, job_id: str) -> dict[str, Any]:
-        """Calls done, candidates kept and rejected (by reason): what the CLI prints and the app polls."""
-        row = self.query("SELECT COUNT(DISTINCT call_index), COALESCE(SUM(status='kept'),0), "
-                         "COALESCE(SUM(status='rejected' AND position>=0),0), COALESCE(MAX(call_index),-1) "
-                         "FROM grow_candidates WHERE job_id=?", (job_id,))[0]
-        by_reason = {r[0]: r[1] for r in self.query(
-            "SELECT reason, COUNT(*) FROM grow_candidates WHERE job_id=? AND status='rejected' GROUP BY reason "
-            "ORDER BY COUNT(*) DESC", (job_id,))}
-        return {"calls": int(row[0]), "kept": int(row[1]), "rejected": int(row[2]), "last_call": int(row[3]),
-                "by_reason": by_reason}
 
     # -- judgments ------------------------------------------------------------------------------
     def add_judgment(self, row: dict[str, Any]) -> None:
