@@ -37,12 +37,15 @@ def _run_id(store, run_id: str | None) -> str:
     return latest
 
 
-def _load_seeds(path: str):
+def _load_seeds(path: str, mapping: str | None = None):
+    from .seedimport import parse_mapping
     from .seeds import SeedFileError, load_seeds
 
     try:
-        return load_seeds(path)
+        return load_seeds(path, mapping=parse_mapping(mapping) or None)
     except SeedFileError as e:
+        raise BadInput(str(e)) from e
+    except ValueError as e:  # a bad --map
         raise BadInput(str(e)) from e
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file.") from None
@@ -153,7 +156,7 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
 def cmd_seeds_check(args: argparse.Namespace) -> int:
     from .seeds import format_summary, summarize
 
-    seeds = _load_seeds(args.file)
+    seeds = _load_seeds(args.file, args.map)
     print(f"{args.file}: OK")
     print(format_summary(summarize(seeds)))
     return 0
@@ -177,10 +180,20 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
     return grow_cli(_store(args.db, must_exist=False), config, spec, out=args.out, max_calls=args.max_calls)
 
 
+def cmd_seeds_lint(args: argparse.Namespace) -> int:
+    import json
+
+    from .seedlint import format_report, lint_seeds
+
+    report = lint_seeds(_load_seeds(args.file, args.map), use_embeddings=not args.no_embed)
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else format_report(report, args.file))
+    return 1 if report.findings else 0
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .estimate import estimate_run, format_estimate
 
-    seeds = _load_seeds(args.seeds)
+    seeds = _load_seeds(args.seeds, args.map)
     print(format_estimate(estimate_run(seeds, _config(args))))
     return 0
 
@@ -234,10 +247,19 @@ def _execute(store, run_id: str, until_round: int | None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import create_run
 
-    seeds = _load_seeds(args.seeds)
+    if bool(args.seeds) == bool(args.seed_set):
+        raise BadInput("Give a seed file or --seed-set NAME (a set saved in the store), one of the two.")
+    seeds = _load_seeds(args.seeds, args.map) if args.seeds else None
     config = _config(args)
     _check_budget_price(config)
-    store = _store(args.db, must_exist=False)
+    store = _store(args.db, must_exist=seeds is None)
+    if seeds is None:
+        from .seedversions import load_saved_set
+
+        try:
+            seeds = load_saved_set(store, args.seed_set, args.seed_set_version)
+        except KeyError as e:
+            raise BadInput(e.args[0]) from None
     if args.template:  # --template OP=VERSION, resolved in this store (evolab/templates.py)
         from .templates import parse_template_options
 
@@ -245,7 +267,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             config.templates = parse_template_options(store, args.template)
         except ValueError as e:
             raise BadInput(str(e)) from None
-    run_id = create_run(store, seeds, config, name=args.name)
+    run_id = create_run(store, seeds, config, name=args.name, seed_set=args.seed_set)
     print(f"run {run_id}: {len(seeds)} seeds x {config.rounds} rounds, fan-out {config.fanout}, "
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
     price = _price_of(config)
@@ -414,6 +436,11 @@ def _add_price_options(p: argparse.ArgumentParser) -> None:
                                                     "one (also: EVOLAB_PRICES, JSON or a file path)")
 
 
+def _add_map_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--map", metavar="FIELD=COLUMN,...", help="the columns that hold the seed fields, for files "
+                   "with other names: e.g. instruction=question,input=context,skill=category,difficulty=level")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evolab", description="evolab: evolve instruction data with "
                                      "Evol-Instruct, see what it did, export training data.")
@@ -426,7 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     seeds = sub.add_parser("seeds", help="seed files").add_subparsers(dest="seeds_command", required=True)
     p = seeds.add_parser("check", help="validate a seed file and summarise it by skill and difficulty")
     p.add_argument("file")
+    _add_map_option(p)
     p.set_defaults(func=cmd_seeds_check)
+    p = seeds.add_parser("lint", help="rows to fix before a run (length, duplicates, mixed languages, missing tags, "
+                                      "not a task); exit 1 when there are any")
+    p.add_argument("file")
+    _add_map_option(p)
+    p.add_argument("--no-embed", action="store_true", help="skip embedding near-duplicates (no model is loaded)")
+    p.add_argument("--json", action="store_true", help="the findings as JSON")
+    p.set_defaults(func=cmd_seeds_lint)
     p = seeds.add_parser("grow", help="generate N more seeds in the set's domain and language (Self-Instruct); "
                                       "run it again to resume")
     p.add_argument("seeds")
@@ -452,11 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="calls, tokens and cost of a run, as a low / expected / high range")
     p.add_argument("seeds")
+    _add_map_option(p)
     _add_run_options(p, endpoint=False)
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("run", help="evolve a seed file")
-    p.add_argument("seeds")
+    p.add_argument("seeds", nargs="?", help="a seed file (or use --seed-set)")
+    _add_map_option(p)
+    p.add_argument("--seed-set", metavar="NAME", help="a seed set saved in the store; the run records its version")
+    p.add_argument("--seed-set-version", type=int, metavar="N", help="that set's version N (default: the latest)")
     p.add_argument("--db", default=DEFAULT_DB, help=f"the store (default {DEFAULT_DB})")
     _add_run_options(p)
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8); lowered "

@@ -57,13 +57,28 @@ class SeedFileError(ValueError):
 
 # -- reading ------------------------------------------------------------------------------------------
 
-def load_seeds(path_or_file: Any, *, name: str | None = None, fmt: str | None = None) -> list[Seed]:
+def load_seeds(path_or_file: Any, *, name: str | None = None, fmt: str | None = None,
+               mapping: dict[str, str] | None = None) -> list[Seed]:
     """Seeds from a path, bytes (`name` gives the file name, as a Streamlit upload does) or a file object.
 
-    The format comes from `fmt` or the name's extension (.jsonl, .json, .csv; anything else is text).
+    The format comes from `fmt` or the name's extension (.jsonl, .json, .csv; anything else is text);
+    .parquet, .arrow and save_to_disk folders are datasets (evolab.seedimport). `mapping` ({"instruction":
+    "question", ...}) names the column of each seed field in a table with other column names.
     Raises SeedFileError for anything wrong with the file.
     """
+    from . import seedimport
+
+    if fmt is None and seedimport.is_dataset(path_or_file, name):
+        columns, rows = seedimport.read_dataset(path_or_file, name)
+        name = name or (str(path_or_file) if isinstance(path_or_file, (str, os.PathLike))
+                        else str(getattr(path_or_file, "name", "") or "<upload>"))
+        seedimport.check_mapping(mapping, columns, name)
+        if not mapping or "instruction" not in mapping:
+            _check_instruction_column([str(c).strip().lower() for c in columns], name, None, "row")
+        return [_seed_from_record(_mapped(row, mapping), name, i, "row") for i, row in enumerate(rows, 1)]
     data, name = _read_bytes(path_or_file, name)
+    if mapping:
+        seedimport.check_mapping(mapping, record_columns(data, name=name, fmt=fmt), name)
     fmt = _pick_format(fmt, name)
     text = _decode(data, name)
     if _is_blank(text):
@@ -73,7 +88,56 @@ def load_seeds(path_or_file: Any, *, name: str | None = None, fmt: str | None = 
         raise SeedFileError(name, line, "contains NUL characters: probably UTF-16 or a binary file; "
                                         "save it as UTF-8 text")
     parse = {"jsonl": _parse_jsonl, "json": _parse_json, "csv": _parse_csv, "txt": _parse_txt}[fmt]
+    if mapping:
+        if fmt == "txt":
+            raise SeedFileError(name, None, "a plain text file has no columns to map; --map works on CSV, JSON, "
+                                            "JSONL, parquet and arrow files")
+        return parse(text, name, mapping)
     return parse(text, name)
+
+
+def _mapped(record: dict, mapping: dict[str, str] | None) -> dict:
+    """A record with each mapped column renamed to its seed field. Columns that would otherwise be read as a
+    mapped field (its usual names, e.g. "prompt" when instruction=question) are left out."""
+    if not mapping:
+        return record
+    lowered = {str(k).strip().lower(): k for k in record}
+    shadowed = {n for field in mapping for n in _FIELD_NAMES[field]}
+    out = {k: v for k, v in record.items() if str(k).strip().lower() not in shadowed}
+    for field, column in mapping.items():
+        key = lowered.get(column.strip().lower())
+        out.pop(key, None)
+        out[field] = record[key] if key is not None else None
+    return out
+
+
+def record_columns(source: Any, *, name: str | None = None, fmt: str | None = None) -> list[str]:
+    """The columns a mapping can name: a CSV's header, or the keys of a JSON/JSONL file's objects in
+    first-seen order (a text file has none)."""
+    data, name = _read_bytes(source, name)
+    fmt = _pick_format(fmt, name)
+    text = _decode(data, name)
+    if fmt == "csv":
+        first_line = _lines(text.lstrip())[0]
+        delimiter = max(",;\t", key=first_line.count)
+        try:
+            header = next(csv.reader(io.StringIO(text.lstrip(), newline=""), delimiter=delimiter), [])
+        except csv.Error as e:
+            raise SeedFileError(name, 1, f"bad CSV header ({e})", "row") from None
+        return [_trim(c) for c in header if not _is_blank(c)]
+    if fmt not in ("json", "jsonl"):
+        return []
+    value = _try_json(text)
+    if value is None:
+        value = [_try_json(line) for line in _lines(text) if not _is_blank(line)]
+    if isinstance(value, dict):
+        lowered = {str(k).strip().lower(): v for k, v in value.items()}
+        value = next((lowered[k] for k in _JSON_LIST_KEYS if isinstance(lowered.get(k), list)), [value])
+    columns: dict[str, None] = {}
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict):
+            columns.update(dict.fromkeys(str(k) for k in item))
+    return list(columns)
 
 
 def _read_bytes(source: Any, name: str | None) -> tuple[bytes, str]:
@@ -157,7 +221,7 @@ def _parse_txt(text: str, name: str) -> list[Seed]:
     return seeds
 
 
-def _parse_jsonl(text: str, name: str) -> list[Seed]:
+def _parse_jsonl(text: str, name: str, mapping: dict[str, str] | None = None) -> list[Seed]:
     seeds = []
     for number, line in enumerate(_lines(text), 1):
         if _is_blank(line):
@@ -167,24 +231,24 @@ def _parse_jsonl(text: str, name: str) -> list[Seed]:
         except (ValueError, RecursionError) as e:
             whole = _try_json(text)  # a pretty-printed JSON document saved as .jsonl still loads
             if whole is not None:
-                return _seeds_from_document(whole, name)
+                return _seeds_from_document(whole, name, mapping)
             raise SeedFileError(name, number, _json_problem(e, line)) from None
-        seeds.append(_seed_from_value(value, name, number, "line"))
+        seeds.append(_seed_from_value(value, name, number, "line", mapping))
     if not seeds:
         raise SeedFileError(name, None, "the file has no seeds (only blank lines)")
     return seeds
 
 
-def _parse_json(text: str, name: str) -> list[Seed]:
+def _parse_json(text: str, name: str, mapping: dict[str, str] | None = None) -> list[Seed]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         if e.msg == "Extra data":  # one value after another: JSON Lines saved as .json
-            return _parse_jsonl(text, name)
+            return _parse_jsonl(text, name, mapping)
         raise SeedFileError(name, e.lineno, _json_problem(e, "")) from None
     except (ValueError, RecursionError) as e:
         raise SeedFileError(name, None, _json_problem(e, "")) from None
-    return _seeds_from_document(value, name)
+    return _seeds_from_document(value, name, mapping)
 
 
 def _try_json(text: str) -> Any:
@@ -205,14 +269,16 @@ def _json_problem(error: Exception, line: str) -> str:
     return f"invalid JSON ({error})"
 
 
-def _seeds_from_document(value: Any, name: str) -> list[Seed]:
+def _seeds_from_document(value: Any, name: str, mapping: dict[str, str] | None = None) -> list[Seed]:
     """A whole JSON document: an array, or an object holding the array, or one seed object."""
     items = None
     if isinstance(value, list):
         items = value
     elif isinstance(value, dict):
         lowered = {str(k).strip().lower(): v for k, v in value.items()}
-        if any(k in lowered for k in _FIELD_NAMES["instruction"]):  # a file holding one seed
+        instruction_names = [mapping["instruction"].strip().lower()] if mapping and "instruction" in mapping \
+            else _FIELD_NAMES["instruction"]
+        if any(k in lowered for k in instruction_names):  # a file holding one seed
             items = [value]
         else:
             items = next((lowered[k] for k in _JSON_LIST_KEYS if isinstance(lowered.get(k), list)), None)
@@ -222,21 +288,22 @@ def _seeds_from_document(value: Any, name: str) -> list[Seed]:
             found = f"an object with keys: {', '.join(map(str, value))}" if value else "an empty object"
         raise SeedFileError(name, None, 'expected an array of seeds, or an object with a "seeds", "data" or '
                                         f'"instructions" array; found {found}')
-    seeds = [_seed_from_value(item, name, i, "item") for i, item in enumerate(items, 1)]
+    seeds = [_seed_from_value(item, name, i, "item", mapping) for i, item in enumerate(items, 1)]
     if not seeds:
         raise SeedFileError(name, None, "the file has no seeds (an empty array)")
     return seeds
 
 
-def _seed_from_value(value: Any, name: str, number: int, unit: str) -> Seed:
+def _seed_from_value(value: Any, name: str, number: int, unit: str,
+                     mapping: dict[str, str] | None = None) -> Seed:
     if isinstance(value, str):  # a bare string is an instruction
         value = {"instruction": value}
     if not isinstance(value, dict):
         raise SeedFileError(name, number, f'expected an object with an "instruction", found {_kind(value)}', unit)
-    return _seed_from_record(value, name, number, unit)
+    return _seed_from_record(_mapped(value, mapping), name, number, unit)
 
 
-def _parse_csv(text: str, name: str) -> list[Seed]:
+def _parse_csv(text: str, name: str, mapping: dict[str, str] | None = None) -> list[Seed]:
     # The delimiter the header uses most: Excel writes ";" in some locales, and tab for .tsv.
     first_line = _lines(text.lstrip())[0]
     delimiter = max(",;\t", key=first_line.count)
@@ -259,18 +326,23 @@ def _parse_csv(text: str, name: str) -> list[Seed]:
         if header is None:
             header = [_trim(c).lower() for c in cells]
             _check_duplicate_fields(header, name, row, "row")
-            if not any(n in header for n in _FIELD_NAMES["instruction"]):
-                raise SeedFileError(name, row, f'no "instruction" column in the header (found: {", ".join(header)})',
-                                    "row")
+            if not mapping or "instruction" not in mapping:
+                _check_instruction_column(header, name, row, "row")
             continue
         if len(cells) > len(header) and not all(_is_blank(c) for c in cells[len(header):]):
             shown = {",": "a comma", ";": "a semicolon", "\t": "a tab"}[delimiter]
             raise SeedFileError(name, row, f"{len(cells)} cells but the header has {len(header)} columns; "
                                            f"a field containing {shown} must be in double quotes", "row")
-        seeds.append(_seed_from_record(dict(zip(header, cells)), name, row, "row"))
+        seeds.append(_seed_from_record(_mapped(dict(zip(header, cells)), mapping), name, row, "row"))
     if not seeds:
         raise SeedFileError(name, None, "the file has no seeds (only a header row)")
     return seeds
+
+
+def _check_instruction_column(header: list[str], name: str, row: int | None, unit: str) -> None:
+    if not any(n in header for n in _FIELD_NAMES["instruction"]):
+        raise SeedFileError(name, row, f'no "instruction" column in the header (found: {", ".join(header)}); '
+                                       f'name the column that holds it with --map instruction=COLUMN', unit)
 
 
 def _csv_problem(error: csv.Error, start_line: int) -> str:
@@ -317,7 +389,6 @@ def _source(value: Any) -> dict | None:
         parsed = _try_json(value)
         value = parsed if isinstance(parsed, dict) else value
     return value if isinstance(value, dict) else {"note": value if isinstance(value, str) else json.dumps(value)}
-
 
 
 def _make_seed(instruction: str, input_text: str = "", skill: str | None = None,

@@ -308,6 +308,11 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def seed_set_hash(seeds: Iterable[Seed]) -> str:
+    """A seed set's content hash: every field of every seed, in order (a reordered set is a new version)."""
+    return text_hash(json.dumps([s.to_dict() for s in seeds], ensure_ascii=False, sort_keys=True))
+
+
 class Store:
     """One SQLite file. Safe to share between threads of one process and between processes."""
 
@@ -425,10 +430,12 @@ class Store:
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         now = time.time()
         with self.transaction() as c:
+            version = self._matching_seed_set_version(c, seed_set, seeds) if seed_set else None
             c.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs (id, name, status, config_json, seeds_json, seed_set, error, created_at, updated_at, "
+                "seed_set_version) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (run_id, name or config.name or run_id, "created", json.dumps(config.to_dict()),
-                 json.dumps([s.to_dict() for s in seeds], ensure_ascii=False), seed_set, None, now, now),
+                 json.dumps([s.to_dict() for s in seeds], ensure_ascii=False), seed_set, None, now, now, version),
             )
         return run_id
 
@@ -646,15 +653,19 @@ class Store:
                           [(model, h, dim, blob) for h, dim, blob in items])
 
     # -- seed sets ------------------------------------------------------------------------------
-    def save_seed_set(self, name: str, seeds: list[Seed]) -> None:
+    def save_seed_set(self, name: str, seeds: list[Seed], note: str | None = None) -> int:
+        """Save the set under `name` and return its version: a new one, or the latest when its content is the
+        same (saving unchanged seeds adds no version)."""
         if not name.strip():
             raise ValueError("A seed set needs a name.")
         now = time.time()
+        seeds_json = json.dumps([s.to_dict() for s in seeds], ensure_ascii=False)
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO seed_sets VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
                 "seeds_json=excluded.seeds_json, updated_at=excluded.updated_at",
-                (name.strip(), json.dumps([s.to_dict() for s in seeds], ensure_ascii=False), now, now))
+                (name.strip(), seeds_json, now, now))
+            return self._add_seed_set_version(c, name.strip(), seeds, seeds_json, note, now)
 
     def seed_sets(self) -> list[str]:
         return [r[0] for r in self.query("SELECT name FROM seed_sets ORDER BY updated_at DESC")]
@@ -663,6 +674,53 @@ class Store:
         rows = self.query("SELECT seeds_json FROM seed_sets WHERE name=?", (name,))
         if not rows:
             raise KeyError(f"No seed set named {name!r} in {self.path}.")
+        return [Seed(**s) for s in json.loads(rows[0][0])]
+
+    # -- seed set versions (issue 10: every changed save is a version; runs record the one they used) ------
+    @staticmethod
+    def _version_hash(row: sqlite3.Row) -> str:
+        # Versions carried over from before versioning have no stored hash.
+        return row["content_hash"] or seed_set_hash([Seed(**s) for s in json.loads(row["seeds_json"])])
+
+    def _add_seed_set_version(self, c: sqlite3.Connection, name: str, seeds: list[Seed], seeds_json: str,
+                              note: str | None, now: float) -> int:
+        digest = seed_set_hash(seeds)
+        latest = c.execute("SELECT version, seeds_json, content_hash FROM seed_set_versions WHERE name=? "
+                           "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+        if latest is not None and self._version_hash(latest) == digest:
+            return int(latest["version"])
+        version = int(latest["version"]) + 1 if latest is not None else 1
+        c.execute("INSERT INTO seed_set_versions (name, version, seeds_json, content_hash, note, created_at) "
+                  "VALUES (?,?,?,?,?,?)", (name, version, seeds_json, digest, (note or "").strip() or None, now))
+        return version
+
+    def _matching_seed_set_version(self, c: sqlite3.Connection, name: str, seeds: list[Seed]) -> int | None:
+        """The newest version of `name` with exactly these seeds (None: they were edited after loading)."""
+        digest = seed_set_hash(seeds)
+        for row in c.execute("SELECT version, seeds_json, content_hash FROM seed_set_versions WHERE name=? "
+                             "ORDER BY version DESC", (name,)).fetchall():
+            if self._version_hash(row) == digest:
+                return int(row["version"])
+        return None
+
+    def seed_set_versions(self, name: str) -> list[dict[str, Any]]:
+        """The versions of a seed set, newest first: version, created_at, seeds (count), content_hash, note,
+        runs (ids of the runs that used it)."""
+        runs: dict[int, list[str]] = {}
+        for r in self.query("SELECT id, seed_set_version FROM runs WHERE seed_set=? AND seed_set_version IS NOT NULL "
+                            "ORDER BY created_at", (name,)):
+            runs.setdefault(int(r["seed_set_version"]), []).append(r["id"])
+        out = []
+        for r in self.query("SELECT * FROM seed_set_versions WHERE name=? ORDER BY version DESC", (name,)):
+            out.append({"version": int(r["version"]), "created_at": r["created_at"],
+                        "seeds": len(json.loads(r["seeds_json"])), "content_hash": self._version_hash(r),
+                        "note": r["note"], "runs": runs.get(int(r["version"]), [])})
+        return out
+
+    def load_seed_set_version(self, name: str, version: int) -> list[Seed]:
+        rows = self.query("SELECT seeds_json FROM seed_set_versions WHERE name=? AND version=?", (name, int(version)))
+        if not rows:
+            raise KeyError(f"No version {version} of seed set {name!r} in {self.path}.")
         return [Seed(**s) for s in json.loads(rows[0][0])]
 
     # -- judgments ------------------------------------------------------------------------------
