@@ -723,6 +723,61 @@ class Store:
             raise KeyError(f"No version {version} of seed set {name!r} in {self.path}.")
         return [Seed(**s) for s in json.loads(rows[0][0])]
 
+    # -- grow jobs (issue 10, evolab/seedcraft.py) ---------------------------------------------------
+    def start_grow_job(self, job_id: str, config: dict[str, Any]) -> None:
+        """Create the job, or mark an existing one running again (a resume); its candidates stay."""
+        now = time.time()
+        with self.transaction() as c:
+            c.execute("INSERT INTO grow_jobs VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status='running', "
+                      "error=NULL, config_json=excluded.config_json, updated_at=excluded.updated_at",
+                      (job_id, json.dumps(config, ensure_ascii=False), "running", None, now, now))
+
+    def set_grow_status(self, job_id: str, status: str, error: str | None = None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE grow_jobs SET status=?, error=?, updated_at=? WHERE id=?",
+                      (status, error, time.time(), job_id))
+
+    def grow_job(self, job_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM grow_jobs WHERE id=?", (job_id,))
+        if not rows:
+            return None
+        d = dict(rows[0])
+        d["config"] = json.loads(d.pop("config_json"))
+        return d
+
+    def record_grow_call(self, job_id: str, call_index: int, candidates: list[dict[str, Any]]) -> None:
+        """Every candidate one call gave (at least one row per call, so a resume knows the call is done)."""
+        now = time.time()
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO grow_candidates VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(job_id, call_index, k["position"], k["instruction"], k.get("input") or "", k["status"],
+                  k.get("reason"), k.get("detail"),
+                  json.dumps(k["seed"], ensure_ascii=False) if k.get("seed") else None, now) for k in candidates])
+            c.execute("UPDATE grow_jobs SET updated_at=? WHERE id=?", (now, job_id))
+
+    def grow_candidates(self, job_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM grow_candidates WHERE job_id=?", [job_id]
+        if status:
+            sql, params = sql + " AND status=?", params + [status]
+        out = []
+        for r in self.query(sql + " ORDER BY call_index, position", params):
+            d = dict(r)
+            raw = d.pop("seed_json")
+            d["seed"] = json.loads(raw) if raw else None
+            out.append(d)
+        return out
+
+    def grow_progress(self, job_id: str) -> dict[str, Any]:
+        """Calls done, candidates kept and rejected (by reason): what the CLI prints and the app polls."""
+        row = self.query("SELECT COUNT(DISTINCT call_index), COALESCE(SUM(status='kept'),0), "
+                         "COALESCE(SUM(status='rejected' AND position>=0),0), COALESCE(MAX(call_index),-1) "
+                         "FROM grow_candidates WHERE job_id=?", (job_id,))[0]
+        by_reason = {r[0]: r[1] for r in self.query(
+            "SELECT reason, COUNT(*) FROM grow_candidates WHERE job_id=? AND status='rejected' GROUP BY reason "
+            "ORDER BY COUNT(*) DESC", (job_id,))}
+        return {"calls": int(row[0]), "kept": int(row[1]), "rejected": int(row[2]), "last_call": int(row[3]),
+                "by_reason": by_reason}
     # -- judgments ------------------------------------------------------------------------------
     def add_judgment(self, row: dict[str, Any]) -> None:
         cols = ["comparison", "item_key", "label_a", "label_b", "node_a", "node_b", "first_verdict",
