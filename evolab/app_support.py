@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import math
 import os
@@ -566,11 +567,13 @@ def export_filename(run: dict[str, Any] | str, fmt: str) -> str:
 def export_bytes(db_path: str, run_id: str, fmt: str, select: dict[str, Any]) -> bytes:
     """The export file, built when the download button is clicked (in Streamlit's download thread,
     so it opens its own connection)."""
-    from .export import export_run
+    from .export import write_export
 
     store = Store(db_path)
+    buffer = io.StringIO()  # a download is handed to Streamlit whole; the CLI streams to a file
     try:
-        return export_run(store, run_id, fmt, **select).encode("utf-8")
+        write_export(store, run_id, fmt, buffer, **select)
+        return buffer.getvalue().encode("utf-8")
     finally:
         store.close()
 
@@ -599,9 +602,9 @@ def report_bytes(db_path: str, run_id: str) -> bytes:
 
 
 def export_count(store: Store, run_id: str, select: dict[str, Any]) -> int:
-    from .export import select_nodes
+    from .export import count_selected
 
-    return len(select_nodes(store, run_id, **select))
+    return count_selected(store, run_id, **select)
 
 
 def operation_weights_frame(weights: dict[str, float] | None = None) -> pd.DataFrame:

@@ -5,10 +5,11 @@ every kept evolved instruction. The lineage format keeps every field of every no
 """
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, TextIO
 
 from .schema import KEPT, SEED, Node
 from .store import Store
@@ -16,24 +17,44 @@ from .store import Store
 FORMATS = ("alpaca", "sharegpt", "openai", "lineage")
 
 
-def select_nodes(store: Store, run_id: str, *, status: str = "kept", include_seeds: bool = True,
-                 rules: Iterable[str] | None = None, min_scores: dict[str, float] | None = None) -> list[Node]:
-    """Nodes to export. status: "kept" (kept + answered seeds) or "all"; `rules` keeps only eliminated
-    nodes with those rules (plus kept ones when status is all); `min_scores` e.g. {"quality": 4.5}."""
-    nodes = store.nodes(run_id)
-    if status == "kept":
-        nodes = [n for n in nodes if n.status == KEPT or (include_seeds and n.status == SEED)]
-        nodes = [n for n in nodes if n.response]
-    elif status != "all":
+def iter_selected(store: Store, run_id: str, *, status: str = "kept", include_seeds: bool = True,
+                  rules: Iterable[str] | None = None, min_scores: dict[str, float] | None = None,
+                  checked: Iterable[str] | None = None) -> Iterator[tuple[Node, dict[str, float | None]]]:
+    """(node, its scores) to export, streamed from the store a batch at a time, so a run of any size
+    exports in bounded memory. status: "kept" (kept + answered seeds) or "all"; `rules` keeps only
+    eliminated nodes with those rules (plus kept ones when status is all); `min_scores` e.g.
+    {"quality": 4.5}; `checked` keeps nodes whose answer check (evolab/checking.py) is one of these
+    statuses ("unchecked": none)."""
+    if status not in ("kept", "all"):
         raise ValueError(f"status must be 'kept' or 'all', not {status!r}")
-    if rules:
-        wanted = set(rules)
-        nodes = [n for n in nodes if n.rule is None or n.rule in wanted]
-    if min_scores:
-        scores = node_scores(store, run_id)
-        nodes = [n for n in nodes
-                 if all((scores[n.id].get(m) is not None and scores[n.id][m] >= v) for m, v in min_scores.items())]
-    return nodes
+    wanted_rules = set(rules or ())
+    check_filter = None
+    if checked:
+        from .checking import UNCHECKED, check_statuses, parse_checked
+
+        wanted_checks, statuses = set(parse_checked(checked)), check_statuses(store, run_id)
+        check_filter = lambda n: statuses.get(n.id, UNCHECKED) in wanted_checks  # noqa: E731
+    for nodes, scores in store.iter_nodes_with_scores(run_id):
+        for n in nodes:
+            if status == "kept" and not ((n.status == KEPT or (include_seeds and n.status == SEED)) and n.response):
+                continue
+            if wanted_rules and n.rule is not None and n.rule not in wanted_rules:
+                continue
+            own = {m: v for m, v in scores.get(n.id, {}).items() if not m.startswith("rule:")}
+            if min_scores and not all(own.get(m) is not None and own[m] >= v for m, v in min_scores.items()):
+                continue
+            if check_filter is not None and not check_filter(n):
+                continue
+            yield n, own
+
+
+def select_nodes(store: Store, run_id: str, **select: Any) -> list[Node]:
+    """The nodes `iter_selected` streams, as a list (for counts and small runs)."""
+    return [n for n, _ in iter_selected(store, run_id, **select)]
+
+
+def count_selected(store: Store, run_id: str, **select: Any) -> int:
+    return sum(1 for _ in iter_selected(store, run_id, **select))
 
 
 def node_scores(store: Store, run_id: str) -> dict[str, dict[str, float | None]]:
@@ -45,24 +66,36 @@ def node_scores(store: Store, run_id: str) -> dict[str, dict[str, float | None]]
     return out
 
 
-def to_records(store: Store, run_id: str, nodes: list[Node], fmt: str) -> list[dict[str, Any]]:
-    if fmt == "alpaca":
-        return [{"instruction": n.instruction, "input": n.input or "", "output": n.response or ""} for n in nodes]
-    if fmt == "sharegpt":
-        return [{"id": n.id, "conversations": [{"from": "human", "value": _prompt(n)},
-                                               {"from": "gpt", "value": n.response or ""}]} for n in nodes]
-    if fmt == "openai":
-        return [{"messages": [{"role": "user", "content": _prompt(n)},
-                              {"role": "assistant", "content": n.response or ""}]} for n in nodes]
-    if fmt == "lineage":
-        run = store.get_run(run_id)
-        model = run["config"].model if run else None
-        scores = node_scores(store, run_id)
-        keys = ["id", "parent_id", "root_id", "round", "operation", "instruction", "input", "response", "status",
+LINEAGE_KEYS = ["id", "parent_id", "root_id", "round", "operation", "instruction", "input", "response", "status",
                 "rule", "detail", "skill", "seed_difficulty", "language", "template", "template_version"]
-        return [{**{k: getattr(n, k) for k in keys}, "scores": scores.get(n.id, {}), "model": model,
-                 "run_id": run_id} for n in nodes]
+
+
+def record(n: Node, fmt: str, *, scores: dict[str, float | None] | None = None, model: str | None = None,
+           run_id: str | None = None) -> dict[str, Any]:
+    """One node as one record of `fmt`."""
+    if fmt == "alpaca":
+        return {"instruction": n.instruction, "input": n.input or "", "output": n.response or ""}
+    if fmt == "sharegpt":
+        return {"id": n.id, "conversations": [{"from": "human", "value": _prompt(n)},
+                                              {"from": "gpt", "value": n.response or ""}]}
+    if fmt == "openai":
+        return {"messages": [{"role": "user", "content": _prompt(n)},
+                             {"role": "assistant", "content": n.response or ""}]}
+    if fmt == "lineage":
+        return {**{k: getattr(n, k) for k in LINEAGE_KEYS}, "scores": scores or {}, "model": model,
+                "run_id": run_id or n.run_id}
     raise ValueError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
+
+
+def to_records(store: Store, run_id: str, nodes: list[Node], fmt: str) -> list[dict[str, Any]]:
+    model = _run_model(store, run_id)
+    scores = node_scores(store, run_id) if fmt == "lineage" else {}
+    return [record(n, fmt, scores=scores.get(n.id, {}), model=model, run_id=run_id) for n in nodes]
+
+
+def _run_model(store: Store, run_id: str) -> str | None:
+    run = store.get_run(run_id)
+    return run["config"].model if run else None
 
 
 def _prompt(n: Node) -> str:
@@ -71,17 +104,55 @@ def _prompt(n: Node) -> str:
 
 def dumps(records: list[dict[str, Any]], fmt: str) -> str:
     """Alpaca and ShareGPT are JSON arrays; OpenAI chat and lineage are JSON Lines."""
+    out = io.StringIO()
+    _write_records(out, records, fmt)
+    return out.getvalue()
+
+
+def _write_records(out: TextIO, records: Iterable[dict[str, Any]], fmt: str) -> int:
+    """Write records one at a time: JSON Lines, or a JSON array laid out as json.dumps(indent=2) would."""
     if fmt in ("openai", "lineage"):
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    return json.dumps(records, ensure_ascii=False, indent=2) + "\n"
+        count = 0
+        for r in records:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+            count += 1
+        return count
+    count = 0
+    for r in records:
+        out.write("[\n  " if count == 0 else ",\n  ")
+        out.write(json.dumps(r, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+        count += 1
+    out.write("\n]\n" if count else "[]\n")
+    return count
+
+
+def write_export(store: Store, run_id: str, fmt: str, out: str | Path | TextIO, **select: Any) -> int:
+    """Stream the export to a path or an open text file, a record at a time; returns how many records.
+    A path is written to a temporary file beside it and renamed, so a failure never leaves half a file."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
+    model = _run_model(store, run_id)
+    records = (record(n, fmt, scores=scores, model=model, run_id=run_id)
+               for n, scores in iter_selected(store, run_id, **select))
+    if not isinstance(out, (str, Path)):
+        return _write_records(out, records, fmt)
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as f:
+            count = _write_records(f, records, fmt)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
 
 
 def export_run(store: Store, run_id: str, fmt: str, out: str | Path | None = None, **select: Any) -> str:
-    """Write (when `out` is given) and return the export text."""
-    if fmt not in FORMATS:
-        raise ValueError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
-    nodes = select_nodes(store, run_id, **select)
-    text = dumps(to_records(store, run_id, nodes, fmt), fmt)
+    """Write (when `out` is given) and return the export text. For large runs use `write_export`,
+    which never holds the whole export in memory."""
+    buffer = io.StringIO()
+    write_export(store, run_id, fmt, buffer, **select)
+    text = buffer.getvalue()
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
     return text

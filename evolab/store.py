@@ -533,6 +533,28 @@ class Store:
         sql += " ORDER BY round, created_at, id"
         return [Node(**dict(r)) for r in self.query(sql, params)]
 
+    def iter_nodes_with_scores(self, run_id: str, batch: int = 2000
+                               ) -> Iterator[tuple[list[Node], dict[str, dict[str, float | None]]]]:
+        """A run's nodes in `nodes()` order, `batch` at a time, each batch with its nodes' scores
+        ({node_id: {metric: value}}): exports of any size in bounded memory. Reads on a connection of
+        its own (one consistent snapshot in WAL mode) so other readers are not held up meanwhile."""
+        self.flush()
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        try:
+            conn.row_factory = sqlite3.Row
+            cursor = conn.execute(f"SELECT {','.join(NODE_FIELDS)} FROM nodes WHERE run_id=? "
+                                  "ORDER BY round, created_at, id", (run_id,))
+            while rows := cursor.fetchmany(batch):
+                nodes = [Node(**dict(r)) for r in rows]
+                scores: dict[str, dict[str, float | None]] = {}
+                marks = ",".join("?" * len(nodes))
+                for node_id, metric, value in conn.execute(
+                        f"SELECT node_id, metric, value FROM scores WHERE node_id IN ({marks})", [n.id for n in nodes]):
+                    scores.setdefault(node_id, {})[metric] = value
+                yield nodes, scores
+        finally:
+            conn.close()
+
     def children(self, node_id: str) -> list[Node]:
         rows = self.query(f"SELECT {','.join(NODE_FIELDS)} FROM nodes WHERE parent_id=? ORDER BY created_at",
                           (node_id,))
@@ -778,6 +800,7 @@ class Store:
             "ORDER BY COUNT(*) DESC", (job_id,))}
         return {"calls": int(row[0]), "kept": int(row[1]), "rejected": int(row[2]), "last_call": int(row[3]),
                 "by_reason": by_reason}
+
     # -- judgments ------------------------------------------------------------------------------
     def add_judgment(self, row: dict[str, Any]) -> None:
         cols = ["comparison", "item_key", "label_a", "label_b", "node_a", "node_b", "first_verdict",
