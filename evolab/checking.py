@@ -392,6 +392,25 @@ async def check_node(client: Any, node: Any, *, k: int = DEFAULT_K, temperature:
             "agreeing": result.agreeing, "readings": result.readings(texts)}
 
 
+async def check_in_run(store: Any, client: Any, node: Any, config: Any) -> str | None:
+    """`run --check-answers`: check a kept node or an answered seed once (a node checked before is left alone),
+    the row queued on the store's writer after the node's own. Returns the status, or None when nothing was
+    stored (a sample call failed: `python -m evolab check` tries again). BudgetExceeded goes to the run."""
+    from .llm.base import BudgetExceeded, LLMError
+
+    if node.status not in ("seed", "kept") or not node.response or store.answer_check_status(node.id) is not None:
+        return None
+    try:
+        row = await check_node(client, node, k=config.check_k, temperature=config.check_temperature,
+                               max_tokens=config.max_tokens_respond, salt=str(config.random_seed))
+    except BudgetExceeded:
+        raise
+    except LLMError:
+        return None
+    store.submit("save_answer_check", row)
+    return row["status"]
+
+
 def checkable_nodes(store: Any, run_id: str, recheck: bool = False) -> list[Any]:
     """The run's answered seeds and kept nodes, leaving out those already checked unless `recheck`."""
     done = set() if recheck else {r["node_id"] for r in store.answer_checks([run_id])}
@@ -454,3 +473,50 @@ def consistent_share(store: Any, run_ids: Iterable[str]) -> pd.DataFrame:
 def check_statuses(store: Any, run_id: str) -> dict[str, str]:
     """node id -> its check status (nodes never checked are absent)."""
     return {r["node_id"]: r["status"] for r in store.answer_checks([run_id])}
+
+
+def check_run_sync(store: Any, run_id: str, *, k: int = DEFAULT_K, temperature: float = DEFAULT_TEMPERATURE,
+                   tolerance: float = TOLERANCE, recheck: bool = False, backend: Any = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
+    """`python -m evolab check`: check a stored run's answered seeds and kept nodes with the run's own endpoint
+    and model (calls, cost, cache and rate limits as in the run; its budget holds)."""
+    from .llm.client import make_backend
+    from .pipeline import client_for
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise KeyError(f"No run {run_id!r} in {store.path}.")
+    config = run["config"]
+
+    async def go() -> dict[str, int]:
+        client = client_for(store, run_id, config, backend or make_backend(config))
+        try:
+            return await check_run(store, client, run_id, k=k, temperature=temperature, tolerance=tolerance,
+                                   max_tokens=config.max_tokens_respond, recheck=recheck,
+                                   salt=str(config.random_seed), progress=progress)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def format_share(df: pd.DataFrame) -> str:
+    """The per-round table `check` prints."""
+    if df.empty:
+        return "no checked answers yet"
+    lines = ["round  checked  consistent  inconsistent  not_checkable  share"]
+    for r in df.itertuples():
+        share = "-" if pd.isna(r.share) else f"{r.share:.0%}"
+        lines.append(f"{r.round:>5}  {r.checked:>7}  {r.consistent:>10}  {r.inconsistent:>12}  {r.not_checkable:>13}"
+                     f"  {share:>5}")
+    return "\n".join(lines)
+
+
+def parse_checked(value: str | Iterable[str]) -> list[str]:
+    """The export filter's statuses from "consistent,not_checkable" (or a list); unknown names are an error."""
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    known = (*CHECK_STATUSES, UNCHECKED)
+    unknown = [v for v in items if v not in known]
+    if unknown or not items:
+        raise ValueError(f"{', '.join(unknown) or 'nothing'} is not a check status; choose from {', '.join(known)}.")
+    return items

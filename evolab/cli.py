@@ -87,6 +87,10 @@ def _config(args: argparse.Namespace):
         cfg.rules.use_equal_judge = False
     if getattr(args, "dedup", False):
         cfg.rules.duplicate = True
+    if getattr(args, "check_answers", False):  # issue 12: checked answers (evolab/checking.py)
+        if args.check_k < 1:
+            raise BadInput("--check-k must be at least 1.")
+        cfg.check_answers, cfg.check_k = True, args.check_k
     if getattr(args, "quality_filter", None) is not None:
         cfg.rules.quality_filter, cfg.rules.quality_min = True, args.quality_filter
     for rule in getattr(args, "rule_off", None) or []:
@@ -330,8 +334,42 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise BadInput(f"--min-score {item!r}: use METRIC=NUMBER, e.g. quality=4.5") from None
     select = dict(status=args.status, include_seeds=not args.no_seeds, min_scores=min_scores or None,
                   rules=args.rules.split(",") if args.rules else None)
+    if args.consistent_only or args.checked:  # checked answers (evolab/checking.py)
+        from .checking import parse_checked
+
+        try:
+            select["checked"] = parse_checked("consistent" if args.consistent_only else args.checked)
+        except ValueError as e:
+            raise BadInput(f"--checked: {e}") from None
     export_run(store, run_id, args.format, args.out, **select)
     print(f"wrote {len(select_nodes(store, run_id, **select))} records ({args.format}) to {args.out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Checked answers (self-consistency) for a stored run: evolab/checking.py."""
+    from .checking import TOLERANCE, check_run_sync, consistent_share, format_share
+    from .llm.base import LLMError
+
+    store = _store(args.db)
+    run_id = _run_id(store, args.run)
+    if args.k < 1:
+        raise BadInput("--k must be at least 1.")
+    if not 0 < args.tolerance < 1:
+        raise BadInput("--tolerance is relative: give a number between 0 and 1, e.g. 0.01 for 1%.")
+    try:
+        counts = check_run_sync(store, run_id, k=args.k, temperature=args.temperature, tolerance=args.tolerance,
+                                recheck=args.recheck)
+    except LLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"checked run {run_id}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + f" (k={args.k}, temperature {args.temperature}, tolerance {args.tolerance:g}"
+          + ("" if args.tolerance == TOLERANCE else f", default {TOLERANCE:g}") + ")")
+    if counts["failed"]:
+        print(f"{counts['failed']} items had a failed call and were not stored; run the same command again.",
+              file=sys.stderr)
+    print(format_share(consistent_share(store, [run_id])))
     return 0
 
 
@@ -515,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedup", action="store_true", help="drop near-duplicates (ROUGE-L > 0.7) during the run")
     p.add_argument("--quality-filter", type=float, metavar="MIN", help="drop answers rated under MIN (0-5)")
     p.add_argument("--rule-off", action="append", metavar="RULE", help="switch an elimination rule off")
+    p.add_argument("--check-answers", action="store_true", help="answer kept items with a numeric answer k more "
+                   "times at temperature 0.7 and mark them consistent / inconsistent / not checkable (k calls each)")
+    p.add_argument("--check-k", type=int, default=3, metavar="K", help="samples per checked item (default 3)")
     p.add_argument("--template", action="append", metavar="OP=VERSION", help="use a stored template version for an "
                    "operation (a name or hash prefix; `tune --list` shows them); repeatable")
     p.set_defaults(func=cmd_run)
@@ -542,7 +583,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-seeds", action="store_true", help="leave the round-0 seeds out")
     p.add_argument("--rules", help="with --status all: only eliminated nodes with these rules (comma list)")
     p.add_argument("--min-score", action="append", metavar="METRIC=VALUE", help="e.g. quality=4.5")
+    p.add_argument("--checked", metavar="LIST", help="only items whose answer check is one of: consistent, "
+                   "inconsistent, not_checkable, unchecked (comma list; see `check`)")
+    p.add_argument("--consistent-only", action="store_true", help="only items whose answer check is consistent")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check", help="checked answers: answer numeric items k more times and compare the numbers "
+                       "(self-consistency)")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="run id (default: the latest)")
+    p.add_argument("--k", type=int, default=3, help="samples per item (default 3); k calls per checkable item")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="relative tolerance for equal numbers (default 0.01)")
+    p.add_argument("--recheck", action="store_true", help="check items checked before again (samples come from "
+                   "the cache when k and temperature are the same)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("judge", help="pairwise LLM judge: two rounds of a run, or two runs on the same seeds")
     p.add_argument("--db", default=DEFAULT_DB)

@@ -122,6 +122,7 @@ class Engine:
                 self._count(existing)
                 if self.adaptive is not None:  # a step stored before its reward was: counted now
                     await self.adaptive.observe(existing, parent)
+                await self._check_answer(existing)  # --check-answers: a kept step stored before its check
                 return StepResult(existing, reused=True)
         self._check_stop()
         rng = random.Random(f"{cfg.random_seed}|{parent.instruction}|{parent.input}|{round_}|{slot}")
@@ -171,7 +172,21 @@ class Engine:
         if self.adaptive is not None:
             await self.adaptive.observe(node, parent, scores)
         self._count(node)
+        await self._check_answer(node)
         return StepResult(node, verdicts, scores)
+
+    async def _check_answer(self, node: Node) -> None:
+        """--check-answers: a kept node's (or seed's) numeric answer asked k more times, compared, stored
+        (evolab/checking.py)."""
+        if not self.config.check_answers:
+            return
+        from .checking import check_in_run
+
+        try:
+            await check_in_run(self.store, self.client, node, self.config)
+        except BudgetExceeded as e:
+            self.stop_reason = "stopped" if isinstance(e, CallsStopped) else "budget"
+            raise RunStopped(self.stop_reason)
 
     async def _write(self, method: str, *args: Any) -> None:
         """A store write on the store's writer thread, in order after the step's calls and cache rows: neither
@@ -267,6 +282,7 @@ class Engine:
     async def finish_seed(self, seed: Node) -> None:
         """Answer and score a seed, as the round-0 baseline of the drift figures."""
         if seed.response is not None:
+            await self._check_answer(seed)
             return
         self._check_stop()
         try:
@@ -280,6 +296,7 @@ class Engine:
             seed.detail = f"seed answer failed: {e}"[:500]
             scores = complexity_scores(seed)
         await self._write("record_step", seed, scores)
+        await self._check_answer(seed)  # the round-0 baseline of the checked-answer share
         if self.adaptive is not None:
             self.adaptive.note_scores(seed.id, scores)
 

@@ -142,6 +142,10 @@ class RunConfig:
     timeout_s: float = 120.0
     max_retries: int = 6
     structured: str = "auto"  # auto | on | off: ask judges and scorers for a JSON schema reply
+    # --check-answers: answer kept items with a numeric answer k more times and compare the numbers (checking.py)
+    check_answers: bool = False
+    check_k: int = 3
+    check_temperature: float = 0.7
     rules: RuleConfig = field(default_factory=RuleConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -884,6 +884,11 @@ class Store:
                  row.get("agreeing"), row["k"], row.get("temperature"), row.get("tolerance"), row.get("model"),
                  json.dumps(row.get("readings") or [], ensure_ascii=False), row.get("created_at", time.time())))
 
+    def answer_check_status(self, node_id: str) -> str | None:
+        """The node's check status, None when it was never checked (no flush: a run asks it on its event loop)."""
+        rows = self.query("SELECT status FROM answer_checks WHERE node_id=?", (node_id,))
+        return rows[0][0] if rows else None
+
     def answer_checks(self, run_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The checks of these runs' nodes, each with the node's round and status, readings decoded."""
         ids = list(run_ids)

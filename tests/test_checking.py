@@ -3,6 +3,7 @@ stub server, the store rows, the share per round, the CLI and the export filter.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -163,9 +164,10 @@ NO_NUMBER = "How much should a student save each month?"
 
 
 def answering_handler(seed: int = 0):
-    """Answers like a model sampled at temperature 0.7: the same number every time for AGREES and KO_AGREES
-    (worded differently), a different number almost every time for DISAGREES, no number for NO_NUMBER."""
+    """Answers like a model sampled at temperature 0.7: the same number for AGREES and KO_AGREES (worded
+    differently, seeded choice), a different number every time for DISAGREES, no number for NO_NUMBER."""
     rng = random.Random(seed)
+    prices = itertools.count(17.5, 3.5)
 
     def handler(messages, purpose):
         text = messages[-1]["content"]
@@ -179,7 +181,7 @@ def answering_handler(seed: int = 0):
             return rng.choice(["이자는 1억 × 0.04 × 3 = 1,200만 원입니다.", "정답: 12,000,000원",
                                "따라서 이자는 약 1천2백만 원입니다."])
         if DISAGREES in text:
-            return f"Mina spends ${rng.choice([17.5, 21, 24.5, 28, 31.5, 35])} in total."
+            return f"Mina spends ${next(prices):.2f} in total."  # a new total every time: never a majority
         if NO_NUMBER in text:
             return "It depends on income and goals; saving something every month is what matters."
         return "Saving money matters because it gives you choices."
@@ -282,3 +284,116 @@ def test_consistent_share_per_round(store):
     assert (r0["round"], r0["checked"], r0["consistent"], r0["share"]) == (0, 1, 1, 1.0)
     assert (r1["round"], r1["checked"], r1["inconsistent"], r1["not_checkable"], r1["share"]) == (1, 1, 1, 1, 0.0)
     assert consistent_share(store, []).empty
+
+
+# -- a run with --check-answers, `check` afterwards, and the export filter (the CLI, as a user runs it) ---------------
+SEED_ITEMS = [AGREES, DISAGREES, KO_AGREES, ESSAY]
+
+
+def run_handler():
+    """A whole run: evolving keeps the question and adds a clause; answers as in `answering_handler`."""
+    from evolab.llm.fake import given_prompt, scripted_reply
+
+    answers = answering_handler(seed=5)
+
+    def handler(messages, purpose):
+        if purpose == "evolve":
+            return f"#Rewritten Prompt#:\n{given_prompt(messages)} Show the calculation."
+        if purpose in ("respond", "check"):
+            return answers(messages, purpose)
+        return scripted_reply(messages, purpose)
+
+    return handler
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    import os
+
+    from conftest import free_port
+
+    env = dict(os.environ, EVOLAB_HOME=str(tmp_path / "home"), EVOLAB_LOCAL_PORT=str(free_port()))
+    env.pop("EVOLAB_DB", None)
+    return env
+
+
+def cli(env, *args):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "evolab", *map(str, args)], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_run_with_check_answers_then_export_the_consistent_ones(tmp_path, cli_env):
+    from conftest import STUB_KEY, STUB_KEY_ENV
+
+    from evolab.store import Store
+
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"instruction": s}, ensure_ascii=False) + "\n" for s in SEED_ITEMS),
+                     encoding="utf-8")
+    db = tmp_path / "run.db"
+    with StubServer(handler=run_handler()) as stub:
+        r = cli(cli_env, "run", seeds, "--db", db, "--rounds", 2, "--base-url", stub.base_url, "--model",
+                "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV, "--check-answers", "--check-k", 3)
+        assert r.returncode == 0, r.stderr
+        asked = stub.count("check")
+    store = Store(db)
+    try:
+        run_id = store.latest_run_id()
+        assert store.get_run(run_id)["config"].check_answers
+        answered = [n for n in store.nodes(run_id) if n.status in ("seed", "kept") and n.response]
+        rows = {r["node_id"]: r for r in store.answer_checks([run_id])}
+        assert set(rows) == {n.id for n in answered}  # every answered seed and kept node, checked as it finished
+        by_question = {}
+        for n in answered:
+            key = next(s for s in SEED_ITEMS if s in n.instruction)
+            by_question.setdefault(key, set()).add(rows[n.id]["status"])
+        assert by_question[AGREES] == {CONSISTENT} and by_question[KO_AGREES] == {CONSISTENT}
+        assert by_question[DISAGREES] == {INCONSISTENT} and by_question[ESSAY] == {NOT_CHECKABLE}
+        numeric = sum(1 for n in answered if ESSAY not in n.instruction)
+        assert asked == 3 * numeric  # k calls per checkable item, none for the essay
+        assert len([c for c in store.calls(run_id) if c.purpose == "check"]) == asked
+        share = consistent_share(store, [run_id])
+        assert list(share["round"]) == [0, 1, 2]
+        assert list(share["share"]) == pytest.approx([2 / 3] * 3) and list(share["not_checkable"]) == [1, 1, 1]
+    finally:
+        store.close()
+    assert STUB_KEY.encode() not in db.read_bytes()
+
+    out = tmp_path / "consistent.jsonl"
+    r = cli(cli_env, "export", "--db", db, "--format", "lineage", "--out", out, "--consistent-only")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert records and all(AGREES in rec["instruction"] or KO_AGREES in rec["instruction"] for rec in records)
+    assert len(records) == 2 * 3  # two lineages x (seed + 2 rounds)
+    r = cli(cli_env, "export", "--db", db, "--format", "alpaca", "--out", tmp_path / "a.json",
+            "--checked", "inconsistent,not_checkable")
+    assert r.returncode == 0 and len(json.loads((tmp_path / "a.json").read_text())) == 6
+    r = cli(cli_env, "export", "--db", db, "--format", "alpaca", "--out", tmp_path / "b.json", "--checked", "right")
+    assert r.returncode == 2 and "right" in r.stderr and "consistent" in r.stderr
+
+
+def test_check_command_on_a_run_made_without_it(tmp_path, cli_env):
+    from conftest import STUB_KEY_ENV
+
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(SEED_ITEMS) + "\n", encoding="utf-8")
+    db = tmp_path / "run.db"
+    with StubServer(handler=run_handler()) as stub:
+        r = cli(cli_env, "run", seeds, "--db", db, "--rounds", 1, "--base-url", stub.base_url, "--model",
+                "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV)
+        assert r.returncode == 0 and stub.count("check") == 0
+        r = cli(cli_env, "check", "--db", db, "--k", 2)
+        assert r.returncode == 0, r.stderr
+        assert stub.count("check") == 2 * 6  # 3 numeric lineages x (seed + round 1) x k = 2
+        assert "consistent 4" in r.stdout and "inconsistent 2" in r.stdout and "not_checkable 2" in r.stdout
+        assert re.search(r"^\s+0\s+3\s+2\s+1\s+1\s+67%", r.stdout, re.M), r.stdout
+        again = cli(cli_env, "check", "--db", db, "--k", 2)  # nothing left to check: no calls
+        assert again.returncode == 0 and stub.count("check") == 12
+    r = cli(cli_env, "check", "--db", db, "--k", 0)
+    assert r.returncode == 2 and "--k" in r.stderr
+    r = cli(cli_env, "check", "--db", tmp_path / "none.db")
+    assert r.returncode == 2 and "No store" in r.stderr
