@@ -529,6 +529,19 @@ def tag_sync(config: RunConfig, seeds: list[Seed], store: Store | None = None, *
                                     run_id=None))
 
 
+def grown_proposals(seeds: list[Seed]) -> list[TagProposal]:
+    """The tags "grow here" gave its seeds (marked proposed in their source), for the same review table."""
+    out = []
+    for i, s in enumerate(seeds):
+        proposed = (s.source or {}).get("proposed") or []
+        if proposed:
+            others = {t.skill for j, t in enumerate(seeds) if j != i and t.skill and not (t.source or {}).get("proposed")}
+            out.append(TagProposal(i, s.skill if "skill" in proposed else None,
+                                   "skill" in proposed and bool(s.skill) and s.skill not in others,
+                                   s.difficulty if "difficulty" in proposed else None, "asked for by grow here"))
+    return out
+
+
 def proposals_frame(seeds: list[Seed], proposals: list[TagProposal]) -> pd.DataFrame:
     """The review table: one row per proposal, the seed's current tags beside the proposed ones, "new skill" when
     the skill is not in the set's list, and "accept" (on for readable proposals) for the person to change."""
