@@ -409,6 +409,26 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
             st.dataframe(detail.calls, hide_index=True, width="stretch")
 
 
+def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = True) -> None:
+    """How often a person agreed with each rule and scorer on the Review page's audit sample (Drift, Compare,
+    Review): the figure, the counts with 95% Wilson intervals, and which samples are too small to say anything."""
+    from evolab import review, viz
+
+    frame = review.agreement(db, run_ids)
+    small = frame[frame["too_small"]] if not frame.empty else frame
+    if not small.empty:
+        st.warning(review.agreement_note(frame), icon=":material/warning:")
+    else:
+        st.caption(review.agreement_note(frame))
+    if frame.empty:
+        if link:
+            st.page_link(PAGES["review"], label="Review", icon=":material/rate_review:")
+        return
+    st.plotly_chart(viz.agreement_figure(frame, title=""), key=key)
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="percent") for c in ("share", "low", "high")})
+
+
 UNEXPECTED = "This page hit an unexpected problem"
 
 

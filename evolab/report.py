@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import analysis, judge, novelty, viz
+from . import analysis, judge, novelty, review, viz
 from .store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,12 +160,34 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
             if r["comparison"].startswith(run_id) or f"-vs-{run_id}" in r["comparison"]]
     if rows:
         parts.append("<h2>Pairwise judgments</h2>")
+        parts.append(f"<p class='note'>{_esc(review.JUDGE_CAVEAT)}</p>")
         summaries = []
         for comparison in dict.fromkeys(r["comparison"] for r in rows):
             s = judge.summarize_judgments(r for r in rows if r["comparison"] == comparison)
+            swap = judge.position_swap_counts(r for r in rows if r["comparison"] == comparison)
             summaries.append({"comparison": comparison, **{k: s[k] for k in ("n", "win", "tie", "lose", "unknown",
-                                                                               "win_rate", "lose_rate")}})
+                                                                               "win_rate", "lose_rate")},
+                              "same verdict both orders": swap["same"], "order changed verdict": swap["flipped"],
+                              "unreadable in an order": swap["unread"]})
+        parts.append("<p class='sub'>Each pair is judged twice with the answers swapped; A wins only when it wins in "
+                     "both orders (or wins one and ties the other). The last three columns count how the two orders "
+                     "went.</p>")
         parts.append(_frame_table(pd.DataFrame(summaries)))
+        checked = review.checked_share(store, [run_id])
+        parts.append("<p><b>Checked answers</b> (final number the same when answered again): "
+                     + (_esc(review.NO_CHECKED_ANSWERS) if checked is None else
+                        _esc(review.checked_share_line(checked, "this run", run_id)) + "</p>"
+                        + _frame_table(checked[checked["run_id"] == run_id]))
+                     + ("</p>" if checked is None else ""))
+
+    # -- agreement with a person ---------------------------------------------------------------------
+    agreement = review.agreement(store, [run_id])
+    parts.append("<h2>Agreement with a person</h2>")
+    too_small = not agreement.empty and bool(agreement["too_small"].any())
+    parts.append(f"<p class='{'note' if too_small else 'sub'}'>{_esc(review.agreement_note(agreement))}</p>")
+    if not agreement.empty:
+        parts.append(fig(viz.agreement_figure(agreement)))
+        parts.append(_frame_table(agreement))
 
     title = f"evolab report: {overview['name']}"
     doc = (

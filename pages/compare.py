@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common
-from evolab import analysis, app_support, judge, viz
+from evolab import analysis, app_support, judge, review, viz
 
 db = app_common.store()
 settings = app_common.settings()
@@ -38,6 +38,8 @@ if mode == "two rounds of one run":
     items = judge.round_items(db, run["id"], round_a, round_b)
     comparison = judge.rounds_comparison(run["id"], round_a, round_b)
     job_kwargs = {"run_id": run["id"], "round_a": round_a, "round_b": round_b}
+    compared_runs = [run["id"]]
+    checked_sides = [(label_a, run["id"], [round_a]), (label_b, run["id"], [round_b])]
 else:
     if len(runs) < 2:
         st.info("Only one run in this store: start a second one on the same seeds (e.g. another model or other "
@@ -56,6 +58,8 @@ else:
     items = judge.run_items(db, run_a, run_b) if run_a != run_b else []
     comparison = judge.runs_comparison(run_a, run_b)
     job_kwargs = {"run_id": run_a, "run_b": run_b}
+    compared_runs = list(dict.fromkeys([run_a, run_b]))
+    checked_sides = [(label_a, run_a, None), (label_b, run_b, None)]
 
 st.subheader("Metric means (seeds and kept nodes)")
 st.caption(f"The big number is B ({label_b}); the arrow is the change from A ({label_a}).")
@@ -70,6 +74,8 @@ for col, row in zip(cols, deltas.to_dict("records")):
 st.dataframe(deltas, hide_index=True, width="stretch")
 
 st.subheader("Pairwise judge")
+st.warning(review.JUDGE_CAVEAT, icon=":material/balance:")
+checked = review.checked_share(db, compared_runs)
 job = app_support.judge_job(comparison)
 st.caption(f"{len(items)} pair(s) to judge: {2 * len(items)} calls to **{settings.endpoint_label}** "
            "(change the judge model in the sidebar). Judgments are stored and shown again on reload.")
@@ -108,9 +114,22 @@ def judgments() -> None:
     m[2].metric(f"B ({label_b}) wins", s["lose"], f"{s['lose_rate']:.0%}" if s["n"] else None, delta_color="off")
     m[3].metric("Unparsed", s["unknown"], help="The judge's reply had no two scores on its first line, in at "
                                                "least one order: never counted as a tie.")
+    swap = judge.position_swap_counts(rows)
+    st.markdown(f"**Position swap:** each pair was judged twice with the answers swapped. The verdict for A was "
+                f"the same in both orders for {swap['same']} of {swap['both_read']} pair(s); the order changed it "
+                f"for {swap['flipped']} (position bias); {swap['unread']} unreadable in at least one order.")
+    if checked is None:
+        st.markdown(f"**Checked answers:** {review.NO_CHECKED_ANSWERS}")
+    else:
+        st.markdown("**Checked answers** (final number the same when answered again): "
+                    + " · ".join(review.checked_share_line(checked, f"{side} ({label})", run_id, rounds)
+                                 for side, (label, run_id, rounds) in zip("AB", checked_sides)))
     st.dataframe(app_support.judgments_table(rows, db), hide_index=True, width="stretch",
                  column_config={"A instruction": st.column_config.TextColumn(width="large"),
                                 "B instruction": st.column_config.TextColumn(width="large")})
 
 
 judgments()
+
+st.subheader("How often a person agrees with the rules")
+app_common.agreement_section(db, compared_runs, key="compare_agreement")

@@ -64,3 +64,6 @@ with st.expander("The numbers: per round and operation"):
         f"{m}_mean" for m in analysis.DRIFT_METRICS]
     st.dataframe(frame[[c for c in cols if c in frame]], hide_index=True, width="stretch")
     st.dataframe(deltas, hide_index=True, width="stretch")
+
+st.subheader("How often a person agrees with the rules")
+app_common.agreement_section(db, [run_id], key="drift_agreement")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common
-from evolab import app_support, review, viz
+from evolab import app_support, review
 
 db = app_common.store()
 st.title("Review")
@@ -108,11 +108,4 @@ else:
         app_common.show_node(detail)
 
 st.subheader("Agreement with a person")
-frame = review.agreement(db, run_ids)
-st.caption(review.agreement_note(frame))
-if not frame.empty:
-    st.plotly_chart(viz.agreement_figure(frame, title=""), key="review_agreement")
-    st.dataframe(frame, hide_index=True, width="stretch",
-                 column_config={"share": st.column_config.NumberColumn(format="percent"),
-                                "low": st.column_config.NumberColumn(format="percent"),
-                                "high": st.column_config.NumberColumn(format="percent")})
+app_common.agreement_section(db, run_ids, key="review_agreement", link=False)

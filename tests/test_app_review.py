@@ -77,3 +77,43 @@ def test_applied_discard_changes_the_data_set_and_audits_feed_the_agreement_tabl
 def test_review_page_on_an_empty_store_says_what_to_do(tmp_path):
     at = open_page(str(tmp_path / "empty.db"), "review")
     assert "No runs in" in texts(at)
+
+
+def _audit_refusals(store, run_id, n):
+    for i in range(n):
+        review.record_review(store, f"kept{i:02d}", "keep", reasons=["audit:refusal"])
+
+
+def test_drift_shows_the_agreement_and_warns_on_a_small_sample(tmp_path):
+    db = str(tmp_path / "drift.db")
+    store, run_id = crafted_store(db)
+    at = open_page(db, "drift", query={"run": run_id})
+    assert "No audited reviews yet" in texts(at)
+    _audit_refusals(store, run_id, 4)
+    at = open_page(db, "drift", query={"run": run_id})
+    assert any("Too small to say anything" in w.value and "refusal" in w.value for w in at.warning)
+    table = [d.value for d in at.dataframe if "agree" in getattr(d.value, "columns", [])][0]
+    assert table.set_index("check").loc["refusal", ["agree", "n"]].tolist() == [4, 4]
+    store.close()
+
+
+def test_compare_says_what_a_judge_rates_and_shows_the_swap_counts_beside_the_win_rate(tmp_path):
+    db = str(tmp_path / "compare.db")
+    store, run_id = crafted_store(db)
+    comparison = f"{run_id}:round0-vs-round1"
+    for key, first, second, outcome in (("k1", "win", "win", "win"), ("k2", "win", "lose", "tie"),
+                                        ("k3", None, "tie", "unknown")):
+        store.add_judgment({"comparison": comparison, "item_key": key, "label_a": "round 0", "label_b": "round 1",
+                            "node_a": "seed", "node_b": "kept00", "first_verdict": first, "second_verdict": second,
+                            "outcome": outcome, "judge": "gpt-4o-mini", "detail": "{}"})
+    _audit_refusals(store, run_id, 10)
+    at = open_page(db, "compare", query={"run": run_id})
+    shown = texts(at)
+    assert any("rates style more than truth" in w.value and "Gudibande" in w.value for w in at.warning)
+    assert "A (round 0) wins 1" in shown  # the win rate, and beside it:
+    assert ("the same in both orders for 1 of 2 pair(s); the order changed it for 1 (position bias); "
+            "1 unreadable in at least one order") in shown
+    assert "Checked answers" in shown and ("no checked answers" in shown.lower())
+    table = [d.value for d in at.dataframe if "agree" in getattr(d.value, "columns", [])][0]
+    assert table.set_index("check").loc["refusal", ["agree", "n"]].tolist() == [10, 10]
+    store.close()

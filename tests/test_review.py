@@ -252,3 +252,55 @@ def test_checked_share_is_none_without_checked_answers(crafted):
     store, run_id = crafted
     assert review.checked_share(store, [run_id]) is None
     assert "Gudibande" in review.JUDGE_CAVEAT and "style" in review.JUDGE_CAVEAT
+
+
+def test_checked_share_line_reads_part_bs_frame():
+    frame = pd.DataFrame([
+        {"run_id": "r", "round": 0, "checked": 4, "consistent": 4, "inconsistent": 0, "not_checkable": 1, "share": 1.0},
+        {"run_id": "r", "round": 2, "checked": 5, "consistent": 3, "inconsistent": 2, "not_checkable": 0, "share": .6},
+        {"run_id": "s", "round": 2, "checked": 0, "consistent": 0, "inconsistent": 0, "not_checkable": 3,
+         "share": float("nan")}])
+    assert review.checked_share_line(frame, "A (round 2)", "r", [2]) == (
+        "A (round 2): 3 of 5 checked answers consistent (60%)")
+    assert review.checked_share_line(frame, "run r", "r") == (
+        "run r: 7 of 9 checked answers consistent (78%), 1 not checkable")
+    assert review.checked_share_line(frame, "B", "s") == "B: no checked answers (3 not checkable)"
+    assert review.checked_share_line(None, "B", "s") == "B: no checked answers"
+
+
+def test_checked_share_comes_from_the_stored_answer_checks(crafted):
+    store, run_id = crafted
+    if not hasattr(store, "save_answer_check"):
+        pytest.skip("this store has no answer checks yet (issue 12 part B)")
+    for node_id, status in (("kept00", "consistent"), ("kept01", "inconsistent"), ("kept02", "not_checkable")):
+        store.save_answer_check({"node_id": node_id, "run_id": run_id, "status": status, "k": 3})
+    frame = review.checked_share(store, [run_id])
+    assert review.checked_share_line(frame, "this run", run_id) == (
+        "this run: 1 of 2 checked answers consistent (50%), 1 not checkable")
+
+
+class _NoEmbedder:
+    name = "none"
+
+    def encode(self, texts):
+        raise RuntimeError("no embedding model in this test")
+
+
+def test_report_says_what_a_judge_rates_with_swap_counts_and_the_agreement(crafted, tmp_path):
+    from evolab.report import write_report
+
+    store, run_id = crafted
+    html = write_report(store, run_id, tmp_path / "plain.html", embedder=_NoEmbedder()).read_text("utf-8")
+    assert "Agreement with a person" in html and "No audited reviews yet" in html
+    assert "Pairwise judgments" not in html  # no win rate, so nothing to qualify
+    comparison = f"{run_id}:round0-vs-round1"
+    for key, first, second, outcome in (("k1", "win", "win", "win"), ("k2", "lose", "win", "tie")):
+        store.add_judgment({"comparison": comparison, "item_key": key, "label_a": "round 0", "label_b": "round 1",
+                            "first_verdict": first, "second_verdict": second, "outcome": outcome, "judge": MODEL})
+    for i in range(4):
+        review.record_review(store, f"kept{i:02d}", "keep", reasons=["audit:refusal"])
+    html = write_report(store, run_id, tmp_path / "r.html", embedder=_NoEmbedder()).read_text("utf-8")
+    assert "rates style more than truth" in html and "Gudibande et al. 2023" in html
+    assert "same verdict both orders" in html and "order changed verdict" in html
+    assert "Checked answers" in html
+    assert "Too small to say anything" in html and "refusal (n = 4)" in html
