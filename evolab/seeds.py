@@ -78,6 +78,9 @@ def load_seeds(path_or_file: Any, *, name: str | None = None, fmt: str | None = 
         return [_seed_from_record(_mapped(row, mapping), name, i, "row") for i, row in enumerate(rows, 1)]
     data, name = _read_bytes(path_or_file, name)
     if mapping:
+        if _pick_format(fmt, name) == "txt":
+            raise SeedFileError(name, None, "a plain text file has no columns to map; --map works on CSV, JSON, "
+                                            "JSONL, parquet and arrow files")
         seedimport.check_mapping(mapping, record_columns(data, name=name, fmt=fmt), name)
     fmt = _pick_format(fmt, name)
     text = _decode(data, name)
@@ -88,12 +91,7 @@ def load_seeds(path_or_file: Any, *, name: str | None = None, fmt: str | None = 
         raise SeedFileError(name, line, "contains NUL characters: probably UTF-16 or a binary file; "
                                         "save it as UTF-8 text")
     parse = {"jsonl": _parse_jsonl, "json": _parse_json, "csv": _parse_csv, "txt": _parse_txt}[fmt]
-    if mapping:
-        if fmt == "txt":
-            raise SeedFileError(name, None, "a plain text file has no columns to map; --map works on CSV, JSON, "
-                                            "JSONL, parquet and arrow files")
-        return parse(text, name, mapping)
-    return parse(text, name)
+    return parse(text, name, mapping) if mapping else parse(text, name)
 
 
 def _mapped(record: dict, mapping: dict[str, str] | None) -> dict:
