@@ -20,6 +20,7 @@ pages = {
     "Evolve": [
         st.Page("pages/evolve.py", title="Step through", icon=":material/footprint:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
+        st.Page("pages/templates.py", title="Templates", icon=":material/tune:"),
     ],
     "Analyse": [
         st.Page("pages/lineage.py", title="Lineage", icon=":material/account_tree:"),

@@ -28,6 +28,7 @@ PAGES = {
     "lineage": "pages/lineage.py", "drift": "pages/drift.py", "diversity": "pages/diversity.py",
     "compare": "pages/compare.py", "export": "pages/export.py",
     "review": "pages/review.py",
+    "templates": "pages/templates.py",
 }
 
 
@@ -42,6 +43,7 @@ KEEP_ACROSS_PAGES = (
     "export_format", "export_status", "export_seeds", "export_rules", "export_min_difficulty", "export_min_quality",
     "review_runs", "review_margin", "review_audit", "review_quality", "review_difficulty", "review_name",
     "review_apply",
+    "templates_op", "templates_lang", "templates_candidates", "templates_dev_seeds",
 )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import pipeline
-from .judge import Item, Side, _normalise, judge_items, summarize_judgments
+from .judge import Item, Side, _normalise, judge_items, position_swap_counts, summarize_judgments
 from .llm.client import LLMClient, make_backend
 from .operations import Template, get_operation, load_template
 from .reading import TEMPLATE_CANDIDATES, ask
@@ -472,8 +472,7 @@ async def compare_versions(store: Store, client: LLMClient, a: TemplateVersion, 
     out = {"comparison": comparison, **summarize_judgments(rows), "rows": rows}
     out["a_first"] = dict(Counter(r["first_verdict"] or "unknown" for r in rows))
     out["a_second"] = dict(Counter(r["second_verdict"] or "unknown" for r in rows))
-    out["order_disagreements"] = sum(1 for r in rows if r["first_verdict"] and r["second_verdict"]
-                                     and r["first_verdict"] != r["second_verdict"])
+    out["swap"] = position_swap_counts(rows)
     return out
 
 
@@ -487,6 +486,8 @@ def format_comparison(result: dict[str, Any], a: TemplateVersion, b: TemplateVer
         lines.append(f"  A {k:8} {result[k]:5}  ({result[k + '_rate']:.0%})")
     lines.append("  A shown first:  " + ", ".join(f"{k} {v}" for k, v in sorted(result["a_first"].items())))
     lines.append("  A shown second: " + ", ".join(f"{k} {v}" for k, v in sorted(result["a_second"].items())))
-    lines.append(f"  the two orders disagreed on {result['order_disagreements']} pairs")
+    swap = result["swap"]
+    lines.append(f"  position swap: the same verdict in both orders for {swap['same']} of {swap['both_read']} pairs, "
+                 f"changed by the order for {swap['flipped']}, unreadable in an order for {swap['unread']}")
     return "\n".join(lines)
 

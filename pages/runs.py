@@ -10,6 +10,7 @@ import streamlit as st
 import app_common
 from evolab import app_support, pipeline, worker
 from evolab.estimate import estimate_run
+from evolab.tuning_app import chosen_templates, template_choices
 from evolab.llm.ratelimit import describe as describe_limits
 from evolab.schema import RunConfig
 
@@ -56,6 +57,12 @@ with new_col:
                                    width="stretch", disabled=["operation"],
                                    column_config={"weight": st.column_config.NumberColumn(min_value=0.0,
                                                                                           step=0.5)})
+    template_picks = {}  # tuned template versions (Templates page); the shipped file unless one is picked
+    if tuned := template_choices(db):
+        st.markdown("**Template versions** (tuned on the Templates page)")
+        for col, (op, found) in zip(st.columns(len(tuned)), tuned.items()):
+            template_picks[op] = col.selectbox(op, [None] + found, key=f"run_template_{op}",
+                                               format_func=lambda v: "shipped" if v is None else f"{v.language}: {v.label}")
     limits = settings.token_defaults()
     with st.expander("Answers, judges and rules"):
         a1, a2 = st.columns(2)
@@ -92,6 +99,7 @@ with new_col:
             budget_usd=float(budget) or None, budget_tokens=int(budget_tokens) or None,
             price=app_support.parse_price_field(price_field), random_seed=int(random_seed), language=language,
             operation_weights=weights, name=name.strip() or None, max_tokens_respond=int(max_respond),
+            templates=chosen_templates(template_picks),
             max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
             rpm=int(rpm) or None, tpm=int(tpm) or None,
             rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,

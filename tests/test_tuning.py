@@ -212,6 +212,7 @@ def test_compare_two_versions_with_the_swapped_judge(tmp_path, capsys):
         assert main(["tune", "--db", db, "--operation", "constraints", "--compare", "clean", "clean-precise"]) == 0
         out = capsys.readouterr().out
     assert "4 pairs judged twice with the answers swapped" in out and "A shown first" in out
+    assert "position swap: the same verdict in both orders for" in out
     store = Store(path)
     a, b = tuning.resolve_pair(store, "constraints", "clean", "clean-precise")
     rows = store.judgments(tuning.versions_comparison(a, b))
