@@ -279,3 +279,34 @@ def test_workbench_in_a_browser_on_the_embedded_model(app_server):
         finally:
             browser.close()
     print(f"browser walk-through: {time.time() - started:.0f} s")
+
+
+def test_review_page_in_a_browser_keep_by_keyboard(app_server):
+    """The Review page on a crafted run: the queue shows one node, the K shortcut keeps it, the next one shows."""
+    from playwright.sync_api import sync_playwright
+
+    from test_review import crafted_store
+
+    store, run_id = crafted_store(app_server["db"])  # a crafted run in the app's store, beside any other
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            ui = Page(browser.new_page(viewport={"width": 1500, "height": 1600}), app_server["url"])
+            ui.page.set_default_timeout(60_000)
+            ui.goto(f"review?run={run_id}")
+            ui.text("In the queue because:")
+            ui.text(re.compile(r"Node 1 of \d+"))
+            total = re.search(r"Node 1 of (\d+)", ui.main_text()).group(1)
+            ui.page.get_by_role("heading", name="Review", exact=True).first.click()  # focus off the inputs
+            ui.page.keyboard.press("k")
+            ui.text(f"Node 2 of {total}")
+            ui.settle()
+            reviews = store.reviews([run_id])
+            assert [r["verdict"] for r in reviews] == ["keep"] and reviews[0]["reasons"]
+            ui.shot("review")
+        except Exception:
+            ui.shot("failure-review")
+            raise
+        finally:
+            browser.close()
+            store.close()
