@@ -39,6 +39,7 @@ KEEP_ACROSS_PAGES = (
     "run_random_seed", "run_language", "run_max_respond", "run_max_evolve", "run_score_difficulty",
     "run_score_quality", "run_equal_judge", "run_dedup", "run_quality_filter", "run_quality_min", "run_rpm", "run_tpm",
     "evolve_source", "evolve_session_name", "evolve_op", "seed_example", "seed_set_name",
+    "seed_cov_bins", "seed_cov_thin", "seed_cov_n", "seed_grow_n",
     "drift_which", "diversity_color", "diversity_threshold", "compare_mode",
     "export_format", "export_status", "export_seeds", "export_rules", "export_min_difficulty", "export_min_quality",
     "review_runs", "review_margin", "review_audit", "review_quality", "review_difficulty", "review_name",

@@ -356,9 +356,13 @@ def grown_set(store: Store, job_id: str, n: int | None = None) -> list[Seed]:
     job = store.grow_job(job_id)
     if job is None:
         raise KeyError(f"No grow job {job_id!r} in {store.path}.")
-    hand = [Seed(**s) for s in job["config"].get("seeds", [])]
+    return [Seed(**s) for s in job["config"].get("seeds", [])] + kept_seeds(store, job_id, n)
+
+
+def kept_seeds(store: Store, job_id: str, n: int | None = None) -> list[Seed]:
+    """The seeds a job kept, in the order kept (the first `n` when given)."""
     kept = [Seed(**r["seed"]) for r in store.grow_candidates(job_id, KEPT) if r["seed"]]
-    return hand + (kept if n is None else kept[:n])
+    return kept if n is None else kept[:n]
 
 
 def write_seed_file(seeds: list[Seed], path: str) -> None:
@@ -461,6 +465,51 @@ def start_grow(db_path: str, config: RunConfig, spec: GrowSpec, *, backend_facto
 
 def grow_job_for(db_path: str) -> Job | None:
     return _JOBS.get(f"grow:{db_path}")
+
+
+def start_tag(db_path: str, config: RunConfig, seeds: list[Seed], *, backend_factory: Any = None) -> Job:
+    """Propose tags in a worker thread (calls are recorded and cached in the store); `job.result` is the list of
+    TagProposal when done."""
+    key = f"tag:{db_path}"
+    with _LOCK:
+        job = _JOBS.get(key)
+        if job is not None and job.alive:
+            return job
+        job = Job(key=key)
+
+        def work() -> None:
+            store = Store(db_path)
+            try:
+                job.status = "running"
+                job.result = tag_sync(config, list(seeds), store,
+                                      backend=backend_factory() if backend_factory else None,
+                                      max_tokens=max(96, config.max_tokens_judge))
+                job.status = "finished"
+            except Exception as e:  # shown on the page
+                job.status, job.error = "failed", f"{type(e).__name__}: {e}"
+                traceback.print_exc()
+            finally:
+                store.close()
+
+        job.thread = threading.Thread(target=work, name="evolab-tag", daemon=True)
+        _JOBS[key] = job
+        job.thread.start()
+        return job
+
+
+def tag_job_for(db_path: str) -> Job | None:
+    return _JOBS.get(f"tag:{db_path}")
+
+
+def cell_label(row: dict[str, Any] | pd.Series) -> str:
+    """How a coverage cell is offered for "grow here"."""
+    return f"{row['skill']} × difficulty {row['difficulty']} ({row['count']} seeds, {row['state']})"
+
+
+def new_seeds_for_table(table: list[Seed], grown: list[Seed]) -> list[Seed]:
+    """The grown seeds not already in the table (by instruction and input), to add to it."""
+    have = {(s.instruction, s.input) for s in table}
+    return [s for s in grown if (s.instruction, s.input) not in have]
 
 
 # -- tag ------------------------------------------------------------------------------------------------------

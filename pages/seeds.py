@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import app_common
+import seedcraft_ui
 from evolab import app_support
 from evolab.seeds import EXAMPLE_SETS, SeedFileError, load_example, load_seeds, seeds_from_records, seeds_to_records
 
@@ -66,7 +67,8 @@ if editor_key not in st.session_state and st.session_state.get("seeds"):
 st.subheader(f"Table ({st.session_state.get('seed_source', 'edited')})")
 st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them.")
 edited = st.data_editor(
-    pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]),
+    pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]
+                 + (["source"] if any(r.get("source") for r in records) else [])),  # grown seeds' provenance
     key=editor_key, num_rows="dynamic", width="stretch",
     hide_index=True,
     column_config={
@@ -74,6 +76,7 @@ edited = st.data_editor(
         "input": st.column_config.TextColumn("input", width="medium"),
         "skill": st.column_config.TextColumn("skill"),
         "difficulty": st.column_config.NumberColumn("difficulty", min_value=0, max_value=10, step=1),
+        "source": st.column_config.TextColumn("source", disabled=True, help="where a generated seed came from"),
     },
 )
 try:
@@ -98,6 +101,8 @@ with c1:
 with c2:
     st.markdown("**By difficulty**")
     st.dataframe(counts["difficulty"], hide_index=True, width="stretch")
+
+seedcraft_ui.panels(db, seeds, set_table)  # coverage, grow, tag (issue 10 A)
 
 st.subheader("Save")
 with st.form("save_seed_set", border=False):
