@@ -310,3 +310,35 @@ def test_review_page_in_a_browser_keep_by_keyboard(app_server):
         finally:
             browser.close()
             store.close()
+
+
+def test_seeds_coverage_map_in_a_browser(app_server):
+    """The Seeds page's coverage map (issue 10): load the finance example, the heat map draws skills x difficulty with
+    empty cells marked, and the thin threshold redraws it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            ui = Page(browser.new_page(viewport={"width": 1500, "height": 2400}), app_server["url"])
+            ui.page.set_default_timeout(60_000)
+            ui.goto("seeds")
+            ui.choose("Shipped with evolab", "finance (Korean and English)")
+            ui.click("Load example")
+            ui.settle()
+            ui.page.get_by_role("tab", name="Coverage", exact=True).click()
+            ui.text("Cell to grow")
+            heat = """() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.data || [])
+                .filter(d => d.length && d[0].type === 'heatmap')
+                .map(d => ({skills: d[0].y, names: d.map(t => t.name), marks: d.slice(1).map(t => t.x.length)}))"""
+            ui.page.wait_for_function(f"({heat})().length === 1", timeout=60_000)
+            figure = ui.page.evaluate(heat)[0]
+            assert "accounting" in figure["skills"] and "empty" in figure["names"]
+            ui.number("Thin below", 4)
+            ui.page.wait_for_function(f"({heat})()[0] && ({heat})()[0].names.includes('thin (< 4)')", timeout=60_000)
+            ui.shot("seeds-coverage")
+        except Exception:
+            ui.shot("failure-seeds-coverage")
+            raise
+        finally:
+            browser.close()
