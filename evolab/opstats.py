@@ -98,10 +98,17 @@ def _spend_per_node(calls: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """The table `runs --by-operation` prints: counts, kept share, rules that fired, changes with their CIs,
-    and spend per kept child."""
+    """The table `runs --by-operation` prints (`summary_table` as text)."""
     if frame.empty:
         return "  no evolved children yet"
+    return summary_table(frame).to_string(index=False)
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """`operation_stats` for people: counts, kept share, the rules that fired, changes with their 95% CIs, and
+    spend per kept child, as text columns (the CLI, the Drift page, the report)."""
+    if frame.empty:
+        return pd.DataFrame()
     keys = [c for c in ["operation", *SPLITS] if c in frame]
     fired = [c for c in frame.columns if c.startswith("rule_") and frame[c].sum() > 0]
 
@@ -125,7 +132,7 @@ def format_table(frame: pd.DataFrame) -> str:
         "tokens/kept": frame["tokens_per_kept"].map(lambda v: per(v, 0)),
         "$/kept": frame["cost_per_kept"].map(lambda v: "-" if v != v else f"{v:.5f}"),
     })
-    return table.to_string(index=False)
+    return table
 
 
 # -- adaptive runs --------------------------------------------------------------------------------------
@@ -179,3 +186,15 @@ def final_weights(decisions: Iterable[dict[str, Any]]) -> pd.DataFrame:
     rows = [{"language": lang, "operation": op, "alpha": a, "beta": b, "mean": round(a / (a + b), 3),
              "chosen": int(n)} for (lang, op), (a, b, n) in counts.items()]
     return pd.DataFrame(rows, columns=["language", "operation", "alpha", "beta", "mean", "chosen"])
+
+
+def run_frames(store: "Store", run_id: str, nodes: pd.DataFrame | None = None,
+               by: Sequence[str] = ("round",)) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(operation_stats split by `by`, weights_frame or None when the run did not sample adaptively): what the
+    Drift page and the report draw."""
+    if nodes is None:
+        nodes = analysis.nodes_frame(store, run_id)
+    stats = operation_stats(nodes, analysis.calls_frame(store, run_id, nodes), by=by)
+    run = store.get_run(run_id)
+    adaptive = run is not None and run["config"].operation_sampling == "adaptive"
+    return stats, (weights_frame(store.op_decisions(run_id)) if adaptive else None)

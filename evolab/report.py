@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import analysis, judge, novelty, review, viz
+from . import adaptive, opstats
 from .store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -136,6 +137,18 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
                  "<p class='sub'>Mean change from parent to child, with 95% CI.</p>")
     parts.append(fig(viz.deltas_figure(deltas)))
     parts.append(_frame_table(deltas))
+
+    # -- operations ----------------------------------------------------------------------------------
+    ops, op_weights = opstats.run_frames(store, run_id, nodes, by=["round"])
+    parts.append("<h2>Operations</h2><p class='sub'>What each operation did per round: kept share, mean difficulty "
+                 "change from parent to child (95% CI) and calls per kept child; below, all rounds together.</p>")
+    parts.append(fig(viz.operation_stats_figure(ops, "round")))
+    parts.append(_frame_table(opstats.summary_table(opstats.operation_stats(nodes, calls, by=()))))
+    if op_weights is not None:
+        parts.append(f"<h3>Adaptive operation weights</h3><p class='sub'>Thompson sampling; reward: "
+                     f"{_esc(adaptive.REWARD_TEXT)}. The final posterior per language:</p>")
+        parts.append(fig(viz.adaptive_weights_figure(op_weights)))
+        parts.append(_frame_table(opstats.final_weights(store.op_decisions(run_id))))
 
     # -- eliminations --------------------------------------------------------------------------------
     parts.append("<h2>Eliminations</h2>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common
-from evolab import analysis, viz
+from evolab import adaptive, analysis, opstats, viz
 
 db = app_common.store()
 st.title("Drift")
@@ -58,6 +58,18 @@ if table.empty:
     st.caption("No eliminations in this run.")
 else:
     st.dataframe(table, width="stretch")
+
+st.subheader("What each operation did")
+ops_split = st.radio("Per operation and", ["round", "language", "skill", "none"], horizontal=True, key="drift_ops_split",
+                     help="Children tried, kept share, difficulty change (95% CI) and calls per kept child.")
+ops, op_weights = opstats.run_frames(db, run_id, nodes, by=[] if ops_split == "none" else [ops_split])
+st.plotly_chart(viz.operation_stats_figure(ops, None if ops_split == "none" else ops_split, title=""), key="drift_ops")
+st.dataframe(opstats.summary_table(ops), hide_index=True, width="stretch")
+if op_weights is not None:
+    st.markdown("**Adaptive operation weights** (Thompson sampling)")
+    st.caption(f"Reward: {adaptive.REWARD_TEXT}. Each line is the posterior mean of an operation's reward as each "
+               "decision saw it; dots mark the operation chosen.")
+    st.plotly_chart(viz.adaptive_weights_figure(op_weights, title=""), key="drift_op_weights")
 
 with st.expander("The numbers: per round and operation"):
     cols = ["round", "operation", "n", "kept", "eliminated", "failed", "eliminated_share"] + [

@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_common
 from evolab import app_support, pipeline, worker
+from evolab.adaptive import REWARD_TEXT
 from evolab.estimate import estimate_run
 from evolab.tuning_app import chosen_templates, template_choices
 from evolab.llm.ratelimit import describe as describe_limits
@@ -53,6 +54,9 @@ with new_col:
     language = c6.selectbox("Language of the templates", ["auto", "en", "ko"], key="run_language",
                             help="auto: per seed, Korean when the seed is mostly Hangul.")
     st.markdown("**Operation weights** (0 switches an operation off)")
+    adaptive_ops = st.toggle("Learn the weights during the run (adaptive)", key="run_adaptive_ops",
+                             help="Thompson sampling among the operations with a weight above 0, on the reward: "
+                                  f"{REWARD_TEXT}. Every choice is stored; see Drift.")
     weights_frame = st.data_editor(app_support.operation_weights_frame(), key="run_weights", hide_index=True,
                                    width="stretch", disabled=["operation"],
                                    column_config={"weight": st.column_config.NumberColumn(min_value=0.0,
@@ -98,7 +102,8 @@ with new_col:
             rounds=int(rounds), fanout=int(fanout), concurrency=int(concurrency),
             budget_usd=float(budget) or None, budget_tokens=int(budget_tokens) or None,
             price=app_support.parse_price_field(price_field), random_seed=int(random_seed), language=language,
-            operation_weights=weights, name=name.strip() or None, max_tokens_respond=int(max_respond),
+            operation_weights=weights, operation_sampling="adaptive" if adaptive_ops else "weights",
+            name=name.strip() or None, max_tokens_respond=int(max_respond),
             templates=chosen_templates(template_picks),
             max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
             rpm=int(rpm) or None, tpm=int(tpm) or None,

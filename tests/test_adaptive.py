@@ -195,3 +195,27 @@ def test_a_decided_node_keeps_its_operation_whatever_the_posterior_says_now(stor
             break
     assert again.choose("node-x", "en") == op
     assert again.seq == 1 and len(store.op_decisions(run_id)) == 1
+
+
+class _NoEmbedder:
+    name = "none"
+    dim = 0
+    texts_embedded = 0
+
+    def encode(self, texts):
+        raise RuntimeError("no embedder in this test")
+
+
+def test_the_report_has_the_operations_section_and_the_weights_of_an_adaptive_run(tmp_path):
+    from evolab.report import write_report
+
+    store = Store(tmp_path / "rep.db")
+    for mode in ("weights", "adaptive"):
+        run_id, backend = adaptive_run(store, EN_SEEDS[:4] + KO_SEEDS[:2], rounds=2, operation_sampling=mode)
+        pipeline.run_sync(store, run_id, backend=backend)
+        html = write_report(store, run_id, tmp_path / f"{mode}.html", embedder=_NoEmbedder()).read_text("utf-8")
+        assert "<h2>Operations</h2>" in html and "What each operation did" in html and "calls/kept" in html
+        assert ("Adaptive operation weights" in html) == (mode == "adaptive")
+        if mode == "adaptive":
+            assert "kept and harder than its parent" in html
+    store.close()

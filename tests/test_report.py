@@ -11,7 +11,7 @@ from evolab.schema import RunConfig, Seed
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?\s*(?:https?:)?//", re.IGNORECASE)
-FIGURES = 12  # lineage, 4 drift, deltas, 2 eliminations, 2 UMAP, diversity, cost
+FIGURES = 13  # lineage, 4 drift, deltas, operations, 2 eliminations, 2 UMAP, diversity, cost
 
 
 @pytest.fixture(scope="module")
