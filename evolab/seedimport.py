@@ -41,11 +41,12 @@ def parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def check_mapping(mapping: dict[str, str] | None, columns: list[str], name: str) -> None:
-    """Every mapped column must exist (names compare ignoring case and surrounding spaces)."""
+def check_mapping(mapping: dict[str, str | None] | None, columns: list[str], name: str) -> None:
+    """Every mapped column must exist (names compare ignoring case and surrounding spaces); None maps a field to
+    nothing (it stays empty)."""
     available = {str(c).strip().lower() for c in columns}
     for field, column in (mapping or {}).items():
-        if column.strip().lower() not in available:
+        if column is not None and column.strip().lower() not in available:
             raise SeedFileError(name, None, f"--map {field}={column}: no column {column!r}; the columns are: "
                                             f"{', '.join(map(str, columns)) or 'none'}")
 
@@ -179,3 +180,12 @@ def table_columns(source: Any, name: str | None = None) -> list[str]:
     if is_dataset(source, name):
         return read_dataset(source, name)[0]
     return seeds_module.record_columns(source, name=name)
+
+
+def guess_mapping(columns: list[str]) -> dict[str, str | None]:
+    """The column load_seeds would read for each field without a mapping (its usual names), else None: the
+    defaults of a mapping UI."""
+    from .seeds import _FIELD_NAMES
+
+    lowered = {str(c).strip().lower(): c for c in columns}
+    return {field: next((lowered[n] for n in _FIELD_NAMES[field] if n in lowered), None) for field in SEED_FIELDS}

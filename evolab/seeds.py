@@ -102,8 +102,8 @@ def _mapped(record: dict, mapping: dict[str, str] | None) -> dict:
     lowered = {str(k).strip().lower(): k for k in record}
     shadowed = {n for field in mapping for n in _FIELD_NAMES[field]}
     out = {k: v for k, v in record.items() if str(k).strip().lower() not in shadowed}
-    for field, column in mapping.items():
-        key = lowered.get(column.strip().lower())
+    for field, column in mapping.items():  # a column of None: leave that field empty (a mapping UI's "none")
+        key = lowered.get(column.strip().lower()) if column else None
         out.pop(key, None)
         out[field] = record[key] if key is not None else None
     return out

@@ -6,6 +6,7 @@ import streamlit as st
 
 import app_common
 import seedcraft_ui
+import seedsets_ui
 from evolab import app_support
 from evolab.seeds import EXAMPLE_SETS, SeedFileError, load_example, load_seeds, seeds_from_records, seeds_to_records
 
@@ -25,8 +26,9 @@ def set_table(seeds, source: str) -> None:
 upload_col, example_col, saved_col = st.columns(3)
 with upload_col.container(border=True):
     st.markdown("**Upload a file**")
-    uploaded = st.file_uploader("JSONL, JSON, CSV or TXT (one instruction a line)",
-                                type=["jsonl", "ndjson", "json", "csv", "tsv", "txt"], key="seed_upload")
+    uploaded = st.file_uploader("JSONL, JSON, CSV or TXT (one instruction a line), parquet or arrow",
+                                type=["jsonl", "ndjson", "json", "csv", "tsv", "txt", "parquet", "arrow"],
+                                key="seed_upload")
     if uploaded is not None:
         marker = (uploaded.name, uploaded.size, getattr(uploaded, "file_id", None))
         if st.session_state.get("seed_upload_done") != marker:
@@ -53,6 +55,7 @@ with saved_col.container(border=True):
             set_table(db.load_seed_set(saved), f"seed set {saved}")
     else:
         st.caption("None saved yet: load or upload seeds, then save them below.")
+seedsets_ui.import_panel(set_table)  # other column names, datasets on disk (issue 10 B)
 
 records = st.session_state.get("seed_records")
 if not records:
@@ -103,14 +106,20 @@ with c2:
     st.dataframe(counts["difficulty"], hide_index=True, width="stretch")
 
 seedcraft_ui.panels(db, seeds, set_table)  # coverage, grow, tag (issue 10 A)
+seedsets_ui.panels(db, seeds, set_table)  # lint, history (issue 10 B)
 
 st.subheader("Save")
 with st.form("save_seed_set", border=False):
     name = st.text_input("Seed set name", key="seed_set_name", placeholder="e.g. finance-v1",
-                         help="Saved in the store; saving under an existing name replaces that set.")
+                         help="Saved in the store; saving under an existing name adds a version (History above).")
+    note = st.text_input("Note (optional)", key="seed_set_note", placeholder="what changed in this version")
     if st.form_submit_button("Save seed set", type="primary"):
         if not name.strip():
             st.error("Give the seed set a name first.")
         else:
-            db.save_seed_set(name, seeds)
-            st.success(f"Saved {len(seeds)} seeds as {name.strip()!r}. Use them on Step through or Runs.")
+            version = db.save_seed_set(name, seeds, note=note)
+            st.session_state["seed_saved_message"] = (f"Saved {len(seeds)} seeds as {name.strip()!r}, version "
+                                                      f"{version}. Use them on Step through or Runs.")
+            st.rerun()  # so the History tab above lists the new version
+if "seed_saved_message" in st.session_state:
+    st.success(st.session_state.pop("seed_saved_message"))
