@@ -38,6 +38,7 @@ KEEP_ACROSS_PAGES = (
     "run_source", "run_name", "run_limit", "run_rounds", "run_fanout", "run_concurrency", "run_budget",
     "run_random_seed", "run_language", "run_max_respond", "run_max_evolve", "run_score_difficulty",
     "run_score_quality", "run_equal_judge", "run_dedup", "run_quality_filter", "run_quality_min", "run_rpm", "run_tpm",
+    "run_adaptive_ops", "drift_ops_split",
     "evolve_source", "evolve_session_name", "evolve_op", "seed_example", "seed_set_name",
     "seed_cov_bins", "seed_cov_thin", "seed_cov_n", "seed_grow_n",
     "drift_which", "diversity_color", "diversity_threshold", "compare_mode",
