@@ -520,3 +520,16 @@ def parse_checked(value: str | Iterable[str]) -> list[str]:
     if unknown or not items:
         raise ValueError(f"{', '.join(unknown) or 'nothing'} is not a check status; choose from {', '.join(known)}.")
     return items
+
+
+def share_with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """`consistent_share` plus low / high (95% Wilson interval of the share, evolab.review.wilson_interval) and
+    too_small (fewer than review.MIN_N compared items, or an interval wider than review.MAX_WIDTH)."""
+    from .review import too_small, wilson_interval
+
+    out = df.copy()
+    bounds = [wilson_interval(int(c), int(n)) for c, n in zip(out["consistent"], out["checked"])]
+    out["low"] = [b[0] for b in bounds]
+    out["high"] = [b[1] for b in bounds]
+    out["too_small"] = [too_small(int(n), lo, hi) for n, (lo, hi) in zip(out["checked"], bounds)]
+    return out

@@ -193,6 +193,24 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
                         + _frame_table(checked[checked["run_id"] == run_id]))
                      + ("</p>" if checked is None else ""))
 
+    # -- checked answers (evolab/checking.py) ------------------------------------------------------------
+    from . import checking
+
+    consistency = checking.share_with_intervals(checking.consistent_share(store, [run_id]))
+    parts.append("<h2>Checked answers</h2>")
+    parts.append(f"<p class='sub'>{_esc(viz.CONSISTENCY_QUESTION)} Items whose answer is a number were answered "
+                 "again k times at a temperature above 0; an answer is consistent when most samples give the same "
+                 f"number (within {checking.TOLERANCE:.0%}). 95% Wilson intervals.</p>")
+    if consistency.empty:
+        parts.append(f"<p class='sub'>No checked answers: <code>python -m evolab check --run {_esc(run_id)}</code> "
+                     "checks a stored run (k calls per numeric item).</p>")
+    else:
+        if bool(consistency["too_small"].any()):
+            parts.append("<p class='note'>Some rounds have too few checked answers to say anything (hollow markers)."
+                         "</p>")
+        parts.append(fig(viz.consistency_figure(consistency)))
+        parts.append(_frame_table(consistency.drop(columns=["run_id"])))
+
     # -- agreement with a person ---------------------------------------------------------------------
     agreement = review.agreement(store, [run_id])
     parts.append("<h2>Agreement with a person</h2>")

@@ -322,6 +322,38 @@ def agreement_figure(frame: pd.DataFrame, *, title: str = "How often a person ag
     return fig
 
 
+# -- checked answers (issue 12, evolab/checking.py) --------------------------------------------------------
+CONSISTENCY_QUESTION = "Evolution makes questions harder; does it make the answers less reliable?"
+
+
+def consistency_figure(frame: pd.DataFrame, *, title: str = "Share of consistent answers per round") -> go.Figure:
+    """Per round, the share of checked answers whose number k samples reproduced, with its 95% Wilson interval
+    (`checking.share_with_intervals`); one line per run; hollow markers where the sample is too small to say
+    anything."""
+    if frame is None or frame.empty or not (frame["checked"] > 0).any():
+        return empty_figure(title, "No checked answers yet (run with --check-answers, or python -m evolab check)")
+    fig = go.Figure()
+    runs = list(dict.fromkeys(frame["run_id"]))
+    for i, (run_id, g) in enumerate(frame[frame["checked"] > 0].groupby("run_id", sort=False)):
+        g = g.sort_values("round")
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]
+        fig.add_trace(go.Scatter(
+            x=g["round"], y=g["share"], mode="lines+markers", name=str(run_id), showlegend=len(runs) > 1,
+            line={"color": color},
+            marker={"size": 10, "color": ["white" if small else color for small in g["too_small"]],
+                    "line": {"color": color, "width": 2}},
+            error_y={"type": "data", "array": (g["high"] - g["share"]).clip(lower=0),
+                     "arrayminus": (g["share"] - g["low"]).clip(lower=0), "color": color},
+            customdata=np.column_stack([g["consistent"], g["checked"], g["inconsistent"], g["not_checkable"],
+                                        g["low"], g["high"]]),
+            hovertemplate="round %{x}: %{customdata[0]} of %{customdata[1]} consistent (%{y:.0%}), 95% CI "
+                          "%{customdata[4]:.0%}-%{customdata[5]:.0%}<br>%{customdata[2]} inconsistent, "
+                          "%{customdata[3]} not checkable<extra>" + html.escape(str(run_id)) + "</extra>"))
+    fig.update_layout(title=title, template="plotly_white", xaxis={"title": "round", "dtick": 1},
+                      yaxis={"title": "consistent / checked", "range": [0, 1.05], "tickformat": ".0%"})
+    return fig
+
+
 # -- embeddings ----------------------------------------------------------------------------------------
 def _value_colors(values: list, color_by: str) -> dict:
     if color_by == "operation":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common
-from evolab import adaptive, analysis, opstats, viz
+from evolab import adaptive, analysis, checking, opstats, viz
 
 db = app_common.store()
 st.title("Drift")
@@ -79,3 +79,15 @@ with st.expander("The numbers: per round and operation"):
 
 st.subheader("How often a person agrees with the rules")
 app_common.agreement_section(db, [run_id], key="drift_agreement")
+
+st.subheader("Checked answers")
+st.caption(f"{viz.CONSISTENCY_QUESTION} Items whose answer is a number were answered {checking.DEFAULT_K} more times "
+           f"at temperature {checking.DEFAULT_TEMPERATURE}; an answer is consistent when most samples give the same "
+           f"number (within {checking.TOLERANCE:.0%}). 95% Wilson intervals; hollow markers: too few to say.")
+consistency = checking.share_with_intervals(checking.consistent_share(db, [run_id]))
+st.plotly_chart(viz.consistency_figure(consistency, title=""), key="drift_consistency")
+if consistency.empty:
+    st.caption(f"Not checked yet: `python -m evolab check --db {db.path} --run {run_id}` (k calls per numeric "
+               "item), or start runs with --check-answers.")
+else:
+    st.dataframe(consistency.drop(columns=["run_id"]), hide_index=True, width="stretch")

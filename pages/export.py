@@ -7,7 +7,7 @@ import functools
 import streamlit as st
 
 import app_common
-from evolab import app_support, export
+from evolab import app_support, checking, export
 from evolab.schema import RULES
 
 db = app_common.store()
@@ -40,10 +40,14 @@ with c2:
     t1, t2 = st.columns(2)
     min_difficulty = t1.number_input("Minimum difficulty (0 = any)", 0.0, 10.0, 0.0, 0.5, key="export_min_difficulty")
     min_quality = t2.number_input("Minimum quality (0 = any)", 0.0, 5.0, 0.0, 0.5, key="export_min_quality")
+    checked = st.multiselect("Only these answer checks (none chosen = any)", list(checking.CHECK_STATUSES)
+                             + [checking.UNCHECKED], key="export_checked",
+                             help="Checked answers (self-consistency): consistent = the answer's number came back "
+                                  "in most of k new samples; see the Drift page and `python -m evolab check`.")
 
 min_scores = {k: v for k, v in (("difficulty", min_difficulty), ("quality", min_quality)) if v > 0}
 select = {"status": status, "include_seeds": include_seeds, "rules": rules if status == "all" else None,
-          "min_scores": min_scores or None}
+          "min_scores": min_scores or None, "checked": checked or None}
 count = app_support.export_count(db, run_id, select)
 st.metric("Records", count)
 if count == 0:

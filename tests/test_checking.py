@@ -397,3 +397,25 @@ def test_check_command_on_a_run_made_without_it(tmp_path, cli_env):
     assert r.returncode == 2 and "--k" in r.stderr
     r = cli(cli_env, "check", "--db", tmp_path / "none.db")
     assert r.returncode == 2 and "No store" in r.stderr
+
+
+def test_report_and_figure_show_the_share_per_round(store, tmp_path):
+    from evolab import viz
+    from evolab.checking import share_with_intervals
+    from evolab.report import write_report
+
+    run_id = answered_run(store, {AGREES: "a", DISAGREES: "b"})
+    node = store.get_node("n1")
+    node.round, node.status, node.parent_id = 1, "kept", "n0"
+    store.save_node(node)
+    store.save_answer_check({"run_id": run_id, "k": 3, "node_id": "n0", "status": CONSISTENT})
+    store.save_answer_check({"run_id": run_id, "k": 3, "node_id": "n1", "status": INCONSISTENT})
+    frame = share_with_intervals(consistent_share(store, [run_id]))
+    # hand-computed 95% Wilson interval for 1 of 1: [0.2065, 1]
+    assert frame.loc[0, "low"] == pytest.approx(0.2065, abs=1e-4) and frame.loc[0, "high"] == 1.0
+    assert frame["too_small"].all()
+    fig = viz.consistency_figure(frame)
+    assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [1.0, 0.0]
+    assert viz.is_empty_figure(viz.consistency_figure(frame.iloc[0:0]))
+    html = write_report(store, run_id, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<h2>Checked answers</h2>" in html and "less reliable" in html and "too few checked answers" in html
