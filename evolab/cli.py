@@ -312,7 +312,13 @@ def _print_summary(store, run_id: str, status: str | None = None) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store(args.db)
-    runs = store.list_runs()
+    if args.by_operation:  # what each operation did in one run (default: the latest)
+        from .opstats import run_operation_table
+
+        run_id = _run_id(store, args.run)
+        print(run_operation_table(store, run_id, [] if args.split == "none" else [args.split]))
+        return 0
+    runs = [store.get_run(_run_id(store, args.run))] if args.run else store.list_runs()
     if not runs:
         print(f"{args.db} has no runs yet.")
     for run in runs:
@@ -571,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs with counts by status and rule, tokens and cost")
     p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="only this run (with --by-operation default: the latest)")
+    p.add_argument("--by-operation", action="store_true", help="per operation: tried, kept share, eliminations by "
+                   "rule, difficulty and complexity change with 95%% CIs, calls, tokens and cost per kept child")
+    p.add_argument("--split", choices=["round", "language", "skill", "none"], default="round",
+                   help="with --by-operation: one row per operation and round (default), language, skill, or none")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("export", help="write training data or the full lineage")

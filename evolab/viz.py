@@ -276,6 +276,79 @@ def deltas_figure(deltas: pd.DataFrame, *, title: str = "Parent -> child change 
     return fig
 
 
+# -- operations (issue 11) ---------------------------------------------------------------------------------
+def operation_stats_figure(stats: pd.DataFrame, split: str | None = "round", *,
+                           title: str = "What each operation did") -> go.Figure:
+    """Three panels from `opstats.operation_stats(nodes, calls, by=[split])`: kept share, mean difficulty change
+    (95% CI whiskers; none under 3 values) and calls per kept child; per `split` value (one line per
+    operation) or, with `split` None, one bar per operation."""
+    if stats is None or stats.empty:
+        return empty_figure(title, "No evolved children yet")
+    panels = (("kept_share", "kept share", None), ("difficulty_delta_mean", "difficulty change (child - parent)",
+                                                    ("difficulty_delta_lo", "difficulty_delta_hi")),
+              ("calls_per_kept", "calls per kept child", None))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels])
+    by_x = split if split and split in stats else None
+    ops = _op_order(list(stats["operation"].unique()))
+    for k, op in enumerate(ops):
+        g = stats[stats["operation"] == op]
+        if by_x:
+            g = g.sort_values(by_x)
+        x = g[by_x].astype(str) if by_x else g["operation"]
+        for c, (col, label, ci) in enumerate(panels, start=1):
+            err = None
+            if ci is not None:
+                err = {"type": "data", "array": (g[ci[1]] - g[col]).fillna(0),
+                       "arrayminus": (g[col] - g[ci[0]]).fillna(0), "visible": True, "thickness": 1}
+            common = dict(x=x, y=g[col], name=op, legendgroup=op, showlegend=c == 1, error_y=err,
+                          customdata=np.column_stack([g["tried"], g["kept"]]),
+                          hovertemplate=f"<b>{html.escape(op)}</b> %{{x}}<br>{html.escape(label)}: %{{y:.3g}}"
+                                        "<br>tried %{customdata[0]}, kept %{customdata[1]}<extra></extra>")
+            if by_x:
+                fig.add_trace(go.Scatter(mode="lines+markers", line={"color": operation_color(op)}, **common),
+                              row=1, col=c)
+            else:
+                fig.add_trace(go.Bar(marker_color=operation_color(op), **common), row=1, col=c)
+    fig.add_hline(y=0, line={"color": "#999", "width": 1}, row=1, col=2)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=3)
+    if by_x:
+        fig.update_xaxes(title_text=by_x, type="category")
+    fig.update_layout(title=title, template="plotly_white", height=400, legend_title_text="operation")
+    return fig
+
+
+def adaptive_weights_figure(weights: pd.DataFrame, *,
+                            title: str = "Adaptive operation weights over the run") -> go.Figure:
+    """The posterior mean of each operation's reward as each decision saw it (`opstats.weights_frame`), against
+    the decision index; one panel per language; a marker where the operation was chosen."""
+    if weights is None or weights.empty:
+        return empty_figure(title, "No adaptive decisions in this run")
+    languages = list(dict.fromkeys(weights["language"]))
+    fig = make_subplots(rows=len(languages), cols=1, shared_xaxes=True, subplot_titles=languages,
+                        vertical_spacing=0.12)
+    for r, lang in enumerate(languages, start=1):
+        w = weights[weights["language"] == lang]
+        for op in _op_order(list(w["operation"].unique())):
+            g = w[w["operation"] == op].sort_values("seq")
+            fig.add_trace(go.Scatter(
+                x=g["seq"], y=g["mean"], name=op, legendgroup=op, showlegend=r == 1, mode="lines",
+                line={"color": operation_color(op), "shape": "hv"},
+                customdata=np.column_stack([g["alpha"], g["beta"]]),
+                hovertemplate=f"<b>{html.escape(op)}</b> decision %{{x}}<br>posterior mean %{{y:.2f}} "
+                              "(Beta %{customdata[0]:g}, %{customdata[1]:g})<extra></extra>"), row=r, col=1)
+            chosen = g[g["chosen"]]
+            fig.add_trace(go.Scatter(
+                x=chosen["seq"], y=chosen["mean"], name=f"{op} chosen", legendgroup=op, showlegend=False,
+                mode="markers", marker={"color": operation_color(op), "size": 5},
+                hovertemplate=f"decision %{{x}}: {html.escape(op)} chosen<extra></extra>"), row=r, col=1)
+        fig.update_yaxes(title_text="P(reward)", range=[0, 1], row=r, col=1)
+    fig.update_xaxes(title_text="decision (in the order made)", row=len(languages), col=1)
+    fig.update_layout(title=title, template="plotly_white", height=260 + 220 * len(languages),
+                      legend_title_text="operation")
+    return fig
+
+
 # -- eliminations --------------------------------------------------------------------------------------
 def eliminations_figure(frame: pd.DataFrame, by: str | None = None, *,
                         title: str | None = None) -> go.Figure:
