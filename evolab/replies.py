@@ -1189,6 +1189,7 @@ _NUMBERED = re.compile(r"^\s*(?:#{1,6}\s*)?(?:\*\*)?(?:" + _ITEM_LABEL + r"\s*#?
                        r"|\(\d{1,3}\)|\d{1,3}\s*(?:[.):：\]]|번[.)]?))(?:\*\*)?(?=\s|$)\s*(.*)$", re.I)
 _BULLET = re.compile(r"^\s*[-*•·]\s+(.*)$")
 _ITEM_INPUT = re.compile(r"^\s*(?:#\s*)?(?:input|입력)(?:\s*data|\s*데이터)?\s*#?\s*[:：]\s*(.*)$", re.I)
+_ITEM_OUTPUT = re.compile(r"^\s*(?:#\s*)?(?:output|answer|response|solution|출력|답변?|정답|응답)\s*#?\s*[:：]", re.I)
 _ITEM_PREFIX = re.compile(r"^\s*(?:new\s+)?" + _ITEM_LABEL + r"\s*[:：]\s*", re.I)
 _BOLD_TITLE = re.compile(r"^\s*\*\*([^*\n]{1,80}?)\*\*\s*(?:[:：\-–—]\s*)?(.*)$")
 
@@ -1242,17 +1243,19 @@ def read_instruction_list(text: str | None) -> list[tuple[str, str]]:
     lines = text.split("\n")
     numbered = any(_NUMBERED.match(line) for line in lines)
     items: list[list[list[str]]] = []  # per item: [instruction lines, input lines]
-    blank_before = False
+    blank_before = answered = False
     for line in lines:
         m = _NUMBERED.match(line) if numbered else _BULLET.match(line)
         if m:
             items.append([[m.group(1)], []])
-            blank_before = False
+            blank_before = answered = False
             continue
         if not line.strip():
             blank_before = True
             continue
-        if not items or line.lstrip().startswith("```"):
+        if _ITEM_OUTPUT.match(line):
+            answered = True  # an example answer ("Output: ...") is not part of the task
+        if not items or answered or line.lstrip().startswith("```"):
             continue
         if blank_before and not line[:1].isspace() and not _ITEM_INPUT.match(line) and not (
                 len(items[-1][0]) == 1 and not items[-1][0][0].strip()):  # a header item's text may follow a blank

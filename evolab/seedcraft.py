@@ -52,6 +52,7 @@ REASONS = {
     "unreadable": "the reply held no numbered list of instructions (a refusal or prose)",
     "too_short": f"fewer than {MIN_WORDS} words: a title, not a task",
     "wrong_language": "not in the set's language",
+    "prompt_leak": "repeats the grow prompt's own wording, not a task",
     "rouge_l": f"ROUGE-L >= {ROUGE_L_BELOW} to an existing seed",
     "near_duplicate": "an embedding near-duplicate of an existing seed",
     "llm_error": "the call failed after retries",
@@ -203,10 +204,18 @@ class _Pool:
             self.vectors = np.vstack([self.vectors, vector[None, :]])
 
 
+def prompt_lines(language: str) -> list[str]:
+    """The grow prompt's own sentences: a small model echoes them back as "new instructions"."""
+    text = load_template("grow", language).text
+    return [line.strip("- ").strip() for line in text.split("\n") if line.strip() and "{" not in line]
+
+
 def _filter(candidates: list[tuple[str, str]], pool: _Pool, language: str, threshold: float | None,
             store: Store | None) -> list[dict[str, Any]]:
     """Self-Instruct's filter, in order, each candidate against the pool and the ones kept before it."""
     from .embed import node_text
+
+    own_words = prompt_lines(language)
 
     vectors = pool._embed([node_text(i, x) for i, x in candidates]) if pool.vectors is not None and candidates \
         else None
@@ -217,6 +226,8 @@ def _filter(candidates: list[tuple[str, str]], pool: _Pool, language: str, thres
         best = novelty.max_rouge_l(instruction, pool.texts)
         if _word_count(instruction) < MIN_WORDS:
             row["reason"] = "too_short"
+        elif novelty.max_rouge_l(instruction, own_words) >= ROUGE_L_BELOW:
+            row["reason"] = "prompt_leak"
         elif detect_language(instruction) != language:
             row["reason"], row["detail"] = "wrong_language", f"{detect_language(instruction)}, not {language}"
         elif best >= ROUGE_L_BELOW:
@@ -400,7 +411,11 @@ def grow_cli(store: Store, config: RunConfig, spec: GrowSpec, *, out: str, max_c
                      f"rejected so far: {reasons}")
         state["kept"] = p["kept"]
 
-    result = grow_sync(store, config, spec, max_calls=max_calls, progress=progress)
+    try:
+        result = grow_sync(store, config, spec, max_calls=max_calls, progress=progress)
+    except KeyboardInterrupt:  # every finished call is stored: say how to go on (exit 130 from the CLI)
+        print_fn("interrupted; every finished call is stored: run the same command again to continue")
+        raise
     grown = grown_set(store, result.job_id, spec.n)
     write_seed_file(grown, out)
     print_fn(f"{result.status}: {min(result.kept, spec.n)} of {spec.n} new seeds kept in {result.calls} calls this "

@@ -346,3 +346,26 @@ def test_cli_grow_writes_the_grown_set_and_resumes(stub, tmp_path, capsys, monke
     small.write_text("one task here\nanother task here\n")
     assert main(["seeds", "grow", str(small), "--n", "3", "--out", str(out), "--db", db]) == 2
     assert "at least 3 seeds" in capsys.readouterr().err
+
+
+def test_echoes_of_the_prompt_and_example_answers_are_not_seeds(tmp_path):
+    """What the embedded 135M model really answered (bench run in the README): its own rules echoed back as tasks,
+    and an "Output:" line after a task."""
+    def echo(messages, purpose):
+        return ("1. Each must be a different, self-contained task that a user could give an AI assistant.\n"
+                "2. Classify each customer review as positive, negative or mixed.\n"
+                "   Input: The screen is gorgeous but the battery barely lasts an afternoon.\n"
+                "   Output: mixed\n"
+                "3. 각 지시문은 사용자가 AI 어시스턴트에게 줄 수 있는, 서로 다르고 그 자체로 완결된 과제여야 합니다.")
+
+    with StubServer(handler=echo) as stub:
+        store = Store(tmp_path / "leak.db")
+        result = run_grow(stub, store, seedcraft.GrowSpec(en_seeds(), n=1, per_call=3))
+    rows = store.grow_candidates(result.job_id)
+    assert [(r["status"], r["reason"]) for r in rows] == [("rejected", "prompt_leak"), ("kept", None),
+                                                          ("rejected", "wrong_language")]
+    assert rows[1]["input"] == "The screen is gorgeous but the battery barely lasts an afternoon."
+    with StubServer(handler=lambda m, p: echo(m, p).split("\n", 4)[-1].replace("3. ", "1. ")) as stub:
+        store = Store(tmp_path / "leak_ko.db")
+        result = run_grow(stub, store, seedcraft.GrowSpec(ko_seeds(), n=1, per_call=1), max_calls=1)
+    assert [r["reason"] for r in store.grow_candidates(result.job_id)] == ["prompt_leak"]
