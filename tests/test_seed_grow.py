@@ -369,3 +369,24 @@ def test_echoes_of_the_prompt_and_example_answers_are_not_seeds(tmp_path):
         store = Store(tmp_path / "leak_ko.db")
         result = run_grow(stub, store, seedcraft.GrowSpec(ko_seeds(), n=1, per_call=1), max_calls=1)
     assert [r["reason"] for r in store.grow_candidates(result.job_id)] == ["prompt_leak"]
+
+
+def test_provenance_round_trips_through_seed_files_and_tables(tmp_path):
+    from evolab.seeds import seeds_from_records, seeds_to_records
+
+    grown = Seed("Price a 5-year bond.", skill="investing", difficulty=7.5, language="en",
+                 source={"kind": "generated", "examples": ["abc123"], "model": "m", "endpoint": "api.example.com",
+                         "created_at": "2026-11-30T00:00:00Z", "proposed": ["skill", "difficulty"]})
+    hand = Seed("Explain APR.", language="en")
+    path = tmp_path / "set.jsonl"
+    seedcraft.write_seed_file([hand, grown], str(path))
+    assert load_seeds(path) == [hand, grown]
+    assert '"source"' not in path.read_text().splitlines()[0]  # a hand seed's file line stays as it was
+    assert seeds_from_records(seeds_to_records([hand, grown])) == [hand, grown]  # through the table editor
+    csv = tmp_path / "set.csv"
+    csv.write_text('instruction,source\n"Explain APR.",wikipedia\n"Price it.","{""kind"": ""generated""}"\n')
+    a, b = load_seeds(csv)
+    assert a.source == {"note": "wikipedia"} and b.source == {"kind": "generated"}  # another file's column is kept
+    old_style = Store(tmp_path / "s.db")
+    old_style.save_seed_set("old", [hand])
+    assert old_style.load_seed_set("old") == [hand]
