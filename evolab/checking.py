@@ -251,10 +251,10 @@ def extract_final_number(answer: str, language: str | None = None) -> Reading:
 # -- what can be checked ---------------------------------------------------------------------------------------
 # A question for a number: a calculation verb or question word ...
 _ASKS_CALCULATION = re.compile(
-    r"(?i)\b(?:calculate|compute|how\s+(?:much|many|long|far|old)|what\s+(?:is|was|will\s+be|are)\s+the\s+"
-    r"(?:total|value|amount|sum|difference|product|average|mean|median|probability|rate|return|yield|cost|price|"
+    r"(?i)\b(?:calculate|compute|estimate|how\s+(?:much|many|long|far|old)|what\s+(?:is|was|will\s+be|are)\s+the\s+"
+    r"(?:total|value|amount|sum|product|average|mean|median|probability|rate|return|yield|cost|price|"
     r"profit|interest|payment|balance|percentage|number|area|volume|speed|distance|net\s+present)|find\s+the|"
-    r"determine\s+the|solve)\b"
+    r"determine\s+the|solve|(?<![\w,] )price\s+(?:a|an|the)\b)\b"
     r"|계산|구하|얼마|몇\s*(?:개|명|원|년|개월|일|시간|분|퍼센트|%|배|살|대|권|마리|번)")
 # ... or a finance quantity named in a question that gives numbers ("NPV of cash flows 3,000, 4,000 at 8%").
 _NUMERIC_TOPIC = re.compile(
@@ -267,7 +267,8 @@ _WRITING_OR_CODE = re.compile(
     r"(?i)\b(?:essay|poem|story|stories|letter|blog\s+post|article|haiku|lyrics|slogan|"
     r"write\s+(?:a|an|the)?\s*(?:\w+\s+)?(?:function|program|script|class|code|query|sql)|implement|"
     r"code\s+(?:that|to|which)|python|javascript|java|c\+\+|sql|regex|pseudocode|translate)\b"
-    r"|에세이|수필|시를|시\s*한\s*편|이야기|소설|편지|코드|함수|프로그램|스크립트|파이썬|구현|번역")
+    r"|에세이|수필|(?<![가-힣])시(?:를|\s*한\s*편)|이야기|소설|편지|코드|함수를?\s*(?:작성|만들)|프로그램|스크립트|파이썬|"
+    r"구현|번역")
 # Not a number unless a calculation is asked for too ("calculate ... and explain each step" is checkable).
 _EXPLANATION = re.compile(
     r"(?i)\b(?:explain|describe|discuss|compare\s+and\s+contrast|pros\s+and\s+cons|summari[sz]e|what\s+is\s+(?:a|an)\b)"

@@ -103,6 +103,12 @@ def test_model_text_is_never_evaluated(monkeypatch):
     "초기 투자 1,000만 원, 할인율 8%일 때 순현재가치를 계산하세요.",
     "사과 24개씩 5상자 중 18개가 상했다면 먹을 수 있는 사과는 몇 개입니까?",
     "Calculate the compound interest on $1,000 at 5% for 2 years and explain each step.",
+    # from the shipped finance seeds (evolab/data/finance.jsonl)
+    "Estimate the price change of a 10-year bond with modified duration 7.8 and convexity 70 if its yield rises "
+    "by 100 basis points.",
+    "Price a European call option with the Black-Scholes model using the inputs below.",
+    "채권 듀레이션이 무엇인지 설명하고, 수정 듀레이션이 6인 채권은 금리가 1%포인트 오를 때 가격이 대략 얼마나 변하는지 "
+    "계산해 주세요.",
 ])
 def test_numeric_tasks_are_checkable(instruction):
     assert detect_checkable(instruction).checkable
@@ -118,6 +124,10 @@ def test_numeric_tasks_are_checkable(instruction):
     "순현재가치를 계산하는 파이썬 함수를 작성하세요.",
     "가을에 대한 시를 한 편 써 주세요.",
     "Summarize the main arguments of the article.",
+    # from the shipped finance seeds: "예시를" holds 시를 (a poem) but is not one; a concept question
+    "연말정산에서 소득공제와 세액공제의 차이를 구체적인 숫자 예시를 들어 설명해 주세요.",
+    "What is the difference between revenue and profit? Give a simple example.",
+    "Explain the 50/30/20 budgeting rule and apply it to a monthly take-home pay of $3,200.",
 ])
 def test_essays_explanations_and_code_are_not_checkable(instruction):
     detection = detect_checkable(instruction)
