@@ -203,15 +203,23 @@ def runs_frame(store: Store, runs: list[dict[str, Any]] | None = None) -> pd.Dat
         rows.append({
             "run": run["id"], "name": run["name"], "status": run["status"], "model": cfg.model,
             "endpoint": cfg.base_url or "embedded local model", "seeds": len(run["seeds"]),
-            "rounds": cfg.rounds, "fan-out": cfg.fanout, "nodes": s["nodes"],
+            "seed set": seed_set_label(run), "rounds": cfg.rounds, "fan-out": cfg.fanout, "nodes": s["nodes"],
             "kept": s["by_status"].get(KEPT, 0), "eliminated": s["by_status"].get(ELIMINATED, 0),
             "failed": s["by_status"].get(FAILED, 0), "calls": s["calls"],
             "cost USD": round(s["cost_usd"], 4),
             "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"])),
         })
-    cols = ["run", "name", "status", "model", "endpoint", "seeds", "rounds", "fan-out", "nodes", "kept",
+    cols = ["run", "name", "status", "model", "endpoint", "seeds", "seed set", "rounds", "fan-out", "nodes", "kept",
             "eliminated", "failed", "calls", "cost USD", "created"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def seed_set_label(run: dict[str, Any]) -> str:
+    """"finance v3": the saved seed set a run started from and its version ("" for a file or the table)."""
+    if not run.get("seed_set"):
+        return ""
+    version = run.get("seed_set_version")
+    return f"{run['seed_set']} v{version}" if version is not None else f"{run['seed_set']} (edited)"
 
 
 def run_version(store: Store, run_id: str) -> tuple:

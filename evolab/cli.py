@@ -302,6 +302,10 @@ def _print_summary(store, run_id: str, status: str | None = None) -> None:
     cost = f"${s['cost_usd']:.4f}" + ("" if s["price_known"] else " (price unknown)")
     print(f"{run_id}  {run['name']}  [{status or run['status']}]  model {run['config'].model}  "
           f"rounds {run['config'].rounds}")
+    if run.get("seed_set"):
+        from .app_support import seed_set_label
+
+        print(f"  seeds: seed set {seed_set_label(run)}")
     print("  nodes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f" (total {s['nodes']})")
     if s["by_rule"]:
         print("  eliminated/failed by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_rule"].items())))

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from conftest import STUB_KEY_ENV
-from evolab import cli, pipeline
+from evolab import app_support, cli, pipeline
 from evolab.llm.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.seeds import seeds_from_records
@@ -100,6 +100,8 @@ def test_a_run_records_the_version_it_used(saved):
     assert saved.get_run(run)["seed_set_version"] is None
     used = {v["version"]: v["runs"] for v in saved.seed_set_versions("finance-ko")}
     assert len(used[3]) == 1 and len(used[1]) == 1 and used[2] == []
+    shown = app_support.runs_frame(saved)["seed set"]  # what the Runs page lists, newest first
+    assert list(shown) == ["", "finance-ko (edited)", "finance-ko v1", "finance-ko v3"]
 
 
 def test_cli_run_from_a_saved_set_records_its_version(tmp_path, capsys):
@@ -117,6 +119,9 @@ def test_cli_run_from_a_saved_set_records_its_version(tmp_path, capsys):
     runs = sorted(store.list_runs(), key=lambda r: r["created_at"])
     assert [(r["seed_set"], r["seed_set_version"], len(r["seeds"])) for r in runs] == [("fin", 1, 3), ("fin", 2, 4)]
     capsys.readouterr()
+    assert cli.main(["runs", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "seeds: seed set fin v1" in out and "seeds: seed set fin v2" in out
     assert cli.main(["run", "--seed-set", "nope", "--db", db]) == 2
     assert "No seed set named 'nope'" in capsys.readouterr().err
     assert cli.main(["run", "--db", db]) == 2
