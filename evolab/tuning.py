@@ -32,6 +32,7 @@ from .judge import Item, Side, _normalise, judge_items, position_swap_counts, su
 from .llm.client import LLMClient, make_backend
 from .operations import Template, get_operation, load_template
 from .reading import TEMPLATE_CANDIDATES, ask
+from .review import wilson_interval
 from .schema import ELIMINATED, KEPT, Node, RunConfig, Seed
 from .seeds import detect_language
 from .store import Store, text_hash
@@ -175,8 +176,9 @@ def measure(store: Store, run_id: str) -> dict[str, Any]:
     difficulty = {s.node_id: s.value for s in store.scores(run_id=run_id) if s.metric == "difficulty"}
     gains = [difficulty[n.id] - difficulty[n.parent_id] for n in tried if n.status == KEPT
              and difficulty.get(n.id) is not None and difficulty.get(n.parent_id or "") is not None]
+    low, high = wilson_interval(len(failed), len(tried)) if tried else (None, None)
     return {"tried": len(tried), "kept": len(tried) - len(failed), "failed": len(failed),
-            "failure_rate": len(failed) / len(tried) if tried else None,
+            "failure_rate": len(failed) / len(tried) if tried else None, "failure_low": low, "failure_high": high,
             "by_rule": dict(Counter(n.rule for n in failed)), "not_counted": len(children) - len(tried),
             "difficulty_gain": sum(gains) / len(gains) if gains else None, "gain_n": len(gains)}
 
@@ -336,6 +338,14 @@ def best_candidate(candidates: list[dict[str, Any]]) -> int | None:
     return others[0]["idx"]
 
 
+def overlaps_baseline(candidates: list[dict[str, Any]], best: int | None) -> bool:
+    """The best candidate's 95% interval of the failure rate overlaps the current template's."""
+    by_idx = {c["idx"]: c["measures"] for c in candidates if c["measures"]}
+    if best is None or 0 not in by_idx or best not in by_idx or by_idx[0].get("failure_low") is None:
+        return False
+    return by_idx[best]["failure_high"] >= by_idx[0]["failure_low"]
+
+
 def summary(store: Store, session_id: str) -> dict[str, Any]:
     """The session, its candidates with measures and diffs against the current template, and the best one."""
     session = store.tuning_session(session_id)
@@ -357,6 +367,7 @@ def candidates_table(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = c["measures"] or {}
         rows.append({"candidate": c["idx"], "version": c["hash"], "status": c["status"],
                      "tried": m.get("tried"), "failed": m.get("failed"), "failure_rate": m.get("failure_rate"),
+                     "failure_95_low": m.get("failure_low"), "failure_95_high": m.get("failure_high"),
                      "by_rule": ", ".join(f"{k} {v}" for k, v in sorted((m.get("by_rule") or {}).items())),
                      "difficulty_gain": m.get("difficulty_gain"), "gain_n": m.get("gain_n"),
                      "not_counted": m.get("not_counted"), "rejected_because": c["reason"] or "",
@@ -369,10 +380,11 @@ def format_summary(result: dict[str, Any]) -> str:
     s = result["session"]
     lines = [f"tuning session {s['id']}: {s['language']}/{s['operation']} of run {s['run_id']} [{s['status']}] "
              f"{s['detail'] or ''}",
-             f"{'#':>2}  {'version':10}  {'status':9}  {'tried':>5}  {'failed':>6}  {'fail %':>6}  {'Δdiff':>6}  "
-             "eliminated by / note"]
+             f"{'#':>2}  {'version':10}  {'status':9}  {'tried':>5}  {'failed':>6}  {'fail %':>6}  {'95% CI':>9}  "
+             f"{'Δdiff':>6}  eliminated by / note"]
     for r in candidates_table(result["candidates"]):
         rate = "" if r["failure_rate"] is None else f"{r['failure_rate']:.0%}"
+        ci = "" if r["failure_95_low"] is None else f"{r['failure_95_low']:.0%}-{r['failure_95_high']:.0%}"
         gain = "" if r["difficulty_gain"] is None else f"{r['difficulty_gain']:+.2f}"
         note = r["rejected_because"] or r["by_rule"] or ""
         if r["candidate"] == 0:
@@ -380,9 +392,13 @@ def format_summary(result: dict[str, Any]) -> str:
         if r["candidate"] == result["best"]:
             note = ("BEST; " + note).rstrip("; ")
         lines.append(f"{r['candidate']:>2}  {r['version']:10}  {r['status']:9}  {r['tried'] if r['tried'] is not None else '':>5}  "
-                     f"{r['failed'] if r['failed'] is not None else '':>6}  {rate:>6}  {gain:>6}  {note}")
-    lines.append("fail % = eliminated / (kept + eliminated) children of one round on the dev seeds; Δdiff = mean "
-                 "difficulty change parent -> child over kept children with both scored.")
+                     f"{r['failed'] if r['failed'] is not None else '':>6}  {rate:>6}  {ci:>9}  {gain:>6}  {note}")
+    lines.append("fail % = eliminated / (kept + eliminated) children of one round on the dev seeds (95% Wilson "
+                 "interval); Δdiff = mean difficulty change parent -> child over kept children with both scored.")
+    overlap = overlaps_baseline(result["candidates"], result["best"])
+    if overlap:
+        lines.append(f"Candidate {result['best']}'s interval overlaps the current template's: with this many dev "
+                     "children the difference may be chance (raise --dev-seeds).")
     for c in result["candidates"]:
         if c["idx"] > 0:
             lines += ["", f"--- candidate {c['idx']}: {c['rationale'] or ''}".rstrip(), c["diff"] or "(no change)"]

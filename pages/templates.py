@@ -110,6 +110,9 @@ def session_view() -> None:
                "children where both were scored. Candidate 0 is the current template.")
     if result["best"] is not None:
         st.success(f"Lowest failure rate: candidate {result['best']}.")
+        if tuning.overlaps_baseline(result["candidates"], result["best"]):
+            st.warning("Its 95% interval overlaps the current template's: with this many dev children the difference "
+                       "may be chance. More dev seeds narrow it.")
     elif s["status"] == "measured":
         st.warning("No candidate failed less often than the current template.")
     for c in result["candidates"]:

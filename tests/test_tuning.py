@@ -226,3 +226,37 @@ def test_compare_two_versions_with_the_swapped_judge(tmp_path, capsys):
         na, nb = store.get_node(r["node_a"]), store.get_node(r["node_b"])
         assert na.template_version == a.version and nb.template_version == b.version
         assert store.get_node(na.parent_id).instruction == store.get_node(nb.parent_id).instruction
+
+
+def test_a_stopped_session_resumes_without_asking_again(tmp_path, capsys):
+    import asyncio
+    import threading
+
+    model = Model("en")
+    path = tmp_path / "t.db"
+    store = Store(path)
+    stop = threading.Event()
+
+    def progress(p):  # stop as the first candidate's dev run starts, like Ctrl-C or the page's Stop button
+        if p["stage"] == "measuring" and p["candidate"] == 1:
+            stop.set()
+
+    with StubServer(handler=model) as stub:
+        run_id = source_run(store, stub, "en")
+        sid = tuning.start_session(store, run_id, "constraints", candidates=3, dev_seeds=3)
+        with pytest.raises(tuning.TuningError, match="ended stopped"):
+            asyncio.run(tuning.run_session(store, sid, progress=progress, stop_event=stop))
+        session = store.tuning_session(sid)
+        assert session["status"] == "failed" and f"--resume {sid}" in session["detail"]
+        cands = store.tuning_candidates(sid)
+        assert cands[0]["measures"]["tried"] == 3 and cands[1]["measures"] is None
+        baseline_run = cands[0]["dev_run_id"]
+        store.close()
+        assert main(["tune", "--db", str(path), "--resume", sid, "--adopt", "1", "--name", "after-resume"]) == 0
+    out = capsys.readouterr().out
+    assert "adopted candidate 1" in out and "BEST" in out
+    store = Store(path)
+    assert len(model.optimizer_prompts) == 1  # the stored candidates were used, not asked for again
+    cands = store.tuning_candidates(sid)
+    assert cands[0]["dev_run_id"] == baseline_run and cands[1]["measures"]["failure_rate"] == 0.0
+    assert store.tuning_session(sid)["status"] == "adopted"
