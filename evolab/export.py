@@ -175,7 +175,9 @@ def dataset_card(store: Store, run_id: str) -> str:
         f"- Run: `{run_id}` ({run['status']}), created {_ts(run['created_at'])}",
         f"- Model: `{cfg.model}` at `{cfg.base_url or 'embedded local model'}`",
         f"- Rounds: {cfg.rounds}, fan-out: {cfg.fanout}, random seed: {cfg.random_seed}, language: {cfg.language}",
-        f"- Operation weights: " + ", ".join(f"{k}={v:g}" for k, v in cfg.operation_weights.items()),
+        (f"- Operations: adaptive (Thompson sampling on kept and harder) among "
+         + ", ".join(k for k, v in cfg.operation_weights.items() if v > 0) if cfg.operation_sampling == "adaptive"
+         else f"- Operation weights: " + ", ".join(f"{k}={v:g}" for k, v in cfg.operation_weights.items())),
         f"- Seeds: {len(run['seeds'])}; nodes: {summary['nodes']} "
         + "(" + ", ".join(f"{k} {v}" for k, v in sorted(summary['by_status'].items())) + ")",
         f"- Eliminated by rule: " + (", ".join(f"{k} {v}" for k, v in sorted(summary['by_rule'].items())) or "none"),
