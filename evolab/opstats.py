@@ -56,8 +56,13 @@ def operation_stats(nodes: pd.DataFrame, calls: pd.DataFrame | None = None, by: 
         return pd.DataFrame(columns=cols)
     for b in by:  # a missing skill is a group of its own, named so
         children[b] = children[b].where(children[b].notna(), "(none)") if b != "round" else children[b].astype(int)
+    # each child's changes and spend as columns, joined once rather than looked up per group
     pairs = analysis.pairs_frame(nodes, DELTA_METRICS).set_index("id")
+    for m in DELTA_METRICS:
+        children[f"_{m}_delta"] = children["id"].map(pairs[f"{m}_delta"]) if len(pairs) else float("nan")
     spend = _spend_per_node(calls)
+    for col in ("calls", "tokens", "cost_usd"):
+        children[f"_{col}"] = children["id"].map(spend[col]).fillna(0.0) if len(spend) else 0.0
     rows: list[dict[str, Any]] = []
     for key, g in children.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -71,12 +76,10 @@ def operation_stats(nodes: pd.DataFrame, calls: pd.DataFrame | None = None, by: 
         for r in RULES:
             row[f"rule_{r}"] = int(rules.get(r, 0))
         for m in DELTA_METRICS:
-            d = pairs[f"{m}_delta"].reindex(g["id"]).dropna() if len(pairs) else pd.Series(dtype=float)
-            mean, lo, hi, n = analysis.mean_ci(d, confidence, analysis.delta_scale(m))
+            mean, lo, hi, n = analysis.mean_ci(g[f"_{m}_delta"], confidence, analysis.delta_scale(m))
             row.update({f"{m}_delta_mean": mean, f"{m}_delta_lo": lo, f"{m}_delta_hi": hi, f"{m}_delta_n": n})
-        s = spend.reindex(g["id"]).fillna(0.0).sum() if len(spend) else pd.Series({"calls": 0, "tokens": 0,
-                                                                                   "cost_usd": 0.0})
-        row["calls"], row["tokens"], row["cost_usd"] = int(s["calls"]), int(s["tokens"]), float(s["cost_usd"])
+        row["calls"], row["tokens"] = int(g["_calls"].sum()), int(g["_tokens"].sum())
+        row["cost_usd"] = float(g["_cost_usd"].sum())
         for what in ("calls", "tokens", "cost"):
             total = row["cost_usd"] if what == "cost" else row[what]
             row[f"{what}_per_kept"] = total / row["kept"] if row["kept"] else math.nan
