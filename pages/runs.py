@@ -57,6 +57,9 @@ with new_col:
     adaptive_ops = st.toggle("Learn the weights during the run (adaptive)", key="run_adaptive_ops",
                              help="Thompson sampling among the operations with a weight above 0, on the reward: "
                                   f"{REWARD_TEXT}. Every choice is stored; see Drift.")
+    if adaptive_ops:
+        st.caption("Adaptive: the operations with a weight above 0 are the ones to choose from; the weights' values "
+                   "are not used.")
     weights_frame = st.data_editor(app_support.operation_weights_frame(), key="run_weights", hide_index=True,
                                    width="stretch", disabled=["operation"],
                                    column_config={"weight": st.column_config.NumberColumn(min_value=0.0,

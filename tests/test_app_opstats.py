@@ -88,6 +88,7 @@ def test_runs_page_starts_an_adaptive_run(tmp_path, monkeypatch, stub_module):
     at.number_input(key="run_limit").set_value(2).run()
     at.number_input(key="run_rounds").set_value(1).run()
     at.toggle(key="run_adaptive_ops").set_value(True).run()
+    assert "the weights' values are not used" in texts(at)
     button(at, "Start run").click().run()
     clean(at)
     store = Store(db)
