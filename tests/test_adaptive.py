@@ -243,3 +243,28 @@ def test_the_dataset_card_says_the_operations_were_chosen_adaptively(store):
     card = dataset_card(store, run_id)
     assert "- Operations: adaptive (Thompson sampling on kept and harder) among constraints, deepen" in card
     assert {d["operation"] for d in store.op_decisions(run_id)} <= {"constraints", "deepen"}
+
+
+def test_cli_run_with_ops_adaptive_then_runs_by_operation(tmp_path, capsys):
+    """The whole path a user takes: `run --ops adaptive` on an endpoint (the stub, hidden rates), then
+    `runs --by-operation` with the final posterior."""
+    from conftest import STUB_KEY_ENV
+    from evolab.llm.stub_server import StubServer
+
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("\n".join(s.instruction for s in EN_SEEDS[:6] + KO_SEEDS[:2]) + "\n", encoding="utf-8")
+    db = str(tmp_path / "cli.db")
+    with StubServer(handler=OperationRates(RATES)) as stub:
+        assert main(["run", str(seeds), "--db", db, "--rounds", "2", "--ops", "adaptive", "--base-url",
+                     stub.base_url, "--model", "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--db", db, "--by-operation", "--split", "language"]) == 0
+    out = capsys.readouterr().out
+    assert "(adaptive sampling)" in out and "posterior after the last reward" in out
+    store = Store(db)
+    run_id = store.latest_run_id()
+    decisions = store.op_decisions(run_id)
+    assert len(decisions) == 16 and {d["language"] for d in decisions} == {"en", "ko"}
+    final = [line.split() for line in out.splitlines() if line.split()[:1] in (["en"], ["ko"])]
+    assert sum(int(row[-1]) for row in final) == 16  # "chosen" column: every decision counted once
+    store.close()
