@@ -43,7 +43,7 @@ KEEP_ACROSS_PAGES = (
     "seed_cov_bins", "seed_cov_thin", "seed_cov_n", "seed_grow_n",
     "drift_which", "diversity_color", "diversity_threshold", "compare_mode",
     "export_format", "export_status", "export_seeds", "export_rules", "export_min_difficulty", "export_min_quality",
-    "export_checked",
+    "export_checked", "run_check_answers",
     "review_runs", "review_margin", "review_audit", "review_quality", "review_difficulty", "review_name",
     "review_apply",
     "templates_op", "templates_lang", "templates_candidates", "templates_dev_seeds",

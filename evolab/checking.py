@@ -37,7 +37,7 @@ TOLERANCE = 0.01
 
 # -- numbers --------------------------------------------------------------------------------------------------
 _SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "mn": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9,
-           "b": 1e9, "trillion": 1e12, "tn": 1e12}
+           "b": 1e9, "trillion": 1e12, "tn": 1e12}  # keys lower-cased: "M" and "B" count, "m" and "b" are units
 _KO_BIG = {"만": 1e4, "억": 1e8, "조": 1e12}
 _KO_SMALL = {"천": 1e3, "백": 1e2, "십": 1e1}
 
@@ -50,6 +50,7 @@ _DIGITS = (r"\d{1,3}(?:\.\d{3})+,\d{1,2}(?![\d,.])"
            r"|\.\d+")
 _KO_UNIT = r"(?:조|억|만|천|백)"
 _NUMBER = re.compile(
+    r"(?<![A-Za-z_0-9])(?<!\d[.,])"  # a whole number, not inside a word ("point42", "H2O", "Q3")
     r"(?P<paren>\()?"
     r"(?P<sign1>[-−–](?=\s?[$₩€£¥\d.])\s?)?"
     r"(?P<cur>(?:US\$|\$|₩|€|£|¥|KRW|USD)\s?)?"
@@ -57,7 +58,7 @@ _NUMBER = re.compile(
     r"(?P<digits>" + _DIGITS + r")"
     # Korean units right after the digits: 1억 2천만, 1,234만, 3.5억 (만큼 / 만에 are words, not units)
     r"(?P<ko>(?:\s?" + _KO_UNIT + r"(?:\s?(?:" + _DIGITS + r")?\s?" + _KO_UNIT + r")*)(?!큼|약|일|에))?"
-    r"(?P<scale>\s?(?:thousand|million|billion|trillion|mn|bn|tn|[kKmMbB])(?![A-Za-z가-힣]))?"
+    r"(?P<scale>\s?(?:thousand|million|billion|trillion|mn|bn|tn|[kKMB])(?![A-Za-z가-힣]))?"  # not "5m" (metres)
     r"(?P<pct>\s?(?:%|％|percent\b|per cent\b|퍼센트|프로))?"
     r"(?P<cparen>\))?",
 )

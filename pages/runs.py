@@ -87,6 +87,8 @@ with new_col:
         quality_filter = st.checkbox("Drop answers with a quality score under", False, key="run_quality_filter")
         quality_min = st.slider("Minimum quality", 0.0, 5.0, 4.5, 0.5, key="run_quality_min",
                                 disabled=not quality_filter)
+        check_answers = st.checkbox("Check numeric answers: ask each 3 more times and compare the numbers (3 extra "
+                                    "calls per numeric item; see Drift)", False, key="run_check_answers")
     with st.expander("Rate limits"):
         st.caption("evolab paces itself by the provider's x-ratelimit headers, or, with none, adapts how many "
                    "requests are in flight (fewer after a 429 or 503, more after a run of successes). Caps of your "
@@ -110,6 +112,7 @@ with new_col:
             templates=chosen_templates(template_picks),
             max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
             rpm=int(rpm) or None, tpm=int(tpm) or None,
+            check_answers=check_answers,
             rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,
                    "quality_min": float(quality_min)})
         problems += app_support.budget_problems(config)

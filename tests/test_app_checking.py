@@ -56,3 +56,29 @@ def test_export_page_filters_by_answer_check(tmp_path):
     assert at.metric[0].value == "3"
     at.multiselect(key="export_checked").set_value([INCONSISTENT, NOT_CHECKABLE]).run()
     assert at.metric[0].value == "3"
+
+
+def test_runs_page_starts_a_run_that_checks_answers(tmp_path, monkeypatch, stub_module):
+    from test_app import button, stub_settings, wait_for_worker
+
+    db = str(tmp_path / "runs.db")
+    monkeypatch.setenv("EVOLAB_DB", db)
+    at = open_page(db, "runs", settings=stub_settings(db, stub_module))
+    at.selectbox(key="run_source").set_value(("example", "finance")).run()
+    at.number_input(key="run_limit").set_value(2).run()
+    at.number_input(key="run_rounds").set_value(2).run()
+    at.checkbox(key="run_check_answers").check().run()
+    button(at, "Run round 1 only").click().run()
+    store = Store(db)
+    try:
+        run_id = store.list_runs()[0]["id"]
+        wait_for_worker(run_id)
+        assert store.get_run(run_id)["config"].check_answers
+        answered = {n.id for n in store.nodes(run_id) if n.status in ("seed", "kept") and n.response}
+        checks = store.answer_checks([run_id])
+        assert answered and {r["node_id"] for r in checks} == answered
+        # the scripted model answers in words: nothing to compare, and no sample was asked for
+        assert {r["status"] for r in checks} == {NOT_CHECKABLE}
+        assert not [c for c in store.calls(run_id) if c.purpose == "check"]
+    finally:
+        store.close()

@@ -70,6 +70,10 @@ def test_years_list_markers_and_step_labels_are_not_answers():
     assert extract_final_number("In 2023, sales rose.\n1. Growth was 8%.", "en").value == 8
     assert extract_final_number("2024년 매출 증가율은 12%입니다.", "ko").value == 12
     assert extract_final_number("10만큼 크다", "ko").value == 10  # 만큼 is a word, not the unit 만
+    # digits inside words and unit letters are not answers or scales
+    assert extract_final_number("Here is a careful answer: point42 and point7. It depends.", "en").value is None
+    assert extract_final_number("Water is H2O; the room is 5m wide.", "en").value == 5
+    assert extract_final_number("Revenue is $2.5M.", "en").value == 2.5e6
 
 
 @pytest.mark.parametrize("text", ["", "   ", "I cannot compute that without the cash flows.",
