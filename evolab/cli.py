@@ -176,7 +176,8 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
     spec = GrowSpec(seeds, n=args.n, language=None if args.language == "auto" else args.language,
                     target_skill=args.skill, target_difficulty=args.difficulty, random_seed=args.seed,
                     per_call=args.per_call or (8 if config.base_url else 4), temperature=config.temperature_evolve,
-                    max_tokens=args.max_tokens or (1024 if config.base_url else 384))
+                    max_tokens=args.max_tokens or (1024 if config.base_url else 384),
+                    example_input_chars=300 if config.base_url else 0)  # the embedded model has 2,048 tokens
     try:
         check_spec(spec)
     except SeedcraftError as e:

@@ -97,6 +97,9 @@ class GrowSpec:
     random_seed: int = 0
     temperature: float = 0.7
     max_tokens: int = 1024
+    # An example's input is shown up to this many characters (0: not at all): a long table or passage would crowd
+    # out the examples (or overflow a small model's context) while it tells little about the domain.
+    example_input_chars: int = 300
 
     def resolved_language(self) -> str:
         return self.language if self.language in ("en", "ko") else set_language(self.seeds)
@@ -105,7 +108,9 @@ class GrowSpec:
         key = json.dumps({"seeds": [[s.instruction, s.input] for s in self.seeds], "language": self.resolved_language(),
                           "skill": self.target_skill, "difficulty": self.target_difficulty, "per_call": self.per_call,
                           "random_seed": self.random_seed, "temperature": self.temperature,
-                          "max_tokens": self.max_tokens, "model": model, "endpoint": endpoint},
+                          "max_tokens": self.max_tokens, "model": model, "endpoint": endpoint,
+                          **({"example_input_chars": self.example_input_chars}
+                             if self.example_input_chars != 300 else {})},
                          ensure_ascii=False, sort_keys=True)
         return "grow-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
@@ -145,10 +150,12 @@ def _target_text(spec: GrowSpec, language: str) -> str:
     return " " + " ".join(parts)
 
 
-def _example_text(seed: Seed, number: int, language: str) -> str:
-    text = f"{number}. {seed.instruction}"
-    if seed.input:
-        text += f"\n   {'입력' if language == 'ko' else 'Input'}: {seed.input}"
+def _example_text(seed: Seed, number: int, language: str, input_chars: int = 300) -> str:
+    text = f"{number}. {' '.join(seed.instruction.split())}"
+    given = " ".join(seed.input.split())
+    if given and input_chars > 0:
+        given = given if len(given) <= input_chars else given[:input_chars].rstrip() + " …"
+        text += f"\n   {'입력' if language == 'ko' else 'Input'}: {given}"
     return text
 
 
@@ -165,7 +172,7 @@ def pick_examples(hand: list[Seed], generated: list[Seed], rng: random.Random) -
 def build_grow_prompt(examples: list[Seed], spec: GrowSpec, language: str) -> str:
     return load_template("grow", language).render(
         count=str(len(examples)), ask=str(spec.per_call), target=_target_text(spec, language),
-        examples="\n".join(_example_text(s, i, language) for i, s in enumerate(examples, 1)))
+        examples="\n".join(_example_text(s, i, language, spec.example_input_chars) for i, s in enumerate(examples, 1)))
 
 
 def _word_count(text: str) -> int:

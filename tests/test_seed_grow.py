@@ -390,3 +390,15 @@ def test_provenance_round_trips_through_seed_files_and_tables(tmp_path):
     old_style = Store(tmp_path / "s.db")
     old_style.save_seed_set("old", [hand])
     assert old_style.load_seed_set("old") == [hand]
+
+
+def test_long_example_inputs_are_clipped_in_the_prompt():
+    table = "| 날짜 | 금액 |\n" + "| 2026-01-01 | 1,000원 |\n" * 200
+    seeds = [Seed("아래 거래 내역의 합계를 구하세요.", input=table, language="ko")] + ko_seeds()[:2]
+    spec = seedcraft.GrowSpec(seeds, n=3)
+    prompt = seedcraft.build_grow_prompt(seeds, spec, "ko")
+    shown = next(line for line in prompt.split("\n") if line.strip().startswith("입력:"))
+    assert len(shown) < 330 and shown.endswith("…") and len(prompt) < 1500
+    spec.example_input_chars = 0  # a 2,048-token model (the embedded one): instructions only
+    assert "입력:" not in seedcraft.build_grow_prompt(seeds, spec, "ko").split("\n\n")[1]
+    assert spec.job_id("m", "e") != seedcraft.GrowSpec(seeds, n=3).job_id("m", "e")
