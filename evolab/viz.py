@@ -576,8 +576,8 @@ def coverage_figure(frame: pd.DataFrame, *, thin: int | None = None,
         cells = df[df["state"] == state]
         if len(cells):
             fig.add_trace(go.Scatter(x=cells["difficulty"], y=cells["skill"], mode="markers", name=label,
-                                     marker={"symbol": symbol, "size": 14, "color": color,
-                                             "line": {"width": 2, "color": color}},
+                                     marker={"symbol": symbol, "size": 14, "color": color, "opacity": 0.45,
+                                             "line": {"width": 2, "color": color}},  # the count shows through
                                      hovertemplate=f"%{{y}} at difficulty %{{x}}: {state}<extra></extra>"))
     fig.update_layout(title=title, template="plotly_white", height=max(300, 60 + 36 * len(skills)),
                       xaxis={"title": "difficulty (1-10)", "type": "category", "categoryorder": "array",
