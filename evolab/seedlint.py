@@ -18,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+import numpy as np
 
 from .novelty import ROUGE_L_MAX, rouge_l_scores, tokenize
 from .schema import Seed
@@ -136,21 +139,49 @@ def _exact_duplicates(texts: list[str], paired: set) -> list[Finding]:
     return out
 
 
-def _rouge_duplicates(texts: list[str], paired: set) -> list[Finding]:
-    out = []
+def _rouge_duplicates(texts: list[str], paired: set, block: int = 512) -> list[Finding]:
+    """Each row's closest earlier row when their ROUGE-L is over 0.7. Only pairs that can reach it are compared:
+    the LCS is at most the dot product of the two token-count vectors, so F = 2 LCS / (n + m) <= 2 dot / (n + m),
+    and that bound comes for a whole block of rows from one sparse product."""
+    out: list[Finding] = []
     exact = {j for _, j in paired}
-    for j in range(1, len(texts)):
-        if j + 1 in exact:  # already an exact duplicate
-            continue
-        scores = rouge_l_scores(texts[j], texts[:j])
-        best_i = max(range(j), key=scores.__getitem__)
-        best = scores[best_i]
-        if best > ROUGE_L_MAX:
-            out.append(Finding(j + 1, "near_duplicate_rouge", f"ROUGE-L {best:.2f} with row {best_i + 1} (over "
-                               f"{ROUGE_L_MAX}, Self-Instruct's limit)", ("merge", "drop"), other_row=best_i + 1,
-                               score=round(best, 3)))
-            paired.add((best_i + 1, j + 1))
+    if len(texts) < 2:
+        return out
+    counts = _token_counts(texts)
+    lengths = np.asarray(counts.sum(axis=1)).ravel()
+    for start in range(0, len(texts), block):
+        rows = range(start, min(start + block, len(texts)))
+        dots = (counts[rows.start:rows.stop] @ counts[:rows.stop].T).toarray()
+        bound = 2 * dots / np.maximum(lengths[rows.start:rows.stop, None] + lengths[None, :rows.stop], 1)
+        for k, j in enumerate(rows):
+            if j + 1 in exact:  # already an exact duplicate
+                continue
+            candidates = np.nonzero(bound[k, :j] > ROUGE_L_MAX)[0]
+            if not len(candidates):
+                continue
+            scores = rouge_l_scores(texts[j], [texts[i] for i in candidates])
+            best = int(np.argmax(scores))
+            if scores[best] > ROUGE_L_MAX:
+                i = int(candidates[best])
+                out.append(Finding(j + 1, "near_duplicate_rouge", f"ROUGE-L {scores[best]:.2f} with row {i + 1} "
+                                   f"(over {ROUGE_L_MAX}, Self-Instruct's limit)", ("merge", "drop"), other_row=i + 1,
+                                   score=round(scores[best], 3)))
+                paired.add((i + 1, j + 1))
     return out
+
+
+def _token_counts(texts: list[str]):
+    """A sparse rows x vocabulary matrix of novelty's token counts (the tokens ROUGE-L compares)."""
+    from scipy.sparse import csr_matrix
+
+    vocabulary: dict[str, int] = {}
+    indptr, indices, data = [0], [], []
+    for text in texts:
+        for token, count in Counter(tokenize(text)).items():
+            indices.append(vocabulary.setdefault(token, len(vocabulary)))
+            data.append(count)
+        indptr.append(len(indices))
+    return csr_matrix((np.array(data, dtype=np.float32), indices, indptr), shape=(len(texts), max(len(vocabulary), 1)))
 
 
 def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: Any, notes: list[str]) -> list[Finding]:

@@ -221,7 +221,7 @@ def test_cli_clean_file_exits_0_and_unreadable_exits_2(tmp_path, capsys):
     assert cli.main(["seeds", "lint", str(tmp_path / "nope.csv")]) == 2
 
 
-def test_cli_lint_with_map_and_as_a_real_process(tmp_path):
+def test_cli_lint_with_map_and_as_a_real_process(tmp_path, capsys):
     path = tmp_path / "qa.csv"
     path.write_text("question,category,level\nExplain NPV to a beginner.,finance,3\nNPV를 설명하세요.,금융,2\n",
                     encoding="utf-8")
@@ -229,6 +229,27 @@ def test_cli_lint_with_map_and_as_a_real_process(tmp_path):
     done = subprocess.run(args + ["--map", "instruction=question,skill=category,difficulty=level"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    done = subprocess.run(args + ["--map", "instruction=query"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert "no column 'query'; the columns are: question, category, level" in done.stderr
+    assert cli.main(args[3:] + ["--map", "instruction=query"]) == 2
+    assert "no column 'query'; the columns are: question, category, level" in capsys.readouterr().err
+
+
+def test_rouge_pairs_pruned_by_the_bound_are_the_pairs_a_full_comparison_finds():
+    import random
+
+    from evolab.novelty import rouge_l
+    from evolab.seeds import load_example
+
+    rng = random.Random(7)
+    words = " ".join(s.instruction for s in load_example("general") + load_example("finance")).split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 25))) for _ in range(300)]
+    texts += [t.replace(" ", "  ", 1) + " please" for t in texts[:20]]  # near-copies, English and Korean words
+    seeds = [Seed(t, skill="x", difficulty=1) for t in texts]
+    found = {(f.row, f.other_row) for f in lint_seeds(seeds, use_embeddings=False).findings
+             if f.kind == "near_duplicate_rouge"}
+    expected = set()
+    for j in range(1, len(texts)):
+        scores = [rouge_l(texts[i], texts[j]) for i in range(j)]
+        best = max(range(j), key=scores.__getitem__)
+        if scores[best] > 0.7:
+            expected.add((j + 1, best + 1))
+    assert len(expected) >= 20 and found == expected
