@@ -13,7 +13,7 @@ import pytest
 
 from evolab import cli, embed
 from evolab.schema import Seed
-from evolab.seedlint import Finding, apply_fix, lint_seeds
+from evolab.seedlint import KINDS, Finding, apply_fix, lint_seeds
 from evolab.seeds import load_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,3 +253,24 @@ def test_rouge_pairs_pruned_by_the_bound_are_the_pairs_a_full_comparison_finds()
         if scores[best] > 0.7:
             expected.add((j + 1, best + 1))
     assert len(expected) >= 20 and found == expected
+
+
+NASTY = ["\u200b", "?", "!!!", "ㅋㅋㅋ", "a" * 5000, "NPV " * 3, "```\nprint(1)\n```", "<https://x.y>", "제1장",
+         "Ünïcödé façade", "١٢٣", "🙂 🙂", "\t\n\r", "## ", "http://", "가\u0301"]
+
+
+def test_lint_never_crashes_on_nasty_text():
+    from hypothesis import given, settings, strategies as text_st
+
+    pieces = text_st.sampled_from(NASTY) | text_st.text(max_size=60)
+
+    @settings(max_examples=30, deadline=None)
+    @given(text_st.lists(text_st.tuples(pieces, pieces), min_size=1, max_size=6))
+    def check(rows):
+        seeds = [Seed(instruction=a, input=b, language="ko" if "가" in a else "en") for a, b in rows]
+        report = lint_seeds(seeds, use_embeddings=False)
+        assert all(1 <= f.row <= len(seeds) and f.kind in KINDS and f.fixes for f in report.findings)
+        for f in report.findings:
+            assert len(apply_fix(seeds, f, f.fixes[0], skill="s", difficulty=1)) in (len(seeds), len(seeds) - 1)
+
+    check()
