@@ -77,7 +77,8 @@ class Reading:
     def describe(self) -> str:
         if self.value is None:
             return f"no number ({self.rule})"
-        return f"{format_number(self.value)}{'%' if self.percent else ''} ({self.token!r}) by {self.rule} from {self.match!r}"
+        number = f"{format_number(self.value)}{'%' if self.percent else ''}"
+        return f"{number} ({self.token!r}) by {self.rule} from {self.match!r}"
 
 
 def format_number(value: float) -> str:
@@ -252,10 +253,11 @@ def extract_final_number(answer: str, language: str | None = None) -> Reading:
 # -- what can be checked ---------------------------------------------------------------------------------------
 # A question for a number: a calculation verb or question word ...
 _ASKS_CALCULATION = re.compile(
-    r"(?i)\b(?:calculate|compute|estimate|how\s+(?:much|many|long|far|old)|what\s+(?:is|was|will\s+be|are)\s+the\s+"
-    r"(?:total|value|amount|sum|product|average|mean|median|probability|rate|return|yield|cost|price|"
-    r"profit|interest|payment|balance|percentage|number|area|volume|speed|distance|net\s+present)|find\s+the|"
-    r"determine\s+the|solve|(?<![\w,] )price\s+(?:a|an|the)\b)\b"
+    r"(?i)\b(?:calculate|compute|estimate|how\s+(?:much|many|long|far|old)|"
+    r"what\s+(?:is|was|will\s+be|would\s+be|are)\s+(?:the\s+|its\s+|their\s+)"
+    r"(?:[\w-]+\s+){0,2}?(?:total|value|amount|sum|product|average|mean|median|probability|rate|return|yield|"
+    r"cost|price|profit|interest|payment|balance|percentage|number|area|volume|speed|distance|net\s+present)|"
+    r"find\s+the|determine\s+the|solve|(?<![\w,] )price\s+(?:a|an|the)\b)\b"
     r"|계산|구하|얼마|몇\s*(?:개|명|원|년|개월|일|시간|분|퍼센트|%|배|살|대|권|마리|번)")
 # ... or a finance quantity named in a question that gives numbers ("NPV of cash flows 3,000, 4,000 at 8%").
 _NUMERIC_TOPIC = re.compile(

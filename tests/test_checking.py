@@ -61,7 +61,8 @@ def test_separators_signs_and_scales(text, value):
 
 def test_the_final_answer_sentence_wins_over_intermediate_steps():
     answer = ("Step 1: 1,000 × 1.05 = 1,050\nStep 2: 1,050 × 1.05 = 1,102.50\nStep 3: 1,102.50 × 1.05 = 1,157.63\n\n"
-              "Therefore, after 3 years at 5% the balance is $1,157.63.\n\nLet me know if you want a table for 10 years.")
+              "Therefore, after 3 years at 5% the balance is $1,157.63.\n\n"
+              "Let me know if you want a table for 10 years.")
     reading = extract_final_number(answer, "en")
     assert reading.value == pytest.approx(1157.63) and reading.rule.startswith("conclusion")
 
@@ -103,6 +104,8 @@ def test_model_text_is_never_evaluated(monkeypatch):
     "If you invest $5,000 at 4% compounded monthly, how much will you have after 3 years?",
     "A store sells pencils at 3 for $1. How many pencils can Sam buy with $7?",
     "Find the IRR of the cash flows -1000, 400, 400, 400.",
+    "A shirt costs $40 and is on sale for 25% off. What is the sale price?",
+    "What is the total monthly cost of the plan below?",
     "1억 원을 연 4%로 3년간 대출받았을 때 단리 이자는 얼마입니까?",
     "초기 투자 1,000만 원, 할인율 8%일 때 순현재가치를 계산하세요.",
     "사과 24개씩 5상자 중 18개가 상했다면 먹을 수 있는 사과는 몇 개입니까?",
@@ -239,7 +242,8 @@ def test_consistency_on_the_stub(store):
     assert rows["n2"]["status"] == INCONSISTENT and rows["n2"]["agreeing"] < 2
     assert rows["n3"]["status"] == NOT_CHECKABLE and "essay" in rows["n3"]["reason"]
     # its question asks "how much" and its answer has a number, but the samples name none: asked, not comparable
-    assert rows["n4"]["status"] == NOT_CHECKABLE and "no number read from sample 1, sample 2, sample 3" in rows["n4"]["reason"]
+    assert rows["n4"]["status"] == NOT_CHECKABLE
+    assert "no number read from sample 1, sample 2, sample 3" in rows["n4"]["reason"]
     assert counts == {CONSISTENT: 2, INCONSISTENT: 1, NOT_CHECKABLE: 2, "failed": 0}
     assert asked == 4 * 3  # k samples for each checkable item: k requests, not one cached reply k times
     # how each number was read is stored: rule, matched text and the number's own text, per sample
