@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .embed import node_text
 from .novelty import ROUGE_L_MAX, rouge_l_scores, tokenize
 from .schema import Seed
 from .seeds import detect_language
@@ -69,7 +70,7 @@ def lint_seeds(seeds: Sequence[Seed], *, embedder: Any = None, store: Any = None
     """All findings for a seed set, in row order. `embedder` None with use_embeddings -> the environment's
     embedder (EVOLAB_EMBED_*); when it cannot be loaded the report says so in `notes` and the rest runs."""
     report = LintReport()
-    texts = [_full_text(s) for s in seeds]
+    texts = [node_text(s.instruction, s.input) for s in seeds]  # what a run embeds and compares
     for row, seed in enumerate(seeds, 1):
         not_task = _not_a_task(seed)
         if not_task:
@@ -92,10 +93,6 @@ def lint_seeds(seeds: Sequence[Seed], *, embedder: Any = None, store: Any = None
         report.notes.append("embedding near-duplicates not checked (switched off)")
     report.findings.sort(key=lambda f: (f.row, KINDS.index(f.kind)))
     return report
-
-
-def _full_text(seed: Seed) -> str:
-    return f"{seed.instruction}\n\n{seed.input}" if seed.input else seed.instruction
 
 
 def _units(text: str) -> int:
