@@ -104,6 +104,8 @@ def session_view() -> None:
         return
     st.dataframe(tuning.candidates_table(result["candidates"]), hide_index=True, width="stretch",
                  column_config={"failure_rate": st.column_config.NumberColumn("failure rate", format="percent"),
+                                "failure_95_low": st.column_config.NumberColumn("95% low", format="percent"),
+                                "failure_95_high": st.column_config.NumberColumn("95% high", format="percent"),
                                 "difficulty_gain": st.column_config.NumberColumn("difficulty gain", format="%+.2f")})
     st.caption("failure rate = eliminated / (kept + eliminated) children of one round on the dev seeds (failed calls "
                "and unreadable judges are not counted); difficulty gain = mean change parent → child over kept "
