@@ -24,6 +24,8 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
     template_tokens = _mean_template_tokens(config, model)
     seed_tokens = sum(count_tokens(s.instruction + " " + s.input, model) for s in seeds) / len(seeds)
     answer_typical = min(350, config.max_tokens_respond)
+    # --check-answers: k more answers for each answered item whose seed asks for a number (evolab/checking.py)
+    check_k = config.check_k * _checkable_share(seeds) if config.check_answers else 0.0
     scenarios = {
         "low": dict(pool_growth=False, kept_share=0.5, answer=min(120, config.max_tokens_respond),
                     evolve_out_extra=10, judge_out=30),
@@ -40,6 +42,9 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
             calls += 3 * n
             prompt += n * (seed_tokens + 8) + n * (seed_tokens + 60) + n * (seed_tokens + sc["answer"] + 120)
             completion += n * (sc["answer"] + 4 + sc["judge_out"])
+            calls += check_k * n
+            prompt += check_k * n * (seed_tokens + 8)
+            completion += check_k * n * sc["answer"]
         pool = float(n)
         for r in range(1, config.rounds + 1):
             steps = pool * config.fanout
@@ -53,6 +58,9 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
             prompt += steps * (template_tokens + parent)
             prompt += kept * ((instr + 8) + (parent + instr + 70) + (instr + 60) + (instr + sc["answer"] + 120))
             completion += steps * evolve_out + kept * (sc["answer"] + 4 + 4 + sc["judge_out"])
+            calls += check_k * kept
+            prompt += check_k * kept * (instr + 8)
+            completion += check_k * kept * sc["answer"]
             if sc["pool_growth"]:
                 pool = kept if kept else pool
         cost = price.cost(int(prompt), int(completion)) if price else 0.0
@@ -62,6 +70,13 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
             "tokenizer": tokenizer_for(model).name, "price_known": price is not None,
             "price": price.to_dict() if price else None, "price_text": price_text(price, model),
             "budget_usd": config.budget_usd, "budget_tokens": config.budget_tokens, **out}
+
+
+def _checkable_share(seeds: list[Seed]) -> float:
+    """Share of seeds whose instruction asks for a number (their evolved children mostly do too)."""
+    from .checking import detect_checkable
+
+    return sum(detect_checkable(s.instruction, input=s.input).checkable for s in seeds) / len(seeds)
 
 
 def price_text(price, model: str) -> str:

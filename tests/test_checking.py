@@ -437,3 +437,15 @@ def test_report_and_figure_show_the_share_per_round(store, tmp_path):
     assert viz.is_empty_figure(viz.consistency_figure(frame.iloc[0:0]))
     html = write_report(store, run_id, tmp_path / "r.html").read_text(encoding="utf-8")
     assert "<h2>Checked answers</h2>" in html and "less reliable" in html and "too few checked answers" in html
+
+
+def test_the_estimate_counts_k_more_answers_per_numeric_item():
+    from evolab.estimate import estimate_run
+
+    seeds = [Seed(AGREES), Seed(KO_AGREES), Seed(ESSAY), Seed("Write a poem about rain.")]
+    plain = RunConfig(model="gpt-4o-mini", rounds=2)
+    checked = RunConfig(model="gpt-4o-mini", rounds=2, check_answers=True, check_k=3)
+    a, b = estimate_run(seeds, plain), estimate_run(seeds, checked)
+    # expected case, fan-out 1: 4 seeds answered + 4 kept children per round; half of them numeric, 3 calls each
+    assert b["expected"]["calls"] - a["expected"]["calls"] == 3 * 2 * (1 + 2)
+    assert b["expected"]["completion_tokens"] > a["expected"]["completion_tokens"]
