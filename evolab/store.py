@@ -940,12 +940,13 @@ class Store:
                        row.get("status", "started"), row.get("detail"), json.dumps(row.get("settings", {})), now, now))
 
     def update_tuning_session(self, session_id: str, **fields: Any) -> None:
-        """Set status, detail, failures (a list, stored as JSON) or optimizer_reply of a session."""
-        allowed = {"status", "detail", "failures", "optimizer_reply"}
+        """Set status, detail, failures (a list), settings (a dict) or optimizer_reply of a session."""
+        allowed = {"status", "detail", "failures", "settings", "optimizer_reply"}
         if not fields or set(fields) - allowed:
             raise ValueError(f"update_tuning_session takes {sorted(allowed)}")
-        cols = {("failures_json" if k == "failures" else k): (json.dumps(v, ensure_ascii=False) if k == "failures"
-                                                                else v) for k, v in fields.items()}
+        as_json = {"failures", "settings"}
+        cols = {(f"{k}_json" if k in as_json else k): (json.dumps(v, ensure_ascii=False) if k in as_json else v)
+                for k, v in fields.items()}
         with self.transaction() as c:
             c.execute(f"UPDATE tuning_sessions SET {', '.join(f'{k}=?' for k in cols)}, updated_at=? WHERE id=?",
                       list(cols.values()) + [time.time(), session_id])

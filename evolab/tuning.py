@@ -230,7 +230,12 @@ async def _ask_optimizer(store: Store, session: dict[str, Any], current: Templat
                             language=current.language)
     finally:
         await client.aclose()
-    store.update_tuning_session(session["id"], optimizer_reply=reading.reply)
+    # The optimizer's calls belong to no run: their cost is kept with the session.
+    session["settings"]["optimizer_cost"] = {"calls": client.calls_made, "tokens": client.spent_tokens,
+                                             "usd": round(client.spent_usd, 6)}
+    store.update_tuning_session(session["id"], optimizer_reply=reading.reply, settings=session["settings"],
+                                detail=f"optimizer: {client.calls_made} call(s), {client.spent_tokens:,} tokens, "
+                                       f"${client.spent_usd:.4f}")
     if not reading.readable:
         raise TuningError(f"The optimizer's reply could not be read as templates (asked twice): "
                           f"{' '.join(reading.reply.split())[:200]!r}. Try another --model for the optimizer.")
@@ -283,8 +288,9 @@ async def _run_session(store: Store, session: dict[str, Any], report: Progress,
         for i, c in enumerate(screened, 1):
             store.add_tuning_candidate({"session_id": sid, "idx": i, **c})
         valid = sum(c["status"] == CANDIDATE for c in screened)
+        cost = store.tuning_session(sid)["detail"]
         store.update_tuning_session(sid, status="proposed", detail=f"{valid} of {len(screened)} candidates keep "
-                                                                    "the placeholders")
+                                                                    f"the placeholders; {cost}")
         report({"stage": "proposed", "valid": valid, "proposed": len(screened)})
     seeds = dev_seeds(run["seeds"], config, language, session["settings"]["dev_seeds"])
     todo = [c for c in store.tuning_candidates(sid) if c["status"] in (BASELINE, CANDIDATE, MEASURED)]
@@ -378,8 +384,10 @@ def candidates_table(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_summary(result: dict[str, Any]) -> str:
     """The table and each candidate's diff, as plain text for the terminal."""
     s = result["session"]
+    cost = s["settings"].get("optimizer_cost")
     lines = [f"tuning session {s['id']}: {s['language']}/{s['operation']} of run {s['run_id']} [{s['status']}] "
-             f"{s['detail'] or ''}",
+             f"{s['detail'] or ''}"
+             + (f"; optimizer {cost['calls']} call(s), {cost['tokens']:,} tokens, ${cost['usd']:.4f}" if cost else ""),
              f"{'#':>2}  {'version':10}  {'status':9}  {'tried':>5}  {'failed':>6}  {'fail %':>6}  {'95% CI':>9}  "
              f"{'Δdiff':>6}  eliminated by / note"]
     for r in candidates_table(result["candidates"]):

@@ -117,14 +117,14 @@ def _list(store, operation: str | None) -> int:
     from .schema import OPERATIONS
     from .templates import all_versions
 
+    if operation and operation not in OPERATIONS:
+        from .cli import BadInput
+        raise BadInput(f"Unknown operation {operation!r}; choose from {', '.join(OPERATIONS)}.")
     for v in all_versions(store):
         if operation and v.operation != operation:
             continue
         parent = f" <- {v.parent_version}" if v.parent_version else ""
         print(f"{v.language}/{v.operation:17} {v.version}  {v.name}{parent}  {v.note or ''}".rstrip())
-    if operation and operation not in OPERATIONS:
-        from .cli import BadInput
-        raise BadInput(f"Unknown operation {operation!r}; choose from {', '.join(OPERATIONS)}.")
     return 0
 
 

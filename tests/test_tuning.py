@@ -83,6 +83,7 @@ def test_tune_picks_the_revision_that_stops_the_leak(tmp_path, language):
         result = tuning.start_and_run(store, run_id, "constraints", candidates=3, dev_seeds=4)
     session, cands = result["session"], {c["idx"]: c for c in result["candidates"]}
     assert session["language"] == language and session["status"] == "measured"
+    assert session["settings"]["optimizer_cost"]["calls"] == 1 and session["settings"]["optimizer_cost"]["tokens"] > 0
     assert len(session["failures"]) == 6 and all(f["rule"] == "prompt_leak" for f in session["failures"])
     # The optimizer saw the current template and the failed outputs.
     assert load_template("constraints", language).text in model.optimizer_prompts[0]
