@@ -414,12 +414,27 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
             st.dataframe(detail.calls, hide_index=True, width="stretch")
 
 
-def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = True) -> None:
+@st.cache_data(show_spinner=False, max_entries=8)
+def _review_frames(db_path: str, run_ids: tuple[str, ...], versions: tuple):
+    from evolab import review
+
+    return review.review_frames(_open_store(db_path), list(run_ids))
+
+
+def review_frames(db: Store, run_ids: list[str]):
+    """review.review_frames, cached until a run's nodes or scores change (a review alone changes neither)."""
+    return _review_frames(db.path, tuple(run_ids), tuple(app_support.run_version(db, r) for r in run_ids))
+
+
+def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = True,
+                      frame: pd.DataFrame | None = None) -> None:
     """How often a person agreed with each rule and scorer on the Review page's audit sample (Drift, Compare,
-    Review): the figure, the counts with 95% Wilson intervals, and which samples are too small to say anything."""
+    Review): the figure, the counts with 95% Wilson intervals, and which samples are too small to say anything.
+    `frame`: the agreement already computed (`review.agreement_of`)."""
     from evolab import review, viz
 
-    frame = review.agreement(db, run_ids)
+    if frame is None:
+        frame = review.agreement_of(*review_frames(db, run_ids), db.reviews(run_ids))
     small = frame[frame["too_small"]] if not frame.empty else frame
     if not small.empty:
         st.warning(review.agreement_note(frame), icon=":material/warning:")

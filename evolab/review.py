@@ -28,9 +28,10 @@ import hashlib
 import math
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
-from .schema import FAILED, Node, Score
+from .schema import FAILED
 from .store import Store
 
 KEEP, DISCARD, SKIP = "keep", "discard", "skip"
@@ -42,12 +43,26 @@ MAX_WIDTH = 0.5  # nor when its 95% interval is wider than this
 Z95 = 1.959963984540054
 REASON_ORDER = {UNREADABLE: 0, LLM_JUDGE: 1, "near": 2, "audit": 3}
 REASON_LABELS = {UNREADABLE: "unreadable verdict or score", LLM_JUDGE: "eliminated by the LLM judge"}
-CHECK_COLUMNS = ["node_id", "run_id", "round", "check", "kind", "auto", "value", "judge", "detail"]
+CHECK_COLUMNS = ["node_id", "run_id", "round", "check", "kind", "auto", "value", "judge"]
 AGREEMENT_COLUMNS = ["check", "kind", "agree", "n", "share", "low", "high", "rule keep, person discard",
                      "rule discard, person keep", "too_small"]
 
 
 # -- the checks' outcomes per node ------------------------------------------------------------------------
+NODE_COLUMNS = ["id", "run_id", "round", "operation", "status", "rule", "language"]
+SCORE_COLUMNS = ["node_id", "metric", "value", "judge", "unreadable"]
+
+
+def review_frames(store: Store, run_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evolved nodes, their verdict and score rows) of these runs, as `select_queue` and `checks_frame` read
+    them (`Store.review_rows`: no texts, no complexity measures)."""
+    nodes, scores = store.review_rows(list(dict.fromkeys(run_ids)))
+    scores_frame = pd.DataFrame.from_records(scores, columns=SCORE_COLUMNS)
+    scores_frame["value"] = pd.to_numeric(scores_frame["value"], errors="coerce")
+    scores_frame["unreadable"] = scores_frame["unreadable"].astype(bool)
+    return pd.DataFrame.from_records(nodes, columns=NODE_COLUMNS), scores_frame
+
+
 def rule_check(rule: str, judge: str) -> str:
     """A rule's check id; the same rule decided by an LLM judge is its own check (paper rule 1 has both)."""
     return rule if judge == HEURISTIC else f"{rule} (LLM judge)"
@@ -67,43 +82,30 @@ def parse_scorer_check(check: str) -> tuple[str, float] | None:
         return None
 
 
-def checks_frame(nodes: Iterable[Node], scores: Iterable[Score],
+def checks_frame(nodes: pd.DataFrame, scores: pd.DataFrame,
                  thresholds: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per (evolved node, check): the check's automatic outcome `auto` ("keep", "discard", or None when
-    it did not decide this node or its reply was unreadable), the value, the judge and its detail.
+    """One row per (evolved node, check) from `review_frames`: the check's automatic outcome `auto` ("keep",
+    "discard", or None when it did not decide this node or its reply was unreadable), the value and the judge.
     `thresholds`: scorer metric -> the score a node needs to be kept (e.g. {"quality": 4.5})."""
-    evolved = {n.id: n for n in nodes if n.round > 0}
-    by_node: dict[str, list[Score]] = {}
-    for s in scores:
-        if s.node_id in evolved:
-            by_node.setdefault(s.node_id, []).append(s)
-    rows: list[dict[str, Any]] = []
-    for node_id, node_scores in by_node.items():
-        node = evolved[node_id]
-        verdicts = [s for s in node_scores if s.metric.startswith("rule:")]
-        passed_all = bool(verdicts) and all(s.value == 1 for s in verdicts) and node.status != FAILED
-        for s in verdicts:
-            auto = None if s.value is None else (DISCARD if s.value == 0 else (KEEP if passed_all else None))
-            rows.append({"node_id": node_id, "run_id": node.run_id, "round": node.round,
-                         "check": rule_check(s.metric[5:], s.judge), "kind": "rule", "auto": auto, "value": s.value,
-                         "judge": s.judge, "detail": s.detail or ""})
-        for metric, threshold in (thresholds or {}).items():
-            for s in node_scores:
-                if s.metric == metric:
-                    auto = None if s.value is None else (KEEP if s.value >= threshold else DISCARD)
-                    rows.append({"node_id": node_id, "run_id": node.run_id, "round": node.round,
-                                 "check": scorer_check(metric, threshold), "kind": "scorer", "auto": auto,
-                                 "value": s.value, "judge": s.judge, "detail": s.detail or ""})
-    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
-
-
-def _unreadable_nodes(nodes: Iterable[Node], scores: Iterable[Score]) -> set[str]:
-    out = {n.id for n in nodes if n.round > 0 and n.status == FAILED and n.rule == UNREADABLE}
-    evolved = {n.id for n in nodes if n.round > 0}
-    for s in scores:
-        if s.node_id in evolved and s.value is None and (
-                s.metric.startswith("rule:") or (s.detail or "").lower().startswith("unreadable")):
-            out.add(s.node_id)
+    s = scores.merge(nodes[["id", "run_id", "round", "status"]], left_on="node_id", right_on="id", how="inner")
+    verdicts = s[s["metric"].str.startswith("rule:")].copy()
+    passed = (verdicts["value"] == 1).groupby(verdicts["node_id"]).all()
+    failed_nodes = nodes.loc[nodes["status"] == FAILED, "id"]
+    passed_all = verdicts["node_id"].map(passed).fillna(False).astype(bool) & ~verdicts["node_id"].isin(failed_nodes)
+    # rule_check(), vectorised: the rule id, and " (LLM judge)" when a model decided
+    verdicts["check"] = verdicts["metric"].str[5:] + np.where(verdicts["judge"] == HEURISTIC, "", " (LLM judge)")
+    verdicts["kind"] = "rule"
+    verdicts["auto"] = np.where(verdicts["value"] == 0, DISCARD,
+                                np.where((verdicts["value"] == 1) & passed_all, KEEP, None))
+    parts = [verdicts]
+    for metric, threshold in (thresholds or {}).items():
+        scored = s[s["metric"] == metric].copy()
+        scored["check"], scored["kind"] = scorer_check(metric, threshold), "scorer"
+        scored["auto"] = np.where(scored["value"].isna(), None,
+                                  np.where(scored["value"] >= threshold - 1e-9, KEEP, DISCARD))
+        parts.append(scored)
+    out = pd.concat(parts, ignore_index=True)[CHECK_COLUMNS]
+    out["auto"] = out["auto"].astype(object).where(out["auto"].notna(), None)
     return out
 
 
@@ -113,54 +115,49 @@ def audit_rank(seed: int, check: str, node_id: str) -> str:
 
 
 # -- the queue ------------------------------------------------------------------------------------------------
-def select_queue(nodes: list[Node], scores: list[Score], reviews: list[dict[str, Any]], *, margin: float,
+def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[str, Any]], *, margin: float,
                  audit_size: int, thresholds: dict[str, float] | None = None, seed: int = 0,
                  include_reviewed: bool = False) -> pd.DataFrame:
     """The nodes to review, most pressing first (unreadable, LLM-judge eliminations, near a threshold, audit),
-    with the reasons each was chosen for. A node whose latest review is keep or discard leaves the queue; one
-    the person skipped goes to its end. Columns: node_id, run_id, round, operation, status, rule, reasons,
-    skipped. `include_reviewed`: the whole queue, reviewed nodes too (for "k of n")."""
-    thresholds = thresholds or {}
+    with the reasons each was chosen for; `nodes` and `scores` as `review_frames` gives them. A node whose latest
+    review is keep or discard leaves the queue; one the person skipped goes to its end. Columns: node_id,
+    run_id, round, operation, status, rule, reasons, skipped, reviewed. `include_reviewed`: the whole queue,
+    reviewed nodes too (for "k of n"), in the same order."""
     checks = checks_frame(nodes, scores, thresholds)
-    reasons: dict[str, list[str]] = {}
-
-    def add(node_id: str, reason: str) -> None:
-        reasons.setdefault(node_id, [])
-        if reason not in reasons[node_id]:
-            reasons[node_id].append(reason)
-
-    for node_id in sorted(_unreadable_nodes(nodes, scores)):
-        add(node_id, UNREADABLE)
-    if not checks.empty:
-        judged = checks[(checks["kind"] == "rule") & (checks["judge"] != HEURISTIC) & (checks["auto"] == DISCARD)]
-        for node_id in judged["node_id"]:
-            add(node_id, LLM_JUDGE)
-        scored = checks[(checks["kind"] == "scorer") & checks["value"].notna()]
-        for row in scored.itertuples():
-            metric, threshold = parse_scorer_check(row.check)  # type: ignore[misc]
-            if abs(float(row.value) - threshold) <= margin + 1e-9:
-                add(row.node_id, f"near:{row.check}")
-        if audit_size > 0:
-            decided = checks[checks["auto"].notna()]
-            for check, group in decided.groupby("check", sort=True):
-                ranked = sorted(group["node_id"].unique(), key=lambda i: audit_rank(seed, str(check), i))
-                for node_id in ranked[:audit_size]:
-                    add(node_id, f"audit:{check}")
+    picked: list[pd.DataFrame] = []  # (node_id, reason) pairs
+    unreadable = set(scores.loc[scores["unreadable"], "node_id"])
+    unreadable |= set(nodes.loc[(nodes["status"] == FAILED) & (nodes["rule"] == UNREADABLE), "id"])
+    picked.append(pd.DataFrame({"node_id": sorted(unreadable), "reason": UNREADABLE}))
+    judged = checks[(checks["kind"] == "rule") & (checks["judge"] != HEURISTIC) & (checks["auto"] == DISCARD)]
+    picked.append(pd.DataFrame({"node_id": judged["node_id"], "reason": LLM_JUDGE}))
+    scored = checks[(checks["kind"] == "scorer") & checks["value"].notna()]
+    thresholds_of = {scorer_check(m, t): t for m, t in (thresholds or {}).items()}
+    near = scored[(scored["value"] - scored["check"].map(thresholds_of)).abs() <= margin + 1e-9]
+    picked.append(pd.DataFrame({"node_id": near["node_id"], "reason": "near:" + near["check"]}))
+    if audit_size > 0:
+        decided = checks.loc[checks["auto"].notna(), ["node_id", "check"]].drop_duplicates()
+        decided["rank"] = [audit_rank(seed, c, n) for n, c in zip(decided["node_id"].tolist(),
+                                                                  decided["check"].tolist())]
+        sample = decided.sort_values(["check", "rank"]).groupby("check", sort=False).head(audit_size)
+        picked.append(pd.DataFrame({"node_id": sample["node_id"], "reason": "audit:" + sample["check"]}))
+    pairs = pd.concat(picked, ignore_index=True).drop_duplicates()
+    columns = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped", "reviewed"]
     latest = {r["node_id"]: r["verdict"] for r in reviews}
-    by_id = {n.id: n for n in nodes}
-    rows = []
-    for node_id, why in reasons.items():
-        if latest.get(node_id) in (KEEP, DISCARD) and not include_reviewed:
-            continue
-        n = by_id[node_id]
-        why = sorted(why, key=lambda r: (REASON_ORDER.get(r.split(":")[0], 9), r))
-        rows.append({"node_id": node_id, "run_id": n.run_id, "round": n.round, "operation": n.operation,
-                     "status": n.status, "rule": n.rule, "reasons": why, "skipped": latest.get(node_id) == SKIP,
-                     "_order": REASON_ORDER.get(why[0].split(":")[0], 9)})
-    columns = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped"]
-    if not rows:
+    if not include_reviewed:
+        pairs = pairs[~pairs["node_id"].map(latest).isin([KEEP, DISCARD])]
+    if pairs.empty:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows).sort_values(["skipped", "_order", "run_id", "round", "node_id"], kind="stable")
+    reasons: dict[str, list[str]] = {}
+    for node_id, reason in zip(pairs["node_id"].tolist(), pairs["reason"].tolist()):
+        reasons.setdefault(node_id, []).append(reason)
+    ordered = [sorted(v, key=lambda r: (REASON_ORDER.get(r.split(":")[0], 9), r)) for v in reasons.values()]
+    grouped = pd.DataFrame({"node_id": list(reasons), "reasons": ordered,
+                            "order": [REASON_ORDER.get(v[0].split(":")[0], 9) for v in ordered]})
+    frame = grouped.merge(nodes, left_on="node_id", right_on="id", how="inner")
+    frame["skipped"] = frame["node_id"].map(latest).eq(SKIP)
+    frame["reviewed"] = frame["node_id"].map(latest).isin([KEEP, DISCARD])
+    frame = frame.sort_values(["skipped", "order", "run_id", "round", "node_id"], kind="stable")
+    frame["rule"] = frame["rule"].astype(object).where(frame["rule"].notna(), None)
     return frame[columns].reset_index(drop=True)
 
 
@@ -173,21 +170,12 @@ def run_thresholds(store: Store, run_ids: Iterable[str]) -> dict[str, float]:
     return {}
 
 
-def _load(store: Store, run_ids: Iterable[str]) -> tuple[list[Node], list[Score]]:
-    nodes: list[Node] = []
-    scores: list[Score] = []
-    for run_id in dict.fromkeys(run_ids):
-        nodes += store.nodes(run_id)
-        scores += store.scores(run_id)
-    return nodes, scores
-
-
 def review_queue(store: Store, run_ids: Iterable[str], *, margin: float = 0.5, audit_size: int = 10,
                  thresholds: dict[str, float] | None = None, seed: int = 0,
                  include_reviewed: bool = False) -> pd.DataFrame:
     """`select_queue` over the runs' nodes, scores and latest reviews in the store."""
     run_ids = list(dict.fromkeys(run_ids))
-    nodes, scores = _load(store, run_ids)
+    nodes, scores = review_frames(store, run_ids)
     return select_queue(nodes, scores, store.reviews(run_ids), margin=margin, audit_size=audit_size,
                         thresholds=thresholds, seed=seed, include_reviewed=include_reviewed)
 
@@ -246,9 +234,10 @@ def agreement_frame(checks: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.D
     """Per check: on the nodes reviewed for its audit sample (keep or discard), how often the person's verdict
     equals the check's outcome: agree, n, share, the 95% Wilson interval (low, high), the two kinds of
     disagreement, and `too_small` (n < 10 or an interval wider than 0.5)."""
-    outcome = {(r.node_id, r.check): r.auto for r in checks.itertuples() if isinstance(r.auto, str)} \
-        if not checks.empty else {}
-    kinds = dict(zip(checks["check"], checks["kind"])) if not checks.empty else {}
+    audited = {r["node_id"] for r in reviews if r["verdict"] in (KEEP, DISCARD)}
+    checks = checks[checks["node_id"].isin(audited) & checks["auto"].notna()]
+    outcome = dict(zip(zip(checks["node_id"], checks["check"]), checks["auto"]))
+    kinds = dict(checks[["check", "kind"]].drop_duplicates("check").itertuples(index=False))
     tally: dict[str, dict[str, int]] = {}
     for r in reviews:
         if r["verdict"] not in (KEEP, DISCARD):
@@ -277,22 +266,24 @@ def agreement_frame(checks: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.D
 def agreement(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """`agreement_frame` for these runs: each scorer check at the threshold its audit reviews were made with."""
     run_ids = list(dict.fromkeys(run_ids))
-    reviews = store.reviews(run_ids)
+    nodes, scores = review_frames(store, run_ids)
+    return agreement_of(nodes, scores, store.reviews(run_ids))
+
+
+def agreement_of(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.DataFrame:
+    """`agreement` on frames already read (`review_frames`) and the latest reviews."""
     thresholds: dict[str, set[float]] = {}
     for r in reviews:
         for reason in r.get("reasons") or []:
             parsed = parse_scorer_check(reason.partition(":")[2])
             if parsed:
                 thresholds.setdefault(parsed[0], set()).add(parsed[1])
-    nodes, scores = _load(store, run_ids)
     frames = [checks_frame(nodes, scores)]
     for metric, values in thresholds.items():
         for t in sorted(values):
             frame = checks_frame(nodes, scores, {metric: t})
             frames.append(frame[frame["kind"] == "scorer"])
-    checks = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
-        not f.empty for f in frames) else frames[0]
-    return agreement_frame(checks, reviews)
+    return agreement_frame(pd.concat(frames, ignore_index=True), reviews)
 
 
 def agreement_note(frame: pd.DataFrame) -> str:

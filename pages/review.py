@@ -49,10 +49,11 @@ thresholds = {"quality": float(quality_min)}
 if difficulty_min > 0:
     thresholds["difficulty"] = float(difficulty_min)
 seed = by_id[run_ids[0]]["config"].random_seed
-queue = review.review_queue(db, run_ids, margin=float(margin), audit_size=int(audit_size), thresholds=thresholds,
-                            seed=seed)
-whole = review.review_queue(db, run_ids, margin=float(margin), audit_size=int(audit_size), thresholds=thresholds,
-                            seed=seed, include_reviewed=True)
+nodes, scores = app_common.review_frames(db, run_ids)
+reviews = db.reviews(run_ids)
+whole = review.select_queue(nodes, scores, reviews, margin=float(margin), audit_size=int(audit_size),
+                            thresholds=thresholds, seed=seed, include_reviewed=True)
+queue = whole[~whole["reviewed"]].reset_index(drop=True)
 done = len(whole) - len(queue)
 
 p1, p2 = st.columns([3, 2], vertical_alignment="bottom")
@@ -108,4 +109,5 @@ else:
         app_common.show_node(detail)
 
 st.subheader("Agreement with a person")
-app_common.agreement_section(db, run_ids, key="review_agreement", link=False)
+app_common.agreement_section(db, run_ids, key="review_agreement", link=False,
+                            frame=review.agreement_of(nodes, scores, reviews))

@@ -108,7 +108,7 @@ def test_audit_sample_per_check_holds_kept_nodes_and_is_stable(crafted):
             if r.startswith("audit:"):
                 audited.setdefault(r[6:], []).append(node_id)
     # Every check that decided nodes has a sample of the size asked for (or all it decided, when fewer).
-    checks = review.checks_frame(store.nodes(run_id), store.scores(run_id), {"quality": 4.5})
+    checks = review.checks_frame(*review.review_frames(store, [run_id]), {"quality": 4.5})
     decided = checks[checks["auto"].notna()].groupby("check")["node_id"].nunique()
     assert {k: len(v) for k, v in audited.items()} == {k: min(3, int(v)) for k, v in decided.items()}
     assert audited["low_quality"] == ["lowq"] and len(audited["refusal"]) == 3
@@ -304,3 +304,64 @@ def test_report_says_what_a_judge_rates_with_swap_counts_and_the_agreement(craft
     assert "same verdict both orders" in html and "order changed verdict" in html
     assert "Checked answers" in html
     assert "Too small to say anything" in html and "refusal (n = 4)" in html
+
+
+# -- on what the engine writes --------------------------------------------------------------------------------
+def test_the_queue_reads_the_verdicts_a_real_run_stores(tmp_path):
+    """A run through the stub server (English and Korean seeds) whose model sometimes says Equal, sometimes gives
+    an equality verdict no one can read, and sometimes refuses: the queue finds each case from the rows the
+    engine wrote, and a review applied to the data set leaves those rows as they were."""
+    import hashlib
+
+    from conftest import openai_backend_for
+    from evolab import pipeline
+    from evolab.llm.fake import scripted_reply
+    from evolab.llm.stub_server import StubServer
+    from evolab.schema import RuleConfig
+    from evolab.seeds import load_example
+
+    def handler(messages, purpose):
+        # The equality question by its first message (the retry adds a stricter one: still unreadable).
+        h = int(hashlib.sha256(messages[0 if purpose == "equal" else -1]["content"].encode()).hexdigest(), 16)
+        if purpose == "equal" and h % 6 == 0:
+            return "Equal"
+        if purpose == "equal" and h % 6 == 1:
+            return "Hmm, that is hard to say."
+        if purpose == "respond" and h % 4 == 0:
+            return "죄송하지만 도와드릴 수 없습니다." if "다" in messages[-1]["content"] else "Sorry, I cannot help with that."
+        return scripted_reply(messages, purpose)
+
+    store = Store(tmp_path / "run.db")
+    seeds = load_example("finance")[:4] + load_example("general")[:2]
+    with StubServer(handler=handler, structured=()) as stub:
+        config = RunConfig(model=MODEL, base_url=stub.base_url, rounds=2, fanout=2,
+                           rules=RuleConfig(quality_filter=True, quality_min=4.0))
+        run_id = pipeline.create_run(store, seeds, config)
+        assert pipeline.run_sync(store, run_id, backend=openai_backend_for(stub)) == "finished"
+    nodes = {n.id: n for n in store.nodes(run_id)}
+    by_rule = {}
+    for n in nodes.values():
+        by_rule.setdefault(n.rule, set()).add(n.id)
+    assert by_rule.get("unreadable") and by_rule.get("refusal") and by_rule.get("low_quality")
+    judged_equal = {s.node_id for s in store.scores(run_id)
+                    if s.metric == "rule:no_new_information" and s.judge == MODEL and s.value == 0}
+    assert judged_equal
+
+    queue = review.review_queue(store, [run_id], margin=0.5, audit_size=50, thresholds={"quality": 4.0})
+    reasons = reasons_by_node(queue)
+    assert {n for n, r in reasons.items() if "unreadable" in r} >= by_rule["unreadable"]
+    assert {n for n, r in reasons.items() if "llm_judge" in r} == judged_equal
+    audited = {r[6:] for rs in reasons.values() for r in rs if r.startswith("audit:")}
+    assert {"refusal", "low_quality", "no_new_information", "no_new_information (LLM judge)",
+            "quality>=4"} <= audited
+    assert any(nodes[n].status == "kept" for n, rs in reasons.items() if "audit:refusal" in rs)
+    assert {nodes[n].language for n in reasons} == {"en", "ko"}
+
+    refused = sorted(by_rule["refusal"])[0]
+    before = sorted((s.metric, s.judge, s.value) for s in store.scores(node_id=refused))
+    review.record_review(store, refused, "keep", reasons=["audit:refusal"], apply=True)
+    assert sorted((s.metric, s.judge, s.value) for s in store.scores(node_id=refused)) == before
+    assert store.get_node(refused).status == "kept"
+    frame = review.agreement(store, [run_id]).set_index("check")
+    assert frame.loc["refusal", "rule discard, person keep"] == 1 and frame.loc["refusal", "n"] == 1
+    store.close()
