@@ -108,11 +108,19 @@ def lint_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
     for note in report.notes:
         st.caption(note)
     if report.clean:
-        st.success(f"No findings in {len(seeds)} seeds.")
+        st.success(f"No findings ({len(seeds)} seed{'' if len(seeds) == 1 else 's'} checked).")
         return
     kinds = pd.Series([f.kind for f in report.findings]).value_counts()
     st.markdown(f"**{len(report.findings)} findings**: " + ", ".join(f"{k} ×{v}" for k, v in kinds.items()))
     stamp = seed_set_hash(seeds)[:8]  # button keys change with the content, so a stale click does nothing
+    bulk = [(kind, fix, [f for f in report.findings if f.kind == kind]) for kind in kinds.index
+            for fix in ("merge", "drop") if kinds[kind] > 1
+            and all(f.fixes[0] == fix for f in report.findings if f.kind == kind)]
+    for col, (kind, fix, group) in zip(st.columns(max(len(bulk), 1)), bulk):
+        if col.button(f"{fix.capitalize()} all {len(group)} {kind.replace('_', ' ')} rows",
+                      key=f"seed_lint_all_{kind}_{stamp}"):
+            set_table(seedlint.apply_fix_all(seeds, group, fix), _linted_source())
+            st.rerun()
     for i, finding in enumerate(report.findings[:MAX_FINDINGS_SHOWN]):
         text, actions = st.columns([5, 2], vertical_alignment="center")
         instruction = seeds[finding.row - 1].instruction
@@ -156,9 +164,13 @@ def _apply(seeds: list[Seed], finding: seedlint.Finding, fix: str, set_table: Se
     except ValueError as e:
         st.error(str(e))
         return
-    source = st.session_state.get("seed_source", "edited")
-    set_table(fixed, source if source.endswith("(linted)") else f"{source} (linted)")
+    set_table(fixed, _linted_source())
     st.rerun()
+
+
+def _linted_source() -> str:
+    source = st.session_state.get("seed_source", "edited")
+    return source if source.endswith("(linted)") else f"{source} (linted)"
 
 
 def history_panel(db: Store, set_table: SetTable) -> None:

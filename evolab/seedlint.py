@@ -323,6 +323,17 @@ def apply_fix(seeds: Sequence[Seed], finding: Finding, fix: str, *, skill: str |
     return out
 
 
+def apply_fix_all(seeds: Sequence[Seed], findings: Sequence[Finding], fix: str) -> list[Seed]:
+    """One fix ("drop" or "merge") for many findings at once, e.g. every duplicate. Rows go from the last up: a
+    row merges into an earlier one, so no pending row moves, and a chain (3 into 2, 2 into 1) ends in row 1."""
+    if fix not in ("drop", "merge"):
+        raise ValueError("only drop and merge apply to many rows at once; tag each row")
+    out = list(seeds)
+    for finding in sorted({f.row: f for f in findings if fix in f.fixes}.values(), key=lambda f: -f.row):
+        out = apply_fix(out, finding, fix)
+    return out
+
+
 # -- output -------------------------------------------------------------------------------------------
 
 def format_report(report: LintReport, label: str = "") -> str:

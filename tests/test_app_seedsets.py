@@ -69,7 +69,7 @@ def test_lint_lists_findings_and_fixes_change_the_table(tmp_path, stub_module):
     clean(at)
     tagged = at.session_state["seeds"][1]
     assert (tagged.skill, tagged.difficulty, tagged.language) == ("금융", 4, "ko")
-    assert "No findings in 2 seeds." in texts(at)
+    assert "No findings (2 seeds checked)." in texts(at)
 
 
 def test_history_lists_versions_and_diffs_any_two(tmp_path, stub_module):
@@ -144,3 +144,18 @@ def test_import_a_save_to_disk_folder_and_a_path_that_is_not_there(tmp_path, stu
     clean(at)
     assert [(s.instruction, s.input, s.skill) for s in at.session_state["seeds"]] == [
         ("Explain NPV.", "", "explain"), ("NPV를 설명하세요.", "투자안 A", "설명")]
+
+
+def test_lint_fixes_every_row_of_a_kind_at_once(tmp_path, stub_module):
+    rows = [Seed("https://example.com/a", skill="x", difficulty=1), Seed("Explain NPV to a beginner.", skill="x", difficulty=2),
+            Seed("제3장 포트폴리오 위험", skill="x", difficulty=1)]
+    at = seeds_page(str(tmp_path / "bulk.db"), stub_module, rows)
+    at.checkbox(key="seed_lint_embed").uncheck()
+    button(at, "Lint the table").click().run()
+    clean(at)
+    assert "embedding near-duplicates not checked (switched off)" in texts(at)
+    button(at, "Drop all 2 not a task rows").click().run()
+    clean(at)
+    assert [s.instruction for s in at.session_state["seeds"]] == ["Explain NPV to a beginner."]
+    assert at.session_state["seed_source"] == "test (linted)"
+    assert "No findings (1 seed checked)." in texts(at)

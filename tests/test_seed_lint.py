@@ -274,3 +274,27 @@ def test_lint_never_crashes_on_nasty_text():
             assert len(apply_fix(seeds, f, f.fixes[0], skill="s", difficulty=1)) in (len(seeds), len(seeds) - 1)
 
     check()
+
+
+def test_one_fix_for_every_finding_of_a_kind():
+    from evolab.seedlint import apply_fix_all
+
+    seeds = [Seed("Explain NPV to a beginner.", skill="finance"), Seed("explain NPV to a beginner.", difficulty=2),
+             Seed("Explain  NPV to a beginner.", input="project A"), Seed("https://example.com", skill="x"),
+             Seed("NPV를 초보자에게 설명하세요.", skill="금융", difficulty=2), Seed("npv를 초보자에게 설명하세요.")]
+    report = lint_seeds(seeds, use_embeddings=False)
+    duplicates = [f for f in report.findings if f.kind == "duplicate"]
+    assert [(f.row, f.other_row) for f in duplicates] == [(2, 1), (6, 5)]
+    merged = apply_fix_all(seeds, duplicates, "merge")
+    assert [s.instruction for s in merged] == [seeds[0].instruction, seeds[2].instruction, seeds[3].instruction,
+                                               seeds[4].instruction]
+    assert (merged[0].skill, merged[0].difficulty) == ("finance", 2)
+    dropped = apply_fix_all(merged, [f for f in lint_seeds(merged, use_embeddings=False).findings
+                                     if f.kind == "not_a_task"], "drop")
+    assert "https://example.com" not in [s.instruction for s in dropped] and len(dropped) == 3
+    chain = [Finding(3, "near_duplicate_rouge", "", ("merge", "drop"), other_row=2),
+             Finding(2, "near_duplicate_rouge", "", ("merge", "drop"), other_row=1)]
+    rows = [Seed("a b c d"), Seed("a b c e", skill="s"), Seed("a b c f", difficulty=5)]
+    assert apply_fix_all(rows, chain, "merge") == [Seed("a b c d", skill="s", difficulty=5)]
+    with pytest.raises(ValueError, match="tag each row"):
+        apply_fix_all(rows, chain, "tag")
