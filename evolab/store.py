@@ -873,6 +873,23 @@ class Store:
             out.append(d)
         return out
 
+    def review_rows(self, run_ids: Iterable[str]) -> tuple[list[tuple], list[tuple]]:
+        """What the review queue reads, without the texts: the runs' evolved nodes as (id, run_id, round,
+        operation, status, rule, language) and their verdict and score rows as (node_id, metric, value, judge,
+        unreadable), the heuristic complexity measures (cx_*) left out; `unreadable`: no value, and a rule's
+        verdict or a reply stored as "unreadable ..."."""
+        ids = list(run_ids)
+        if not ids:
+            return [], []
+        marks = ",".join("?" * len(ids))
+        nodes = self.query("SELECT id, run_id, round, operation, status, rule, language FROM nodes "
+                           f"WHERE run_id IN ({marks}) AND round > 0", ids)
+        scores = self.query(
+            "SELECT s.node_id, s.metric, s.value, s.judge, (s.value IS NULL AND (s.metric LIKE 'rule:%' OR "
+            "lower(COALESCE(s.detail, '')) LIKE 'unreadable%')) FROM scores s JOIN nodes n ON n.id = s.node_id "
+            f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'", ids)
+        return [tuple(r) for r in nodes], [tuple(r) for r in scores]
+
     # -- checked answers (issue 12, evolab/checking.py) ----------------------------------------------
     def save_answer_check(self, row: dict[str, Any]) -> None:
         """One node's check; a later check of the same node replaces it."""
