@@ -463,6 +463,8 @@ class Store:
             c.execute("DELETE FROM answer_checks WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM reviews WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM op_decisions WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM batch_lines WHERE batch_id IN (SELECT id FROM batches WHERE run_id=?)", (run_id,))
+            c.execute("DELETE FROM batches WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     @staticmethod
@@ -1075,8 +1077,8 @@ class Store:
 
     def import_batch_results(self, batch_id: int, answered: list[tuple[str, str, dict[str, Any], LLMCall]],
                              failed: list[tuple[str, str]]) -> None:
-        """One transaction: each answered line's cache row and call row (flagged batch), each failed line's error
-        (custom_ids not answered and not failed stay 'sent' until the job is final, then the caller fails them)."""
+        """One transaction: each answered line's cache row and call row (flagged batch), each failed line's error,
+        and the job marked imported (a kill before it imports it again, never half)."""
         now = time.time()
         with self.transaction() as c:
             for custom_id, key, response, call in answered:
@@ -1088,6 +1090,7 @@ class Store:
                           (batch_id, custom_id))
             c.executemany("UPDATE batch_lines SET status='failed', error=? WHERE batch_id=? AND custom_id=?",
                           [(error[:500], batch_id, custom_id) for custom_id, error in failed])
+            c.execute("UPDATE batches SET imported=1, updated_at=? WHERE id=?", (now, batch_id))
 
     def call_keys(self, run_id: str) -> set[tuple[str, str | None]]:
         """(request_hash, node_id) of the run's stored calls: a batch pass records a cache hit only once."""

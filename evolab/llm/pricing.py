@@ -242,3 +242,42 @@ def count_tokens(text: str, model: str = "gpt-4o-mini") -> int:
 def count_message_tokens(messages: list[dict[str, str]], model: str = "gpt-4o-mini") -> int:
     # About 4 tokens of chat framing per message, as OpenAI's cookbook counts.
     return sum(count_tokens(m.get("content", ""), model) + 4 for m in messages) + 3
+
+
+# -- batch prices (issue 13) ------------------------------------------------------------------------------
+# OpenAI's Batch API (and Anthropic's batches) bill half the online price; a price file can say otherwise per
+# model in a top-level "batch_prices" object ({"model": [in, out] | null}).
+BATCH_DISCOUNT = 0.5
+
+
+def _batch_table(path: str, mtime: float) -> dict[str, Entry]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # the online table already reported what is wrong with this file
+    table = data.get("batch_prices") if isinstance(data, dict) else None
+    return _parse_table(table, f"{path} (batch_prices)") if isinstance(table, dict) else {}
+
+
+def resolve_batch_price(model: str, *, price: Any = None, prices_file: str | None = None) -> Price | None:
+    """What a call answered by a batch job costs: the model's "batch_prices" entry (a --prices file, else the
+    built-in table); else half the online price when the built-in table prices the model (the providers' batch
+    discount); else the online price as given (--price or a file: the user's own endpoint, whose batch price we
+    cannot know better); None when unknown (self-hosted, as online)."""
+    online = resolve_price(model, price=price, prices_file=prices_file)
+    files = [str(PRICES_FILE)] + ([prices_file] if prices_file else [])
+    for path in reversed(files):
+        try:
+            table = _batch_table(path, os.stat(path).st_mtime)
+        except OSError:
+            continue
+        name = match_model(model, table)
+        if name is not None:
+            entry = table[name]
+            return None if entry is None else Price(model, name, entry[0], entry[1], f"batch price, {path}")
+    if online is None:
+        return None
+    if online.source == BUILTIN:
+        return Price(model, online.matched, online.input * BATCH_DISCOUNT, online.output * BATCH_DISCOUNT,
+                     f"{BUILTIN}, batch: half of online")
+    return Price(model, online.matched, online.input, online.output, f"{online.source}, batch: as online")

@@ -169,6 +169,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         stub = self.server.stub
         self._entry = stub._record(self, None)
+        if self._route().startswith(("/files", "/batches")):
+            self._batch_api("GET", b"")
+            return
         if self._route() == "/models":
             self._send_json(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "evolab-stub"} for m in stub.model_ids()]})
@@ -177,6 +180,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         stub = self.server.stub
+        if self._route().startswith(("/files", "/batches")):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            self._entry = stub._record(self, None)
+            self._batch_api("POST", raw)
+            return
         body, _raw = self._read_json()
         self._entry = stub._record(self, body)
         route = self._route()
@@ -237,77 +246,52 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         404: "not_found_error"}.get(status, "server_error")
                 self._error(status, f"Injected fault: HTTP {status}.", kind, headers=headers)
                 return
-        messages = body.get("messages") or []
-        if not isinstance(messages, list):
-            self._error(400, "`messages` must be a list.")
-            return
-        reasoning = stub.is_reasoning_model(model)
-        if reasoning and self._reject_reasoning_params(body):
-            return
         purpose = self.headers.get("X-Evolab-Purpose") or ""
-        fmt = body.get("response_format")
-        fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
-        if fmt_type in ("json_schema", "json_object") and fmt_type not in stub.structured:
-            # Like a server that does not know this form (llama-cpp-python answers 500 to json_schema).
-            self._error(stub.structured_error, f"response_format type {fmt_type!r} is not supported.")
+        status, data = stub.chat_completion(body, purpose)
+        if status != 200:
+            self._send_json(status, data)
             return
-        try:
-            if fmt_type and stub.handler is _default_handler():
-                from .fake import scripted_structured_reply
-                reply = scripted_structured_reply(messages, purpose)
-            else:
-                reply = stub.handler(messages, purpose)
-        except Exception as e:  # a broken test handler shows as a server error, like a real crash
-            self._error(500, f"Stub handler failed: {type(e).__name__}: {e}", "server_error")
-            return
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-        finish = "stop"
-        hidden = 0
-        if reasoning:  # hidden reasoning comes out of the same cap
-            hidden = min(stub.reasoning_tokens, max_tokens) if isinstance(max_tokens, int) else stub.reasoning_tokens
-            if isinstance(max_tokens, int):
-                max_tokens -= hidden
-        if isinstance(max_tokens, int):
-            reply, cut = _truncate(reply, max_tokens)
-            finish = "length" if cut else "stop"
-        prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) + 4
-                            for m in messages if isinstance(m, dict)) + 3
-        completion_tokens = count_tokens(reply) + hidden
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
-        if reasoning:
-            usage["completion_tokens_details"] = {"reasoning_tokens": hidden}
-        self._entry["usage"] = usage
-        self._send_json(200, headers=stub._ratelimit_headers(), data={
-            "id": "chatcmpl-" + uuid.uuid4().hex[:12],
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "evolab-stub",
-            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
-                         "message": {"role": "assistant", "content": reply}}],
-            "usage": usage,
-        })
+        self._entry["usage"] = data["usage"]
+        self._send_json(200, headers=stub._ratelimit_headers(), data=data)
 
-    def _reject_reasoning_params(self, body: dict[str, Any]) -> bool:
-        """OpenAI's 400 for a reasoning model given max_tokens or a non-default temperature/top_p (word for word)."""
-        error = None
-        if body.get("max_tokens") is not None:
-            error = {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                                "Use 'max_completion_tokens' instead.",
-                     "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}
-        else:
-            for param in ("temperature", "top_p"):
-                value = body.get(param)
-                if value is not None and value != 1:
-                    error = {"message": f"Unsupported value: '{param}' does not support {value} with this model. "
-                                        "Only the default (1) value is supported.",
-                             "type": "invalid_request_error", "param": param, "code": "unsupported_value"}
-                    break
-        if error is None:
-            return False
-        self._send_json(400, {"error": error})
-        return True
+    # -- the files and batches API (see the module doc) -------------------------------------------------
+    def _batch_api(self, method: str, raw: bytes) -> None:
+        stub = self.server.stub
+        if stub.api_key is not None and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
+            self._error(401, "Incorrect API key provided.", "authentication_error")
+            return
+        parts = self._route().strip("/").split("/")
+        try:
+            if method == "POST" and parts == ["files"]:
+                purpose, filename, data = _multipart_file(self.headers.get("Content-Type") or "", raw)
+                self._send_json(200, stub._add_file(data, purpose, filename))
+            elif method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+                f = stub.files.get(parts[1])
+                if f is None:
+                    self._error(404, f"No such File object: {parts[1]}", "not_found_error")
+                else:
+                    self._send(200, f["data"], content_type="application/octet-stream")
+            elif method == "POST" and parts == ["batches"]:
+                body = json.loads(raw.decode("utf-8") or "null")
+                status, data = stub._create_batch(body if isinstance(body, dict) else {})
+                self._send_json(status, data)
+            elif method == "GET" and parts == ["batches"]:
+                with stub._lock:
+                    data = [stub._batch_object(b) for b in reversed(list(stub.batches.values()))]
+                self._send_json(200, {"object": "list", "data": data, "has_more": False})
+            elif method == "GET" and len(parts) == 2 and parts[0] == "batches":
+                batch = stub.batches.get(parts[1])
+                if batch is None:
+                    self._error(404, f"No batch found with id '{parts[1]}'.", "not_found_error")
+                else:
+                    self._send_json(200, stub._batch_object(batch))
+            elif method == "POST" and len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
+                status, data = stub._cancel_batch(parts[1])
+                self._send_json(status, data)
+            else:
+                self._error(404, f"Unknown path {self.path}", "not_found_error")
+        except ValueError as e:
+            self._error(400, str(e))
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         stub = self.server.stub
@@ -372,6 +356,14 @@ class StubServer:
         self.max_in_flight = 0
         self._in_flight = 0
         self._faults: deque[Fault] = deque()
+        # The files and batches API (see the module doc).
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_outcomes: deque[str] = deque()  # one per created job: completed, failed, expired
+        self.batch_timing: dict[str, float] = {"validating": 0.02, "per_line": 0.0, "finalizing": 0.02}
+        self.batch_expire_after = 0  # lines an "expired" job answers before its window ends
+        self.batch_line_fault: Callable[[dict[str, Any]], int | None] | None = None
+        self.batch_lines_answered = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -445,6 +437,189 @@ class StubServer:
             if self.error_rate > 0 and self._rng.random() < self.error_rate:
                 return _check_fault(self.error_status)
         return None
+
+    # -- the files and batches API ---------------------------------------------------------------------------
+    def _add_file(self, data: bytes, purpose: str, filename: str) -> dict[str, Any]:
+        file_id = "file-" + uuid.uuid4().hex[:24]
+        f = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+             "filename": filename, "purpose": purpose, "status": "processed"}
+        with self._lock:
+            self.files[file_id] = {**f, "data": data}
+        return f
+
+    def _create_batch(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        input_id = body.get("input_file_id")
+        if input_id not in self.files:
+            return 400, {"error": {"message": f"No such File object: {input_id}", "type": "invalid_request_error",
+                                   "param": "input_file_id", "code": None}}
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return 400, {"error": {"message": "endpoint must be /v1/chat/completions and completion_window 24h",
+                                   "type": "invalid_request_error", "param": None, "code": None}}
+        with self._lock:
+            outcome = self.batch_outcomes.popleft() if self.batch_outcomes else "completed"
+            batch = {"id": "batch_" + uuid.uuid4().hex[:24], "input_file_id": input_id, "status": "validating",
+                     "created_at": int(time.time()), "outcome": outcome, "output_file_id": None,
+                     "error_file_id": None, "errors": None, "counts": {"total": 0, "completed": 0, "failed": 0},
+                     "cancel": threading.Event(), "endpoint": body["endpoint"],
+                     "metadata": body.get("metadata")}
+            self.batches[batch["id"]] = batch
+        threading.Thread(target=self._process_batch, args=(batch,), daemon=True).start()
+        return 200, self._batch_object(batch)
+
+    def _cancel_batch(self, batch_id: str) -> tuple[int, dict[str, Any]]:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return 404, {"error": {"message": f"No batch found with id '{batch_id}'.", "type": "not_found_error",
+                                   "param": None, "code": None}}
+        with self._lock:
+            if batch["status"] in ("validating", "in_progress", "finalizing"):
+                batch["status"] = "cancelling"
+                batch["cancel"].set()
+        return 200, self._batch_object(batch)
+
+    def _batch_object(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"id": batch["id"], "object": "batch", "endpoint": batch["endpoint"], "errors": batch["errors"],
+                "input_file_id": batch["input_file_id"], "completion_window": "24h", "status": batch["status"],
+                "output_file_id": batch["output_file_id"], "error_file_id": batch["error_file_id"],
+                "created_at": batch["created_at"], "request_counts": dict(batch["counts"]),
+                "metadata": batch["metadata"]}
+
+    def _process_batch(self, batch: dict[str, Any]) -> None:
+        """validating -> in_progress (every line answered by the chat handler) -> finalizing -> completed; or
+        failed (validation), expired (the first `batch_expire_after` lines answered, the rest in the error file
+        as batch_expired), cancelled (the lines answered before the cancel)."""
+        timing = self.batch_timing
+        self._sleep(timing.get("validating", 0.0))
+        lines = []
+        for n, text in enumerate(self.files[batch["input_file_id"]]["data"].decode("utf-8").splitlines(), 1):
+            if not text.strip():
+                continue
+            try:
+                line = json.loads(text)
+                if not isinstance(line, dict) or not {"custom_id", "method", "url", "body"} <= set(line):
+                    raise ValueError
+            except ValueError:
+                with self._lock:
+                    batch["status"], batch["outcome"] = "failed", "failed"
+                    batch["errors"] = {"object": "list", "data": [{"code": "invalid_json_line", "line": n,
+                                                                   "message": f"Line {n} is not a batch request."}]}
+                return
+            lines.append(line)
+        with self._lock:
+            batch["counts"]["total"] = len(lines)
+            if batch["outcome"] == "failed":
+                batch["status"] = "failed"
+                batch["errors"] = {"object": "list", "data": [{"code": "injected_failure", "line": None,
+                                                               "message": "The batch failed validation (injected)."}]}
+                return
+            if batch["cancel"].is_set():
+                batch["status"] = "cancelled"
+                return
+            batch["status"] = "in_progress"
+        outputs, errors = [], []
+        expire_after = self.batch_expire_after if batch["outcome"] == "expired" else None
+        for i, line in enumerate(lines):
+            if batch["cancel"].is_set() or self._stopping.is_set():
+                break
+            if expire_after is not None and i >= expire_after:
+                errors.append({"id": "batch_req_" + uuid.uuid4().hex[:24], "custom_id": line["custom_id"],
+                               "response": None, "error": {"code": "batch_expired", "message": "This request could "
+                                                           "not be executed before the completion window expired."}})
+                with self._lock:
+                    batch["counts"]["failed"] += 1
+                continue
+            purpose = str(line["custom_id"]).split(":", 1)[0]
+            fault = self.batch_line_fault(line) if self.batch_line_fault else None
+            if fault is not None:
+                status, data = int(fault), {"error": {"message": f"Injected fault: HTTP {fault}.",
+                                                      "type": "server_error", "param": None, "code": str(fault)}}
+            else:
+                status, data = self.chat_completion(line["body"] if isinstance(line["body"], dict) else {}, purpose)
+            record = {"id": "batch_req_" + uuid.uuid4().hex[:24], "custom_id": line["custom_id"],
+                      "response": {"status_code": status, "request_id": uuid.uuid4().hex, "body": data},
+                      "error": None}
+            (outputs if status == 200 else errors).append(record)
+            with self._lock:
+                batch["counts"]["completed" if status == 200 else "failed"] += 1
+                self.batch_lines_answered += 1
+            self._sleep(timing.get("per_line", 0.0))
+        with self._lock:
+            if batch["status"] != "cancelling":
+                batch["status"] = "finalizing"
+        self._sleep(timing.get("finalizing", 0.0))
+
+        def as_file(records: list[dict[str, Any]], name: str) -> str | None:
+            if not records:
+                return None
+            data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+            return self._add_file(data, "batch_output", name)["id"]
+
+        output_id, error_id = as_file(outputs, "batch_output.jsonl"), as_file(errors, "batch_errors.jsonl")
+        with self._lock:
+            batch["output_file_id"], batch["error_file_id"] = output_id, error_id
+            batch["status"] = ("cancelled" if batch["cancel"].is_set() else
+                               "expired" if batch["outcome"] == "expired" else "completed")
+
+    def batches_created(self) -> int:
+        """How many batch jobs were created (POST /v1/batches answered 200)."""
+        with self._lock:
+            return len(self.batches)
+
+    # -- chat replies (the HTTP route and the batch lines answer the same way) ---------------------------
+    def chat_completion(self, body: dict[str, Any], purpose: str) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) of a chat request, faults aside: a chat.completion or an error body."""
+        def error(status: int, message: str, kind: str = "invalid_request_error") -> tuple[int, dict[str, Any]]:
+            return status, {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+
+        model = str(body.get("model") or "stub")
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            return error(400, "`messages` must be a list.")
+        reasoning = self.is_reasoning_model(model)
+        if reasoning:
+            rejected = _reasoning_param_error(body)
+            if rejected is not None:
+                return 400, {"error": rejected}
+        fmt = body.get("response_format")
+        fmt_type = fmt.get("type") if isinstance(fmt, dict) else None
+        if fmt_type in ("json_schema", "json_object") and fmt_type not in self.structured:
+            # Like a server that does not know this form (llama-cpp-python answers 500 to json_schema).
+            return error(self.structured_error, f"response_format type {fmt_type!r} is not supported.")
+        try:
+            if fmt_type and self.handler is _default_handler():
+                from .fake import scripted_structured_reply
+                reply = scripted_structured_reply(messages, purpose)
+            else:
+                reply = self.handler(messages, purpose)
+        except Exception as e:  # a broken test handler shows as a server error, like a real crash
+            return error(500, f"Stub handler failed: {type(e).__name__}: {e}", "server_error")
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        hidden = 0
+        if reasoning:  # hidden reasoning comes out of the same cap
+            hidden = min(self.reasoning_tokens, max_tokens) if isinstance(max_tokens, int) else self.reasoning_tokens
+            if isinstance(max_tokens, int):
+                max_tokens -= hidden
+        if isinstance(max_tokens, int):
+            reply, cut = _truncate(reply, max_tokens)
+            finish = "length" if cut else "stop"
+        prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) + 4
+                            for m in messages if isinstance(m, dict)) + 3
+        completion_tokens = count_tokens(reply) + hidden
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        if reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": hidden}
+        return 200, {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "evolab-stub",
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": reply}}],
+            "usage": usage,
+        }
 
     # -- records --------------------------------------------------------------------------------
     def _record(self, req: BaseHTTPRequestHandler, body: Any) -> dict[str, Any]:
@@ -550,6 +725,22 @@ class StubServer:
             self._stopping.wait(seconds)  # stop() wakes sleeping handlers
 
 
+def _reasoning_param_error(body: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's 400 error for a reasoning model given max_tokens or a non-default temperature/top_p (word for
+    word), or None."""
+    if body.get("max_tokens") is not None:
+        return {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                           "Use 'max_completion_tokens' instead.",
+                "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}
+    for param in ("temperature", "top_p"):
+        value = body.get(param)
+        if value is not None and value != 1:
+            return {"message": f"Unsupported value: '{param}' does not support {value} with this model. "
+                               "Only the default (1) value is supported.",
+                    "type": "invalid_request_error", "param": param, "code": "unsupported_value"}
+    return None
+
+
 def format_reset(seconds: float) -> str:
     """A duration as OpenAI writes x-ratelimit-reset-*: "20ms", "1.5s", "6m0s", "1m30.5s"."""
     if seconds < 1:
@@ -564,3 +755,26 @@ def _check_fault(fault: Fault) -> Fault:
             (isinstance(fault, int) and 400 <= fault <= 599) or fault in FAULT_NAMES):
         raise ValueError(f"Unknown fault {fault!r}: use an HTTP status 400-599 or one of {FAULT_NAMES}.")
     return fault
+
+
+def _multipart_file(content_type: str, raw: bytes) -> tuple[str, str, bytes]:
+    """(purpose, filename, bytes) of a files-API upload (multipart/form-data with `purpose` and `file`)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not content_type.startswith("multipart/form-data"):
+        raise ValueError("Upload a file as multipart/form-data with the fields purpose and file.")
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+    purpose, filename, data = "", "upload", None
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name == "purpose":
+            purpose = (part.get_payload(decode=True) or b"").decode("utf-8")
+        elif name == "file":
+            filename = part.get_filename() or filename
+            data = part.get_payload(decode=True) or b""
+    if data is None:
+        raise ValueError("The upload has no `file` field.")
+    if purpose != "batch":
+        raise ValueError(f"purpose must be 'batch', not {purpose!r}.")
+    return purpose, filename, data
