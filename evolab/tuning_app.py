@@ -56,6 +56,23 @@ def sessions_for(store: Store, operation: str, language: str) -> list[dict[str, 
     return [s for s in store.tuning_sessions() if s["operation"] == operation and s["language"] == language]
 
 
+def session_progress(store: Store, session: dict[str, Any]) -> tuple[int, int]:
+    """(children evolved so far, children the session will evolve) over its dev runs: one per dev seed and
+    candidate to measure (the baseline included); (0, 0) before the optimizer has answered."""
+    todo = [c for c in store.tuning_candidates(session["id"]) if c["status"] != tuning.REJECTED]
+    run = store.get_run(session["run_id"])
+    if not todo or run is None:
+        return 0, 0
+    per_run = len(tuning.dev_seeds(run["seeds"], run["config"], session["language"], session["settings"]["dev_seeds"]))
+    done = 0
+    for c in todo:
+        if c["measures"] is not None:
+            done += per_run
+        elif c["dev_run_id"]:
+            done += sum(1 for n in store.nodes(c["dev_run_id"]) if n.parent_id and n.status != "pending")
+    return done, per_run * len(todo)
+
+
 # -- background work ---------------------------------------------------------------------------------------
 def job(key: str) -> BackgroundJob | None:
     return _JOBS.get(key)

@@ -92,6 +92,9 @@ def session_view() -> None:
     s = result["session"]
     st.markdown(f"**Status:** {s['status']} · {s['detail'] or ''}")
     if alive:
+        done, total = tuning_app.session_progress(db, s)
+        st.progress(done / total if total else 0.0, text=f"{done} of {total} dev children evolved" if total
+                    else "Asking the optimizer for candidates ...")
         if st.button("Stop tuning", key="templates_stop"):
             tuning_app.stop_tuning(session_id)
     elif s["status"] not in ("measured", "adopted"):

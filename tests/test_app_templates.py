@@ -110,3 +110,15 @@ def test_page_without_runs_and_without_failures(tmp_path):
     clean(at)
     assert "Nothing to learn from" in texts(at)
     assert button(at, "Start tuning").disabled
+
+
+def test_session_progress_counts_dev_children(tmp_path):
+    with StubServer(handler=Model("en")) as stub:
+        db, run_id = leaky_store(tmp_path, stub, "en")
+        store = Store(db)
+        sid = tuning.start_session(store, run_id, "constraints", candidates=3, dev_seeds=3)
+        assert tuning_app.session_progress(store, store.tuning_session(sid)) == (0, 0)
+        tuning_app.start_tuning(db, sid)
+        wait_for(sid)
+    # the baseline and two valid candidates (one drops {instruction}), 3 dev seeds each
+    assert tuning_app.session_progress(store, store.tuning_session(sid)) == (9, 9)
