@@ -176,6 +176,7 @@ def test_majority_rule():
 AGREES = "A savings account holds $1,000 at 5% compounded yearly. How much is in it after 2 years?"
 DISAGREES = "A bakery sells 3 kinds of bread at different prices. How much does Mina spend on 7 loaves?"
 KO_AGREES = "1억 원을 연 4% 단리로 3년간 빌리면 이자는 얼마입니까?"
+KO_DISAGREES = "학생 몇 명이 버스 여러 대에 나누어 탑니다. 모두 몇 명입니까?"
 ESSAY = "Write an essay about why saving money matters."
 NO_NUMBER = "How much should a student save each month?"
 
@@ -185,6 +186,7 @@ def answering_handler(seed: int = 0):
     differently, seeded choice), a different number every time for DISAGREES, no number for NO_NUMBER."""
     rng = random.Random(seed)
     prices = itertools.count(17.5, 3.5)
+    pupils = itertools.count(30, 7)
 
     def handler(messages, purpose):
         text = messages[-1]["content"]
@@ -199,6 +201,8 @@ def answering_handler(seed: int = 0):
                                "따라서 이자는 약 1천2백만 원입니다."])
         if DISAGREES in text:
             return f"Mina spends ${next(prices):.2f} in total."  # a new total every time: never a majority
+        if KO_DISAGREES in text:
+            return f"따라서 학생은 모두 {next(pupils)}명입니다."
         if NO_NUMBER in text:
             return "It depends on income and goals; saving something every month is what matters."
         return "Saving money matters because it gives you choices."
@@ -231,7 +235,8 @@ def _check(store, stub, run_id, **kw):
 def test_consistency_on_the_stub(store):
     items = {AGREES: "The balance after 2 years is $1,102.50.", KO_AGREES: "따라서 이자는 1,200만 원입니다.",
              DISAGREES: "Mina spends $24.50 in total.", ESSAY: "Saving matters.",
-             NO_NUMBER: "Save 10% of what you earn, about $50 for most students."}
+             NO_NUMBER: "Save 10% of what you earn, about $50 for most students.",
+             KO_DISAGREES: "정답: 44명"}
     run_id = answered_run(store, items)
     with StubServer(handler=answering_handler(seed=1)) as stub:
         counts = _check(store, stub, run_id)
@@ -244,8 +249,9 @@ def test_consistency_on_the_stub(store):
     # its question asks "how much" and its answer has a number, but the samples name none: asked, not comparable
     assert rows["n4"]["status"] == NOT_CHECKABLE
     assert "no number read from sample 1, sample 2, sample 3" in rows["n4"]["reason"]
-    assert counts == {CONSISTENT: 2, INCONSISTENT: 1, NOT_CHECKABLE: 2, "failed": 0}
-    assert asked == 4 * 3  # k samples for each checkable item: k requests, not one cached reply k times
+    assert rows["n5"]["status"] == INCONSISTENT and rows["n5"]["answer_value"] == 44
+    assert counts == {CONSISTENT: 2, INCONSISTENT: 2, NOT_CHECKABLE: 2, "failed": 0}
+    assert asked == 5 * 3  # k samples for each checkable item: k requests, not one cached reply k times
     # how each number was read is stored: rule, matched text and the number's own text, per sample
     readings = rows["n0"]["readings"]
     assert [r["source"] for r in readings] == ["answer", "sample 1", "sample 2", "sample 3"]
@@ -253,7 +259,7 @@ def test_consistency_on_the_stub(store):
     assert all("text" in r for r in readings[1:])
     assert rows["n0"]["k"] == 3 and rows["n0"]["temperature"] == 0.7 and rows["n0"]["tolerance"] == 0.01
     calls = [c for c in store.calls(run_id) if c.purpose == "check"]
-    assert len(calls) == 12 and {c.node_id for c in calls} == {"n0", "n1", "n2", "n4"}
+    assert len(calls) == 15 and {c.node_id for c in calls} == {"n0", "n1", "n2", "n4", "n5"}
 
 
 def test_checking_again_reads_the_samples_from_the_cache(store):
