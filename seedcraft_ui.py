@@ -39,7 +39,7 @@ def _settings_ok() -> bool:
 def _grow_spec(seeds: list[Seed], n: int, **target) -> seedcraft.GrowSpec:
     local = app_common.settings().uses_local_model  # the embedded model: short lists, short replies
     return seedcraft.GrowSpec(seeds, n=int(n), per_call=4 if local else 8, max_tokens=384 if local else 1024,
-                              example_input_chars=0 if local else 300, **target)
+                              example_input_chars=0 if local else 300, examples=4 if local else 8, **target)
 
 
 def _start_grow(db: Store, spec: seedcraft.GrowSpec) -> bool:

@@ -177,7 +177,9 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
                     target_skill=args.skill, target_difficulty=args.difficulty, random_seed=args.seed,
                     per_call=args.per_call or (8 if config.base_url else 4), temperature=config.temperature_evolve,
                     max_tokens=args.max_tokens or (1024 if config.base_url else 384),
-                    example_input_chars=300 if config.base_url else 0)  # the embedded model has 2,048 tokens
+                    # the embedded model's context is 2,048 tokens: 4 examples (3 + 1), no example inputs
+                    example_input_chars=300 if config.base_url else 0,
+                    examples=args.examples or (8 if config.base_url else 4))
     try:
         check_spec(spec)
     except SeedcraftError as e:
@@ -522,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skill", help="grow seeds of this skill (tagged as proposed)")
     p.add_argument("--difficulty", help="grow seeds of this difficulty, 1-10 or a range like 7-8")
     p.add_argument("--per-call", type=int, help="instructions asked for per call (default 8; 4 on the embedded model)")
+    p.add_argument("--examples", type=int, help="in-context examples per call, 3 of yours to 1 generated "
+                                                "(default 8 = 6 + 2, Self-Instruct; 4 on the embedded model)")
     p.add_argument("--max-calls", type=int, help="stop after this many calls in this run (resume later)")
     p.add_argument("--max-tokens", type=int, help="reply cap per call (default 1024; 384 on the embedded model)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the example choices")

@@ -46,11 +46,13 @@ MIN_SEEDS = 3
 HAND_EXAMPLES, GENERATED_EXAMPLES = 6, 2  # Self-Instruct: 8 in-context examples, 6 human-written and 2 generated
 ROUGE_L_BELOW = novelty.ROUGE_L_MAX  # keep only when ROUGE-L to every seed is below 0.7
 MIN_WORDS = 3  # shorter than this (words; Hangul counted per syllable pair) is a title, not a task
+MAX_WORDS = 150  # Self-Instruct drops instructions longer than 150 words
 KEPT, REJECTED = "kept", "rejected"
 # Why a candidate was rejected (grow_candidates.reason).
 REASONS = {
     "unreadable": "the reply held no numbered list of instructions (a refusal or prose)",
     "too_short": f"fewer than {MIN_WORDS} words: a title, not a task",
+    "too_long": f"more than {MAX_WORDS} words (Self-Instruct's limit)",
     "wrong_language": "not in the set's language",
     "prompt_leak": "repeats the grow prompt's own wording, not a task",
     "rouge_l": f"ROUGE-L >= {ROUGE_L_BELOW} to an existing seed",
@@ -100,6 +102,7 @@ class GrowSpec:
     # An example's input is shown up to this many characters (0: not at all): a long table or passage would crowd
     # out the examples (or overflow a small model's context) while it tells little about the domain.
     example_input_chars: int = 300
+    examples: int = HAND_EXAMPLES + GENERATED_EXAMPLES  # in-context examples per prompt (Self-Instruct: 8)
 
     def resolved_language(self) -> str:
         return self.language if self.language in ("en", "ko") else set_language(self.seeds)
@@ -110,7 +113,8 @@ class GrowSpec:
                           "random_seed": self.random_seed, "temperature": self.temperature,
                           "max_tokens": self.max_tokens, "model": model, "endpoint": endpoint,
                           **({"example_input_chars": self.example_input_chars}
-                             if self.example_input_chars != 300 else {})},
+                             if self.example_input_chars != 300 else {}),
+                          **({"examples": self.examples} if self.examples != 8 else {})},
                          ensure_ascii=False, sort_keys=True)
         return "grow-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
 
@@ -123,6 +127,8 @@ def check_spec(spec: GrowSpec) -> None:
         raise SeedcraftError("Ask for at least one new seed (--n 1 or more).")
     if spec.per_call < 1:
         raise SeedcraftError("Ask for at least one instruction per call.")
+    if spec.examples < 1:
+        raise SeedcraftError("Show the model at least one example per call.")
     if spec.target_difficulty is not None:
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", str(spec.target_difficulty))
         if not m or not 1 <= int(m.group(1)) <= int(m.group(2) or m.group(1)) <= 10:
@@ -159,11 +165,13 @@ def _example_text(seed: Seed, number: int, language: str, input_chars: int = 300
     return text
 
 
-def pick_examples(hand: list[Seed], generated: list[Seed], rng: random.Random) -> list[Seed]:
+def pick_examples(hand: list[Seed], generated: list[Seed], rng: random.Random, total: int = 8) -> list[Seed]:
     """Self-Instruct's 8 in-context examples: 6 hand seeds and 2 generated ones (fewer when fewer exist; the
-    hand seeds fill the generated slots while there are fewer than 2 generated), shuffled."""
-    n_generated = min(GENERATED_EXAMPLES, len(generated))
-    n_hand = min(len(hand), HAND_EXAMPLES + GENERATED_EXAMPLES - n_generated)
+    hand seeds fill the generated slots while there are fewer than 2 generated), shuffled. Another `total` keeps
+    the same 3:1 share (4 -> 3 + 1), for a model whose context cannot hold 8."""
+    n_generated = min(max(1, round(total * GENERATED_EXAMPLES / (HAND_EXAMPLES + GENERATED_EXAMPLES))) if total > 1
+                      else 0, len(generated))
+    n_hand = min(len(hand), total - n_generated)
     chosen = rng.sample(hand, n_hand) + rng.sample(generated, n_generated)
     rng.shuffle(chosen)
     return chosen
@@ -233,6 +241,8 @@ def _filter(candidates: list[tuple[str, str]], pool: _Pool, language: str, thres
         best = novelty.max_rouge_l(instruction, pool.texts)
         if _word_count(instruction) < MIN_WORDS:
             row["reason"] = "too_short"
+        elif _word_count(instruction) > MAX_WORDS:
+            row["reason"] = "too_long"
         elif novelty.max_rouge_l(instruction, own_words) >= ROUGE_L_BELOW:
             row["reason"] = "prompt_leak"
         elif detect_language(instruction) != language:
@@ -306,7 +316,7 @@ async def grow(store: Store, client: LLMClient, spec: GrowSpec, *, embedder: Any
                            "rejected (see the reasons). Run again to continue, or add more varied hand seeds.")
                 break
             rng = random.Random(f"{spec.random_seed}:{job_id}:{call_index}")
-            examples = pick_examples(hand_examples, generated, rng)
+            examples = pick_examples(hand_examples, generated, rng, spec.examples)
             prompt = build_grow_prompt(examples, spec, language)
             try:
                 comp = await client.complete([{"role": "user", "content": prompt}], purpose="grow",

@@ -402,3 +402,22 @@ def test_long_example_inputs_are_clipped_in_the_prompt():
     spec.example_input_chars = 0  # a 2,048-token model (the embedded one): instructions only
     assert "입력:" not in seedcraft.build_grow_prompt(seeds, spec, "ko").split("\n\n")[1]
     assert spec.job_id("m", "e") != seedcraft.GrowSpec(seeds, n=3).job_id("m", "e")
+
+
+def test_fewer_examples_keep_the_three_to_one_share_and_long_tasks_are_dropped(tmp_path):
+    import random
+
+    hand, generated = en_seeds(), [Seed(t) for t in EN_BANK[:5]]
+    four = seedcraft.pick_examples(hand, generated, random.Random(1), total=4)
+    assert len(four) == 4 and sum(s in generated for s in four) == 1
+    long_task = "Explain " + " ".join(f"point{i}" for i in range(160)) + "."
+
+    def reply(messages, purpose):
+        return f"1. {long_task}\n2. Estimate the yearly cost of owning a small electric car."
+
+    with StubServer(handler=reply) as stub:
+        store = Store(tmp_path / "long.db")
+        result = run_grow(stub, store, seedcraft.GrowSpec(hand, n=1, per_call=2, examples=4))
+        prompt = stub.chat_requests("grow")[0]["body"]["messages"][-1]["content"]
+    assert "Here are 4 instructions" in prompt and len(_examples(prompt)) == 4
+    assert [r["reason"] for r in store.grow_candidates(result.job_id)] == ["too_long", None]
