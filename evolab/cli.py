@@ -436,6 +436,21 @@ def cmd_judge(args: argparse.Namespace) -> int:
     print(f"{result['comparison']}: {result['n']} pairs judged twice with the answers swapped")
     for k in ("win", "tie", "lose", "unknown"):
         print(f"  A {k:8} {result[k]:5}  ({result[k + '_rate']:.0%})")
+    from .review import judge_footer  # swap counts, checked answers, what a judge rates (issue 12)
+
+    sides = [("A", run_id, None), ("B", args.against, None)] if args.against else [
+        (f"A (round {round_a})", run_id, [round_a]), (f"B (round {round_b})", run_id, [round_b])]
+    print("\n".join(judge_footer(store, result["rows"], sides)))
+    return 0
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    """How often a person agreed with each rule and scorer (reviews made on the app's Review page)."""
+    from .review import agreement_text
+
+    store = _store(args.db)
+    run_ids = [_run_id(store, r.strip()) for r in args.run.split(",")] if args.run else [_run_id(store, None)]
+    print(agreement_text(store, run_ids))
     return 0
 
 
@@ -637,6 +652,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "adopt and compare template versions")
     add_tune_arguments(p, DEFAULT_DB)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("agreement", help="how often a person agreed with each rule and scorer on the Review "
+                       "page's audit sample (95%% Wilson intervals)")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--run", help="run id, or several comma-separated (default: the latest)")
+    p.set_defaults(func=cmd_agreement)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("--db", default=DEFAULT_DB)

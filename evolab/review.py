@@ -334,3 +334,34 @@ def checked_share_line(frame: pd.DataFrame | None, label: str, run_id: str, roun
         return f"{label}: no checked answers" + (f" ({not_checkable} not checkable)" if not_checkable else "")
     return (f"{label}: {consistent} of {checked} checked answers consistent ({consistent / checked:.0%})"
             + (f", {not_checkable} not checkable" if not_checkable else ""))
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+def judge_footer(store: Store, rows: list[dict[str, Any]], sides: list[tuple[str, str, list[int] | None]]) -> list[str]:
+    """What the CLI prints under a win rate: the position swap's counts, the checked-answer share of each side
+    ((label, run id, rounds or None)), and what an LLM judge rates."""
+    from .judge import position_swap_counts
+
+    swap = position_swap_counts(rows)
+    lines = [f"position swap: the same verdict in both orders for {swap['same']} of {swap['both_read']} pair(s), "
+             f"changed by the order for {swap['flipped']}, unreadable in an order for {swap['unread']}"]
+    checked = checked_share(store, list(dict.fromkeys(run_id for _, run_id, _ in sides)))
+    if checked is None:
+        lines.append("checked answers: none in these runs (run them with --check-answers, or `check`)")
+    else:
+        lines += ["checked answers: " + checked_share_line(checked, label, run_id, rounds)
+                  for label, run_id, rounds in sides]
+    return lines + ["note: " + JUDGE_CAVEAT]
+
+
+def agreement_text(store: Store, run_ids: list[str]) -> str:
+    """The agreement table as plain text (`python -m evolab agreement`)."""
+    frame = agreement(store, run_ids)
+    if frame.empty:
+        return agreement_note(frame)
+    shown = frame.assign(share=frame["share"].map("{:.0%}".format),
+                         interval=[f"{lo:.0%}-{hi:.0%}" for lo, hi in zip(frame["low"], frame["high"])],
+                         too_small=frame["too_small"].map({True: "too small", False: ""}))
+    columns = ["check", "kind", "agree", "n", "share", "interval", "rule keep, person discard",
+               "rule discard, person keep", "too_small"]
+    return shown[columns].to_string(index=False) + "\n" + agreement_note(frame)

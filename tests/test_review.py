@@ -365,3 +365,40 @@ def test_the_queue_reads_the_verdicts_a_real_run_stores(tmp_path):
     frame = review.agreement(store, [run_id]).set_index("check")
     assert frame.loc["refusal", "rule discard, person keep"] == 1 and frame.loc["refusal", "n"] == 1
     store.close()
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+def test_cli_judge_prints_the_swap_counts_checked_answers_and_the_caveat(crafted, monkeypatch, capsys):
+    from conftest import STUB_KEY, STUB_KEY_ENV
+    from evolab.cli import main
+    from evolab.llm.stub_server import StubServer
+
+    store, run_id = crafted
+    monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
+    with StubServer() as stub:
+        store.update_run_config(run_id, RunConfig(model=MODEL, base_url=stub.base_url, api_key_env=STUB_KEY_ENV))
+        assert main(["judge", "--db", store.path, "--run", run_id, "--rounds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    rows = store.judgments(f"{run_id}:round0-vs-round1")
+    swap = judge.position_swap_counts(rows)
+    assert "1 pairs judged twice with the answers swapped" in out and len(rows) == 1
+    assert (f"position swap: the same verdict in both orders for {swap['same']} of {swap['both_read']} pair(s), "
+            f"changed by the order for {swap['flipped']}") in out
+    assert "checked answers: none in these runs" in out
+    assert "rates style more than truth" in out
+
+
+def test_cli_agreement_prints_the_table_or_says_what_to_do(crafted, capsys):
+    from evolab.cli import main
+
+    store, run_id = crafted
+    assert main(["agreement", "--db", store.path, "--run", run_id]) == 0
+    assert "No audited reviews yet" in capsys.readouterr().out
+    for i in range(10):
+        review.record_review(store, f"kept{i:02d}", "keep" if i < 8 else "discard", reasons=["audit:refusal"])
+    assert main(["agreement", "--db", store.path, "--run", run_id]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.strip().startswith("refusal"))
+    assert line.split()[:6] == ["refusal", "rule", "8", "10", "80%", "49%-94%"]
+    assert main(["agreement", "--db", store.path, "--run", "nope"]) == 2
+    assert "No run 'nope'" in capsys.readouterr().err
