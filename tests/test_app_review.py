@@ -116,4 +116,11 @@ def test_compare_says_what_a_judge_rates_and_shows_the_swap_counts_beside_the_wi
     assert "Checked answers" in shown and ("no checked answers" in shown.lower())
     table = [d.value for d in at.dataframe if "agree" in getattr(d.value, "columns", [])][0]
     assert table.set_index("check").loc["refusal", ["agree", "n"]].tolist() == [10, 10]
+    # Checked answers (issue 12 part B) stored for two round-1 answers: the share shows beside the win rate.
+    store.save_answer_check({"node_id": "kept00", "run_id": run_id, "status": "consistent", "k": 3})
+    store.save_answer_check({"node_id": "kept01", "run_id": run_id, "status": "inconsistent", "k": 3})
+    at = open_page(db, "compare", query={"run": run_id})
+    shown = texts(at)
+    assert "A (round 0): no checked answers" in shown
+    assert "B (round 1): 1 of 2 checked answers consistent (50%)" in shown
     store.close()
