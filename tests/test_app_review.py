@@ -61,6 +61,10 @@ def test_applied_discard_changes_the_data_set_and_audits_feed_the_agreement_tabl
         if queue.empty:
             break
         label = "Discard" if queue.iloc[0]["node_id"] == "refused" else "Keep"
+        if label == "Discard":  # the Korean node reads as written: instruction, refusal, the rule's detail
+            shown = texts(at)
+            assert "복리 이자를 계산하는 방법을 설명하세요." in shown and "죄송하지만 도와드릴 수 없습니다." in shown
+            assert "random audit of refusal" in shown
         button(at, label).click().run()
         assert not at.exception
     assert "The queue is empty" in texts(at)
