@@ -186,13 +186,14 @@ def history_panel(db: Store, set_table: SetTable) -> None:
         "seeds": v["seeds"], "note": v["note"] or "", "used by runs": ", ".join(v["runs"]),
         "hash": v["content_hash"][:12]} for v in versions]), hide_index=True, width="stretch")
     numbers = [v["version"] for v in versions]  # newest first
+    if st.session_state.get("_seed_history_latest") != (name, numbers[0]):  # another set, or a new save: show
+        st.session_state["_seed_history_latest"] = (name, numbers[0])  # what the latest version changed
+        st.session_state["seed_history_from"] = numbers[min(1, len(numbers) - 1)]
+        st.session_state["seed_history_to"] = st.session_state["seed_history_load_version"] = numbers[0]
     if len(numbers) < 2:
         st.caption("One version so far: save changes to compare versions.")
     else:
         c1, c2 = st.columns(2)
-        if st.session_state.get("_seed_history_latest") != (name, numbers[0]):  # another set, or a new save:
-            st.session_state["_seed_history_latest"] = (name, numbers[0])  # show what the latest version changed
-            st.session_state["seed_history_from"], st.session_state["seed_history_to"] = numbers[1], numbers[0]
         old = c1.selectbox("From version", numbers, key="seed_history_from")
         new = c2.selectbox("To version", numbers, key="seed_history_to")
         diff = diff_seed_sets(db.load_seed_set_version(name, old), db.load_seed_set_version(name, new))
@@ -200,7 +201,6 @@ def history_panel(db: Store, set_table: SetTable) -> None:
         if diff.changes:
             st.dataframe(pd.DataFrame(diff.rows()), hide_index=True, width="stretch")
     load_col, pick_col = st.columns([1, 1], vertical_alignment="bottom")
-    app_common.valid_choice("seed_history_load_version", numbers)
     version = pick_col.selectbox("Version to load", numbers, key="seed_history_load_version")
     if load_col.button("Load this version into the table", key="seed_history_load"):
         set_table(db.load_seed_set_version(name, version), f"seed set {name} v{version}")

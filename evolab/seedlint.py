@@ -295,8 +295,9 @@ def apply_fix(seeds: Sequence[Seed], finding: Finding, fix: str, *, skill: str |
               difficulty: float | None = None) -> list[Seed]:
     """The set with one fix applied (a new list; rows after a dropped one move up).
 
-    drop: remove the finding's row. merge: remove the row and fill the row it duplicates with what that row
-    lacks (input, skill, difficulty). tag: set the given skill and/or difficulty on the row."""
+    drop: remove the finding's row. merge: remove the row and give the row it duplicates the tags that row lacks
+    (skill, difficulty; never the input, which belongs to the removed row's own wording). tag: set the given
+    skill and/or difficulty on the row."""
     if fix not in finding.fixes:
         raise ValueError(f"{finding.kind} offers {', '.join(finding.fixes)}, not {fix!r}")
     index = finding.row - 1
@@ -310,7 +311,7 @@ def apply_fix(seeds: Sequence[Seed], finding: Finding, fix: str, *, skill: str |
         if not 0 <= keep < len(out) or keep == index:
             raise ValueError(f"row {finding.row} has no other row to merge into")
         kept, gone = out[keep], out[index]
-        out[keep] = dataclasses.replace(kept, input=kept.input or gone.input, skill=kept.skill or gone.skill,
+        out[keep] = dataclasses.replace(kept, skill=kept.skill or gone.skill,
                                         difficulty=kept.difficulty if kept.difficulty is not None else gone.difficulty)
         del out[index]
     else:

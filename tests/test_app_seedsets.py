@@ -88,7 +88,8 @@ def test_history_lists_versions_and_diffs_any_two(tmp_path, stub_module):
     history = next(d.value for d in at.dataframe if "version" in d.value.columns)
     assert list(history["version"]) == [3, 2, 1]
     assert list(history["note"]) == ["dropped the duplicate", "added a Korean row", ""]
-    assert "**v2 → v3**: 1 added, 1 removed, 0 changed, 2 unchanged" in texts(at)
+    assert "**v2 → v3**: 1 added, 1 removed, 0 changed, 2 unchanged" in texts(at)  # a new save shows its changes
+    assert at.selectbox(key="seed_history_load_version").value == 3
     at.selectbox(key="seed_history_from").set_value(1).run()
     clean(at)
     assert "**v1 → v3**: 2 added, 1 removed, 0 changed, 1 unchanged" in texts(at)

@@ -182,7 +182,7 @@ def test_fixes_drop_merge_and_tag():
     seeds = [Seed("Explain NPV.", skill="finance"), Seed("explain npv.", input="ctx", difficulty=2),
              Seed("채권이란?", language="ko")]
     merged = apply_fix(seeds, Finding(2, "duplicate", "", ("merge", "drop"), other_row=1), "merge")
-    assert merged == [Seed("Explain NPV.", input="ctx", skill="finance", difficulty=2), seeds[2]]
+    assert merged == [Seed("Explain NPV.", skill="finance", difficulty=2), seeds[2]]  # tags, not the other input
     assert apply_fix(seeds, Finding(2, "duplicate", "", ("merge", "drop"), other_row=1), "drop") == [seeds[0], seeds[2]]
     tagged_ = apply_fix(seeds, Finding(3, "missing_tags", "", ("tag",)), "tag", skill=" 금융 ", difficulty=4)
     assert tagged_[2].skill == "금융" and tagged_[2].difficulty == 4 and tagged_[2].language == "ko"
