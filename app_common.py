@@ -63,6 +63,16 @@ def keep_widget_state() -> None:
             st.session_state[key] = st.session_state[mirror]
 
 
+def forget_when_changed(key: str, tag: str) -> None:
+    """Forget a widget's remembered value (and its kept copy) when what it belongs to changes, so it
+    starts again from its default: the near-duplicate slider when the run's embedding model changes."""
+    tag_key = f"_tag_{key}"
+    if st.session_state.get(tag_key) != tag:
+        st.session_state.pop(key, None)
+        st.session_state.pop(f"_kept_{key}", None)
+        st.session_state[tag_key] = tag
+
+
 def valid_choice(key: str, options: list) -> None:
     """Drop a remembered selectbox value that is no longer among the options (e.g. a deleted seed set)."""
     if key in st.session_state and st.session_state[key] not in options:
@@ -323,7 +333,7 @@ def _diversity(db_path: str, run_id: str, version: tuple, embedder_name: str, th
     from evolab import novelty
 
     frame, vectors = _embedding_map(db_path, run_id, version, embedder_name)
-    if threshold != novelty.COSINE_DUPLICATE:
+    if threshold != frame.attrs.get("threshold"):  # the map marks at the model's own threshold
         frame = novelty.mark_duplicates(frame, vectors, threshold)
     return (frame, novelty.diversity_frame(frame, vectors, threshold=threshold),
             novelty.near_duplicate_pairs(frame, vectors, threshold, max_pairs=500))

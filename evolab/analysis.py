@@ -353,9 +353,11 @@ def run_overview(store: Store, run_id: str) -> dict:
 # -- embeddings -----------------------------------------------------------------------------------------
 def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder | None" = None, *,
                   nodes: pd.DataFrame | None = None, n_neighbors: int = 15, min_dist: float = 0.1,
-                  n_epochs: int | None = 200, threshold: float = 0.9) -> tuple[pd.DataFrame, np.ndarray]:
+                  n_epochs: int | None = 200, threshold: float | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """(frame, vectors): every node of the run(s) with x, y from one UMAP fit across all of them, and
     max_cosine, nearest_id, near_duplicate, duplicate_of (cosine >= threshold); vectors in row order.
+    `embedder` None: EVOLAB_EMBED_* or the packaged model for the nodes' languages; `threshold` None:
+    the embedder's own (`embed.near_duplicate_threshold`). frame.attrs has "embedder" and "threshold".
 
     Vectors come from the store's cache when present (only new texts are embedded); the map is cached
     by content in memory and in `<db>.umap/`.
@@ -371,11 +373,16 @@ def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder
         out["near_duplicate"] = pd.Series(dtype=bool)
         out["nearest_id"] = out["duplicate_of"] = pd.Series(dtype=object)
         return out, np.zeros((0, 0), dtype=np.float32)
+    if embedder is None:
+        embedder = embed.embedder_from_env(nodes["instruction"])
+    if threshold is None:
+        threshold = embed.near_duplicate_threshold(embedder, store)
     vectors = embed.embed_nodes(nodes, embedder, store)
     coords = embed.umap_coords(vectors, n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs,
                                cache_dir=embed.umap_cache_dir(store))
     out = novelty.mark_duplicates(nodes, vectors, threshold)
     out["x"], out["y"] = coords[:, 0].astype(float), coords[:, 1].astype(float)
+    out.attrs.update(embedder=getattr(embedder, "name", None), threshold=float(threshold))
     return out, vectors
 
 

@@ -226,14 +226,19 @@ class _ProgressBar:
             self.bar.close()
 
 
-def _execute(store, run_id: str, until_round: int | None) -> int:
+def _execute(store, run_id: str, until_round: int | None, batch=None) -> int:
+    from .batch import BatchError
     from .llm.base import LLMError
     from .llm.local import LocalModelError
     from .pipeline import run_sync
 
     try:
-        status = run_sync(store, run_id, progress=_ProgressBar(), until_round=until_round)
-    except (LLMError, LocalModelError) as e:
+        if batch is not None:  # --batch: each stage of a round as a batch job (evolab/batch_cli.py)
+            from .batch_cli import run_with_batches
+            status = run_with_batches(store, run_id, batch, until_round, _ProgressBar())
+        else:
+            status = run_sync(store, run_id, progress=_ProgressBar(), until_round=until_round)
+    except (LLMError, LocalModelError, BatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         print(f"Fix it, then go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
         return 1
@@ -279,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
     price = _price_of(config)
     print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
-    return _execute(store, run_id, args.until_round)
+    return _execute(store, run_id, args.until_round, batch=_batch_options(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -296,7 +301,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if json.dumps(cfg.to_dict()) != before:
         store.update_run_config(run_id, cfg)
     print(f"resuming run {run_id}", file=sys.stderr)
-    return _execute(store, run_id, args.until_round)
+    return _execute(store, run_id, args.until_round, batch=_batch_options(args))
+
+
+def _batch_options(args: argparse.Namespace):
+    from .batch_cli import batch_options
+
+    try:
+        return batch_options(args)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
 
 
 def _print_summary(store, run_id: str, status: str | None = None) -> None:
@@ -508,6 +522,8 @@ def _add_map_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .batch_cli import add_batch_commands, add_batch_options
+
     parser = argparse.ArgumentParser(prog="python -m evolab", description="evolab: evolve instruction data with "
                                      "Evol-Instruct, see what it did, export training data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -588,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-k", type=int, default=3, metavar="K", help="samples per checked item (default 3)")
     p.add_argument("--template", action="append", metavar="OP=VERSION", help="use a stored template version for an "
                    "operation (a name or hash prefix; `tune --list` shows them); repeatable")
+    add_batch_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped, killed or paused run without repeating stored calls")
@@ -597,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-usd", type=float, help="a new budget")
     p.add_argument("--budget-tokens", type=int, metavar="N", help="a new token budget")
     _add_price_options(p)
+    add_batch_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("runs", help="list runs with counts by status and rule, tokens and cost")
@@ -664,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run id (default: the latest)")
     p.add_argument("--out", default="report.html")
     p.set_defaults(func=cmd_report)
+
+    add_batch_commands(sub, DEFAULT_DB, _store, _run_id)  # batch cancel|export|import|status (evolab/batch_cli.py)
     return parser
 
 

@@ -94,3 +94,257 @@ def test_batch_run_makes_the_same_tree_as_online(tmp_path, fanout):
         created = stub.batches_created()
         assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
         assert stub.batches_created() == created
+
+
+# -- the CLI: SIGKILL while a job is in progress -----------------------------------------------------------
+def cli_env(tmp_path):
+    env = dict(os.environ)
+    env["EVOLAB_HOME"] = str(tmp_path / "home")
+    env["EVOLAB_WARM"] = "0"
+    env.pop("EVOLAB_DEBUG", None)
+    env.pop("EVOLAB_DB", None)
+    return env
+
+
+def seeds_file(tmp_path) -> Path:
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps({"instruction": s.instruction, "input": s.input}, ensure_ascii=False) + "\n"
+                            for s in SEEDS), encoding="utf-8")
+    return path
+
+
+def open_jobs(db: Path) -> list[tuple]:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT provider_batch_id, status FROM batches WHERE imported=0").fetchall()
+    except sqlite3.OperationalError:  # the store is not created yet
+        return []
+
+
+def test_sigkill_while_a_job_runs_resumes_by_polling_it(tmp_path):
+    from conftest import STUB_KEY_ENV
+
+    db = tmp_path / "kill.db"
+    with StubServer(handler=varied_reply) as stub:
+        stub.batch_timing = {"validating": 0.05, "per_line": 0.3, "finalizing": 0.05}  # a job takes seconds
+        args = [sys.executable, "-m", "evolab", "run", seeds_file(tmp_path), "--db", db, "--rounds", 1,
+                "--base-url", stub.base_url, "--model", "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV,
+                "--batch", "--batch-poll", "0.05", "--batch-poll-max", "0.1"]
+        proc = subprocess.Popen([str(a) for a in args], cwd=ROOT, env=cli_env(tmp_path),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(status == "in_progress" for _, status in open_jobs(db)):
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "no job in progress within 60 s"
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        killed = open_jobs(db)
+        assert len(killed) == 1 and stub.batches_created() == 1
+        stub.batch_timing = {"validating": 0.01, "per_line": 0.0, "finalizing": 0.01}
+        r = subprocess.run([sys.executable, "-m", "evolab", "resume", "--db", str(db), "--batch", "--batch-poll",
+                            "0.05", "--batch-poll-max", "0.1"], cwd=ROOT, env=cli_env(tmp_path),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert f"polling job {killed[0][0]} submitted earlier" in r.stderr
+        store = Store(db)
+        jobs = store.batches(store.latest_run_id())
+        ids = [j["provider_batch_id"] for j in jobs]
+        # The killed job was polled, never created again; each job on the stub was created exactly once.
+        assert ids[0] == killed[0][0] and len(set(ids)) == len(ids) == stub.batches_created()
+        assert store.get_run(store.latest_run_id())["status"] == "finished"
+        assert all(n.status in ("seed", "kept", "eliminated") for n in store.nodes(store.latest_run_id()))
+
+
+# -- expired jobs, failed lines, fallback online -------------------------------------------------------
+def test_an_expired_job_sends_the_missing_lines_again(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, rounds=1)
+        make_run(batched, stub, rounds=1)
+        pipeline.run_sync(online, "run-a")
+        stub.batch_outcomes.append("expired")
+        stub.batch_expire_after = 3  # the first job answers 3 of its 10 lines before its window ends
+        assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
+        first, second = batched.batches("run-a")[:2]
+        assert first["status"] == "expired" and first["n_completed"] == 3 and first["n_failed"] == 7
+        # The 7 lines it did not answer go in the next job (beside the next stage of the 3 it answered).
+        first_keys = set(batched.batch_line_hashes(first["id"]).values())
+        second_keys = set(batched.batch_line_hashes(second["id"]).values())
+        assert len(first_keys & second_keys) == 7 and second["n_requests"] > 7
+        assert tree(batched, "run-a") == tree(online, "run-a")
+
+
+def test_failed_lines_are_resubmitted_then_the_step_fails(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, rounds=1)
+        make_run(batched, stub, rounds=1)
+        pipeline.run_sync(online, "run-a")
+        seen: dict[str, int] = {}
+        respond_ids: list[str] = []
+
+        def flaky(line):
+            cid = line["custom_id"]
+            if not cid.startswith("respond:"):
+                return None
+            if cid not in respond_ids:
+                respond_ids.append(cid)
+            seen[cid] = seen.get(cid, 0) + 1
+            if cid == respond_ids[0]:
+                return 500  # never answered
+            if cid == respond_ids[1] and seen[cid] == 1:
+                return 503  # answered on the second job
+            return None
+
+        stub.batch_line_fault = flaky
+        opts = batch.BatchOptions(poll=FAST.poll, max_attempts=2)
+        assert batch.run_batched(batched, "run-a", options=opts) == "finished"
+        assert seen[respond_ids[0]] == 2 and seen[respond_ids[1]] == 2
+        key = respond_ids[0].split(":", 1)[1]
+        failed_calls = [c for c in batched.calls("run-a") if c.request_hash == key]
+        assert len(failed_calls) == 1 and "HTTP 500" in failed_calls[0].error
+        failed_node = batched.get_node(failed_calls[0].node_id)
+        if failed_node.round == 0:  # a seed's answer failed: the seed stays, without an answer
+            assert failed_node.response is None and "seed answer failed" in failed_node.detail
+        else:
+            assert failed_node.status == "failed" and failed_node.rule == "llm_error"
+        # Everything else is as online.
+        on_nodes, _ = tree(online, "run-a")
+        b_nodes, _ = tree(batched, "run-a")
+        assert {k: v for k, v in b_nodes.items() if k != failed_node.id} == \
+            {k: v for k, v in on_nodes.items() if k != failed_node.id}
+
+
+def test_failed_lines_can_go_online(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, rounds=1)
+        make_run(batched, stub, rounds=1)
+        pipeline.run_sync(online, "run-a")
+        stub.batch_line_fault = lambda line: 500 if line["custom_id"].startswith("evolve:") else None
+        before = stub.count("evolve")
+        opts = batch.BatchOptions(poll=FAST.poll, fallback="online")
+        assert batch.run_batched(batched, "run-a", options=opts) == "finished"
+        assert stub.count("evolve") - before == len(SEEDS)  # each failed evolve line, once, online
+        assert tree(batched, "run-a") == tree(online, "run-a")
+        evolve_calls = [c for c in batched.calls("run-a") if c.purpose == "evolve"]
+        price = resolve_price("gpt-4o-mini")
+        assert all(c.cost_usd == pytest.approx(price.cost(c.prompt_tokens, c.completion_tokens)) for c in evolve_calls)
+
+
+def test_a_failed_job_is_resubmitted(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        store = Store(tmp_path / "b.db")
+        make_run(store, stub, rounds=1)
+        stub.batch_outcomes.append("failed")
+        assert batch.run_batched(store, "run-a", options=FAST) == "finished"
+        jobs = store.batches("run-a")
+        assert jobs[0]["status"] == "failed" and "injected" in jobs[0]["error"]
+        assert jobs[1]["n_requests"] == jobs[0]["n_requests"]
+
+
+# -- cancel ---------------------------------------------------------------------------------------------
+def test_cancel_stops_the_run_and_keeps_the_answers(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        store = Store(tmp_path / "b.db")
+        make_run(store, stub, rounds=1)
+        stub.batch_timing = {"validating": 0.01, "per_line": 0.1, "finalizing": 0.01}
+        result: dict[str, str] = {}
+        worker = threading.Thread(target=lambda: result.setdefault(
+            "status", batch.run_batched(store, "run-a", options=FAST)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not any(j["status"] == "in_progress" and j["n_completed"] >= 2 for j in store.batches("run-a")):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert len(batch.cancel_run_batches(Store(tmp_path / "b.db"), "run-a")) == 1
+        worker.join(timeout=30)
+        assert result["status"] == "stopped"
+        job = store.batches("run-a")[0]
+        assert job["status"] == "cancelled" and job["imported"]
+        assert 2 <= store.batch_call_count("run-a") < job["n_requests"]
+        assert "cancelled" in store.get_run("run-a")["error"]
+        # Resuming sends only the rest and finishes.
+        stub.batch_timing = {"validating": 0.01, "per_line": 0.0, "finalizing": 0.01}
+        assert batch.run_batched(store, "run-a", options=FAST) == "finished"
+        first, second = store.batches("run-a")[:2]
+        answered = {c.request_hash for c in store.calls("run-a") if c.purpose != "probe"}
+        first_keys = set(store.batch_line_hashes(first["id"]).values())
+        second_keys = set(store.batch_line_hashes(second["id"]).values())
+        kept = {c.request_hash for c in store.calls("run-a") if c.created_at <= first["updated_at"]}
+        assert first_keys - kept <= second_keys and not (first_keys & kept & second_keys)
+        assert first_keys <= answered
+
+
+# -- export / import (vLLM run-batch or any service) ----------------------------------------------------
+def run_lines_like_vllm(stub, requests_path: Path, results_path: Path) -> None:
+    """What `vllm run-batch` does with the file: answer every line, write OpenAI's output format."""
+    out = []
+    for raw in requests_path.read_text(encoding="utf-8").splitlines():
+        line = json.loads(raw)
+        assert line["method"] == "POST" and line["url"] == "/v1/chat/completions"
+        status, body = stub.chat_completion(line["body"], line["custom_id"].split(":", 1)[0])
+        out.append({"id": f"vllm-{len(out)}", "custom_id": line["custom_id"],
+                    "response": {"status_code": status, "request_id": f"vllm-batch-{len(out)}", "body": body},
+                    "error": None})
+    results_path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in out), encoding="utf-8")
+
+
+def test_export_import_round_trip_gives_the_same_tree(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, random_seed=3)
+        make_run(batched, stub, random_seed=3)
+        pipeline.run_sync(online, "run-a")
+        chat_before = stub.count()
+        for stage in range(1, 20):
+            requests_path, results_path = tmp_path / f"req{stage}.jsonl", tmp_path / f"out{stage}.jsonl"
+            n = batch.export_requests(batched, "run-a", requests_path)
+            if n == 0:
+                break
+            assert batched.get_run("run-a")["status"] == "paused"
+            run_lines_like_vllm(stub, requests_path, results_path)
+            summary = batch.import_results_file(batched, "run-a", results_path)
+            assert summary["answered"] == n and summary["failed"] == 0 and summary["unknown"] == 0
+        assert batched.get_run("run-a")["status"] == "finished"
+        assert stub.count() - chat_before <= 2  # the probe only
+        assert tree(batched, "run-a") == tree(online, "run-a")
+
+
+def test_import_of_a_foreign_or_broken_file_says_so(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        store = Store(tmp_path / "b.db")
+        make_run(store, stub, rounds=1)
+        batch.export_requests(store, "run-a", tmp_path / "req.jsonl")
+        (tmp_path / "other.jsonl").write_text(json.dumps({"custom_id": "evolve:nope", "response": {
+            "status_code": 200, "body": {"choices": [{"message": {"content": "x"}}]}}, "error": None}) + "\n")
+        summary = batch.import_results_file(store, "run-a", tmp_path / "other.jsonl")
+        assert summary["unknown"] == 1 and summary["answered"] == 0 and summary["pending"] > 0
+        (tmp_path / "broken.jsonl").write_text("not json\n")
+        with pytest.raises(batch.BatchError, match="Line 1"):
+            batch.import_results_file(store, "run-a", tmp_path / "broken.jsonl")
+        with pytest.raises(batch.BatchError, match="Cannot read"):
+            batch.import_results_file(store, "run-a", tmp_path / "missing.jsonl")
+
+
+def test_batch_lines_are_the_online_request_bodies(tmp_path):
+    """The batch JSONL carries OpenAI's line format with the body the online backend posts (Korean kept as is)."""
+    with StubServer(handler=varied_reply) as stub:
+        store = Store(tmp_path / "b.db")
+        make_run(store, stub, rounds=1)
+        batch.export_requests(store, "run-a", tmp_path / "req.jsonl")
+        raw = (tmp_path / "req.jsonl").read_text(encoding="utf-8")
+        lines = [json.loads(x) for x in raw.splitlines()]
+        assert "하늘이 왜 파란지" in raw  # not \\u-escaped
+        assert {tuple(sorted(x)) for x in lines} == {("body", "custom_id", "method", "url")}
+        assert len({x["custom_id"] for x in lines}) == len(lines)
+        evolve = [x for x in lines if x["custom_id"].startswith("evolve:")]
+        assert len(evolve) == len(SEEDS)
+        assert all(set(x["body"]) == {"model", "messages", "max_tokens", "temperature"} for x in evolve)
+        assert STUB_SECRET not in raw
+
+
+STUB_SECRET = "sk-stub-test-key"

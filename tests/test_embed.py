@@ -166,7 +166,7 @@ def test_umap_cache_dir_beside_the_database(tmp_path):
 # -- real embedders --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm():
-    return embed.default_embedder()
+    return embed.minilm_embedder()
 
 
 def test_packaged_minilm_offline(minilm, store):
@@ -191,7 +191,7 @@ def test_any_local_sentence_transformers_folder(minilm):
 
 def test_make_embedder_choices(monkeypatch):
     assert embed.make_embedder() is embed.default_embedder()
-    assert embed.make_embedder("all-MiniLM-L6-v2") is embed.default_embedder()
+    assert embed.make_embedder("all-MiniLM-L6-v2") is embed.minilm_embedder()
     with pytest.raises(ValueError, match="local sentence-transformers folder"):
         embed.make_embedder("no/such/model")
     remote = embed.make_embedder("text-embedding-3-small", base_url="http://127.0.0.1:9/v1", api_key_env="K")

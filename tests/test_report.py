@@ -91,4 +91,7 @@ def test_the_cli_call_uses_the_default_embedder(store, tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     sample = build_run(store, rounds=1)
     html = write_report(store, sample.run_id, tmp_path / "cli.html").read_text(encoding="utf-8")
-    assert "embedder all-MiniLM-L6-v2" in html and html.count("Plotly.newPlot") == FIGURES
+    # the sample run has a Korean seed: the packaged multilingual model, named with its own threshold
+    threshold = embed.near_duplicate_threshold(embed.E5_MODEL_NAME)
+    assert f"embedder multilingual-e5-small-q4; near-duplicate at cosine ≥ {threshold:.3f}" in html
+    assert html.count("Plotly.newPlot") == FIGURES

