@@ -677,6 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="run id, or several comma-separated (default: the latest)")
     p.set_defaults(func=cmd_agreement)
 
+    from .embed_cli import add_embed_parser  # per-model embedding thresholds (issue 14)
+
+    add_embed_parser(sub, DEFAULT_DB)
+
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("--db", default=DEFAULT_DB)
     p.add_argument("--run", help="run id (default: the latest)")
