@@ -455,3 +455,33 @@ def test_the_estimate_counts_k_more_answers_per_numeric_item():
     # expected case, fan-out 1: 4 seeds answered + 4 kept children per round; half of them numeric, 3 calls each
     assert b["expected"]["calls"] - a["expected"]["calls"] == 3 * 2 * (1 + 2)
     assert b["expected"]["completion_tokens"] > a["expected"]["completion_tokens"]
+
+
+def test_check_calls_count_against_the_budget(tmp_path):
+    from conftest import openai_backend_for
+
+    from evolab import pipeline
+    from evolab.store import Store
+
+    store = Store(tmp_path / "b.db")
+    seeds = [Seed(AGREES), Seed(KO_AGREES)]
+    try:
+        with StubServer(handler=run_handler()) as stub:
+            plain = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=1, max_tokens_respond=64)
+            first = pipeline.create_run(store, seeds, plain)
+            assert pipeline.run_sync(store, first, backend=openai_backend_for(stub)) == "finished"
+            needed = store.run_tokens(first)
+            # a budget that covers the run with room for its largest reservation (an evolve call: prompt + 512;
+            # control: it finishes) but not the run and its k = 10 samples for each of its 4 answered items
+            budget = needed + 1000
+            runs = {}
+            for check in (False, True):
+                config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=1, max_tokens_respond=64,
+                                   check_answers=check, check_k=10, budget_tokens=budget, random_seed=1)
+                run_id = pipeline.create_run(store, seeds, config)
+                runs[check] = (run_id, pipeline.run_sync(store, run_id, backend=openai_backend_for(stub)))
+        assert runs[False][1] == "finished"
+        assert runs[True][1] == "budget"
+        assert store.run_tokens(runs[True][0]) <= budget
+    finally:
+        store.close()
