@@ -182,10 +182,24 @@ def table_columns(source: Any, name: str | None = None) -> list[str]:
     return seeds_module.record_columns(source, name=name)
 
 
+# Column names other datasets use, tried (in order) after load_seeds' own names; only a mapping UI's defaults.
+_LIKELY_NAMES = {
+    "instruction": ("question", "query", "task", "request", "text"),
+    "input": ("passage", "document", "article", "input_text"),
+    "skill": ("topic", "domain", "subject", "task_type", "type"),
+    "difficulty": ("level", "complexity", "grade"),
+}
+
+
 def guess_mapping(columns: list[str]) -> dict[str, str | None]:
-    """The column load_seeds would read for each field without a mapping (its usual names), else None: the
-    defaults of a mapping UI."""
+    """A mapping UI's defaults: for each field the column load_seeds reads without a mapping (its usual names),
+    else a column with a name other datasets use for it (question, topic, level, ...), else None."""
     from .seeds import _FIELD_NAMES
 
     lowered = {str(c).strip().lower(): c for c in columns}
-    return {field: next((lowered[n] for n in _FIELD_NAMES[field] if n in lowered), None) for field in SEED_FIELDS}
+    guess: dict[str, str | None] = {}
+    for field in SEED_FIELDS:
+        names = [n for n in (*_FIELD_NAMES[field], *_LIKELY_NAMES[field]) if n in lowered
+                 and lowered[n] not in guess.values()]
+        guess[field] = lowered[names[0]] if names else None
+    return guess

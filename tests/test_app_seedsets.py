@@ -112,9 +112,10 @@ def test_import_a_csv_with_other_column_names(tmp_path, stub_module):
     at.text_input(key="seed_import_path").set_value(str(path)).run()
     clean(at)
     assert at.selectbox(key="seed_import_map_instruction").options == ["question", "topic", "level", "answer"]
-    assert at.selectbox(key="seed_import_map_skill").value == "(none)"
+    guessed = [at.selectbox(key=f"seed_import_map_{f}").value for f in ("instruction", "input", "skill", "difficulty")]
+    assert guessed == ["question", "(none)", "topic", "level"]  # names other datasets use, as defaults
+    at.selectbox(key="seed_import_map_skill").set_value("(none)").run()
     at.selectbox(key="seed_import_map_skill").set_value("topic")
-    at.selectbox(key="seed_import_map_difficulty").set_value("level")
     button(at, "Import with this mapping").click().run()
     clean(at)
     seeds = at.session_state["seeds"]

@@ -157,3 +157,14 @@ def test_folders_and_files_that_are_not_datasets(tmp_path):
     pq.write_table(pa.table({"question": ["What is NPV?", None]}), tmp_path / "gap.parquet")
     with pytest.raises(SeedFileError, match=r"gap.parquet, row 2: missing \"instruction\""):
         load_seeds(tmp_path / "gap.parquet", mapping={"instruction": "question"})
+
+
+def test_mapping_defaults_for_a_mapping_ui():
+    from evolab.seedimport import guess_mapping
+
+    assert guess_mapping(["Question", "Passage", "Topic", "Level"]) == {
+        "instruction": "Question", "input": "Passage", "skill": "Topic", "difficulty": "Level"}
+    assert guess_mapping(["instruction", "context", "category", "response"]) == {
+        "instruction": "instruction", "input": "context", "skill": "category", "difficulty": None}
+    assert guess_mapping(["text"]) == {"instruction": "text", "input": None, "skill": None, "difficulty": None}
+    assert guess_mapping(["a", "b"]) == {"instruction": None, "input": None, "skill": None, "difficulty": None}
