@@ -391,7 +391,8 @@ def agreement_figure(frame: pd.DataFrame, *, title: str = "How often a person ag
                       "95% CI %{customdata[2]:.0%}-%{customdata[3]:.0%}<extra></extra>"))
     fig.update_layout(title=title, template="plotly_white", xaxis={"range": [0, 1.02], "tickformat": ".0%",
                                                                    "title": "agreement"},
-                      height=max(220, 60 + 36 * len(g)), margin={"l": 10})
+                      yaxis={"tickmode": "array", "tickvals": labels, "automargin": True},  # every check labelled
+                      height=(110 if title else 70) + 40 * len(g), margin={"l": 10, "t": 50 if title else 10})
     return fig
 
 
