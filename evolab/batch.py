@@ -396,31 +396,40 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
     transport = transport or OpenAIBatches(config)
     price = resolve_batch_price(config.model, price=config.price, prices_file=config.prices_file)
     store.set_run_status(run_id, "running")
-    pass_no = 0
+
+    async def passes() -> str:
+        # One event loop and one backend for every pass (the backend only calls for the structured-output
+        # probe and online fallbacks); polling blocks the loop between passes, where nothing else runs.
+        pass_backend = backend or make_backend(config)
+        try:
+            pass_no = 0
+            while True:
+                if stop_event.is_set():
+                    raise _Stopped()
+                pass_no += 1
+                result = await run_pass(store, run_id, pass_backend, until_round=until_round,
+                                        fallback_online=options.fallback == "online",
+                                        max_attempts=options.max_attempts, stop_event=stop_event, progress=progress)
+                requests = {r.key: r for r in result.requests}
+                if not requests:
+                    return _finish(store, run_id, config, result, until_round)
+                for job in store.batches(run_id, open_only=True):  # submitted before (here or by a killed process)
+                    if job["engine"] != transport.engine:
+                        store.update_batch(job["id"], imported=1, status="superseded")
+                        continue
+                    log(f"polling job {job['provider_batch_id'] or job['id']} submitted earlier")
+                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log)
+                    break
+                else:
+                    log(f"pass {pass_no}: {len(requests)} requests -> a new batch job")
+                    job = _submit(store, run_id, pass_no, transport, list(requests.values()))
+                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log)
+        finally:
+            if backend is None:
+                await pass_backend.aclose()
+
     try:
-        while True:
-            if stop_event.is_set():
-                store.set_run_status(run_id, "stopped", None)
-                return "stopped"
-            pass_no += 1
-            result = asyncio.run(run_pass(store, run_id, backend, until_round=until_round,
-                                          fallback_online=options.fallback == "online",
-                                          max_attempts=options.max_attempts, stop_event=stop_event,
-                                          progress=progress))
-            requests = {r.key: r for r in result.requests}
-            if not requests:
-                return _finish(store, run_id, config, result, until_round)
-            for job in store.batches(run_id, open_only=True):  # submitted before (this process or a killed one)
-                if job["engine"] != transport.engine:
-                    store.update_batch(job["id"], imported=1, status="superseded")
-                    continue
-                log(f"polling job {job['provider_batch_id'] or job['id']} submitted earlier")
-                _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log)
-                break
-            else:
-                log(f"pass {pass_no}: {len(requests)} requests -> a new batch job")
-                job = _submit(store, run_id, pass_no, transport, list(requests.values()))
-                _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log)
+        return asyncio.run(passes())
     except BatchCancelled as e:
         store.set_run_status(run_id, "stopped", str(e))
         return "stopped"
