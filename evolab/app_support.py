@@ -637,3 +637,37 @@ def weights_from_frame(frame: pd.DataFrame) -> dict[str, float]:
     if not any(v > 0 for v in out.values()):
         raise ValueError("Every operation weight is 0: give at least one operation a weight above 0.")
     return out
+
+
+# -- batch jobs (issue 13, evolab/batch.py) ----------------------------------------------------------------
+def batch_info(db: Store, run_id: str) -> dict[str, Any]:
+    """The run's batch jobs for the Runs page: how many, the ones in progress, and one line to show."""
+    from .batch import batch_summary
+
+    s = batch_summary(db, run_id)
+    jobs, open_jobs = s["jobs"], [j for j in s["open"] if j["engine"] == "openai"]
+    text = ""
+    if jobs:
+        text = f"Batch: {len(jobs)} job(s), {s['batch_calls']:,} calls answered by batch"
+        for j in open_jobs:
+            text += (f" · job {j['provider_batch_id'] or '(being created)'} {j['status']}: {j['n_completed']:,} of "
+                     f"{j['n_requests']:,} answered")
+        exported = [j for j in s["open"] if j["engine"] == "file"]
+        if exported:
+            text += f" · {exported[-1]['n_requests']:,} requests exported to {exported[-1]['input_file_id']}, " \
+                    "waiting for `batch import`"
+    return {"uses_batch": bool(jobs), "open": open_jobs, "text": text}
+
+
+def cancel_batches(db: Store, run_id: str) -> list[str]:
+    """Cancel the run's jobs in progress (the Runs page's button); the worker polling them stops the run."""
+    from .batch import cancel_run_batches
+
+    return cancel_run_batches(db, run_id)
+
+
+def batch_options() -> Any:
+    """The app's batch settings: the CLI's defaults."""
+    from .batch import BatchOptions
+
+    return BatchOptions()

@@ -9,7 +9,7 @@ a cheap check eliminates it). Instructions grow by about 20 words a round (the t
 from __future__ import annotations
 
 from .operations import OPERATION_REGISTRY
-from .llm.pricing import count_tokens, resolve_price, tokenizer_for
+from .llm.pricing import count_tokens, resolve_batch_price, resolve_price, tokenizer_for
 from .schema import RunConfig, Seed
 
 WORDS_ADDED_PER_ROUND = 20
@@ -21,6 +21,7 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
         raise ValueError("No seeds to estimate.")
     model = config.model
     price = resolve_price(model, price=config.price, prices_file=config.prices_file)
+    batch_price = resolve_batch_price(model, price=config.price, prices_file=config.prices_file)  # --batch
     template_tokens = _mean_template_tokens(config, model)
     seed_tokens = sum(count_tokens(s.instruction + " " + s.input, model) for s in seeds) / len(seeds)
     answer_typical = min(350, config.max_tokens_respond)
@@ -65,10 +66,12 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
                 pool = kept if kept else pool
         cost = price.cost(int(prompt), int(completion)) if price else 0.0
         out[name] = {"calls": int(round(calls)), "prompt_tokens": int(prompt), "completion_tokens": int(completion),
-                     "cost_usd": cost}
+                     "cost_usd": cost,
+                     "cost_usd_batch": batch_price.cost(int(prompt), int(completion)) if batch_price else None}
     return {"model": model, "seeds": len(seeds), "rounds": config.rounds, "fanout": config.fanout,
             "tokenizer": tokenizer_for(model).name, "price_known": price is not None,
             "price": price.to_dict() if price else None, "price_text": price_text(price, model),
+            "batch_price_text": price_text(batch_price, model),
             "budget_usd": config.budget_usd, "budget_tokens": config.budget_tokens, **out}
 
 
@@ -99,11 +102,13 @@ def format_estimate(est: dict) -> str:
     lines = [f"Estimate for {est['seeds']} seeds x {est['rounds']} rounds, fan-out {est['fanout']}, "
              f"model {est['model']} (tokens counted with {est['tokenizer']})",
              f"Price: {est['price_text']}",
-             f"{'':10}{'calls':>10}{'prompt tok':>14}{'output tok':>14}{'cost USD':>12}"]
+             f"Batch price (--batch): {est['batch_price_text']}",
+             f"{'':10}{'calls':>10}{'prompt tok':>14}{'output tok':>14}{'cost USD':>12}{'batch USD':>12}"]
     for k in ("low", "expected", "high"):
         e = est[k]
+        batch = f"{e['cost_usd_batch']:>12.4f}" if e.get("cost_usd_batch") is not None else f"{'unknown':>12}"
         lines.append(f"{k:10}{e['calls']:>10,}{e['prompt_tokens']:>14,}{e['completion_tokens']:>14,}"
-                     f"{e['cost_usd']:>12.4f}")
+                     f"{e['cost_usd']:>12.4f}{batch}")
     if est.get("budget_tokens"):
         tokens = est["expected"]["prompt_tokens"] + est["expected"]["completion_tokens"]
         lines.append(f"Token budget {est['budget_tokens']:,}: the expected case needs {tokens:,}.")

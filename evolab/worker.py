@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from .llm.base import Backend
 from .store import Store
@@ -40,8 +40,10 @@ _LOCK = threading.Lock()
 
 
 def start(db_path: str, run_id: str, *, until_round: int | None = None,
-          backend_factory: Callable[[], Backend] | None = None, warm_analysis: bool | None = None) -> Job:
-    """Start (or resume) a run in a worker thread; a run already running is returned as is."""
+          backend_factory: Callable[[], Backend] | None = None, warm_analysis: bool | None = None,
+          batch: Any = None) -> Job:
+    """Start (or resume) a run in a worker thread; a run already running is returned as is. `batch`: a
+    batch.BatchOptions to run each stage as a batch job (evolab/batch.py)."""
     from .pipeline import run_sync
 
     if warm_analysis is None:  # the app's warm-up switch covers this too
@@ -57,8 +59,13 @@ def start(db_path: str, run_id: str, *, until_round: int | None = None,
             try:
                 job.status = "running"
                 backend = backend_factory() if backend_factory else None
-                job.status = run_sync(store, run_id, backend=backend, stop_event=job.stop_event,
-                                      until_round=until_round)
+                if batch is not None:
+                    from .batch import run_batched
+                    job.status = run_batched(store, run_id, backend=backend, options=batch,
+                                             stop_event=job.stop_event, until_round=until_round)
+                else:
+                    job.status = run_sync(store, run_id, backend=backend, stop_event=job.stop_event,
+                                          until_round=until_round)
                 if job.warm_analysis:  # its own thread: the job counts as done once the run is
                     threading.Thread(target=_warm_analysis, args=(db_path, run_id), daemon=True).start()
             except Exception as e:  # shown on the page; the store has every finished step

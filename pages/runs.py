@@ -125,12 +125,17 @@ with new_col:
                     f"(tokens counted with {est['tokenizer']})")
         st.dataframe(
             [{"case": k, "calls": est[k]["calls"], "prompt tokens": est[k]["prompt_tokens"],
-              "output tokens": est[k]["completion_tokens"], "cost USD": est[k]["cost_usd"]}
+              "output tokens": est[k]["completion_tokens"], "cost USD": est[k]["cost_usd"],
+              "as batch USD": est[k]["cost_usd_batch"]}
              for k in ("low", "expected", "high")], hide_index=True, width="stretch",
-            column_config={"cost USD": st.column_config.NumberColumn(format="$%.4f")})
-        st.caption(f"Price: {est['price_text']}")
+            column_config={"cost USD": st.column_config.NumberColumn(format="$%.4f"),
+                           "as batch USD": st.column_config.NumberColumn(format="$%.4f")})
+        st.caption(f"Price: {est['price_text']} · as batch jobs: {est['batch_price_text']}")
     for p in problems:
         st.error(p)
+    as_batch = st.checkbox("Run each stage as a batch job", key="run_as_batch",
+                           help="The endpoint's Batch API (OpenAI: half price, each job may take up to 24 h; a round "
+                                "is about 4 jobs). The run resumes by polling its jobs, never submitting them twice.")
     b1, b2 = st.columns(2)
     start_all = b1.button("Start run", key="run_start", type="primary", disabled=bool(problems) or not seeds,
                           width="stretch")
@@ -140,7 +145,8 @@ with new_col:
     if start_all or start_one:
         seed_set = source[1] if source[0] == "set" else None
         run_id = pipeline.create_run(db, seeds, config, name=config.name, seed_set=seed_set)
-        worker.start(db.path, run_id, until_round=1 if start_one else None)
+        worker.start(db.path, run_id, until_round=1 if start_one else None,
+                     batch=app_support.batch_options() if as_batch else None)
         app_common.remember("run", run_id)
         st.session_state.pop("runs_run", None)
         st.rerun()
@@ -216,8 +222,15 @@ with run_col:
             st.warning("The store says this run is running, but no worker of this app process runs it (was the "
                        "app restarted?). Press Resume to continue it here.")
 
+        batches = app_support.batch_info(db, run_id)
+        if batches["text"]:
+            st.caption(batches["text"])
+        batch = app_support.batch_options() if batches["uses_batch"] else None  # resume the way it ran
         action = app_support.next_action(status, info["max_round"], cfg.rounds)
         c1, c2, c3 = st.columns(3)
+        if batches["open"] and c3.button("Cancel batch job", key="run_batch_cancel", width="stretch"):
+            app_support.cancel_batches(db, run_id)
+            st.toast("Cancelling the batch job; the answers already in are kept.")
         if running:
             if c1.button("Stop", key="run_stop", type="primary", width="stretch"):
                 worker.stop(run_id)
@@ -228,10 +241,10 @@ with run_col:
                 next_round = info["max_round"] + 1
             label = "Start" if action == "start" else "Resume to the end"
             if c1.button(label, key="run_resume", type="primary", width="stretch"):
-                worker.start(db.path, run_id)
+                worker.start(db.path, run_id, batch=batch)
                 st.rerun(scope="app")
             if c2.button(f"Run through round {next_round} only", key="run_next_round", width="stretch"):
-                worker.start(db.path, run_id, until_round=next_round)
+                worker.start(db.path, run_id, until_round=next_round, batch=batch)
                 st.rerun(scope="app")
         else:
             c1.success("Finished.")
