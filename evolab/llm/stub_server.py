@@ -34,6 +34,20 @@ its max_tokens on arrival, as OpenAI counts). Over the limit a chat request gets
 self-hosted servers). `ratelimit_headers=True` adds OpenAI's `x-ratelimit-limit/remaining/reset-requests`
 (and `-tokens`) to every chat reply; they describe the window (limit = allowed per window).
 
+The files and batches API, as OpenAI serves it (evolab/batch.py; the openai client's files/batches calls work):
+  POST /v1/files                 multipart upload (purpose must be "batch"); GET /v1/files/{id}/content
+  POST /v1/batches               {input_file_id, endpoint "/v1/chat/completions", completion_window "24h"}
+  GET  /v1/batches[/{id}]        the list (newest first) or one job; POST /v1/batches/{id}/cancel
+A job goes validating -> in_progress -> finalizing -> completed in a background thread (`stub.batch_timing`:
+seconds of validating and finalizing, and per line), answering each line with `chat_completion` (the same
+handler and usage as the chat route; the purpose is the custom_id's part before ":", as evolab writes them).
+Output lines are {id, custom_id, response: {status_code, request_id, body}, error}; failed lines go to the
+error file. Outcomes, one per created job from `stub.batch_outcomes` (default completed): "failed" (fails
+validation, with `errors`), "expired" (answers the first `stub.batch_expire_after` lines, the rest go to the
+error file as batch_expired). A cancel makes it cancelling, then cancelled with the lines answered so far.
+`stub.batch_line_fault(line) -> status | None` fails chosen lines with that HTTP status (partial errors);
+`stub.batches_created()` counts the jobs created.
+
 Every request is recorded in `stub.requests` (dicts: method, path, purpose, body, headers with lower-case
 names, time, and once answered the HTTP `status` and the `usage` reported); `stub.max_in_flight` is the
 most chat requests seen at once.
