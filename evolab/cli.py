@@ -166,6 +166,16 @@ def cmd_seeds_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds_lint(args: argparse.Namespace) -> int:
+    import json
+
+    from .seedlint import format_report, lint_seeds
+
+    report = lint_seeds(_load_seeds(args.file, args.map), use_embeddings=not args.no_embed)
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else format_report(report, args.file))
+    return 1 if report.findings else 0
+
+
 def cmd_seeds_grow(args: argparse.Namespace) -> int:
     """Grow a seed set Self-Instruct's way (evolab.seedcraft); re-running the same command resumes the job."""
     from .seedcraft import GrowSpec, SeedcraftError, check_spec, grow_cli
@@ -185,16 +195,6 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
     except SeedcraftError as e:
         raise BadInput(str(e)) from None
     return grow_cli(_store(args.db, must_exist=False), config, spec, out=args.out, max_calls=args.max_calls)
-
-
-def cmd_seeds_lint(args: argparse.Namespace) -> int:
-    import json
-
-    from .seedlint import format_report, lint_seeds
-
-    report = lint_seeds(_load_seeds(args.file, args.map), use_embeddings=not args.no_embed)
-    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else format_report(report, args.file))
-    return 1 if report.findings else 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -537,13 +537,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     _add_map_option(p)
     p.set_defaults(func=cmd_seeds_check)
-    p = seeds.add_parser("lint", help="rows to fix before a run (length, duplicates, mixed languages, missing tags, "
-                                      "not a task); exit 1 when there are any")
-    p.add_argument("file")
-    _add_map_option(p)
-    p.add_argument("--no-embed", action="store_true", help="skip embedding near-duplicates (no model is loaded)")
-    p.add_argument("--json", action="store_true", help="the findings as JSON")
-    p.set_defaults(func=cmd_seeds_lint)
     p = seeds.add_parser("grow", help="generate N more seeds in the set's domain and language (Self-Instruct); "
                                       "run it again to resume")
     p.add_argument("seeds")
@@ -568,6 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-env", help="NAME of the environment variable that holds the key; never stored")
     _add_price_options(p)
     p.set_defaults(func=cmd_seeds_grow, rounds=1, fanout=1, ops=None, concurrency=1)
+    p = seeds.add_parser("lint", help="rows to fix before a run (length, duplicates, mixed languages, missing tags, "
+                                      "not a task); exit 1 when there are any")
+    p.add_argument("file")
+    _add_map_option(p)
+    p.add_argument("--no-embed", action="store_true", help="skip embedding near-duplicates (no model is loaded)")
+    p.add_argument("--json", action="store_true", help="the findings as JSON")
+    p.set_defaults(func=cmd_seeds_lint)
 
     p = sub.add_parser("estimate", help="calls, tokens and cost of a run, as a low / expected / high range")
     p.add_argument("seeds")
