@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import pipeline
 from .judge import Item, Side, _normalise, judge_items, position_swap_counts, summarize_judgments
+from .llm.base import LLMError
 from .llm.client import LLMClient, make_backend
 from .operations import Template, get_operation, load_template
 from .reading import TEMPLATE_CANDIDATES, ask
@@ -228,6 +229,11 @@ async def _ask_optimizer(store: Store, session: dict[str, Any], current: Templat
         reading = await ask(client, optimizer_messages(current, session["failures"], count), TEMPLATE_CANDIDATES,
                             purpose="optimize", temperature=0.7, max_tokens=max(2048, 700 * count),
                             language=current.language)
+    except LLMError as e:
+        raise TuningError(f"The optimizer's endpoint failed: {e} Fix the endpoint or name another model with "
+                          f"--base-url/--model (a small context window cannot hold the failures and {count} "
+                          f"templates), then go on with `python -m evolab tune --db {store.path} --resume "
+                          f"{session['id']}`.") from None
     finally:
         await client.aclose()
     # The optimizer's calls belong to no run: their cost is kept with the session.

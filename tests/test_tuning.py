@@ -261,3 +261,19 @@ def test_a_stopped_session_resumes_without_asking_again(tmp_path, capsys):
     cands = store.tuning_candidates(sid)
     assert cands[0]["dev_run_id"] == baseline_run and cands[1]["measures"]["failure_rate"] == 0.0
     assert store.tuning_session(sid)["status"] == "adopted"
+
+
+def test_an_optimizer_endpoint_error_says_what_to_do(tmp_path, capsys):
+    path = tmp_path / "t.db"
+    store = Store(path)
+    with StubServer(handler=Model("en")) as stub:
+        source_run(store, stub, "en")
+        store.close()
+        stub.fail_always = 400  # e.g. a context window too small for the optimizer's prompt (not retried)
+        assert main(["tune", "--db", str(path), "--operation", "constraints"]) == 2
+    err = capsys.readouterr().err
+    assert "The optimizer's endpoint failed" in err and "--resume tune-" in err
+    store = Store(path)
+    session = store.tuning_sessions()[0]
+    assert session["status"] == "failed" and "optimizer's endpoint failed" in session["detail"]
+    assert len(session["failures"]) == 6  # what was collected stays for the resume
