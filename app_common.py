@@ -321,11 +321,43 @@ def embedder():
     return embed.embedder_from_env()
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _map_embedder(db_path: str, run_id: str, version: tuple):
+    return analysis.map_embedder(_nodes_frame(db_path, run_id, version))
+
+
+def map_embedder(db: Store, run_id: str):
+    """The embedder of this run's map (`analysis.map_embedder`: the one the report and the warm-up after
+    a CLI run use too, so their cached vectors and map are found here)."""
+    return _map_embedder(db.path, run_id, app_support.run_version(db, run_id))
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _embedding_map(db_path: str, run_id: str, version: tuple, embedder_name: str):
     """(frame with x, y and duplicate marks, vectors): embeddings and UMAP cached per run version."""
-    return analysis.embedding_map(_open_store(db_path), run_id, embedder(),
+    return analysis.embedding_map(_open_store(db_path), run_id, _map_embedder(db_path, run_id, version),
                                   nodes=_nodes_frame(db_path, run_id, version))
+
+
+def prepare_map(db: Store, run_id: str) -> None:
+    """Do what the run's map still needs (embedding k of n, fitting the map) with a progress bar that
+    says which stage it is in; nothing shows when the caches already hold it (e.g. warmed after a run)."""
+    nodes = nodes_frame(db, run_id)
+    emb = map_embedder(db, run_id)
+    work = analysis.map_work(db, run_id, nodes, emb)
+    if not (work["to_embed"] or work["to_fit"]):
+        return
+    with st.status(f"Preparing the map of {len(nodes):,} instructions ({emb.name})...", expanded=True) as box:
+        bar = st.progress(0.0, text="Starting")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "embedding":
+                bar.progress(done / total if total else 1.0, text=f"Embedding instruction {done:,} of {total:,}")
+            else:
+                bar.progress(1.0, text=f"Fitting the map (UMAP) on {total:,} instructions")
+
+        analysis.embedding_map(db, run_id, emb, nodes=nodes, progress=progress)
+        box.update(label="Map ready", state="complete", expanded=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -341,7 +373,8 @@ def _diversity(db_path: str, run_id: str, version: tuple, embedder_name: str, th
 
 def diversity(db: Store, run_id: str, threshold: float):
     """(map frame with duplicate marks at `threshold`, numbers per round, near-duplicate pairs), cached."""
-    return _diversity(db.path, run_id, app_support.run_version(db, run_id), embedder().name, float(threshold))
+    return _diversity(db.path, run_id, app_support.run_version(db, run_id), map_embedder(db, run_id).name,
+                      float(threshold))
 
 
 @st.cache_resource(show_spinner=False)

@@ -10,7 +10,7 @@ Means come with 95% confidence intervals (Student's t; NaN bounds below two valu
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -353,7 +353,8 @@ def run_overview(store: Store, run_id: str) -> dict:
 # -- embeddings -----------------------------------------------------------------------------------------
 def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder | None" = None, *,
                   nodes: pd.DataFrame | None = None, n_neighbors: int = 15, min_dist: float = 0.1,
-                  n_epochs: int | None = 200, threshold: float | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                  n_epochs: int | None = 200, threshold: float | None = None,
+                  progress: "Callable[[str, int, int], None] | None" = None) -> tuple[pd.DataFrame, np.ndarray]:
     """(frame, vectors): every node of the run(s) with x, y from one UMAP fit across all of them, and
     max_cosine, nearest_id, near_duplicate, duplicate_of (cosine >= threshold); vectors in row order.
     `embedder` None: EVOLAB_EMBED_* or the packaged model for the nodes' languages; `threshold` None:
@@ -377,14 +378,54 @@ def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder
         embedder = embed.embedder_from_env(nodes["instruction"])
     if threshold is None:
         threshold = embed.near_duplicate_threshold(embedder, store)
-    vectors = embed.embed_nodes(nodes, embedder, store)
-    coords = embed.umap_coords(vectors, n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs,
-                               cache_dir=embed.umap_cache_dir(store))
+    vectors = embed.embed_nodes(nodes, embedder, store, progress=progress)
+    settings = dict(n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs, cache_dir=embed.umap_cache_dir(store))
+    if progress is not None and not embed.umap_is_cached(vectors, **settings):
+        progress("fitting", 0, len(vectors))
+    coords = embed.umap_coords(vectors, **settings)
     out = novelty.mark_duplicates(nodes, vectors, threshold)
     out["x"], out["y"] = coords[:, 0].astype(float), coords[:, 1].astype(float)
     out.attrs.update(embedder=getattr(embedder, "name", None), threshold=float(threshold))
     return out, vectors
 
+
+
+def map_embedder(nodes: pd.DataFrame) -> "Embedder":
+    """The embedder for a run's map: the same for the Diversity page, the report and the warm-up after
+    a run, so each finds the vectors and the map the others cached."""
+    from . import embed
+
+    return embed.embedder_from_env(embed.node_texts(nodes) if nodes is not None and len(nodes) else None)
+
+
+def map_work(store: Store, run_id: str, nodes: pd.DataFrame | None = None,
+             embedder: "Embedder | None" = None) -> dict[str, int | bool]:
+    """What opening the run's map still has to do: {"to_embed": texts without a cached vector,
+    "to_fit": whether the UMAP map must be fitted}. Cheap: reads caches, computes nothing."""
+    from . import embed
+
+    nodes = nodes_frame(store, run_id) if nodes is None else nodes
+    if nodes.empty:
+        return {"to_embed": 0, "to_fit": False}
+    embedder = embedder or map_embedder(nodes)
+    texts = embed.node_texts(nodes)
+    to_embed = embed.count_unembedded(texts, embedder, store)
+    if to_embed:
+        return {"to_embed": to_embed, "to_fit": True}
+    vectors = embed.embed_texts(texts, embedder, store)  # all cached: read, not computed
+    return {"to_embed": 0, "to_fit": not embed.umap_is_cached(vectors, cache_dir=embed.umap_cache_dir(store))}
+
+
+def warm_map(store: Store, run_id: str, progress: "Callable[[str, int, int], None] | None" = None) -> dict:
+    """Embed the run's instructions and fit its map now, into the store's caches, so the Diversity page
+    (and the report) open without waiting. Returns what it did: nodes, embedded, fitted, embedder."""
+    nodes = nodes_frame(store, run_id)
+    embedder = map_embedder(nodes)
+    work = map_work(store, run_id, nodes, embedder)
+    if work["to_embed"] or work["to_fit"]:
+        embedding_map(store, run_id, embedder, nodes=nodes, progress=progress)
+    return {"nodes": len(nodes), "embedded": work["to_embed"], "fitted": bool(work["to_fit"]),
+            "embedder": embedder.name if len(nodes) else None}
 
 
 def kept_share(nodes: pd.DataFrame) -> float:

@@ -226,7 +226,33 @@ class _ProgressBar:
             self.bar.close()
 
 
-def _execute(store, run_id: str, until_round: int | None, batch=None) -> int:
+def _warm_map(store, run_id: str) -> None:
+    """Embed the run and fit its Diversity map now (cached in the store), so the app's Diversity page
+    and the report open at once; a failure only costs that head start."""
+    from .analysis import warm_map
+
+    tty = sys.stderr.isatty()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "embedding" and (tty or done in (0, total)):
+            print(f"\rPreparing the Diversity map: embedding {done:,} of {total:,}", end="" if tty else "\n",
+                  file=sys.stderr, flush=True)
+        elif stage == "fitting":
+            print(f"{chr(10) if tty else ''}Preparing the Diversity map: fitting the map on {total:,} instructions",
+                  file=sys.stderr, flush=True)
+
+    try:
+        done = warm_map(store, run_id, progress=progress)
+    except Exception as e:  # noqa: BLE001 - the run is done and saved; the page computes the map itself
+        print(f"\nThe Diversity map was not prepared ({type(e).__name__}: {e}); the app computes it when "
+              "the page opens.", file=sys.stderr)
+        return
+    if done["embedded"] or done["fitted"]:
+        print(f"{chr(10) if tty and not done['fitted'] else ''}Diversity map ready ({done['nodes']:,} "
+              f"instructions, {done['embedder']}; --no-warm skips this)", file=sys.stderr)
+
+
+def _execute(store, run_id: str, until_round: int | None, warm: bool = True, batch=None) -> int:
     from .batch import BatchError
     from .llm.base import LLMError
     from .llm.local import LocalModelError
@@ -246,6 +272,8 @@ def _execute(store, run_id: str, until_round: int | None, batch=None) -> int:
         print(f"\nStopped. Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
         return 130
     _print_summary(store, run_id, status)
+    if warm and status in ("finished", "budget") and os.environ.get("EVOLAB_WARM", "1") != "0":
+        _warm_map(store, run_id)
     if status == "failed":
         print(f"error: {store.get_run(run_id)['error']}", file=sys.stderr)
         print(f"Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
@@ -284,7 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
     price = _price_of(config)
     print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
-    return _execute(store, run_id, args.until_round, batch=_batch_options(args))
+    return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=_batch_options(args))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -301,7 +329,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if json.dumps(cfg.to_dict()) != before:
         store.update_run_config(run_id, cfg)
     print(f"resuming run {run_id}", file=sys.stderr)
-    return _execute(store, run_id, args.until_round, batch=_batch_options(args))
+    return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=_batch_options(args))
 
 
 def _batch_options(args: argparse.Namespace):
@@ -348,7 +376,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run, select_nodes
+    from .export import write_export
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
@@ -368,8 +396,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             select["checked"] = parse_checked("consistent" if args.consistent_only else args.checked)
         except ValueError as e:
             raise BadInput(f"--checked: {e}") from None
-    export_run(store, run_id, args.format, args.out, **select)
-    print(f"wrote {len(select_nodes(store, run_id, **select))} records ({args.format}) to {args.out}")
+    count = write_export(store, run_id, args.format, args.out, **select)  # streamed: bounded memory
+    print(f"wrote {count} records ({args.format}) to {args.out}")
     return 0
 
 
@@ -485,6 +513,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------------------
+def _add_warm_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-warm", action="store_true", help="skip embedding the run and fitting its Diversity map "
+                                                          "at the end (done by default so the page opens at once; "
+                                                          "EVOLAB_WARM=0 skips it too)")
+
+
 def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
     p.add_argument("--rounds", type=int, default=4, help="evolution rounds (default 4, as in the paper)")
     p.add_argument("--fanout", type=int, default=1, help="operations tried per node per round (default 1)")
@@ -577,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="evolve a seed file")
     p.add_argument("seeds", nargs="?", help="a seed file (or use --seed-set)")
+    _add_warm_option(p)
     _add_map_option(p)
     p.add_argument("--seed-set", metavar="NAME", help="a seed set saved in the store; the run records its version")
     p.add_argument("--seed-set-version", type=int, metavar="N", help="that set's version N (default: the latest)")
@@ -609,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue a stopped, killed or paused run without repeating stored calls")
     p.add_argument("--db", default=DEFAULT_DB)
+    _add_warm_option(p)
     p.add_argument("--run", help="run id (default: the latest)")
     p.add_argument("--until-round", type=int)
     p.add_argument("--budget-usd", type=float, help="a new budget")
@@ -671,15 +707,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(p, DEFAULT_DB)
     p.set_defaults(func=cmd_tune)
 
+    from .embed_cli import add_embed_parser  # per-model embedding thresholds (issue 14)
+
+    add_embed_parser(sub, DEFAULT_DB)
+
     p = sub.add_parser("agreement", help="how often a person agreed with each rule and scorer on the Review "
                        "page's audit sample (95%% Wilson intervals)")
     p.add_argument("--db", default=DEFAULT_DB)
     p.add_argument("--run", help="run id, or several comma-separated (default: the latest)")
     p.set_defaults(func=cmd_agreement)
-
-    from .embed_cli import add_embed_parser  # per-model embedding thresholds (issue 14)
-
-    add_embed_parser(sub, DEFAULT_DB)
 
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("--db", default=DEFAULT_DB)

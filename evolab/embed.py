@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -337,9 +337,14 @@ def node_text(instruction: str, input: str | None = "") -> str:
     return f"{instruction}\n\n{input}" if input else instruction
 
 
-def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, store: Store | None = None) -> np.ndarray:
+Progress = Callable[[str, int, int], None]  # (stage, done, total): "embedding" k of n, "fitting"
+PROGRESS_CHUNK = 256  # texts per encode call when someone is watching the progress
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, store: Store | None = None, *,
+                progress: Progress | None = None) -> np.ndarray:
     """One normalised float32 row per text. With a store, cached vectors are reused and new ones saved;
-    each distinct text is embedded at most once."""
+    each distinct text is embedded at most once. `progress("embedding", k, n)` follows the new ones."""
     embedder = embedder or default_embedder()
     texts = ["" if t is None else str(t) for t in texts]
     if not texts:
@@ -354,7 +359,15 @@ def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, store: S
             found[h] = np.frombuffer(blob, dtype=np.float32)
     missing = [h for h in unique if h not in found]
     if missing:
-        new = embedder.encode([unique[h] for h in missing])
+        if progress is None:
+            new = embedder.encode([unique[h] for h in missing])
+        else:
+            progress("embedding", 0, len(missing))
+            parts = []
+            for start in range(0, len(missing), PROGRESS_CHUNK):
+                parts.append(embedder.encode([unique[h] for h in missing[start:start + PROGRESS_CHUNK]]))
+                progress("embedding", min(start + PROGRESS_CHUNK, len(missing)), len(missing))
+            new = np.concatenate(parts)
         for h, v in zip(missing, new):
             found[h] = v
         if store is not None:
@@ -367,11 +380,22 @@ def embed_texts(texts: Sequence[str], embedder: Embedder | None = None, store: S
     return np.ascontiguousarray(np.stack([found[h] for h in hashes]), dtype=np.float32)
 
 
-def embed_nodes(nodes: "pd.DataFrame", embedder: Embedder | None = None, store: Store | None = None) -> np.ndarray:
-    """Vectors for the rows of a nodes frame (instruction + input), in row order."""
+def node_texts(nodes: "pd.DataFrame") -> list[str]:
+    """What is embedded for each row of a nodes frame (instruction + input), in row order."""
     inputs = nodes["input"] if "input" in nodes else [""] * len(nodes)
-    texts = [node_text(i, x) for i, x in zip(nodes["instruction"], inputs)]
-    return embed_texts(texts, embedder, store)
+    return [node_text(i, x) for i, x in zip(nodes["instruction"], inputs)]
+
+
+def embed_nodes(nodes: "pd.DataFrame", embedder: Embedder | None = None, store: Store | None = None, *,
+                progress: Progress | None = None) -> np.ndarray:
+    """Vectors for the rows of a nodes frame (instruction + input), in row order."""
+    return embed_texts(node_texts(nodes), embedder, store, progress=progress)
+
+
+def count_unembedded(texts: Sequence[str], embedder: Embedder, store: Store) -> int:
+    """How many distinct texts have no cached vector from this embedder yet."""
+    unique = {text_hash("" if t is None else str(t)) for t in texts}
+    return len(unique) - len(store.get_embeddings(embedder.name, list(unique)))
 
 
 # -- UMAP -----------------------------------------------------------------------------------------
@@ -455,6 +479,21 @@ def umap_coords(vectors: np.ndarray, *, n_neighbors: int = 15, min_dist: float =
         if path is not None:
             _save(path, coords)
     return coords.copy()
+
+
+def umap_is_cached(vectors: np.ndarray, *, cache_dir: str | Path | None = None, n_neighbors: int = 15,
+                   min_dist: float = 0.1, n_epochs: int | None = 200, metric: str = "cosine",
+                   random_state: int | None = 0) -> bool:
+    """Whether `umap_coords` with these settings would answer from its cache (no fit)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(vectors) == 0:
+        return True
+    key = umap_key(vectors, n_neighbors=int(n_neighbors), min_dist=float(min_dist), n_epochs=n_epochs,
+                   metric=metric, random_state=random_state)
+    with _UMAP_LOCK:
+        if key in _UMAP_MEMORY:
+            return True
+    return bool(cache_dir) and (Path(cache_dir) / f"{key}.npy").exists()
 
 
 def _save(path: Path, coords: np.ndarray) -> None:

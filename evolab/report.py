@@ -243,10 +243,8 @@ def _diversity_section(store: Store, run_id: str, nodes: pd.DataFrame, embedder:
     if nodes.empty:
         return fig(viz.umap_figure(pd.DataFrame())) + fig(viz.diversity_figure(pd.DataFrame()))
     try:
-        if embedder is None:
-            from .embed import embedder_from_env
-
-            embedder = embedder_from_env()
+        if embedder is None:  # the page's and the warm-up's choice: the report warms the app's caches too
+            embedder = analysis.map_embedder(nodes)
         frame, vectors = analysis.embedding_map(store, run_id, embedder, nodes=nodes)
         from .embed import threshold_info
 

@@ -86,11 +86,11 @@ def _warm_analysis(db_path: str, run_id: str) -> None:
     """Embed the run and fit its UMAP map now (both are cached by content), so the Diversity page opens
     at once instead of embedding a thousand instructions when the user first looks."""
     try:
-        from . import analysis, embed
+        from . import analysis
 
         store = Store(db_path)
         try:
-            analysis.embedding_map(store, run_id, embed.embedder_from_env())
+            analysis.warm_map(store, run_id)
         finally:
             store.close()
     except Exception:  # only a head start: the page computes and reports it itself

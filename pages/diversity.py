@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_common
-from evolab import app_support, novelty, viz
+from evolab import app_support, embed, embed_calibration, viz
 
 db = app_common.store()
 st.title("Diversity")
@@ -23,20 +23,29 @@ if nodes.empty:
 
 c1, c2 = st.columns([2, 1])
 color_by = c1.radio("Colour by", ["round", "operation", "status"], horizontal=True, key="diversity_color")
-threshold = c2.slider("Near-duplicate at cosine ≥", 0.80, 0.99, novelty.COSINE_DUPLICATE, 0.01,
-                      key="diversity_threshold")
+map_model = app_common.map_embedder(db, run_id)
+thresholds = embed.threshold_info(map_model, db)  # the model's own calibrated threshold is the default
+app_common.forget_when_changed("diversity_threshold", map_model.name)
+threshold = c2.slider("Near-duplicate at cosine ≥", 0.30, 0.99, round(thresholds.near_duplicate, 3), 0.001,
+                      format="%.3f", key="diversity_threshold",
+                      help=f"Calibrated for {map_model.name}: {thresholds.near_duplicate:.3f}. Cosines crowd "
+                           "differently per model, so a threshold belongs to its model.")
 try:
-    with st.spinner("Embedding the instructions and fitting the map (only new texts are embedded; "
-                    "the map is cached)..."):
+    app_common.prepare_map(db, run_id)  # shows embedding k of n, then fitting, when there is work left
+    with st.spinner("Marking near-duplicates..."):
         frame, div, pairs = app_common.diversity(db, run_id, threshold)
 except Exception as e:  # missing model files, an embeddings endpoint that fails: the message says what to do
     st.error(f"The map could not be computed: {e}. Set EVOLAB_EMBED_MODEL to a local sentence-transformers "
              "folder or EVOLAB_EMBED_BASE_URL to an embeddings endpoint, then reload.")
     st.stop()
 
-if (nodes["language"] == "ko").any() and app_common.embedder().name == "all-MiniLM-L6-v2":
-    st.caption("This run has Korean instructions and the default embedding model is English-only: distances "
-               "between Korean texts are rough. Set EVOLAB_EMBED_MODEL to a multilingual model folder for better ones.")
+language_warning = embed_calibration.english_only_warning(list(nodes["language"].dropna().unique()), map_model.name)
+if language_warning:
+    st.warning(language_warning, icon=":material/translate:")
+st.caption(f"Map and marks: {thresholds.caption}" + ("" if abs(threshold - thresholds.near_duplicate) < 5e-4
+                                                      else f"; shown at your cosine ≥ {threshold:.3f}"))
+if thresholds.note:
+    st.caption(thresholds.note)
 
 left, right = st.columns([3, 2], gap="large")
 with left:

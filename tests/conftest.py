@@ -31,6 +31,7 @@ def _test_environment(monkeypatch):
     from one test to the next."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
+    monkeypatch.setenv("EVOLAB_WARM", "0")  # CLI runs skip preparing the Diversity map (test_warm.py turns it on)
     monkeypatch.setattr(pricing, "_overrides", dict(pricing._overrides))
 
 
