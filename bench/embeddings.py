@@ -81,10 +81,17 @@ def one(name: str) -> dict:
     emb.encode(texts)
     steady_s, steady_cpu = time.perf_counter() - t1, time.process_time() - c1
     cold_cpu = c1 - c0
+    # longer texts, like evolved instructions: each pair's two texts joined (~150 characters)
+    joined = [f"{a} {b}" for a, b in zip(pairs["a"], pairs["b"])]
+    c2 = time.process_time()
+    emb.encode(joined)
+    long_cpu_tps = len(joined) / (time.process_time() - c2)
+    long_chars = sum(map(len, joined)) / len(joined)
     m = cal.measure(emb, pairs)
     out = {"embedder": name, "texts": len(texts), "load_s": load_s, "cold_tps": len(texts) / cold_s,
            "steady_tps": len(texts) / steady_s,
            "cold_cpu_s": cold_cpu, "steady_cpu_tps": len(texts) / steady_cpu,
+           "long_cpu_tps": long_cpu_tps, "long_chars": long_chars,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "by_language": m.by_language.to_dict("records")}
     if name in SHIPPED:
@@ -113,16 +120,18 @@ def main() -> None:
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print("| embedder | lang | AUC | NN | paraphrase cos | unrelated cos | load s | texts/s cold | texts/s steady "
-          "| CPU s cold | texts per CPU s steady | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| CPU s cold | texts per CPU s steady | long texts per CPU s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for k, lang in enumerate(r["by_language"]):
             speed = (f"{r['load_s']:.1f} | {r['cold_tps']:.1f} | {r['steady_tps']:.1f} | {r['cold_cpu_s']:.1f} | "
-                     f"{r['steady_cpu_tps']:.0f} | {r['peak_rss_mb']:.0f}" if k == 0 else " | | | | | ")
+                     f"{r['steady_cpu_tps']:.0f} | {r['long_cpu_tps']:.0f} | {r['peak_rss_mb']:.0f}"
+                     if k == 0 else " | | | | | | ")
             print(f"| {r['embedder']} | {lang['language']} | {lang['auc']:.3f} | {lang['nn_rate']:.1%} | "
                   f"{lang['paraphrase_mean']:.3f} | {lang['unrelated_mean']:.3f} | {speed} |")
     print(f"\n{results[0]['texts'] if results else 0} distinct texts; machine load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock speeds shrink with it, CPU seconds less)")
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock speeds shrink with it, CPU seconds less); "
+          f"long texts: each pair's two texts joined, {results[0]['long_chars'] if results else 0:.0f} characters on average")
     print("thresholds (near-duplicate / novelty):")
     for r in results:
         t = r.get("thresholds")

@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .novelty import COSINE_DUPLICATE
+
 if TYPE_CHECKING:  # pragma: no cover
     from .embed import Embedder
     from .store import Store
 
 CORPUS_PATH = Path(__file__).resolve().parents[1] / "tests" / "data" / "embeddings" / "pairs.jsonl"
 THRESHOLDS_PATH = Path(__file__).resolve().parent / "data" / "embedding_thresholds.json"
-FALLBACK_THRESHOLD = 0.9  # the global default for a model nobody calibrated
+FALLBACK_THRESHOLD = COSINE_DUPLICATE  # the global default (0.9) for a model nobody calibrated
 FALSE_POSITIVE_RATE = {"near_duplicate": 0.05, "novelty": 0.01}
 META_PREFIX = "embedding_thresholds:"  # store meta key of a user-calibrated model
 LABELS = ("paraphrase", "unrelated")

@@ -7,7 +7,8 @@ diversity numbers.
   (syllable) at a time, because Korean words carry particles ("서울의", "서울에서") that would hide
   a shared stem. The LCS is the bit-parallel algorithm of Hyyrö (2004) on Python integers: one
   pass over the shorter side's tokens per comparison, so thousands of comparisons take milliseconds.
-- Cosine: two texts whose normalised embeddings have cosine >= 0.9 are near-duplicates.
+- Cosine: two texts whose normalised embeddings have cosine >= the embedder's calibrated threshold
+  (`embed.near_duplicate_threshold`; 0.9 for an uncalibrated model) are near-duplicates.
 - Per round: mean pairwise cosine distance, mean nearest-neighbour distance, share of near-duplicates
   and a cluster count (agglomerative clustering, average linkage, cosine distance threshold).
 
@@ -26,7 +27,9 @@ import pandas as pd
 from .embed import normalise_rows
 
 ROUGE_L_MAX = 0.7  # Self-Instruct: keep when ROUGE-L <= 0.7
-COSINE_DUPLICATE = 0.9  # near-duplicate at cosine similarity >= 0.9
+# Near-duplicate at cosine >= this only for a model nobody calibrated: thresholds belong to the model, so
+# callers pass embed.near_duplicate_threshold(embedder) (e5: 0.894, MiniLM: 0.498; evolab/embed_calibration.py).
+COSINE_DUPLICATE = 0.9
 CLUSTER_DISTANCE = 0.5  # agglomerative clustering: merge while average cosine distance < 0.5
 CLUSTER_MAX_ROWS = 3000  # clustering is O(n^2) memory: larger groups are subsampled deterministically
 
