@@ -4,7 +4,7 @@ Builds a deterministic synthetic run (templates x vocabulary, 1,000 seeds each w
 3 rounds), then analyses it three times, each in a fresh process so imports, model loading and numba's
 JIT are paid as a user would pay them:
 
-  cold  nothing cached: every instruction is embedded with the packaged all-MiniLM-L6-v2;
+  cold  nothing cached: every instruction is embedded (the app's model for the run, or --embedder);
   warm  the embeddings are cached in the store (the usual case: a second look at a run); UMAP refits;
   hot   the embeddings and the UMAP map (`<db>.umap/`) are cached.
 
