@@ -8,7 +8,11 @@ from typing import Any, Callable
 from .batch import DEFAULT_MAX_ATTEMPTS, FALLBACKS, BatchOptions, PollPolicy
 
 
-def add_batch_options(p: argparse.ArgumentParser) -> None:
+def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
+    if new_run:
+        p.add_argument("--batch-export", metavar="FILE",
+                       help="create the run and write its first stage's requests as batch JSONL, sending none (for "
+                            "vLLM run-batch or another service; then `batch import`)")
     p.add_argument("--batch", action="store_true",
                    help="run each stage of a round as one job of the endpoint's Batch API (OpenAI: half price, up to "
                         "24 h per job); a killed run resumes by polling its jobs, never submitting them twice")
@@ -30,6 +34,13 @@ def batch_options(args: argparse.Namespace) -> BatchOptions | None:
         raise ValueError("--batch-poll must be > 0 and --batch-poll-max at least --batch-poll.")
     return BatchOptions(poll=PollPolicy(first_s=args.batch_poll, max_s=args.batch_poll_max),
                         fallback=args.batch_fallback, max_attempts=args.batch_attempts)
+
+
+def export_new_run(store: Any, run_id: str, out: str) -> int:
+    """`run --batch-export FILE`: the new run's first stage written out, nothing sent (but the structured-output
+    probe, which fails fast when the endpoint is not up)."""
+    args = argparse.Namespace(db=store.path, run=run_id, out=out, until_round=None)
+    return _export(args, lambda _db: store, lambda _store, run: run)
 
 
 def run_with_batches(store: Any, run_id: str, options: BatchOptions, until_round: int | None,

@@ -348,3 +348,34 @@ def test_batch_lines_are_the_online_request_bodies(tmp_path):
 
 
 STUB_SECRET = "sk-stub-test-key"
+
+
+def test_cli_export_import_loop_like_a_gpu_machine(tmp_path):
+    """run --batch-export, then batch import / batch export until the run needs nothing more, as the README says."""
+    from conftest import STUB_KEY_ENV
+
+    db, req, out = tmp_path / "cli.db", tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "evolab", *map(str, args)], cwd=ROOT, env=cli_env(tmp_path),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    with StubServer(handler=varied_reply) as stub:
+        text = cli("run", seeds_file(tmp_path), "--db", db, "--rounds", 1, "--base-url", stub.base_url, "--model",
+                   "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV, "--batch-export", req)
+        assert f"requests -> {req}" in text and "run_batch -i" in text and "--model gpt-4o-mini" in text
+        chat_before = stub.count()
+        for _ in range(10):
+            run_lines_like_vllm(stub, req, out)
+            text = cli("batch", "import", "--db", db, "--results", out)
+            assert "answers imported, 0 failed lines, 0 lines not asked for" in text
+            if "is finished" in text:
+                break
+            assert "batch export" in text
+            cli("batch", "export", "--db", db, "--out", req)
+        assert "is finished" in text
+        assert stub.count() == chat_before  # nothing was sent online after the probe
+        status = cli("batch", "status", "--db", db)
+        assert "calls answered by batch" in status and "completed" in status
