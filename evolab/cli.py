@@ -312,6 +312,9 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
     price = _price_of(config)
     print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
+    if args.batch_export:  # the first stage's requests to a file, for vLLM run-batch (evolab/batch_cli.py)
+        from .batch_cli import export_new_run
+        return export_new_run(store, run_id, args.batch_export)
     return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=_batch_options(args))
 
 
@@ -639,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-k", type=int, default=3, metavar="K", help="samples per checked item (default 3)")
     p.add_argument("--template", action="append", metavar="OP=VERSION", help="use a stored template version for an "
                    "operation (a name or hash prefix; `tune --list` shows them); repeatable")
-    add_batch_options(p)
+    add_batch_options(p, new_run=True)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue a stopped, killed or paused run without repeating stored calls")
