@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from . import eliminator
 from .llm.base import Backend, BudgetExceeded, Completion, LLMError, Messages, mask_secrets
-from .llm.client import LLMClient, make_backend
+from .llm.client import LLMClient, make_backend, params_meta_key
 from .llm.pricing import Price, resolve_batch_price
 from .pipeline import Engine, RunStopped, expected_steps
 from .schema import LLMCall, Node, RunConfig
@@ -35,6 +35,7 @@ BATCH_URL = "/v1/chat/completions"
 FINAL_STATES = ("completed", "failed", "expired", "cancelled")
 FALLBACKS = ("resubmit", "online")
 DEFAULT_MAX_ATTEMPTS = 3
+MAX_POLL_ERRORS = 5  # status polls failing in a row before the run stops (resume polls the job again)
 
 
 class NotAnswered(BaseException):
@@ -401,6 +402,7 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
         # One event loop and one backend for every pass (the backend only calls for the structured-output
         # probe and online fallbacks); polling blocks the loop between passes, where nothing else runs.
         pass_backend = backend or make_backend(config)
+        params_key = params_meta_key(getattr(pass_backend, "endpoint", "") or "", pass_backend.model)
         try:
             pass_no = 0
             while True:
@@ -418,12 +420,14 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
                         store.update_batch(job["id"], imported=1, status="superseded")
                         continue
                     log(f"polling job {job['provider_batch_id'] or job['id']} submitted earlier")
-                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log)
+                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log,
+                                params_key)
                     break
                 else:
                     log(f"pass {pass_no}: {len(requests)} requests -> a new batch job")
                     job = _submit(store, run_id, pass_no, transport, list(requests.values()))
-                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log)
+                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log,
+                                params_key)
         finally:
             if backend is None:
                 await pass_backend.aclose()
@@ -477,7 +481,8 @@ def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: l
 
 
 def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, requests: dict[str, BatchRequest],
-                price: Price | None, poll: PollPolicy, stop_event: threading.Event, log: Callable[[str], None]) -> None:
+                price: Price | None, poll: PollPolicy, stop_event: threading.Event, log: Callable[[str], None],
+                params_key: str | None = None) -> None:
     """Poll a job until it is final, then import what it answered; its failed or missing lines stay for the next."""
     provider_id = job["provider_batch_id"]
     if provider_id is None:  # killed between upload and create: did the create go through?
@@ -489,8 +494,19 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
         store.update_batch(job["id"], provider_batch_id=provider_id, status=found["status"])
     was_cancelled_at_start = job["status"] in ("cancelling", "cancelled")
     waits = iter(poll.waits())
+    errors_in_a_row = 0
     while True:
-        info = transport.retrieve(provider_id)
+        try:
+            info = transport.retrieve(provider_id)
+        except BatchError as e:  # a network blip should not end a job that may run for a day
+            errors_in_a_row += 1
+            if errors_in_a_row >= MAX_POLL_ERRORS:
+                raise
+            log(f"polling job {provider_id} failed ({e}); trying again")
+            if stop_event.wait(next(waits)):
+                raise _Stopped()
+            continue
+        errors_in_a_row = 0
         counts = info.get("request_counts") or {}
         store.update_batch(job["id"], status=info["status"], n_completed=int(counts.get("completed") or 0),
                            n_failed=int(counts.get("failed") or 0))
@@ -515,11 +531,26 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
     missing = {"failed": f"the batch job failed ({error})", "expired": "the batch job expired before answering it",
                "cancelled": "the batch job was cancelled before answering it"}.get(
         status, "the batch job finished without answering it")
+    _learn_param_quirks(store, params_key, failed)
     n_ok, n_bad = import_results(store, run_id, job["id"], requests, answered, failed, price, missing_error=missing)
     log(f"job {provider_id} {status}: {n_ok} answered, {n_bad} to send again")
     if status == "cancelled" and not was_cancelled_at_start:
         raise BatchCancelled(f"The batch job {provider_id} was cancelled; {n_ok} answers kept. Resume to send the "
                              "rest.")
+
+
+def _learn_param_quirks(store: Store, params_key: str | None, failed: dict[str, str]) -> None:
+    """A line refused for a reasoning model's parameters ("Use 'max_completion_tokens' instead") teaches the
+    quirk, as an online 400 does: the store remembers it for the endpoint and model, and the next pass's client
+    loads it, so the resubmitted lines carry the right parameters."""
+    from .llm.openai_backend import quirks_from_error
+
+    learned = set().union(*(quirks_from_error(e) for e in failed.values())) if failed else set()
+    if not learned or not params_key:
+        return
+    known = set(json.loads(store.get_meta(params_key) or "{}").get("quirks") or [])
+    store.set_meta(params_key, json.dumps({"quirks": sorted(known | learned), "seen": "a batch line's error",
+                                           "learned_at": time.time()}))
 
 
 # -- cancel, export, import -------------------------------------------------------------------------------

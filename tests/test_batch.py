@@ -379,3 +379,27 @@ def test_cli_export_import_loop_like_a_gpu_machine(tmp_path):
         assert stub.count() == chat_before  # nothing was sent online after the probe
         status = cli("batch", "status", "--db", db)
         assert "calls answered by batch" in status and "completed" in status
+
+
+def test_a_reasoning_models_parameters_are_learned_from_line_errors(tmp_path):
+    """Lines refused like OpenAI refuses max_tokens / temperature for o-series models teach the quirks; the
+    lines are sent again with max_completion_tokens and no temperature, and the run finishes."""
+    with StubServer(handler=varied_reply, reasoning_models=("o3-custom",)) as stub:
+        store = Store(tmp_path / "r.db")
+        config = RunConfig(model="o3-custom", base_url=stub.base_url, rounds=1)
+        run_id = store.create_run(config, list(SEEDS[:2]), run_id="run-r")
+        assert batch.run_batched(store, run_id, options=FAST) == "finished"
+        assert {n.status for n in store.nodes(run_id)} <= {"seed", "kept", "eliminated"}
+        last = [l for l in stub.batches.values()][-1]
+        body = json.loads(stub.files[last["input_file_id"]]["data"].decode().splitlines()[0])["body"]
+        assert "max_completion_tokens" in body and "max_tokens" not in body and "temperature" not in body
+
+
+def test_the_budget_stops_a_batch_run(tmp_path):
+    with StubServer(handler=varied_reply) as stub:
+        store = Store(tmp_path / "b.db")
+        make_run(store, stub, rounds=2, budget_usd=0.001)
+        assert batch.run_batched(store, "run-a", options=FAST) == "budget"
+        assert store.run_cost("run-a") <= 0.001
+        assert store.batch_call_count("run-a") > 0
+        assert len(store.nodes("run-a")) < len(SEEDS) * 3  # it stopped before the last steps
