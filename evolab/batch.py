@@ -130,20 +130,43 @@ class CollectingClient(LLMClient):
         super()._record(purpose, node_id, comp, error)
 
 
+# The cascade's rules that read only the step's own texts (no model, no pool, no scores): a step replayed in
+# the next pass gets their verdicts back instead of computing them again.
+LOCAL_RULES = (eliminator.Truncated, eliminator.Unchanged, eliminator.PromptLeak, eliminator.Refusal,
+               eliminator.EmptyResponse)
+
+
 class BatchEngine(Engine):
     """The Engine, told that a step waiting for the batch is not finished: the novelty check of round r (which
-    compares with every lineage's round r - 1) waits for the next pass when any step of round r - 1 waits."""
+    compares with every lineage's round r - 1) waits for the next pass when any step of round r - 1 waits.
+    `local_verdicts` (node id -> rule id -> (texts, verdict)) lives across the passes of a run."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, local_verdicts: dict[str, dict[str, tuple]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.waiting_rounds: set[int] = set()
+        self.local_verdicts = {} if local_verdicts is None else local_verdicts
 
     async def evolve_child(self, parent: Node, round_: int, *args: Any, **kwargs: Any):
         try:
-            return await super().evolve_child(parent, round_, *args, **kwargs)
+            result = await super().evolve_child(parent, round_, *args, **kwargs)
         except NotAnswered:
             self.waiting_rounds.add(round_)
             raise
+        self.local_verdicts.pop(result.node.id, None)  # the step is stored: its verdicts are not needed again
+        return result
+
+    async def _check_rule(self, rule: eliminator.Rule, ctx: eliminator.StepContext) -> eliminator.Verdict:
+        if not isinstance(rule, LOCAL_RULES):
+            return await super()._check_rule(rule, ctx)
+        node, parent = ctx.node, ctx.parent
+        texts = (parent.instruction, parent.input, node.instruction, node.input, node.response, node.language,
+                 ctx.finish_reason)
+        known = self.local_verdicts.setdefault(node.id, {}).get(rule.id + type(rule).__name__)
+        if known is not None and known[0] == texts:
+            return known[1]
+        verdict = await super()._check_rule(rule, ctx)
+        self.local_verdicts[node.id][rule.id + type(rule).__name__] = (texts, verdict)
+        return verdict
 
     async def novelty_pool(self, node: Node) -> list[str]:
         await self._round_finished(node.round - 1)
@@ -163,8 +186,10 @@ class PassResult:
 
 async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *, until_round: int | None = None,
                    fallback_online: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                   stop_event: threading.Event | None = None, progress: Callable | None = None) -> PassResult:
-    """Run the engine over the whole run as far as the cache goes; the requests the next job must answer."""
+                   stop_event: threading.Event | None = None, progress: Callable | None = None,
+                   local_verdicts: dict[str, dict[str, tuple]] | None = None) -> PassResult:
+    """Run the engine over the whole run as far as the cache goes; the requests the next job must answer.
+    `local_verdicts`: the same dict for every pass of a run (see BatchEngine)."""
     run = store.get_run(run_id)
     config: RunConfig = run["config"]
     # A backend of this pass's event loop (its connection pool cannot outlive the loop), unless one is given.
@@ -180,7 +205,8 @@ async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *,
         given_up=given_up, online_keys=online, recorded=store.call_keys(run_id), online_price=None)
     client.online_price = client.price
     client.price = resolve_batch_price(backend.model, price=config.price, prices_file=config.prices_file)
-    engine = BatchEngine(store, run_id, client, config, progress=progress, stop_event=stop_event)
+    engine = BatchEngine(store, run_id, client, config, progress=progress, stop_event=stop_event,
+                         local_verdicts=local_verdicts)
     await _pin_structured_mode(store, run_id, client)
     seeds = run["seeds"]
     until = min(until_round or config.rounds, config.rounds)
@@ -403,6 +429,7 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
         # probe and online fallbacks); polling blocks the loop between passes, where nothing else runs.
         pass_backend = backend or make_backend(config)
         params_key = params_meta_key(getattr(pass_backend, "endpoint", "") or "", pass_backend.model)
+        local_verdicts: dict[str, dict[str, tuple]] = {}
         try:
             pass_no = 0
             while True:
@@ -411,7 +438,8 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
                 pass_no += 1
                 result = await run_pass(store, run_id, pass_backend, until_round=until_round,
                                         fallback_online=options.fallback == "online",
-                                        max_attempts=options.max_attempts, stop_event=stop_event, progress=progress)
+                                        max_attempts=options.max_attempts, stop_event=stop_event, progress=progress,
+                                        local_verdicts=local_verdicts)
                 requests = {r.key: r for r in result.requests}
                 if not requests:
                     return _finish(store, run_id, config, result, until_round)

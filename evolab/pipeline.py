@@ -218,7 +218,7 @@ class Engine:
             if rule.needs == eliminator.SCORES and not ctx.scores:
                 ctx.scores = await self._llm_scores(node)
                 scores += ctx.scores
-            verdict = await rule.check(ctx)
+            verdict = await self._check_rule(rule, ctx)
             verdicts.append(verdict)
             if not verdict.passed:
                 return verdicts
@@ -227,6 +227,10 @@ class Engine:
         if not ctx.scores:
             scores += await self._llm_scores(node)
         return verdicts
+
+    async def _check_rule(self, rule: eliminator.Rule, ctx: eliminator.StepContext) -> eliminator.Verdict:
+        """One rule's verdict (batch mode, evolab/batch.py, keeps the local ones between its passes)."""
+        return await rule.check(ctx)
 
     async def _respond(self, node: Node, scores: list[Score]) -> None:
         """Answer the node; an answer cut at max_tokens is flagged with a score row `truncated_answer` = 1."""
