@@ -33,8 +33,7 @@ from .store import Store
 
 BATCH_URL = "/v1/chat/completions"
 FINAL_STATES = ("completed", "failed", "expired", "cancelled")
-FALLBACKS = ("resubmit", "online")
-DEFAULT_MAX_ATTEMPTS = 3
+from .batch_cli import DEFAULT_MAX_ATTEMPTS, FALLBACKS  # noqa: E402 (kept light for the CLI's parser)
 MAX_POLL_ERRORS = 5  # status polls failing in a row before the run stops (resume polls the job again)
 
 

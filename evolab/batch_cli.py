@@ -5,7 +5,9 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from .batch import DEFAULT_MAX_ATTEMPTS, FALLBACKS, BatchOptions, PollPolicy
+# Here, not in batch.py, so that building the CLI's parser does not import the engine (`--help` stays fast).
+FALLBACKS = ("resubmit", "online")
+DEFAULT_MAX_ATTEMPTS = 3
 
 
 def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
@@ -27,7 +29,10 @@ def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None
                                                                                     "(default 60 s)")
 
 
-def batch_options(args: argparse.Namespace) -> BatchOptions | None:
+def batch_options(args: argparse.Namespace) -> Any:
+    """The batch.BatchOptions that --batch and its options ask for, or None without --batch."""
+    from .batch import BatchOptions, PollPolicy
+
     if not getattr(args, "batch", False):
         return None
     if args.batch_poll <= 0 or args.batch_poll_max < args.batch_poll:
