@@ -485,3 +485,11 @@ def test_check_calls_count_against_the_budget(tmp_path):
         assert store.run_tokens(runs[True][0]) <= budget
     finally:
         store.close()
+
+
+def test_deleting_a_run_deletes_its_checks(store):
+    run_id = answered_run(store, {AGREES: "The balance is $1,102.50."})
+    store.save_answer_check({"run_id": run_id, "k": 3, "node_id": "n0", "status": CONSISTENT})
+    assert store.answer_check_status("n0") == CONSISTENT
+    store.delete_run(run_id)
+    assert store.answer_checks([run_id]) == [] and store.answer_check_status("n0") is None
