@@ -24,9 +24,10 @@ def test_runs_page_starts_a_batch_run_and_cancels_its_job(tmp_path):
         at.checkbox(key="run_as_batch").check().run()
         button(at, "Start run").click().run()
         run_id = store.latest_run_id()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while not any(j["status"] == "in_progress" for j in store.batches(run_id)):
-            assert time.monotonic() < deadline, "no batch job in progress"
+            job = worker.get(run_id)
+            assert time.monotonic() < deadline, f"no batch job in progress ({job and job.status}: {job and job.error})"
             time.sleep(0.05)
         assert stub.count() <= 2  # the structured-output probe; the rest goes by batch
         at.run()
