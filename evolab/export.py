@@ -71,8 +71,9 @@ LINEAGE_KEYS = ["id", "parent_id", "root_id", "round", "operation", "instruction
 
 
 def record(n: Node, fmt: str, *, scores: dict[str, float | None] | None = None, model: str | None = None,
-           run_id: str | None = None) -> dict[str, Any]:
-    """One node as one record of `fmt`."""
+           run_id: str | None = None, answer_check: str | None = None) -> dict[str, Any]:
+    """One node as one record of `fmt`; lineage records carry the answer check too (evolab/checking.py, None:
+    never checked)."""
     if fmt == "alpaca":
         return {"instruction": n.instruction, "input": n.input or "", "output": n.response or ""}
     if fmt == "sharegpt":
@@ -83,14 +84,25 @@ def record(n: Node, fmt: str, *, scores: dict[str, float | None] | None = None, 
                              {"role": "assistant", "content": n.response or ""}]}
     if fmt == "lineage":
         return {**{k: getattr(n, k) for k in LINEAGE_KEYS}, "scores": scores or {}, "model": model,
-                "run_id": run_id or n.run_id}
+                "run_id": run_id or n.run_id, "answer_check": answer_check}
     raise ValueError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
 
 
 def to_records(store: Store, run_id: str, nodes: list[Node], fmt: str) -> list[dict[str, Any]]:
     model = _run_model(store, run_id)
     scores = node_scores(store, run_id) if fmt == "lineage" else {}
-    return [record(n, fmt, scores=scores.get(n.id, {}), model=model, run_id=run_id) for n in nodes]
+    checks = _answer_checks(store, run_id, fmt)
+    return [record(n, fmt, scores=scores.get(n.id, {}), model=model, run_id=run_id, answer_check=checks.get(n.id))
+            for n in nodes]
+
+
+def _answer_checks(store: Store, run_id: str, fmt: str) -> dict[str, str]:
+    """node id -> answer check status, for lineage records."""
+    if fmt != "lineage":
+        return {}
+    from .checking import check_statuses
+
+    return check_statuses(store, run_id)
 
 
 def _run_model(store: Store, run_id: str) -> str | None:
@@ -132,7 +144,8 @@ def write_export(store: Store, run_id: str, fmt: str, out: str | Path | TextIO, 
     if fmt not in FORMATS:
         raise ValueError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
     model = _run_model(store, run_id)
-    records = (record(n, fmt, scores=scores, model=model, run_id=run_id)
+    checks = _answer_checks(store, run_id, fmt)
+    records = (record(n, fmt, scores=scores, model=model, run_id=run_id, answer_check=checks.get(n.id))
                for n, scores in iter_selected(store, run_id, **select))
     if not isinstance(out, (str, Path)):
         return _write_records(out, records, fmt)

@@ -392,6 +392,7 @@ def test_run_with_check_answers_then_export_the_consistent_ones(tmp_path, cli_en
     assert r.returncode == 0, r.stderr
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert records and all(AGREES in rec["instruction"] or KO_AGREES in rec["instruction"] for rec in records)
+    assert {rec["answer_check"] for rec in records} == {CONSISTENT}  # the lineage format carries the check
     assert len(records) == 2 * 3  # two lineages x (seed + 2 rounds)
     r = cli(cli_env, "export", "--db", db, "--format", "alpaca", "--out", tmp_path / "a.json",
             "--checked", "inconsistent,not_checkable")
