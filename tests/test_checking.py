@@ -494,3 +494,30 @@ def test_deleting_a_run_deletes_its_checks(store):
     assert store.answer_check_status("n0") == CONSISTENT
     store.delete_run(run_id)
     assert store.answer_checks([run_id]) == [] and store.answer_check_status("n0") is None
+
+
+def test_a_batch_run_checks_answers_like_an_online_run(tmp_path):
+    """Batch mode (evolab/batch.py) replays the engine: the k samples go out in a job and the checks match."""
+    from evolab import batch, pipeline
+    from evolab.store import Store
+
+    fast = batch.BatchOptions(poll=batch.PollPolicy(first_s=0.01, max_s=0.05))
+    # every sample of the disagreeing item differs from the answer, whatever order the requests arrive in
+    with StubServer(handler=run_handler()) as stub:
+        results = {}
+        for mode in ("online", "batch"):
+            store = Store(tmp_path / f"{mode}.db")
+            config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=1, random_seed=3,
+                               check_answers=True)
+            store.create_run(config, [Seed(s) for s in SEED_ITEMS], run_id="r")
+            status = (pipeline.run_sync(store, "r") if mode == "online"
+                      else batch.run_batched(store, "r", options=fast))
+            assert status == "finished"
+            results[mode] = {r["node_id"]: r["status"] for r in store.answer_checks(["r"])}
+            if mode == "online":
+                online_checks = stub.count("check")
+                assert online_checks > 0
+            store.close()
+        assert stub.count("check") == online_checks  # the batch run's samples all came in batch jobs
+    assert results["batch"] == results["online"]
+    assert set(results["online"].values()) == {CONSISTENT, INCONSISTENT, NOT_CHECKABLE}
