@@ -403,3 +403,16 @@ def test_the_budget_stops_a_batch_run(tmp_path):
         assert store.run_cost("run-a") <= 0.001
         assert store.batch_call_count("run-a") > 0
         assert len(store.nodes("run-a")) < len(SEEDS) * 3  # it stopped before the last steps
+
+
+def test_the_estimate_shows_the_batch_price(tmp_path):
+    from evolab.estimate import estimate_run, format_estimate
+
+    est = estimate_run(list(SEEDS), RunConfig(model="gpt-4o-mini", rounds=2))
+    for case in ("low", "expected", "high"):
+        assert est[case]["cost_usd_batch"] == pytest.approx(est[case]["cost_usd"] / 2)
+    assert "half of online" in format_estimate(est)
+    unknown = estimate_run(list(SEEDS), RunConfig(model="my-private-model", rounds=2))
+    assert unknown["expected"]["cost_usd_batch"] is None and "unknown" in format_estimate(unknown)
+    given = estimate_run(list(SEEDS), RunConfig(model="my-private-model", rounds=2, price=(1.0, 2.0)))
+    assert given["expected"]["cost_usd_batch"] == pytest.approx(given["expected"]["cost_usd"])  # as you gave it

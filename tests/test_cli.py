@@ -168,7 +168,9 @@ def test_seeds_check(env, seeds_file):
 def parse_estimate(text: str) -> dict[str, list[float]]:
     out = {}
     for line in text.splitlines():
-        m = re.match(r"^(low|expected|high)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s*$", line)
+        # the last column, the cost as batch jobs (evolab/batch.py), is not parsed here
+        m = re.match(r"^(low|expected|high)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)(?:\s+(?:[\d.]+|unknown))?\s*$",
+                     line)
         if m:
             out[m.group(1)] = [float(g.replace(",", "")) for g in m.groups()[1:]]
     return out
