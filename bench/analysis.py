@@ -167,7 +167,7 @@ def analyse(db: Path, run_id: str, stage: str, embedder_name: str | None = None)
     # cold and warm fit the map (the cold report leaves it in <db>.umap/ for the hot run)
     coords = embed.umap_coords(vectors, cache_dir=embed.umap_cache_dir(store) if stage == "hot" else None)
     lap("UMAP fit (n_epochs=200)")
-    threshold = embed.near_duplicate_threshold(embedder, store)  # the model's own
+    threshold = embed.run_map_threshold(embedder, store)  # the model's own, for a run's map
     frame = novelty.mark_duplicates(nodes, vectors, threshold)
     frame["x"], frame["y"] = coords[:, 0], coords[:, 1]
     diversity = novelty.diversity_frame(frame, vectors, threshold=threshold)

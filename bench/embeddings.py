@@ -132,14 +132,17 @@ def main() -> None:
     print(f"\n{results[0]['texts'] if results else 0} distinct texts; machine load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock speeds shrink with it, CPU seconds less); "
           f"long texts: each pair's two texts joined, {results[0]['long_chars'] if results else 0:.0f} characters on average")
-    print("thresholds (near-duplicate / novelty):")
+    print("thresholds (near-duplicate / novelty; run map):")
     for r in results:
         t = r.get("thresholds")
         if t:
             recall = ", ".join(f"{lang}: catches {v['near_duplicate_recall']:.0%} of paraphrases, "
                                f"marks {v['near_duplicate_fpr']:.0%} of unrelated"
                                for lang, v in t["languages"].items())
-            print(f"  {r['embedder']}: {t['near_duplicate']:.4f} / {t['novelty']:.4f} ({recall})")
+            evolved = ", ".join(f"{lang} {v['run_map_evolved_marked']:.0%}" for lang, v in t["languages"].items()
+                                if v.get("run_map_evolved_marked") is not None)
+            print(f"  {r['embedder']}: {t['near_duplicate']:.4f} / {t['novelty']:.4f} ({recall}); run map "
+                  f"{t['run_map']:.4f} (evolved rewrites marked: {evolved})")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
     if args.write_thresholds:

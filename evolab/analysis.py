@@ -358,7 +358,7 @@ def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder
     """(frame, vectors): every node of the run(s) with x, y from one UMAP fit across all of them, and
     max_cosine, nearest_id, near_duplicate, duplicate_of (cosine >= threshold); vectors in row order.
     `embedder` None: EVOLAB_EMBED_* or the packaged model for the nodes' languages; `threshold` None:
-    the embedder's own (`embed.near_duplicate_threshold`). frame.attrs has "embedder" and "threshold".
+    the embedder's own for run maps (`embed.run_map_threshold`). frame.attrs has "embedder" and "threshold".
 
     Vectors come from the store's cache when present (only new texts are embedded); the map is cached
     by content in memory and in `<db>.umap/`.
@@ -377,7 +377,7 @@ def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder
     if embedder is None:
         embedder = embed.embedder_from_env(nodes["instruction"])
     if threshold is None:
-        threshold = embed.near_duplicate_threshold(embedder, store)
+        threshold = embed.run_map_threshold(embedder, store)
     vectors = embed.embed_nodes(nodes, embedder, store, progress=progress)
     settings = dict(n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs, cache_dir=embed.umap_cache_dir(store))
     if progress is not None and not embed.umap_is_cached(vectors, **settings):

@@ -313,6 +313,11 @@ def near_duplicate_threshold(embedder: Embedder | str | None = None, store: Stor
     return threshold_info(embedder, store).near_duplicate
 
 
+def run_map_threshold(embedder: Embedder | str | None = None, store: Store | None = None) -> float:
+    """The stricter cosine for marks on a run's map: a child beside its parent is no near-duplicate."""
+    return threshold_info(embedder, store).run_map
+
+
 def novelty_threshold(embedder: Embedder | str | None = None, store: Store | None = None) -> float:
     """The stricter cosine at or above which a filter *drops* a new text as a copy of one it has."""
     return threshold_info(embedder, store).novelty

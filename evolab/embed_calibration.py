@@ -3,12 +3,18 @@
 Cosines crowd differently per model (multilingual-e5 puts unrelated questions near 0.8, MiniLM near
 0.3), so a near-duplicate threshold is a property of the model, calibrated on labelled pairs:
 - the corpus: `tests/data/embeddings/pairs.jsonl`, English and Korean, finance and general; each row
-  `{a, b, label: "paraphrase"|"unrelated", language, domain}`; the unrelated pairs are hard negatives
-  (two different questions of the same domain);
-- the criterion (`FALSE_POSITIVE_RATE`): the near-duplicate threshold is the lowest cosine that marks at
-  most 5% of the unrelated pairs (each language counted with equal weight); the novelty threshold, used
-  by filters that *drop* instructions, at most 1%. What share of paraphrases each catches is recorded
-  beside it;
+  `{a, b, label: "paraphrase"|"unrelated"|"evolved", language, domain}`; unrelated pairs are hard
+  negatives (two different questions of the same domain), evolved pairs an instruction and an
+  Evol-Instruct rewrite of it (constraints, depth, concrete cases added): new information, so not a
+  near-duplicate either, and the closest kind of negative a run's map holds (a child beside its parent);
+- the criterion (`FALSE_POSITIVE_RATE`): the near-duplicate threshold (seed sets, lint, grow) is the
+  lowest cosine that marks at most 5% of the unrelated pairs, each language counted with equal weight;
+  the novelty threshold, for filters that *drop* texts, at most 1%; the run-map threshold (marks on a
+  run's map, where every child sits beside its parent) at most 5% of unrelated *and* evolved pairs.
+  Evolved rewrites are as close as paraphrases to every model measured, so on a run's map only the
+  stricter cut keeps the mark meaning "nearly the same text". What share of paraphrases each catches,
+  and of evolved pairs each marks, is recorded beside it. AUC and NN compare paraphrase with unrelated
+  pairs only (NN among the texts of those pairs);
 - shipped thresholds: `evolab/data/embedding_thresholds.json` keyed by model name; a user's own model
   is calibrated with `python -m evolab embed calibrate --model M --db D` into the store's meta.
   A model with neither falls back to the global 0.9, and says so (`ThresholdInfo.note`).
@@ -32,9 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
 CORPUS_PATH = Path(__file__).resolve().parents[1] / "tests" / "data" / "embeddings" / "pairs.jsonl"
 THRESHOLDS_PATH = Path(__file__).resolve().parent / "data" / "embedding_thresholds.json"
 FALLBACK_THRESHOLD = COSINE_DUPLICATE  # the global default (0.9) for a model nobody calibrated
-FALSE_POSITIVE_RATE = {"near_duplicate": 0.05, "novelty": 0.01}
+FALSE_POSITIVE_RATE = {"near_duplicate": 0.05, "novelty": 0.01, "run_map": 0.05}
 META_PREFIX = "embedding_thresholds:"  # store meta key of a user-calibrated model
-LABELS = ("paraphrase", "unrelated")
+LABELS = ("paraphrase", "unrelated", "evolved")
+NEGATIVE = ("unrelated", "evolved")
 
 
 def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
@@ -55,11 +62,11 @@ def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
                                                 for k in ("a", "b", "label")):
             raise ValueError(f"{path}:{n}: each row needs text fields a, b and label.")
         if row["label"] not in LABELS:
-            raise ValueError(f"{path}:{n}: label must be 'paraphrase' or 'unrelated', not {row['label']!r}.")
+            raise ValueError(f"{path}:{n}: label must be one of {', '.join(LABELS)}, not {row['label']!r}.")
         rows.append({"a": row["a"], "b": row["b"], "label": row["label"],
                      "language": row.get("language") or "all", "domain": row.get("domain") or ""})
     df = pd.DataFrame(rows, columns=["a", "b", "label", "language", "domain"])
-    for label in LABELS:
+    for label in ("paraphrase", "unrelated"):
         if not (df["label"] == label).any():
             raise ValueError(f"{path}: calibration needs both paraphrase and unrelated pairs; found no {label} pair.")
     return df
@@ -110,7 +117,9 @@ def measure(embedder: "Embedder", pairs: pd.DataFrame) -> Measurement:
     for lang, group in out.groupby("language", sort=True):
         para = group[group["label"] == "paraphrase"]
         unrel = group[group["label"] == "unrelated"]
-        own = sorted({index[t] for t in group["a"]} | {index[t] for t in group["b"]})
+        evolved = group[group["label"] == "evolved"]
+        pool = group[group["label"] != "evolved"]  # NN as defined on paraphrase and unrelated texts
+        own = sorted({index[t] for t in pool["a"]} | {index[t] for t in pool["b"]})
         sims = vectors[own] @ vectors[own].T
         np.fill_diagonal(sims, -np.inf)
         pos = {i: k for k, i in enumerate(own)}
@@ -121,6 +130,7 @@ def measure(embedder: "Embedder", pairs: pd.DataFrame) -> Measurement:
         rows.append({"language": lang, "auc": auc(para["cosine"], unrel["cosine"]),
                      "nn_rate": float(np.mean(hits)) if hits else float("nan"),
                      "paraphrase_mean": float(para["cosine"].mean()), "unrelated_mean": float(unrel["cosine"].mean()),
+                     "evolved_mean": float(evolved["cosine"].mean()) if len(evolved) else float("nan"),
                      "pairs": len(group)})
     return Measurement(out, pd.DataFrame(rows))
 
@@ -138,23 +148,27 @@ def calibrate(embedder: "Embedder", pairs: pd.DataFrame | None = None, *, source
         if pairs.empty or len(set(pairs["label"])) < 2:
             raise ValueError(f"No paraphrase and unrelated pairs in languages {list(languages)}.")
     m = measurement if measurement is not None else measure(embedder, pairs)
-    unrel = m.pairs[m.pairs["label"] == "unrelated"]
-    # each language weighs the same, whatever its number of pairs
-    weights = 1.0 / unrel.groupby("language")["cosine"].transform("size").to_numpy()
-    entry: dict[str, Any] = {"criterion": "lowest cosine marking at most this share of unrelated (hard negative) "
-                                          "pairs, languages weighted equally",
+    entry: dict[str, Any] = {"criterion": "lowest cosine marking at most this share of unrelated pairs (run_map: "
+                                          "of unrelated and evolved pairs), languages weighted equally",
                              "false_positive_rate": dict(FALSE_POSITIVE_RATE), "corpus": source or "user pairs",
                              "languages": {}}
-    for kind, fpr in FALSE_POSITIVE_RATE.items():
-        entry[kind] = round(threshold_at_fpr(unrel["cosine"].to_numpy(), fpr, weights), 4)
+    for kind, labels in (("near_duplicate", ("unrelated",)), ("novelty", ("unrelated",)), ("run_map", NEGATIVE)):
+        neg = m.pairs[m.pairs["label"].isin(labels)]
+        # each language weighs the same, whatever its number of pairs
+        weights = 1.0 / neg.groupby("language")["cosine"].transform("size").to_numpy()
+        entry[kind] = round(threshold_at_fpr(neg["cosine"].to_numpy(), FALSE_POSITIVE_RATE[kind], weights), 4)
     for row in m.by_language.to_dict("records"):
         g = m.pairs[m.pairs["language"] == row["language"]]
         para, neg = g[g["label"] == "paraphrase"]["cosine"], g[g["label"] == "unrelated"]["cosine"]
+        evolved = g[g["label"] == "evolved"]["cosine"]
         entry["languages"][row["language"]] = {
             "auc": round(row["auc"], 4), "nn_rate": round(row["nn_rate"], 4),
             "paraphrase_mean": round(row["paraphrase_mean"], 4), "unrelated_mean": round(row["unrelated_mean"], 4),
+            "evolved_mean": None if not len(evolved) else round(float(evolved.mean()), 4),
             **{f"{kind}_recall": round(float((para >= entry[kind]).mean()), 4) for kind in FALSE_POSITIVE_RATE},
-            **{f"{kind}_fpr": round(float((neg >= entry[kind]).mean()), 4) for kind in FALSE_POSITIVE_RATE}}
+            **{f"{kind}_fpr": round(float((neg >= entry[kind]).mean()), 4) for kind in FALSE_POSITIVE_RATE},
+            **{f"{kind}_evolved_marked": None if not len(evolved) else round(float((evolved >= entry[kind]).mean()), 4)
+               for kind in FALSE_POSITIVE_RATE}}
     return entry
 
 
@@ -186,9 +200,10 @@ class ThresholdInfo:
     """The thresholds in force for one model and where they came from (shown beside maps and marks)."""
 
     model: str
-    near_duplicate: float
-    novelty: float
+    near_duplicate: float  # seed sets, lint, grow: paraphrase against different questions
+    novelty: float  # filters that drop texts
     source: str  # "shipped", "calibrated" (store meta) or "fallback"
+    run_map: float = FALLBACK_THRESHOLD  # marks on a run's map: also above Evol-Instruct rewrites of a text
 
     @property
     def note(self) -> str:
@@ -200,9 +215,10 @@ class ThresholdInfo:
 
     @property
     def caption(self) -> str:
+        """Under a run's map: which model and which (run-map) threshold made the marks."""
         where = {"shipped": "calibrated on evolab's paraphrase corpus", "calibrated": "calibrated by you",
                  "fallback": "global default, not calibrated"}[self.source]
-        return f"embedder {self.model}; near-duplicate at cosine ≥ {self.near_duplicate:.3f} ({where})"
+        return f"embedder {self.model}; near-duplicate at cosine ≥ {self.run_map:.3f} ({where})"
 
 
 def threshold_info(model_name: str, store: "Store | None" = None) -> ThresholdInfo:
@@ -211,7 +227,8 @@ def threshold_info(model_name: str, store: "Store | None" = None) -> ThresholdIn
                           ("shipped", shipped_thresholds().get(model_name))):
         if entry and isinstance(entry.get("near_duplicate"), (int, float)):
             return ThresholdInfo(model_name, float(entry["near_duplicate"]),
-                                 float(entry.get("novelty", entry["near_duplicate"])), source)
+                                 float(entry.get("novelty", entry["near_duplicate"])), source,
+                                 float(entry.get("run_map", entry["near_duplicate"])))
     return ThresholdInfo(model_name, FALLBACK_THRESHOLD, FALLBACK_THRESHOLD, "fallback")
 
 

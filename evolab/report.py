@@ -248,15 +248,15 @@ def _diversity_section(store: Store, run_id: str, nodes: pd.DataFrame, embedder:
         frame, vectors = analysis.embedding_map(store, run_id, embedder, nodes=nodes)
         from .embed import threshold_info
 
-        thresholds = threshold_info(embedder, store)  # the model's own near-duplicate threshold
-        div = novelty.diversity_frame(frame, vectors, threshold=thresholds.near_duplicate)
+        thresholds = threshold_info(embedder, store)  # the model's own threshold for a run's map
+        div = novelty.diversity_frame(frame, vectors, threshold=thresholds.run_map)
     except (ImportError, OSError, RuntimeError, ValueError) as e:
         return (f"<p class='note'>The diversity section is missing: embedding the instructions failed "
                 f"({_esc(e)}). Set EVOLAB_EMBED_MODEL to a local sentence-transformers folder or "
                 f"EVOLAB_EMBED_BASE_URL to an embeddings endpoint and write the report again.</p>")
     share = float(frame["near_duplicate"].mean()) if len(frame) else 0.0
     return (f"<p class='sub'>One UMAP map of all {len(frame)} nodes ({_esc(thresholds.caption)}); "
-            f"red rings: near-duplicates (cosine &ge; {thresholds.near_duplicate:.3f} with another node, "
+            f"red rings: near-duplicates (cosine &ge; {thresholds.run_map:.3f} with another node, "
             f"{share:.0%} of nodes). Numbers per round count the seed and kept pool; compare them only with "
             f"runs mapped by the same model.</p>"
             + (f"<p class='note'>{_esc(thresholds.note)}</p>" if thresholds.note else "")

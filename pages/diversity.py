@@ -26,10 +26,11 @@ color_by = c1.radio("Colour by", ["round", "operation", "status"], horizontal=Tr
 map_model = app_common.map_embedder(db, run_id)
 thresholds = embed.threshold_info(map_model, db)  # the model's own calibrated threshold is the default
 app_common.forget_when_changed("diversity_threshold", map_model.name)
-threshold = c2.slider("Near-duplicate at cosine ≥", 0.30, 0.99, round(thresholds.near_duplicate, 3), 0.001,
+threshold = c2.slider("Near-duplicate at cosine ≥", 0.30, 0.99, round(thresholds.run_map, 3), 0.001,
                       format="%.3f", key="diversity_threshold",
-                      help=f"Calibrated for {map_model.name}: {thresholds.near_duplicate:.3f}. Cosines crowd "
-                           "differently per model, so a threshold belongs to its model.")
+                      help=f"Calibrated for {map_model.name}: {thresholds.run_map:.3f}. Cosines crowd differently "
+                           "per model, so a threshold belongs to its model; an evolved rewrite is as close as a "
+                           "paraphrase, so a mark means nearly the same text.")
 try:
     app_common.prepare_map(db, run_id)  # shows embedding k of n, then fitting, when there is work left
     with st.spinner("Marking near-duplicates..."):
@@ -42,7 +43,7 @@ except Exception as e:  # missing model files, an embeddings endpoint that fails
 language_warning = embed_calibration.english_only_warning(list(nodes["language"].dropna().unique()), map_model.name)
 if language_warning:
     st.warning(language_warning, icon=":material/translate:")
-st.caption(f"Map and marks: {thresholds.caption}" + ("" if abs(threshold - thresholds.near_duplicate) < 5e-4
+st.caption(f"Map and marks: {thresholds.caption}" + ("" if abs(threshold - thresholds.run_map) < 5e-4
                                                       else f"; shown at your cosine ≥ {threshold:.3f}"))
 if thresholds.note:
     st.caption(thresholds.note)

@@ -44,7 +44,7 @@ def test_korean_run_uses_the_multilingual_model_without_a_warning(korean_run, mo
     assert not at.error, [e.value for e in at.error]
     shown = texts(at)
     assert "English-only" not in shown
-    threshold = embed.near_duplicate_threshold(embed.E5_MODEL_NAME)
+    threshold = embed.run_map_threshold(embed.E5_MODEL_NAME)
     assert embed.E5_MODEL_NAME in shown and f"{threshold:.3f}" in shown  # which model and threshold made the marks
     assert at.slider(key="diversity_threshold").value == pytest.approx(round(threshold, 3))
 
@@ -55,5 +55,5 @@ def test_forcing_the_english_only_model_brings_the_warning_back(korean_run, monk
     at = open_page(db, "diversity", query={"run": run}, timeout=180)
     warnings = [w.value for w in at.warning]
     assert any("English-only" in w and "all-MiniLM-L6-v2" in w for w in warnings), warnings
-    threshold = embed.near_duplicate_threshold(embed.MINILM_MODEL_NAME)
+    threshold = embed.run_map_threshold(embed.MINILM_MODEL_NAME)
     assert at.slider(key="diversity_threshold").value == pytest.approx(round(threshold, 3))

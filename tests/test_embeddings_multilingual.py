@@ -37,6 +37,7 @@ def test_the_corpus_has_enough_pairs_of_each_kind(corpus):
     for lang in ("en", "ko"):
         for label in ("paraphrase", "unrelated"):
             assert counts[(lang, label)] >= 40
+        assert counts[(lang, "evolved")] >= 20  # an instruction and its Evol-Instruct rewrite
         assert set(corpus[corpus["language"] == lang]["domain"]) == {"finance", "general"}
     texts = list(corpus["a"]) + list(corpus["b"])
     assert len(set(texts)) == len(texts)  # no text twice: a copy would be its own nearest neighbour
@@ -85,6 +86,7 @@ def test_thresholds_come_from_the_model(e5):
     assert minilm_t == shipped[embed.MINILM_MODEL_NAME]["near_duplicate"]
     assert minilm_t < e5_t  # e5's cosines crowd high: one global number cannot serve both
     assert embed.novelty_threshold(e5) > e5_t  # the filter that drops is the stricter one
+    assert embed.run_map_threshold(e5) == shipped[embed.E5_MODEL_NAME]["run_map"] > e5_t  # above rewrites too
     info = embed.threshold_info("e5")
     assert info.source == "shipped" and not info.note and "0." in info.caption and e5.name in info.caption
 
@@ -92,6 +94,7 @@ def test_thresholds_come_from_the_model(e5):
 def test_shipped_thresholds_are_what_the_corpus_gives(e5, corpus, e5_measured):
     entry = cal.calibrate(e5, corpus, measurement=e5_measured)
     assert entry["near_duplicate"] == embed.near_duplicate_threshold(e5)
+    assert entry["run_map"] == embed.run_map_threshold(e5)
     for lang in ("en", "ko"):  # the criterion: at most 5% of the hard negatives are marked
         assert entry["languages"][lang]["near_duplicate_fpr"] <= 0.05 + 1e-9
         assert entry["languages"][lang]["near_duplicate_recall"] >= 0.6

@@ -92,6 +92,6 @@ def test_the_cli_call_uses_the_default_embedder(store, tmp_path, monkeypatch):
     sample = build_run(store, rounds=1)
     html = write_report(store, sample.run_id, tmp_path / "cli.html").read_text(encoding="utf-8")
     # the sample run has a Korean seed: the packaged multilingual model, named with its own threshold
-    threshold = embed.near_duplicate_threshold(embed.E5_MODEL_NAME)
+    threshold = embed.run_map_threshold(embed.E5_MODEL_NAME)
     assert f"embedder multilingual-e5-small-q4; near-duplicate at cosine ≥ {threshold:.3f}" in html
     assert html.count("Plotly.newPlot") == FIGURES
