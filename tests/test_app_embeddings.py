@@ -57,3 +57,24 @@ def test_forcing_the_english_only_model_brings_the_warning_back(korean_run, monk
     assert any("English-only" in w and "all-MiniLM-L6-v2" in w for w in warnings), warnings
     threshold = embed.run_map_threshold(embed.MINILM_MODEL_NAME)
     assert at.slider(key="diversity_threshold").value == pytest.approx(round(threshold, 3))
+
+
+def test_the_slider_starts_again_at_the_new_models_threshold_when_the_run_changes(tmp_path, monkeypatch):
+    """A threshold moved for one model means nothing for another: switching to a run mapped by another
+    model starts the slider at that model's own calibrated value."""
+    _packaged_models_only(monkeypatch)
+    db = str(tmp_path / "two.db")
+    store = Store(db)
+    korean, _ = pipeline.start_interactive(store, [Seed(t, language="ko") for t in KOREAN], RunConfig(model="m"),
+                                           name="ko")
+    english, _ = pipeline.start_interactive(store, [Seed(t, language="en") for t in (
+        "Explain how tides work.", "Write a haiku about rain.", "How do index funds work?")], RunConfig(model="m"),
+                                            name="en")
+    store.close()
+    at = open_page(db, "diversity", query={"run": korean}, timeout=180)
+    at.slider(key="diversity_threshold").set_value(0.95).run()
+    assert at.slider(key="diversity_threshold").value == pytest.approx(0.95)
+    at.selectbox(key="diversity_run").set_value(english).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert embed.MINILM_MODEL_NAME in texts(at)  # an all-English run: MiniLM, which measured better there
+    assert at.slider(key="diversity_threshold").value == pytest.approx(round(embed.run_map_threshold("minilm"), 3))
