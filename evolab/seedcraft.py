@@ -279,7 +279,7 @@ async def grow(store: Store, client: LLMClient, spec: GrowSpec, *, embedder: Any
     endpoint = client.endpoint or "embedded"
     job_id = spec.job_id(client.model, endpoint)
     if embedder == "default":
-        embedder = embedder_from_env()
+        embedder = embedder_from_env([s.instruction for s in spec.seeds])  # the model for the set's languages
     threshold = near_duplicate_threshold(embedder) if embedder is not None else None
     store.start_grow_job(job_id, {"n": spec.n, "language": language, "model": client.model,
                                   "endpoint": endpoint_host(endpoint if endpoint != "embedded" else None),

@@ -185,7 +185,7 @@ def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: A
     from . import embed, novelty
 
     try:
-        embedder = embedder or embed.embedder_from_env()
+        embedder = embedder or embed.embedder_from_env(texts)  # MiniLM for an all-English set, else e5
         vectors = embed.embed_texts(texts, embedder, store)
     except Exception as e:  # no model on this machine, endpoint down: the other checks still count
         notes.append(f"embedding near-duplicates not checked: {str(e)[:300]}")
