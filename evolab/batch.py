@@ -15,10 +15,12 @@ so the same requests come out) and polls the job it had submitted instead of sub
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -85,16 +87,35 @@ class CollectingClient(LLMClient):
     LLMError when the batch gave up on it, or an online call when it falls back to online."""
 
     def __init__(self, backend: Backend, store: Store, *, given_up: dict[str, str], online_keys: set[str],
-                 recorded: set[tuple[str, str | None]], online_price: Price | None, **kwargs: Any):
+                 recorded: set[tuple[str, str | None]], online_price: Price | None,
+                 answers: dict[str | None, dict[str, dict[str, Any]]] | None = None, **kwargs: Any):
         super().__init__(backend, store, **kwargs)
         self.requests: dict[str, BatchRequest] = {}
         self.given_up, self.online_keys, self.recorded = given_up, online_keys, recorded
         self.online_price = online_price
+        # Cached answers already read (node id -> request cache key -> cache row), for every pass of the run: a
+        # step replays its answered calls in each pass, and a cache row never changes once written. BatchEngine
+        # drops a node's answers once its step is stored.
+        self.answers = {} if answers is None else answers
+        self.errors_raised = 0  # failed calls: a verdict computed while one failed is not kept (it may not recur)
+
+    def _cache_lookup(self, key: str, node_id: str | None = None) -> dict[str, Any] | None:
+        hit = self.answers.get(node_id, {}).get(key)
+        if hit is None:
+            hit = super()._cache_lookup(key, node_id)
+            if hit is not None:
+                self.answers.setdefault(node_id, {})[key] = hit
+        return hit
 
     async def _send(self, messages: Messages, *, key: str, node_id: str | None, **kw: Any) -> Completion:
         if key in self.online_keys:
-            return await super()._send(messages, key=key, node_id=node_id, **kw)
+            try:
+                return await super()._send(messages, key=key, node_id=node_id, **kw)
+            except LLMError:
+                self.errors_raised += 1
+                raise
         if key in self.given_up:
+            self.errors_raised += 1
             error = LLMError(f"The batch jobs did not answer this request: {self.given_up[key]}")
             self._record(kw.get("purpose", ""), node_id, Completion(text="", model=self.model, request_hash=key),
                          str(error))
@@ -133,12 +154,16 @@ class CollectingClient(LLMClient):
 # the next pass gets their verdicts back instead of computing them again.
 LOCAL_RULES = (eliminator.Truncated, eliminator.Unchanged, eliminator.PromptLeak, eliminator.Refusal,
                eliminator.EmptyResponse)
+# Rules that also ask the model, about the same texts only: their answer is a cache row (content-keyed), so a
+# verdict reached without a failed call is the same in the next pass.
+ANSWERED_RULES = (eliminator.EqualityJudge,)
 
 
 class BatchEngine(Engine):
     """The Engine, told that a step waiting for the batch is not finished: the novelty check of round r (which
     compares with every lineage's round r - 1) waits for the next pass when any step of round r - 1 waits.
-    `local_verdicts` (node id -> rule id -> (texts, verdict)) lives across the passes of a run."""
+    `local_verdicts` (node id -> rule id, "evolve" or "complexity" -> (inputs, result)) lives across the passes
+    of a run: a step replayed in the next pass gets back what it computed from the same inputs."""
 
     def __init__(self, *args: Any, local_verdicts: dict[str, dict[str, tuple]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -151,11 +176,17 @@ class BatchEngine(Engine):
         except NotAnswered:
             self.waiting_rounds.add(round_)
             raise
-        self.local_verdicts.pop(result.node.id, None)  # the step is stored: its verdicts are not needed again
+        # The step is stored: its verdicts and answers are not needed again.
+        self.local_verdicts.pop(result.node.id, None)
+        getattr(self.client, "answers", {}).pop(result.node.id, None)
         return result
 
+    async def finish_seed(self, seed: Node) -> None:
+        await super().finish_seed(seed)
+        getattr(self.client, "answers", {}).pop(seed.id, None)
+
     async def _check_rule(self, rule: eliminator.Rule, ctx: eliminator.StepContext) -> eliminator.Verdict:
-        if not isinstance(rule, LOCAL_RULES):
+        if not isinstance(rule, LOCAL_RULES + ANSWERED_RULES):
             return await super()._check_rule(rule, ctx)
         node, parent = ctx.node, ctx.parent
         texts = (parent.instruction, parent.input, node.instruction, node.input, node.response, node.language,
@@ -163,15 +194,57 @@ class BatchEngine(Engine):
         known = self.local_verdicts.setdefault(node.id, {}).get(rule.id + type(rule).__name__)
         if known is not None and known[0] == texts:
             return known[1]
+        errors_before = getattr(self.client, "errors_raised", 0)
         verdict = await super()._check_rule(rule, ctx)
-        self.local_verdicts[node.id][rule.id + type(rule).__name__] = (texts, verdict)
+        if getattr(self.client, "errors_raised", 0) == errors_before:
+            self.local_verdicts.setdefault(node.id, {})[rule.id + type(rule).__name__] = (texts, verdict)
         return verdict
+
+    async def _evolve(self, *args: Any, **kwargs: Any):
+        # The evolver's prompt depends on the rng's state; its reply is a cache row (content-keyed): the same
+        # arguments and rng state give the same Evolution, and the rng is left as the call would leave it.
+        rng: random.Random | None = kwargs.get("rng")
+        inputs = (args, tuple((k, v) for k, v in kwargs.items() if k != "rng"), _rng_state(rng, digest=True))
+        node_id = kwargs.get("node_id") or ""
+        known = self.local_verdicts.get(node_id, {}).get("evolve")
+        if known is not None and known[0] == inputs:
+            evolution, rng_after = known[1]
+            if rng is not None:
+                rng.setstate(_unpack_rng_state(rng_after))
+            return evolution
+        evolution = await super()._evolve(*args, **kwargs)
+        self.local_verdicts.setdefault(node_id, {})["evolve"] = (inputs, (evolution, _rng_state(rng)))
+        return evolution
+
+    def _complexity_scores(self, node: Node) -> list:
+        inputs = (node.id, node.instruction, node.input, node.language)
+        known = self.local_verdicts.get(node.id, {}).get("complexity")
+        if known is not None and known[0] == inputs:
+            return list(known[1])
+        scores = super()._complexity_scores(node)
+        self.local_verdicts.setdefault(node.id, {})["complexity"] = (inputs, list(scores))
+        return scores
 
     async def novelty_pool(self, node: Node) -> list[str]:
         await self._round_finished(node.round - 1)
         if any(r < node.round for r in self.waiting_rounds):
             raise NotAnswered("novelty pool")
         return await super().novelty_pool(node)
+
+
+def _rng_state(rng: random.Random | None, digest: bool = False) -> tuple | None:
+    """A Random's state, compact (its 625 words as 2.5 kB of bytes, or their SHA-256 to compare with): the
+    state as a tuple of ints would take ~20 kB for every step waiting between passes."""
+    if rng is None:
+        return None
+    version, words, gauss = rng.getstate()
+    packed = array("I", words).tobytes()
+    return (version, hashlib.sha256(packed).digest() if digest else packed, gauss)
+
+
+def _unpack_rng_state(state: tuple) -> tuple:
+    version, packed, gauss = state
+    return (version, tuple(array("I", packed)), gauss)
 
 
 @dataclass
@@ -186,9 +259,10 @@ class PassResult:
 async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *, until_round: int | None = None,
                    fallback_online: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                    stop_event: threading.Event | None = None, progress: Callable | None = None,
-                   local_verdicts: dict[str, dict[str, tuple]] | None = None) -> PassResult:
+                   local_verdicts: dict[str, dict[str, tuple]] | None = None,
+                   answers: dict[str | None, dict[str, dict[str, Any]]] | None = None) -> PassResult:
     """Run the engine over the whole run as far as the cache goes; the requests the next job must answer.
-    `local_verdicts`: the same dict for every pass of a run (see BatchEngine)."""
+    `local_verdicts` and `answers`: the same dicts for every pass of a run (see BatchEngine, CollectingClient)."""
     run = store.get_run(run_id)
     config: RunConfig = run["config"]
     # A backend of this pass's event loop (its connection pool cannot outlive the loop), unless one is given.
@@ -201,7 +275,7 @@ async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *,
         backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd,
         structured=config.structured, budget_tokens=config.budget_tokens, price=config.price,
         prices_file=config.prices_file, rpm=config.rpm, tpm=config.tpm, stop_event=stop_event,
-        given_up=given_up, online_keys=online, recorded=store.call_keys(run_id), online_price=None)
+        given_up=given_up, online_keys=online, recorded=store.call_keys(run_id), online_price=None, answers=answers)
     client.online_price = client.price
     client.price = resolve_batch_price(backend.model, price=config.price, prices_file=config.prices_file)
     engine = BatchEngine(store, run_id, client, config, progress=progress, stop_event=stop_event,
@@ -429,6 +503,7 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
         pass_backend = backend or make_backend(config)
         params_key = params_meta_key(getattr(pass_backend, "endpoint", "") or "", pass_backend.model)
         local_verdicts: dict[str, dict[str, tuple]] = {}
+        answers: dict[str | None, dict[str, dict[str, Any]]] = {}
         try:
             pass_no = 0
             while True:
@@ -438,7 +513,7 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
                 result = await run_pass(store, run_id, pass_backend, until_round=until_round,
                                         fallback_online=options.fallback == "online",
                                         max_attempts=options.max_attempts, stop_event=stop_event, progress=progress,
-                                        local_verdicts=local_verdicts)
+                                        local_verdicts=local_verdicts, answers=answers)
                 requests = {r.key: r for r in result.requests}
                 if not requests:
                     return _finish(store, run_id, config, result, until_round)

@@ -136,16 +136,16 @@ class Engine:
         verdicts: list[eliminator.Verdict] = []
         scores: list[Score] = []
         try:
-            evo = await evolver.evolve(self.client, parent.instruction, parent.input, op, language=node.language,
-                                       rng=rng, temperature=cfg.temperature_evolve,
-                                       max_tokens=cfg.max_tokens_evolve, node_id=node_id, salt=salt,
-                                       template=self.templates.get(f"{node.language}/{op}"))
+            evo = await self._evolve(parent.instruction, parent.input, op, language=node.language,
+                                     rng=rng, temperature=cfg.temperature_evolve,
+                                     max_tokens=cfg.max_tokens_evolve, node_id=node_id, salt=salt,
+                                     template=self.templates.get(f"{node.language}/{op}"))
             node.instruction, node.input = evo.instruction, evo.input
             node.prompt, node.raw_output = evo.prompt, evo.raw_output
             node.template, node.template_version = evo.template.name, evo.template.version
 
             if node.instruction:
-                scores += complexity_scores(node)
+                scores += self._complexity_scores(node)
             ctx = eliminator.StepContext(parent=parent, node=node, config=cfg, client=self.client,
                                          novelty_pool=lambda: self.novelty_pool(node),
                                          finish_reason=evo.finish_reason)
@@ -174,6 +174,14 @@ class Engine:
         self._count(node)
         await self._check_answer(node)
         return StepResult(node, verdicts, scores)
+
+    async def _evolve(self, *args: Any, **kwargs: Any) -> evolver.Evolution:
+        """The evolver's call for a step (batch mode keeps the answered ones between its passes)."""
+        return await evolver.evolve(self.client, *args, **kwargs)
+
+    def _complexity_scores(self, node: Node) -> list[Score]:
+        """A child's cx_* scores (batch mode keeps them between its passes)."""
+        return complexity_scores(node)
 
     async def _check_answer(self, node: Node) -> None:
         """--check-answers: a kept node's (or seed's) numeric answer asked k more times, compared, stored
