@@ -15,7 +15,9 @@ from test_app import (_app_env, _fresh_resources, _navigation_mode, button, open
 def test_runs_page_starts_a_batch_run_and_cancels_its_job(tmp_path):
     db = str(tmp_path / "b.db")
     with StubServer() as stub:
-        stub.batch_timing = {"validating": 0.01, "per_line": 0.2, "finalizing": 0.01}  # a job stays in progress
+        # A job stays in progress for seconds (2 lines x 3 s), so the page sees it there even on a loaded machine,
+        # where a first status poll can come later than a few tenths of a second.
+        stub.batch_timing = {"validating": 0.01, "per_line": 3.0, "finalizing": 0.01}
         store = Store(db)
         store.save_seed_set("demo", [Seed("Explain why the sky is blue."), Seed("바다를 초보자에게 설명하세요.")])
         settings = stub_settings(db, stub)

@@ -322,7 +322,7 @@ def test_seeds_coverage_map_in_a_browser(app_server):
         try:
             ui = Page(browser.new_page(viewport={"width": 1500, "height": 2400}), app_server["url"])
             ui.page.set_default_timeout(60_000)
-            ui.goto("seeds")
+            ui.goto()  # the Seeds page is the default page, served at the root
             ui.choose("Shipped with evolab", "finance (Korean and English)")
             ui.click("Load example")
             ui.settle()
