@@ -99,7 +99,6 @@ def tag_kind(skills: list[str]) -> ReplyKind:
                       "ko": "다른 말 없이 정확히 두 줄로 다시 답하세요:\n스킬: <스킬>\n난이도: <1부터 10 사이의 정수>"})
 
 
-
 @dataclass
 class Reading:
     """What was read from a model: the value (None when unreadable), how it was read, the reply as sent

@@ -11,7 +11,6 @@ a person could not read one with confidence. They never guess and never raise.
 - `read_instruction_list`: the new instructions a grow reply lists (evolab.seedcraft), as (instruction, input).
 - `read_tag`: a seed's skill (from the set's list, or a proposed new one) and difficulty 1-10.
 
-
 Each reader also accepts a JSON object reply, bare or in a ```json fence (models answer JSON unasked).
 
 The rules a person applies, and which the readers follow:
@@ -1132,54 +1131,6 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
     return _strip_quotes(text), input_text
 
 
-# -- revised templates from an optimizer model (evolab/tuning.py) --------------------------------------------
-_FENCED_BLOCK = re.compile(r"^[ \t]*```[\w+-]*[ \t]*\n(.*?)\n[ \t]*```[ \t]*$", re.S | re.M)
-_THINKING = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)  # a reasoning model's preamble
-
-
-def _candidate_from_json(item: Any) -> dict[str, str] | None:
-    if isinstance(item, str):
-        return {"template": item, "rationale": ""} if item.strip() else None
-    if not isinstance(item, dict):
-        return None
-    template = _lookup(item, "template", "prompt", "text", "revised_template")
-    rationale = _lookup(item, "rationale", "reason", "why", "explanation")
-    if not isinstance(template, str) or not template.strip():
-        return None
-    return {"template": template, "rationale": rationale.strip() if isinstance(rationale, str) else ""}
-
-
-def read_template_candidates(text: str | None) -> list[dict[str, str]] | None:
-    """Revised templates from an optimizer's reply: JSON {"candidates": [{"rationale", "template"}]} (or a bare
-    list, or "templates"), else each fenced code block as one template with the line before it as its rationale.
-    None when no template can be read; the texts are returned as written (placeholders are checked by the caller)."""
-    text = _THINKING.sub("", text or "")
-    items: Any = None
-    body = _unfence(text).strip()
-    if body.startswith("["):
-        try:
-            items = json.loads(body)
-        except (ValueError, RecursionError):
-            items = None
-    if items is None:
-        obj = json_object(text)
-        if obj is not None:
-            items = _lookup(obj, "candidates", "templates", "revisions")
-            if items is None and _candidate_from_json(obj):
-                items = [obj]
-    if isinstance(items, list):
-        found = [c for c in (_candidate_from_json(i) for i in items) if c]
-        return found or None
-    blocks = list(_FENCED_BLOCK.finditer(text))
-    found = []
-    for m in blocks:
-        before = [line.strip() for line in text[:m.start()].splitlines()
-                  if line.strip() and not line.strip().startswith("```")]
-        if m.group(1).strip():
-            found.append({"template": m.group(1), "rationale": before[-1] if before else ""})
-    return found or None
-
-
 # -- generated instruction lists (evolab.seedcraft's grow prompt) ------------------------------------------
 # An item starts with a number ("1.", "2)", "(3)", "Task 4:", "과제 5:", "### 6."), or, in a list with no
 # numbers, a bullet. A bold title before the task ("**Budgeting**: Plan ...") is a label, not the task.
@@ -1316,3 +1267,51 @@ def read_tag(text: str | None, skills: Iterable[str] = ()) -> dict | None:
     matched = known.get(_key(skill)) if skill else None
     return {"skill": matched or skill, "new_skill": bool(skill) and matched is None,
             "difficulty": int(difficulty) if difficulty is not None else None}
+
+
+# -- revised templates from an optimizer model (evolab/tuning.py) --------------------------------------------
+_FENCED_BLOCK = re.compile(r"^[ \t]*```[\w+-]*[ \t]*\n(.*?)\n[ \t]*```[ \t]*$", re.S | re.M)
+_THINKING = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)  # a reasoning model's preamble
+
+
+def _candidate_from_json(item: Any) -> dict[str, str] | None:
+    if isinstance(item, str):
+        return {"template": item, "rationale": ""} if item.strip() else None
+    if not isinstance(item, dict):
+        return None
+    template = _lookup(item, "template", "prompt", "text", "revised_template")
+    rationale = _lookup(item, "rationale", "reason", "why", "explanation")
+    if not isinstance(template, str) or not template.strip():
+        return None
+    return {"template": template, "rationale": rationale.strip() if isinstance(rationale, str) else ""}
+
+
+def read_template_candidates(text: str | None) -> list[dict[str, str]] | None:
+    """Revised templates from an optimizer's reply: JSON {"candidates": [{"rationale", "template"}]} (or a bare
+    list, or "templates"), else each fenced code block as one template with the line before it as its rationale.
+    None when no template can be read; the texts are returned as written (placeholders are checked by the caller)."""
+    text = _THINKING.sub("", text or "")
+    items: Any = None
+    body = _unfence(text).strip()
+    if body.startswith("["):
+        try:
+            items = json.loads(body)
+        except (ValueError, RecursionError):
+            items = None
+    if items is None:
+        obj = json_object(text)
+        if obj is not None:
+            items = _lookup(obj, "candidates", "templates", "revisions")
+            if items is None and _candidate_from_json(obj):
+                items = [obj]
+    if isinstance(items, list):
+        found = [c for c in (_candidate_from_json(i) for i in items) if c]
+        return found or None
+    blocks = list(_FENCED_BLOCK.finditer(text))
+    found = []
+    for m in blocks:
+        before = [line.strip() for line in text[:m.start()].splitlines()
+                  if line.strip() and not line.strip().startswith("```")]
+        if m.group(1).strip():
+            found.append({"template": m.group(1), "rationale": before[-1] if before else ""})
+    return found or None
