@@ -19,7 +19,10 @@ def test_ctrl_c_exits_130_and_the_run_resumes(env, tmp_path):
     with StubServer(latency=0.05) as stub:
         cmd = [sys.executable, "-m", "evolab", "run", str(seeds_file), "--db", str(db),
                *map(str, stub_args(stub)), "--rounds", "3", "--concurrency", "1", "--seed", "3"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # A shell without job control starts background jobs with SIGINT ignored (POSIX), and a Python started so
+        # keeps ignoring it: give the CLI the default disposition a terminal's foreground process has.
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.time() + 60
             while _child_nodes(db) < 1 and time.time() < deadline and proc.poll() is None:
