@@ -462,37 +462,46 @@ _JOBS: dict[str, Job] = {}
 _LOCK = threading.Lock()
 
 
-def start_grow(db_path: str, config: RunConfig, spec: GrowSpec, *, backend_factory: Any = None,
-               embedder: Any = "default") -> Job:
-    """Grow in a worker thread of the server process (it survives page changes); the page polls the store."""
-    key = f"grow:{db_path}"
+def _start_job(key: str, db_path: str, thread_name: str, body: Callable[[Store, Job], None]) -> Job:
+    """Run `body(store, job)` in a worker thread of the server process (it survives page changes) with its own
+    store; one job per key at a time (a live one is returned as it is). `body` sets the job's result and status;
+    an exception marks the job failed with its message, shown on the page."""
     with _LOCK:
         job = _JOBS.get(key)
         if job is not None and job.alive:
             return job
         job = Job(key=key)
 
-        def on_progress(p: dict[str, Any]) -> None:
-            job.job_id = p["job_id"]
-
         def work() -> None:
             store = Store(db_path)
             try:
                 job.status = "running"
-                job.result = grow_sync(store, config, spec, backend=backend_factory() if backend_factory else None,
-                                       embedder=embedder, stop_event=job.stop_event, progress=on_progress)
-                job.status = job.result.status
-                job.error = job.result.message if job.result.status == "failed" else None
+                body(store, job)
             except Exception as e:  # shown on the page
                 job.status, job.error = "failed", f"{type(e).__name__}: {e}"
                 traceback.print_exc()
             finally:
                 store.close()
 
-        job.thread = threading.Thread(target=work, name="evolab-grow", daemon=True)
+        job.thread = threading.Thread(target=work, name=thread_name, daemon=True)
         _JOBS[key] = job
         job.thread.start()
         return job
+
+
+def start_grow(db_path: str, config: RunConfig, spec: GrowSpec, *, backend_factory: Any = None,
+               embedder: Any = "default") -> Job:
+    """Grow in a worker thread of the server process (it survives page changes); the page polls the store."""
+    def body(store: Store, job: Job) -> None:
+        def on_progress(p: dict[str, Any]) -> None:
+            job.job_id = p["job_id"]
+
+        job.result = grow_sync(store, config, spec, backend=backend_factory() if backend_factory else None,
+                               embedder=embedder, stop_event=job.stop_event, progress=on_progress)
+        job.status = job.result.status
+        job.error = job.result.message if job.result.status == "failed" else None
+
+    return _start_job(f"grow:{db_path}", db_path, "evolab-grow", body)
 
 
 def grow_job_for(db_path: str) -> Job | None:
@@ -502,31 +511,12 @@ def grow_job_for(db_path: str) -> Job | None:
 def start_tag(db_path: str, config: RunConfig, seeds: list[Seed], *, backend_factory: Any = None) -> Job:
     """Propose tags in a worker thread (calls are recorded and cached in the store); `job.result` is the list of
     TagProposal when done."""
-    key = f"tag:{db_path}"
-    with _LOCK:
-        job = _JOBS.get(key)
-        if job is not None and job.alive:
-            return job
-        job = Job(key=key)
+    def body(store: Store, job: Job) -> None:
+        job.result = tag_sync(config, list(seeds), store, backend=backend_factory() if backend_factory else None,
+                              max_tokens=max(96, config.max_tokens_judge))
+        job.status = "finished"
 
-        def work() -> None:
-            store = Store(db_path)
-            try:
-                job.status = "running"
-                job.result = tag_sync(config, list(seeds), store,
-                                      backend=backend_factory() if backend_factory else None,
-                                      max_tokens=max(96, config.max_tokens_judge))
-                job.status = "finished"
-            except Exception as e:  # shown on the page
-                job.status, job.error = "failed", f"{type(e).__name__}: {e}"
-                traceback.print_exc()
-            finally:
-                store.close()
-
-        job.thread = threading.Thread(target=work, name="evolab-tag", daemon=True)
-        _JOBS[key] = job
-        job.thread.start()
-        return job
+    return _start_job(f"tag:{db_path}", db_path, "evolab-tag", body)
 
 
 def tag_job_for(db_path: str) -> Job | None:
