@@ -1,32 +1,32 @@
 """A round as batch jobs: the OpenAI Batch API, vLLM's run-batch, or any service that reads the same JSONL.
 
-Not a second engine. A *pass* runs the ordinary Engine with a client that answers from the request cache and,
-for the first call of a step that is not cached, records the request (custom_id, method, url, body) instead of
-sending it; the step stops there and writes nothing. The pass's requests go out as one job; its results go
-into the cache (and the calls table, flagged batch, at the batch price); the next pass runs the same engine
-code again and finds them. So a batch run and an online run with the same random seed make the same nodes,
-calls, scores and verdicts by construction: node ids and operation choices come from (run, parent, round,
-slot, seed), never from timing. Stages follow in order (evolve, cheap checks, respond, checks, equality
-judge, scores) because a step's next call only exists once its previous one is answered.
+Not a second engine. A live batch run (`run_batched`) runs the ordinary Engine once, in one event loop, with a
+client that answers from the request cache and, for a call that is not cached, adds the request (custom_id,
+method, url, body) to the next job and waits for its answer. When every step is waiting, the waiting requests
+go out as one job; its results go into the cache and the calls table (flagged batch, at the batch price) and
+wake the steps that asked, which go on as an online step would. So a batch run and an online run with the same
+random seed make the same nodes, calls, scores and verdicts: node ids and operation choices come from (run,
+parent, round, slot, seed), never from timing. Stages follow in order (evolve, cheap checks, respond, checks,
+equality judge, scores) because a step's next call only exists once its previous one is answered.
 
-Jobs are stored the moment they are created: a killed process re-runs the pass (the cache has not changed,
-so the same requests come out) and polls the job it had submitted instead of submitting it again.
+Jobs are stored the moment they are created: a killed process replays the run against the cache (the same
+requests come out) and polls the job it had submitted instead of submitting it again. Batch export/import
+(a process per stage) runs one *pass* instead: the engine as far as the cache goes, the first call of a step
+that is not cached written to the file, that step stopped there.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import threading
 import time
-from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import eliminator
-from .llm.base import Backend, BudgetExceeded, Completion, LLMError, Messages, mask_secrets
+from .llm.base import Backend, Completion, LLMError, Messages, mask_secrets
 from .llm.client import LLMClient, make_backend, params_meta_key
 from .llm.pricing import Price, resolve_batch_price
 from .pipeline import Engine, RunStopped, expected_steps
@@ -81,54 +81,108 @@ def request_body(backend: Backend, messages: Messages, *, temperature: float, ma
     return body
 
 
-# -- one pass ---------------------------------------------------------------------------------------------
+# -- the client and the engine ----------------------------------------------------------------------------
+# What a parked call's future resolves to: the batch answered it (its cache row), it goes online, or the batch
+# gave up on it (the error).
+ANSWERED, ONLINE, GIVEN_UP = "answered", "online", "given_up"
+
+
 class CollectingClient(LLMClient):
-    """The run's client for one pass: cache hits as usual; a miss becomes a batch request (NotAnswered), or an
-    LLMError when the batch gave up on it, or an online call when it falls back to online."""
+    """The run's client in batch mode: cache hits as usual; a miss becomes a batch request. With `park` (a live
+    run, `run_batched`) the call waits for the job that answers it; without (one pass: batch export/import) it
+    raises NotAnswered and the step stops there. A request the batch gave up on is an LLMError; one that falls
+    back to online is sent online."""
 
     def __init__(self, backend: Backend, store: Store, *, given_up: dict[str, str], online_keys: set[str],
-                 recorded: set[tuple[str, str | None]], online_price: Price | None,
-                 answers: dict[str | None, dict[str, dict[str, Any]]] | None = None, **kwargs: Any):
+                 recorded: set[tuple[str, str | None]], online_price: Price | None, park: bool = False,
+                 **kwargs: Any):
         super().__init__(backend, store, **kwargs)
-        self.requests: dict[str, BatchRequest] = {}
+        self.requests: dict[str, BatchRequest] = {}  # the requests no job has answered yet, in the order asked
         self.given_up, self.online_keys, self.recorded = given_up, online_keys, recorded
         self.online_price = online_price
-        # Cached answers already read (node id -> request cache key -> cache row), for every pass of the run: a
-        # step replays its answered calls in each pass, and a cache row never changes once written. BatchEngine
-        # drops a node's answers once its step is stored.
-        self.answers = {} if answers is None else answers
-        self.errors_raised = 0  # failed calls: a verdict computed while one failed is not kept (it may not recur)
-
-    def _cache_lookup(self, key: str, node_id: str | None = None) -> dict[str, Any] | None:
-        hit = self.answers.get(node_id, {}).get(key)
-        if hit is None:
-            hit = super()._cache_lookup(key, node_id)
-            if hit is not None:
-                self.answers.setdefault(node_id, {})[key] = hit
-        return hit
+        self.park = park
+        self.parked: dict[str, asyncio.Future] = {}  # request key -> what its callers wait on
+        self.online_in_flight = 0  # online calls on their way (the run is not waiting for the batch meanwhile)
+        self._asked: dict[str, tuple[Messages, dict[str, Any]]] = {}  # a parked request's messages and sampling
 
     async def _send(self, messages: Messages, *, key: str, node_id: str | None, **kw: Any) -> Completion:
         if key in self.online_keys:
-            try:
-                return await super()._send(messages, key=key, node_id=node_id, **kw)
-            except LLMError:
-                self.errors_raised += 1
-                raise
+            return await self._send_online(messages, key=key, node_id=node_id, **kw)
         if key in self.given_up:
-            self.errors_raised += 1
-            error = LLMError(f"The batch jobs did not answer this request: {self.given_up[key]}")
-            self._record(kw.get("purpose", ""), node_id, Completion(text="", model=self.model, request_hash=key),
-                         str(error))
-            raise error
+            raise self._give_up(key, node_id, kw.get("purpose", ""))
         if key not in self.requests:
-            self.requests[key] = BatchRequest(key, kw.get("purpose", ""), node_id, request_body(
-                self.backend, messages, temperature=kw["temperature"], max_tokens=kw["max_tokens"],
-                response_format=kw.get("response_format")))
-            # The budget holds the worst case of every request in the job until it is answered.
-            usd, tokens, _ = self._reservation(messages, kw["max_tokens"])
-            self._reserved_usd += usd
-            self._reserved_tokens += tokens
-        raise NotAnswered(key)
+            sampling = {"temperature": kw["temperature"], "max_tokens": kw["max_tokens"],
+                        "response_format": kw.get("response_format")}
+            self.requests[key] = BatchRequest(key, kw.get("purpose", ""), node_id,
+                                              request_body(self.backend, messages, **sampling))
+            if self.park:
+                self._asked[key] = (messages, sampling)
+            if not self.park:
+                # The budget holds the worst case of every request in the job until it is answered (a parked
+                # call keeps the reservation `complete` made for it while it waits).
+                usd, tokens, _ = self._reservation(messages, kw["max_tokens"])
+                self._reserved_usd += usd
+                self._reserved_tokens += tokens
+        if not self.park:
+            raise NotAnswered(key)
+        waiting = self.parked.get(key)
+        if waiting is None:
+            waiting = self.parked[key] = asyncio.get_running_loop().create_future()
+        outcome, value = await waiting
+        if outcome == ANSWERED:  # already in the cache and the calls table, and counted (see deliver)
+            return Completion(**value, cached=True, request_hash=key, price_known=self.price is not None)
+        if outcome == ONLINE:
+            return await self._send_online(messages, key=key, node_id=node_id, **kw)
+        raise self._give_up(key, node_id, kw.get("purpose", ""))
+
+    async def _send_online(self, messages: Messages, *, key: str, node_id: str | None, **kw: Any) -> Completion:
+        self.online_keys.add(key)
+        self.online_in_flight += 1
+        try:
+            return await super()._send(messages, key=key, node_id=node_id, **kw)
+        finally:
+            self.online_in_flight -= 1
+
+    def _give_up(self, key: str, node_id: str | None, purpose: str) -> LLMError:
+        error = LLMError(f"The batch jobs did not answer this request: {self.given_up[key]}")
+        self._record(purpose, node_id, Completion(text="", model=self.model, request_hash=key), str(error))
+        return error
+
+    def deliver(self, answered: dict[str, tuple[dict[str, Any], LLMCall]], failures: dict[str, tuple[int, str]],
+                *, fallback_online: bool, max_attempts: int) -> None:
+        """After a job's import: wake the calls it answered (its cache rows and call rows are stored: count their
+        cost, and do not record them again), and those it failed for good (or that go online now). The rest of
+        its failed lines stay parked for the next job."""
+        for key, (_row, call) in answered.items():
+            self.spent_usd += call.cost_usd
+            self.spent_tokens += call.prompt_tokens + call.completion_tokens
+            self.recorded.add((key, call.node_id))
+        for key in list(self.parked):
+            if key in answered:
+                outcome: tuple[str, Any] = (ANSWERED, answered[key][0])
+            elif key in failures and fallback_online:
+                outcome = (ONLINE, None)
+            elif key in failures and failures[key][0] >= max_attempts:
+                self.given_up[key] = failures[key][1]
+                outcome = (GIVEN_UP, None)
+            else:
+                continue
+            self.requests.pop(key, None)
+            self._asked.pop(key, None)
+            self.parked.pop(key).set_result(outcome)
+
+    def relearn_params(self) -> None:
+        """Load the parameter quirks a job's failed lines taught (a reasoning model's `max_completion_tokens`, see
+        _learn_param_quirks) and rewrite the waiting requests' bodies with them, so the next job sends them right."""
+        quirks = getattr(self.backend, "param_quirks", None)
+        if quirks is None:
+            return
+        before = set(quirks)
+        self._load_param_quirks()
+        if self.backend.param_quirks != before:
+            for key, req in self.requests.items():
+                messages, sampling = self._asked[key]
+                req.body = request_body(self.backend, messages, **sampling)
 
     def _account(self, comp: Completion, counted_prompt: int = 0) -> None:
         if comp.request_hash in self.online_keys:  # sent online: billed at the online price
@@ -141,8 +195,8 @@ class CollectingClient(LLMClient):
             super()._account(comp, counted_prompt)
 
     def _record(self, purpose: str, node_id: str | None, comp: Completion, error: str | None) -> None:
-        # A step re-runs its answered calls in every pass until it is done: store each (request, node) once
-        # (a batch answer's call row was written when the job was imported).
+        # Each (request, node) is stored once: a batch answer's call row was written when its job was imported,
+        # and one pass of export/import replays the calls answered before.
         mark = (comp.request_hash or "", node_id)
         if comp.request_hash and mark in self.recorded:
             return
@@ -150,80 +204,21 @@ class CollectingClient(LLMClient):
         super()._record(purpose, node_id, comp, error)
 
 
-# The cascade's rules that read only the step's own texts (no model, no pool, no scores): a step replayed in
-# the next pass gets their verdicts back instead of computing them again.
-LOCAL_RULES = (eliminator.Truncated, eliminator.Unchanged, eliminator.PromptLeak, eliminator.Refusal,
-               eliminator.EmptyResponse)
-# Rules that also ask the model, about the same texts only: their answer is a cache row (content-keyed), so a
-# verdict reached without a failed call is the same in the next pass.
-ANSWERED_RULES = (eliminator.EqualityJudge,)
-
-
 class BatchEngine(Engine):
-    """The Engine, told that a step waiting for the batch is not finished: the novelty check of round r (which
-    compares with every lineage's round r - 1) waits for the next pass when any step of round r - 1 waits.
-    `local_verdicts` (node id -> rule id, "evolve" or "complexity" -> (inputs, result)) lives across the passes
-    of a run: a step replayed in the next pass gets back what it computed from the same inputs."""
+    """The Engine for one pass (batch export/import): a step waiting for the batch is not finished, so the
+    novelty check of round r (which compares with every lineage's round r - 1) waits for the next pass when any
+    step of round r - 1 waits."""
 
-    def __init__(self, *args: Any, local_verdicts: dict[str, dict[str, tuple]] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.waiting_rounds: set[int] = set()
-        self.local_verdicts = {} if local_verdicts is None else local_verdicts
 
     async def evolve_child(self, parent: Node, round_: int, *args: Any, **kwargs: Any):
         try:
-            result = await super().evolve_child(parent, round_, *args, **kwargs)
+            return await super().evolve_child(parent, round_, *args, **kwargs)
         except NotAnswered:
             self.waiting_rounds.add(round_)
             raise
-        # The step is stored: its verdicts and answers are not needed again.
-        self.local_verdicts.pop(result.node.id, None)
-        getattr(self.client, "answers", {}).pop(result.node.id, None)
-        return result
-
-    async def finish_seed(self, seed: Node) -> None:
-        await super().finish_seed(seed)
-        getattr(self.client, "answers", {}).pop(seed.id, None)
-
-    async def _check_rule(self, rule: eliminator.Rule, ctx: eliminator.StepContext) -> eliminator.Verdict:
-        if not isinstance(rule, LOCAL_RULES + ANSWERED_RULES):
-            return await super()._check_rule(rule, ctx)
-        node, parent = ctx.node, ctx.parent
-        texts = (parent.instruction, parent.input, node.instruction, node.input, node.response, node.language,
-                 ctx.finish_reason)
-        known = self.local_verdicts.setdefault(node.id, {}).get(rule.id + type(rule).__name__)
-        if known is not None and known[0] == texts:
-            return known[1]
-        errors_before = getattr(self.client, "errors_raised", 0)
-        verdict = await super()._check_rule(rule, ctx)
-        if getattr(self.client, "errors_raised", 0) == errors_before:
-            self.local_verdicts.setdefault(node.id, {})[rule.id + type(rule).__name__] = (texts, verdict)
-        return verdict
-
-    async def _evolve(self, *args: Any, **kwargs: Any):
-        # The evolver's prompt depends on the rng's state; its reply is a cache row (content-keyed): the same
-        # arguments and rng state give the same Evolution, and the rng is left as the call would leave it.
-        rng: random.Random | None = kwargs.get("rng")
-        inputs = (args, tuple((k, v) for k, v in kwargs.items() if k != "rng"), _rng_state(rng, digest=True))
-        node_id = kwargs.get("node_id") or ""
-        known = self.local_verdicts.get(node_id, {}).get("evolve")
-        if known is not None and known[0] == inputs:
-            evolution, rng_after = known[1]
-            if rng is not None:
-                rng.setstate(_unpack_rng_state(rng_after))
-            return evolution
-        evolution = await super()._evolve(*args, **kwargs)
-        self.local_verdicts.setdefault(node_id, {})["evolve"] = (inputs, (evolution, _rng_state(rng)))
-        return evolution
-
-    def _complexity_scores(self, node: Node) -> list:
-        inputs = (node.id, node.instruction, node.input, node.language)
-        known = self.local_verdicts.get(node.id, {}).get("complexity")
-        if known is not None and known[0] == inputs:
-            return list(known[1])
-        scores = super()._complexity_scores(node)
-        self.local_verdicts.setdefault(node.id, {})["complexity"] = (inputs, list(scores))
-        return scores
 
     async def novelty_pool(self, node: Node) -> list[str]:
         await self._round_finished(node.round - 1)
@@ -232,19 +227,18 @@ class BatchEngine(Engine):
         return await super().novelty_pool(node)
 
 
-def _rng_state(rng: random.Random | None, digest: bool = False) -> tuple | None:
-    """A Random's state, compact (its 625 words as 2.5 kB of bytes, or their SHA-256 to compare with): the
-    state as a tuple of ints would take ~20 kB for every step waiting between passes."""
-    if rng is None:
-        return None
-    version, words, gauss = rng.getstate()
-    packed = array("I", words).tobytes()
-    return (version, hashlib.sha256(packed).digest() if digest else packed, gauss)
+class WaitingEngine(Engine):
+    """The Engine of a live batch run: a step whose next call went into the batch waits for the job's answer
+    (its client call is parked) and goes on from there, so each step runs once, as online."""
 
+    threads_in_flight = 0  # store flushes on their way (the run is not waiting for the batch meanwhile)
 
-def _unpack_rng_state(state: tuple) -> tuple:
-    version, packed, gauss = state
-    return (version, tuple(array("I", packed)), gauss)
+    async def _flush(self) -> None:
+        self.threads_in_flight += 1
+        try:
+            await super()._flush()
+        finally:
+            self.threads_in_flight -= 1
 
 
 @dataclass
@@ -256,30 +250,35 @@ class PassResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *, until_round: int | None = None,
-                   fallback_online: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                   stop_event: threading.Event | None = None, progress: Callable | None = None,
-                   local_verdicts: dict[str, dict[str, tuple]] | None = None,
-                   answers: dict[str | None, dict[str, dict[str, Any]]] | None = None) -> PassResult:
-    """Run the engine over the whole run as far as the cache goes; the requests the next job must answer.
-    `local_verdicts` and `answers`: the same dicts for every pass of a run (see BatchEngine, CollectingClient)."""
-    run = store.get_run(run_id)
-    config: RunConfig = run["config"]
-    # A backend of this pass's event loop (its connection pool cannot outlive the loop), unless one is given.
-    own_backend = backend is None
-    backend = backend or make_backend(config)
+def _batch_client(store: Store, run_id: str, config: RunConfig, backend: Backend, *, park: bool,
+                  fallback_online: bool, max_attempts: int, stop_event: threading.Event | None) -> CollectingClient:
+    """The run's client: billed at the batch price (online fallbacks at the online one); the lines earlier jobs
+    failed go online or, once they failed `max_attempts` times, are given up."""
     failures = store.batch_line_failures(run_id)
-    online = {k for k, (n, _) in failures.items() if fallback_online}
+    online = {k for k in failures if fallback_online}
     given_up = {k: error for k, (n, error) in failures.items() if not fallback_online and n >= max_attempts}
     client = CollectingClient(
         backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd,
         structured=config.structured, budget_tokens=config.budget_tokens, price=config.price,
         prices_file=config.prices_file, rpm=config.rpm, tpm=config.tpm, stop_event=stop_event,
-        given_up=given_up, online_keys=online, recorded=store.call_keys(run_id), online_price=None, answers=answers)
+        given_up=given_up, online_keys=online, recorded=store.call_keys(run_id), online_price=None, park=park)
     client.online_price = client.price
     client.price = resolve_batch_price(backend.model, price=config.price, prices_file=config.prices_file)
-    engine = BatchEngine(store, run_id, client, config, progress=progress, stop_event=stop_event,
-                         local_verdicts=local_verdicts)
+    return client
+
+
+async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *, until_round: int | None = None,
+                   stop_event: threading.Event | None = None, progress: Callable | None = None) -> PassResult:
+    """One pass (batch export/import, a process each): run the engine over the whole run as far as the cache
+    goes; the requests the next job must answer."""
+    run = store.get_run(run_id)
+    config: RunConfig = run["config"]
+    # A backend of this pass's event loop (its connection pool cannot outlive the loop), unless one is given.
+    own_backend = backend is None
+    backend = backend or make_backend(config)
+    client = _batch_client(store, run_id, config, backend, park=False, fallback_online=False,
+                           max_attempts=DEFAULT_MAX_ATTEMPTS, stop_event=stop_event)
+    engine = BatchEngine(store, run_id, client, config, progress=progress, stop_event=stop_event)
     await _pin_structured_mode(store, run_id, client)
     seeds = run["seeds"]
     until = min(until_round or config.rounds, config.rounds)
@@ -301,6 +300,29 @@ async def run_pass(store: Store, run_id: str, backend: Backend | None = None, *,
         raise errors[0]
     return PassResult(list(client.requests.values()), engine.stop_reason, engine.failed_in_a_row,
                       engine.last_error, dict(engine.counts))
+
+
+async def _until_all_wait(done: asyncio.Future, client: CollectingClient, engine: WaitingEngine,
+                          interval_s: float = 0.005) -> None:
+    """Return when the run is done, or when every step waits for the batch: nothing is ready to run in the event
+    loop and no online call or store flush is on its way, seen twice in a row (a step that was woken in between
+    would be ready the second time). A step waiting for another (the novelty check waits for the other lineages'
+    round) waits, in the end, for the batch too."""
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)  # asyncio's own event loops: the callbacks ready to run
+    quiet, last = 0, None
+    while not done.done():
+        await asyncio.sleep(0 if quiet else interval_s)
+        if client.online_in_flight or engine.threads_in_flight:
+            quiet = 0
+        elif ready is not None:
+            quiet = 0 if ready else quiet + 1
+        else:  # another event loop: nothing new parked over a few intervals
+            now = (len(client.requests), sum(engine.counts.values()))
+            quiet, last = (quiet + 1 if now == last else 0), now
+            await asyncio.sleep(interval_s * 10)
+        if quiet >= 2:
+            return
 
 
 async def _pin_structured_mode(store: Store, run_id: str, client: LLMClient) -> None:
@@ -438,10 +460,11 @@ def completion_from_body(body: dict[str, Any], model: str) -> Completion:
 
 def import_results(store: Store, run_id: str, batch_id: int, requests: dict[str, BatchRequest],
                    answered: dict[str, dict[str, Any]], failed: dict[str, str], price: Price | None,
-                   *, missing_error: str | None = None) -> tuple[int, int]:
+                   *, missing_error: str | None = None,
+                   delivered: dict[str, tuple[dict[str, Any], LLMCall]] | None = None) -> tuple[int, int]:
     """Write a job's results as online calls are written (cache row, call row flagged batch, at the batch
     price); failed lines (and, with `missing_error`, lines the job never answered) are kept for resubmission.
-    Returns (answered, failed) counts."""
+    Returns (answered, failed) counts; `delivered` gets each answered request's cache row and call row."""
     lines = store.batch_line_hashes(batch_id)
     rows, bad = [], []
     for custom_id, body in answered.items():
@@ -463,6 +486,8 @@ def import_results(store: Store, run_id: str, batch_id: int, requests: dict[str,
         done = set(answered) | set(failed)
         bad += [(cid, missing_error) for cid in lines if cid not in done]
     store.import_batch_results(batch_id, rows, bad)
+    if delivered is not None:
+        delivered.update((key, (row, call)) for _cid, key, row, call in rows)
     return len(rows), len(bad)
 
 
@@ -484,8 +509,8 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
                 options: BatchOptions | None = None, until_round: int | None = None,
                 stop_event: threading.Event | None = None, progress: Callable | None = None,
                 log: Callable[[str], None] | None = None) -> str:
-    """Run (or resume) a stored run as batch jobs, one per pass, until a pass needs nothing more. Returns the
-    final status, as `pipeline.run_sync` does."""
+    """Run (or resume) a stored run as batch jobs, one each time every step waits for one, until the run is
+    done. Returns the final status, as `pipeline.run_sync` does."""
     run = store.get_run(run_id)
     if run is None:
         raise KeyError(f"No run {run_id!r} in {store.path}.")
@@ -498,39 +523,58 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
     store.set_run_status(run_id, "running")
 
     async def passes() -> str:
-        # One event loop and one backend for every pass (the backend only calls for the structured-output
-        # probe and online fallbacks); polling blocks the loop between passes, where nothing else runs.
+        # One event loop for the whole run: every step runs once, as online, and a call that goes into a job
+        # waits for it. When every step waits, the waiting requests go out as one job (or a job a killed process
+        # had submitted for them is polled); polling blocks the loop, where nothing else could run anyway.
         pass_backend = backend or make_backend(config)
         params_key = params_meta_key(getattr(pass_backend, "endpoint", "") or "", pass_backend.model)
-        local_verdicts: dict[str, dict[str, tuple]] = {}
-        answers: dict[str | None, dict[str, dict[str, Any]]] = {}
+        client = _batch_client(store, run_id, config, pass_backend, park=True,
+                               fallback_online=options.fallback == "online", max_attempts=options.max_attempts,
+                               stop_event=stop_event)
+        engine = WaitingEngine(store, run_id, client, config, progress=progress, stop_event=stop_event)
+        tasks: list[asyncio.Future] = []
         try:
-            pass_no = 0
+            await _pin_structured_mode(store, run_id, client)
+            seeds = run["seeds"]
+            until = min(until_round or config.rounds, config.rounds)
+            engine.expected = expected_steps(len(seeds), until, config.fanout)
+            tasks = [asyncio.ensure_future(job) for job in engine.lineage_jobs(engine.seed_nodes(seeds), until)]
+            everything = asyncio.gather(*tasks, return_exceptions=True)
+            job_no = 0
             while True:
+                await _until_all_wait(everything, client, engine)
+                _raise_unexpected(tasks)
+                if everything.done():
+                    break
                 if stop_event.is_set():
                     raise _Stopped()
-                pass_no += 1
-                result = await run_pass(store, run_id, pass_backend, until_round=until_round,
-                                        fallback_online=options.fallback == "online",
-                                        max_attempts=options.max_attempts, stop_event=stop_event, progress=progress,
-                                        local_verdicts=local_verdicts, answers=answers)
-                requests = {r.key: r for r in result.requests}
+                requests = dict(client.requests)
                 if not requests:
-                    return _finish(store, run_id, config, result, until_round)
+                    raise RuntimeError("Batch mode: every step waits, but for no request (please report this).")
+                await engine._flush()  # every finished step is in the file before a job that may take a day
+                job_no += 1
+                delivered: dict[str, tuple[dict[str, Any], LLMCall]] = {}
                 for job in store.batches(run_id, open_only=True):  # submitted before (here or by a killed process)
                     if job["engine"] != transport.engine:
                         store.update_batch(job["id"], imported=1, status="superseded")
                         continue
                     log(f"polling job {job['provider_batch_id'] or job['id']} submitted earlier")
-                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log,
-                                params_key)
                     break
                 else:
-                    log(f"pass {pass_no}: {len(requests)} requests -> a new batch job")
-                    job = _submit(store, run_id, pass_no, transport, list(requests.values()))
-                    _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log,
-                                params_key)
+                    log(f"job {job_no}: {len(requests)} requests -> a new batch job")
+                    job = _submit(store, run_id, job_no, transport, list(requests.values()))
+                _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log,
+                            params_key, delivered)
+                client.relearn_params()
+                client.deliver(delivered, store.batch_line_failures(run_id),
+                               fallback_online=options.fallback == "online", max_attempts=options.max_attempts)
+            await engine._flush()  # every step is in the file before the status says so
+            return _finish(store, run_id, config, PassResult([], engine.stop_reason, engine.failed_in_a_row,
+                                                             engine.last_error, dict(engine.counts)), until_round)
         finally:
+            for task in tasks:  # a stop or an error: the steps still waiting end here (resume replays them)
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if backend is None:
                 await pass_backend.aclose()
 
@@ -548,6 +592,14 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
         else:
             store.set_run_status(run_id, "failed", f"{type(e).__name__}: {mask_secrets(str(e))}")
         raise
+
+
+def _raise_unexpected(tasks: list[asyncio.Future]) -> None:
+    """A step that failed for a reason other than a stop or the budget ends the run at once, as online."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None \
+                and not isinstance(task.exception(), RunStopped):
+            raise task.exception()
 
 
 class _Stopped(Exception):
@@ -584,8 +636,10 @@ def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: l
 
 def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, requests: dict[str, BatchRequest],
                 price: Price | None, poll: PollPolicy, stop_event: threading.Event, log: Callable[[str], None],
-                params_key: str | None = None) -> None:
-    """Poll a job until it is final, then import what it answered; its failed or missing lines stay for the next."""
+                params_key: str | None = None,
+                delivered: dict[str, tuple[dict[str, Any], LLMCall]] | None = None) -> None:
+    """Poll a job until it is final, then import what it answered (into `delivered` too); its failed or
+    missing lines stay for the next."""
     provider_id = job["provider_batch_id"]
     if provider_id is None:  # killed between upload and create: did the create go through?
         found = transport.find_by_input(job["input_file_id"]) if job["input_file_id"] else None
@@ -634,7 +688,8 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
                "cancelled": "the batch job was cancelled before answering it"}.get(
         status, "the batch job finished without answering it")
     _learn_param_quirks(store, params_key, failed)
-    n_ok, n_bad = import_results(store, run_id, job["id"], requests, answered, failed, price, missing_error=missing)
+    n_ok, n_bad = import_results(store, run_id, job["id"], requests, answered, failed, price, missing_error=missing,
+                                 delivered=delivered)
     log(f"job {provider_id} {status}: {n_ok} answered, {n_bad} to send again")
     if status == "cancelled" and not was_cancelled_at_start:
         raise BatchCancelled(f"The batch job {provider_id} was cancelled; {n_ok} answers kept. Resume to send the "

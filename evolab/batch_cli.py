@@ -142,7 +142,7 @@ def _status(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
     s = batch_summary(store, run_id)
     print(f"run {run_id}: {len(s['jobs'])} batch jobs, {s['batch_calls']} calls answered by batch")
     for j in s["jobs"]:
-        print(f"  #{j['id']} pass {j['pass']} {j['engine']} {j['provider_batch_id'] or j['input_file_id'] or ''} "
+        print(f"  #{j['id']} {j['engine']} {j['provider_batch_id'] or j['input_file_id'] or ''} "
               f"{j['status']}: {j['n_requests']} requests, {j['n_completed']} completed, {j['n_failed']} failed"
               + (f" ({j['error']})" if j["error"] else ""))
     return 0

@@ -136,16 +136,16 @@ class Engine:
         verdicts: list[eliminator.Verdict] = []
         scores: list[Score] = []
         try:
-            evo = await self._evolve(parent.instruction, parent.input, op, language=node.language,
-                                     rng=rng, temperature=cfg.temperature_evolve,
-                                     max_tokens=cfg.max_tokens_evolve, node_id=node_id, salt=salt,
-                                     template=self.templates.get(f"{node.language}/{op}"))
+            evo = await evolver.evolve(self.client, parent.instruction, parent.input, op, language=node.language,
+                                       rng=rng, temperature=cfg.temperature_evolve,
+                                       max_tokens=cfg.max_tokens_evolve, node_id=node_id, salt=salt,
+                                       template=self.templates.get(f"{node.language}/{op}"))
             node.instruction, node.input = evo.instruction, evo.input
             node.prompt, node.raw_output = evo.prompt, evo.raw_output
             node.template, node.template_version = evo.template.name, evo.template.version
 
             if node.instruction:
-                scores += self._complexity_scores(node)
+                scores += complexity_scores(node)
             ctx = eliminator.StepContext(parent=parent, node=node, config=cfg, client=self.client,
                                          novelty_pool=lambda: self.novelty_pool(node),
                                          finish_reason=evo.finish_reason)
@@ -174,14 +174,6 @@ class Engine:
         self._count(node)
         await self._check_answer(node)
         return StepResult(node, verdicts, scores)
-
-    async def _evolve(self, *args: Any, **kwargs: Any) -> evolver.Evolution:
-        """The evolver's call for a step (batch mode keeps the answered ones between its passes)."""
-        return await evolver.evolve(self.client, *args, **kwargs)
-
-    def _complexity_scores(self, node: Node) -> list[Score]:
-        """A child's cx_* scores (batch mode keeps them between its passes)."""
-        return complexity_scores(node)
 
     async def _check_answer(self, node: Node) -> None:
         """--check-answers: a kept node's (or seed's) numeric answer asked k more times, compared, stored
@@ -226,7 +218,7 @@ class Engine:
             if rule.needs == eliminator.SCORES and not ctx.scores:
                 ctx.scores = await self._llm_scores(node)
                 scores += ctx.scores
-            verdict = await self._check_rule(rule, ctx)
+            verdict = await rule.check(ctx)
             verdicts.append(verdict)
             if not verdict.passed:
                 return verdicts
@@ -235,10 +227,6 @@ class Engine:
         if not ctx.scores:
             scores += await self._llm_scores(node)
         return verdicts
-
-    async def _check_rule(self, rule: eliminator.Rule, ctx: eliminator.StepContext) -> eliminator.Verdict:
-        """One rule's verdict (batch mode, evolab/batch.py, keeps the local ones between its passes)."""
-        return await rule.check(ctx)
 
     async def _respond(self, node: Node, scores: list[Score]) -> None:
         """Answer the node; an answer cut at max_tokens is flagged with a score row `truncated_answer` = 1."""
@@ -275,10 +263,14 @@ class Engine:
         round_ = node.round
         await self._round_finished(round_ - 1)
         if round_ not in self._pool_by_round:
-            await asyncio.to_thread(self.store.flush)  # the steps of round r - 1 are all in the store
+            await self._flush()  # the steps of round r - 1 are all in the store
             self._pool_by_round[round_] = [(n.root_id, n.instruction) for n in self.store.nodes(self.run_id)
                                            if n.round < round_ and n.status in (KEPT, SEED)]
         return [text for root, text in self._pool_by_round[round_] if root != node.root_id]
+
+    async def _flush(self) -> None:
+        """Wait until the store's writer thread has written every queued step."""
+        await asyncio.to_thread(self.store.flush)
 
     async def _round_finished(self, round_: int) -> None:
         if round_ < 1 or self._lineages == 0:
@@ -351,11 +343,8 @@ class Engine:
         self.store.save_nodes(nodes)
         return nodes
 
-    async def run(self, seeds: list[Seed], until_round: int | None = None) -> str:
-        until = min(until_round or self.config.rounds, self.config.rounds)
-        self.store.set_run_status(self.run_id, "running")
-        self.expected = expected_steps(len(seeds), until, self.config.fanout)
-        roots = self.seed_nodes(seeds)
+    def lineage_jobs(self, roots: list[Node], until: int) -> list:
+        """The run's coroutines: every seed's lineage up to round `until`, and the seeds' own answers and scores."""
         self._lineages = len(roots)
         jobs = [self.run_lineage(r, until) for r in roots]
         if self.config.score_seeds:
@@ -363,7 +352,14 @@ class Engine:
                 self.adaptive.expect_scores(r.id for r in roots if r.response is None)
             jobs += [self.finish_seed(r) if self.adaptive is None
                      else self.adaptive.while_scoring(r.id, self.finish_seed(r)) for r in roots]
-        results = list(await asyncio.gather(*jobs, return_exceptions=True))
+        return jobs
+
+    async def run(self, seeds: list[Seed], until_round: int | None = None) -> str:
+        until = min(until_round or self.config.rounds, self.config.rounds)
+        self.store.set_run_status(self.run_id, "running")
+        self.expected = expected_steps(len(seeds), until, self.config.fanout)
+        roots = self.seed_nodes(seeds)
+        results = list(await asyncio.gather(*self.lineage_jobs(roots, until), return_exceptions=True))
         try:
             await asyncio.to_thread(self.store.flush)  # every step is in the file before the status says so
         except Exception as e:  # a write that failed (disk full, a locked file past the timeout)

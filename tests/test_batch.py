@@ -96,6 +96,73 @@ def test_batch_run_makes_the_same_tree_as_online(tmp_path, fanout):
         assert stub.batches_created() == created
 
 
+def test_the_novelty_check_waits_for_the_other_lineages_as_online(tmp_path):
+    """--dedup compares a child of round r with the other lineages' round r - 1: in batch mode a step waits
+    for them (their calls in jobs) and the tree is still the online one."""
+    from evolab.schema import RuleConfig
+
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        for store in (online, batched):
+            make_run(store, stub, fanout=2, random_seed=5, rules=RuleConfig(duplicate=True))
+        assert pipeline.run_sync(online, "run-a") == "finished"
+        chat_before = stub.count()
+        assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
+        assert stub.count() - chat_before <= 2
+        assert tree(batched, "run-a") == tree(online, "run-a")
+        assert any(s.metric == "rule:duplicate" for s in batched.scores("run-a"))
+        # No job went out before every step was waiting: still a round's chain of jobs per round.
+        assert len(batched.batches("run-a")) == 2 * batch.jobs_per_round(batched.get_run("run-a")["config"])
+
+
+def test_adaptive_operations_in_batch_mode(tmp_path):
+    """--ops adaptive: a child's reward waits for its seed's difficulty, which comes in a job; the run finishes
+    with a decision and a reward for every step, and no call went online."""
+    with StubServer(handler=varied_reply) as stub:
+        store = Store(tmp_path / "b.db")
+        make_run(store, stub, operation_sampling="adaptive")
+        chat_before = stub.count()
+        assert batch.run_batched(store, "run-a", options=FAST) == "finished"
+        assert stub.count() - chat_before <= 2
+        children = [n for n in store.nodes("run-a") if n.round > 0]
+        assert len(children) == 2 * len(SEEDS)
+        decisions = {d["node_id"]: d for d in store.op_decisions("run-a")}
+        assert set(decisions) == {n.id for n in children}
+        assert all(decisions[n.id]["operation"] == n.operation for n in children)
+        assert any(d["reward"] is not None for d in decisions.values())
+
+
+def test_a_stop_while_steps_wait_for_a_job_then_resume(tmp_path):
+    """Stop (the app's button) while a job is in progress: the run stops, the job goes on; resume polls it
+    and the tree is the online one."""
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, random_seed=9)
+        make_run(batched, stub, random_seed=9)
+        pipeline.run_sync(online, "run-a")
+        stub.batch_timing = {"validating": 0.01, "per_line": 0.05, "finalizing": 0.01}
+        stop = threading.Event()
+        result: dict[str, str] = {}
+        worker = threading.Thread(target=lambda: result.setdefault(
+            "status", batch.run_batched(batched, "run-a", options=FAST, stop_event=stop)))
+        worker.start()
+        deadline = time.monotonic() + 180
+        while len(batched.batches("run-a")) < 2:  # the second stage's job: steps are waiting mid-way
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.02)
+        stop.set()
+        worker.join(timeout=60)
+        assert result["status"] == "stopped"
+        assert batched.get_run("run-a")["status"] == "stopped"
+        created = stub.batches_created()
+        stub.batch_timing = {"validating": 0.01, "per_line": 0.0, "finalizing": 0.01}
+        assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
+        jobs = batched.batches("run-a")
+        assert len({j["provider_batch_id"] for j in jobs}) == len(jobs) == stub.batches_created()
+        assert stub.batches_created() >= created
+        assert tree(batched, "run-a") == tree(online, "run-a")
+
+
 # -- the CLI: SIGKILL while a job is in progress -----------------------------------------------------------
 def cli_env(tmp_path):
     env = dict(os.environ)

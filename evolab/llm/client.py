@@ -226,7 +226,7 @@ class LLMClient:
         key = request_key(self.model, messages, temperature, max_tokens, salt, endpoint=self.endpoint,
                           response_format=response_format)
         if self.use_cache:
-            hit = self._cache_lookup(key, node_id)
+            hit = self.store.cache_get(key)
             if hit is not None:
                 comp = Completion(**hit, cached=True, request_hash=key)
                 comp.price_known = self.price is not None
@@ -249,15 +249,12 @@ class LLMClient:
             self._reserved_usd -= reserve
             self._reserved_tokens -= reserve_tokens
         comp.request_hash = key
-        self._account(comp, counted)
-        if self.use_cache:
-            self.store.cache_put_later(key, self.model, comp.to_cache())  # before its call row: see _record
+        if not comp.cached:  # a batch job's answer comes back already stored and counted (evolab/batch.py)
+            self._account(comp, counted)
+            if self.use_cache:
+                self.store.cache_put_later(key, self.model, comp.to_cache())  # before its call row: see _record
         self._record(purpose, node_id, comp, None)
         return comp
-
-    def _cache_lookup(self, key: str, node_id: str | None = None) -> dict[str, Any] | None:
-        """The cached answer of a request (batch mode keeps the ones it read in memory between its passes)."""
-        return self.store.cache_get(key)
 
     async def _send(self, messages: Messages, *, key: str, node_id: str | None, **kw: Any) -> Completion:
         """One call through the rate limiter. A 429/503 the backend handed back (the limiter took those retries
