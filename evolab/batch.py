@@ -35,7 +35,11 @@ from .store import Store
 
 BATCH_URL = "/v1/chat/completions"
 FINAL_STATES = ("completed", "failed", "expired", "cancelled")
-from .batch_cli import DEFAULT_MAX_ATTEMPTS, FALLBACKS  # noqa: E402 (kept light for the CLI's parser)
+from .batch_cli import (DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_MB, DEFAULT_MAX_REQUESTS,  # noqa: E402 (light for the
+                        FALLBACKS)  # CLI's parser)
+# A job the provider refused because its queue of enqueued tokens is full (OpenAI: "Enqueued token limit reached
+# ... Please try again once some in_progress batches have been completed"): not the lines' fault.
+QUEUE_FULL = "token_limit_exceeded"
 MAX_POLL_ERRORS = 5  # status polls failing in a row before the run stops (resume polls the job again)
 
 
@@ -497,12 +501,16 @@ class BatchOptions:
     poll: PollPolicy = field(default_factory=PollPolicy)
     fallback: str = "resubmit"  # failed lines: "resubmit" (up to max_attempts jobs), or "online" at once
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_requests: int = DEFAULT_MAX_REQUESTS  # per job (OpenAI: 50,000)
+    max_bytes: int = DEFAULT_MAX_MB * 1_000_000  # a job's input file (OpenAI: 200 MB)
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, not {self.fallback!r}")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.max_requests < 1 or self.max_bytes < 1:
+            raise ValueError("max_requests and max_bytes must be at least 1")
 
 
 def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, transport: Any = None,
@@ -541,6 +549,7 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
             tasks = [asyncio.ensure_future(job) for job in engine.lineage_jobs(engine.seed_nodes(seeds), until)]
             everything = asyncio.gather(*tasks, return_exceptions=True)
             job_no = 0
+            queue = _ProviderQueue(options)
             while True:
                 await _until_all_wait(everything, client, engine)
                 _raise_unexpected(tasks)
@@ -552,19 +561,27 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
                 if not requests:
                     raise RuntimeError("Batch mode: every step waits, but for no request (please report this).")
                 await engine._flush()  # every finished step is in the file before a job that may take a day
-                job_no += 1
                 delivered: dict[str, tuple[dict[str, Any], LLMCall]] = {}
+                jobs = []
                 for job in store.batches(run_id, open_only=True):  # submitted before (here or by a killed process)
                     if job["engine"] != transport.engine:
                         store.update_batch(job["id"], imported=1, status="superseded")
                         continue
                     log(f"polling job {job['provider_batch_id'] or job['id']} submitted earlier")
-                    break
-                else:
-                    log(f"job {job_no}: {len(requests)} requests -> a new batch job")
-                    job = _submit(store, run_id, job_no, transport, list(requests.values()))
-                _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event, log,
-                            params_key, delivered)
+                    jobs.append(job)
+                if not jobs:
+                    parts = split_jobs(list(requests.values()), queue.max_requests, options.max_bytes)
+                    if queue.one_at_a_time:
+                        parts = parts[:1]  # the rest wait, as the provider asked
+                    for lines, data in parts:
+                        job_no += 1
+                        log(f"job {job_no}: {len(lines)} requests -> a new batch job")
+                        jobs.append(_submit(store, run_id, job_no, transport, lines, data))
+                refused = [job for job in jobs  # every job is polled to its end before the steps go on
+                           if _finish_job(store, run_id, job, transport, requests, price, options.poll, stop_event,
+                                          log, params_key, delivered) == QUEUE_FULL]
+                if refused:
+                    queue.refused(refused, len(jobs), stop_event, log)
                 client.relearn_params()
                 client.deliver(delivered, store.batch_line_failures(run_id),
                                fallback_online=options.fallback == "online", max_attempts=options.max_attempts)
@@ -592,6 +609,51 @@ def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, tr
         else:
             store.set_run_status(run_id, "failed", f"{type(e).__name__}: {mask_secrets(str(e))}")
         raise
+
+
+@dataclass
+class _ProviderQueue:
+    """How much the provider's queue takes. A job refused because the queue of enqueued tokens is full is sent
+    again, smaller (half the requests), after a wait when none of ours was in it; from then on one job at a time
+    (a stage's other requests wait for the next)."""
+
+    options: BatchOptions
+    max_requests: int = 0
+    one_at_a_time: bool = False
+
+    def __post_init__(self) -> None:
+        self.max_requests = self.options.max_requests
+        self._waits = iter(self.options.poll.waits())
+
+    def refused(self, jobs: list[dict[str, Any]], submitted: int, stop_event: threading.Event,
+                log: Callable[[str], None]) -> None:
+        self.one_at_a_time = True
+        self.max_requests = max(1, min(self.max_requests, max(j["n_requests"] for j in jobs)) // 2)
+        log(f"the provider's queue is full: next jobs one at a time, of at most {self.max_requests} requests")
+        if len(jobs) == submitted:  # none of ours was in the queue: wait for others' jobs to finish
+            if stop_event.wait(next(self._waits)):
+                raise _Stopped()
+
+
+def split_jobs(requests: list[BatchRequest], max_requests: int, max_bytes: int) -> list[tuple[list[BatchRequest],
+                                                                                           bytes]]:
+    """The requests as jobs of at most `max_requests` lines and `max_bytes` of JSONL each (a line longer than
+    `max_bytes` goes alone): [(requests, the job's input file)]."""
+    jobs: list[tuple[list[BatchRequest], bytes]] = []
+    lines: list[BatchRequest] = []
+    chunks: list[bytes] = []
+    size = 0
+    for req in requests:
+        data = (json.dumps(req.line(), ensure_ascii=False) + "\n").encode("utf-8")
+        if lines and (len(lines) >= max_requests or size + len(data) > max_bytes):
+            jobs.append((lines, b"".join(chunks)))
+            lines, chunks, size = [], [], 0
+        lines.append(req)
+        chunks.append(data)
+        size += len(data)
+    if lines:
+        jobs.append((lines, b"".join(chunks)))
+    return jobs
 
 
 def _raise_unexpected(tasks: list[asyncio.Future]) -> None:
@@ -624,9 +686,10 @@ def batch_jsonl(requests: Iterable[BatchRequest]) -> bytes:
     return "".join(json.dumps(r.line(), ensure_ascii=False) + "\n" for r in requests).encode("utf-8")
 
 
-def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: list[BatchRequest]) -> dict[str, Any]:
+def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: list[BatchRequest],
+            data: bytes | None = None) -> dict[str, Any]:
     """Upload, store the job (before it exists, with its file id), create it, store its id at once."""
-    file_id = transport.upload(batch_jsonl(requests))
+    file_id = transport.upload(batch_jsonl(requests) if data is None else data)
     job_id = store.add_batch(run_id, pass_no, transport.engine, [(r.custom_id, r.key) for r in requests],
                              input_file_id=file_id)
     created = transport.create(file_id)
@@ -637,9 +700,10 @@ def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: l
 def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, requests: dict[str, BatchRequest],
                 price: Price | None, poll: PollPolicy, stop_event: threading.Event, log: Callable[[str], None],
                 params_key: str | None = None,
-                delivered: dict[str, tuple[dict[str, Any], LLMCall]] | None = None) -> None:
+                delivered: dict[str, tuple[dict[str, Any], LLMCall]] | None = None) -> str | None:
     """Poll a job until it is final, then import what it answered (into `delivered` too); its failed or
-    missing lines stay for the next."""
+    missing lines stay for the next. Returns QUEUE_FULL when the provider refused the job because its queue was
+    full (its lines are not counted as failed: they go again)."""
     provider_id = job["provider_batch_id"]
     if provider_id is None:  # killed between upload and create: did the create go through?
         found = transport.find_by_input(job["input_file_id"]) if job["input_file_id"] else None
@@ -680,8 +744,12 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
             failed.update(f)
     error = None
     if status == "failed":
-        errors = ((info.get("errors") or {}).get("data") or [])
+        errors = [e for e in ((info.get("errors") or {}).get("data") or []) if isinstance(e, dict)]
         error = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)[:500] or "the batch job failed"
+        if any(e.get("code") == QUEUE_FULL for e in errors) and not answered and job["n_requests"] > 1:
+            store.update_batch(job["id"], imported=1, error=mask_secrets(error))
+            log(f"job {provider_id} refused, the provider's queue is full: {mask_secrets(error)[:200]}")
+            return QUEUE_FULL
     store.update_batch(job["id"], output_file_id=info.get("output_file_id"), error_file_id=info.get("error_file_id"),
                        error=error)
     missing = {"failed": f"the batch job failed ({error})", "expired": "the batch job expired before answering it",
@@ -694,6 +762,7 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
     if status == "cancelled" and not was_cancelled_at_start:
         raise BatchCancelled(f"The batch job {provider_id} was cancelled; {n_ok} answers kept. Resume to send the "
                              "rest.")
+    return None
 
 
 def _learn_param_quirks(store: Store, params_key: str | None, failed: dict[str, str]) -> None:

@@ -8,6 +8,9 @@ from typing import Any, Callable
 # Here, not in batch.py, so that building the CLI's parser does not import the engine (`--help` stays fast).
 FALLBACKS = ("resubmit", "online")
 DEFAULT_MAX_ATTEMPTS = 3
+# OpenAI's limits for one job: 50,000 requests and an input file of 200 MB; a stage with more goes out as several.
+DEFAULT_MAX_REQUESTS = 50_000
+DEFAULT_MAX_MB = 200
 
 
 def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
@@ -27,6 +30,11 @@ def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None
                    help="first wait between status polls, growing 1.5x with jitter (default 5 s)")
     p.add_argument("--batch-poll-max", type=float, default=60.0, metavar="S", help="longest wait between polls "
                                                                                     "(default 60 s)")
+    p.add_argument("--batch-max-requests", type=int, default=DEFAULT_MAX_REQUESTS, metavar="N",
+                   help=f"most requests in one job; a stage with more is split (default {DEFAULT_MAX_REQUESTS:,}, "
+                        "OpenAI's limit)")
+    p.add_argument("--batch-max-mb", type=float, default=DEFAULT_MAX_MB, metavar="MB",
+                   help=f"largest input file of one job, in MB (default {DEFAULT_MAX_MB}, OpenAI's limit)")
 
 
 def batch_options(args: argparse.Namespace) -> Any:
@@ -37,8 +45,11 @@ def batch_options(args: argparse.Namespace) -> Any:
         return None
     if args.batch_poll <= 0 or args.batch_poll_max < args.batch_poll:
         raise ValueError("--batch-poll must be > 0 and --batch-poll-max at least --batch-poll.")
+    if args.batch_max_requests < 1 or args.batch_max_mb <= 0:
+        raise ValueError("--batch-max-requests must be at least 1 and --batch-max-mb more than 0.")
     return BatchOptions(poll=PollPolicy(first_s=args.batch_poll, max_s=args.batch_poll_max),
-                        fallback=args.batch_fallback, max_attempts=args.batch_attempts)
+                        fallback=args.batch_fallback, max_attempts=args.batch_attempts,
+                        max_requests=args.batch_max_requests, max_bytes=int(args.batch_max_mb * 1_000_000))
 
 
 def export_new_run(store: Any, run_id: str, out: str) -> int:

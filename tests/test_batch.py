@@ -163,6 +163,57 @@ def test_a_stop_while_steps_wait_for_a_job_then_resume(tmp_path):
         assert tree(batched, "run-a") == tree(online, "run-a")
 
 
+def test_split_jobs_keeps_each_job_under_the_limits():
+    reqs = [batch.BatchRequest(f"k{i}", "respond", None, {"model": "m", "messages": [
+        {"role": "user", "content": "x" * (3000 if i == 4 else 50)}]}) for i in range(9)]
+    jobs = batch.split_jobs(reqs, max_requests=3, max_bytes=1000)
+    assert [r.key for lines, _ in jobs for r in lines] == [r.key for r in reqs]  # every request once, in order
+    for lines, data in jobs:
+        assert len(lines) <= 3 and len(data.splitlines()) == len(lines)
+        assert len(data) <= 1000 or len(lines) == 1  # a line longer than the limit goes alone
+        assert [json.loads(x)["custom_id"] for x in data.splitlines()] == [r.custom_id for r in lines]
+    assert any(len(data) > 1000 for _, data in jobs)
+
+
+def test_a_stage_larger_than_a_job_goes_out_as_several(tmp_path):
+    """OpenAI takes at most 50,000 requests (200 MB) per job: a larger stage is split, and the tree is the same."""
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, rounds=1)
+        make_run(batched, stub, rounds=1)
+        pipeline.run_sync(online, "run-a")
+        stub.batch_max_requests = 4  # the stub fails a larger job, as OpenAI does past 50,000
+        opts = batch.BatchOptions(poll=FAST.poll, max_requests=4, max_bytes=6000)
+        assert batch.run_batched(batched, "run-a", options=opts) == "finished"
+        jobs = batched.batches("run-a")
+        assert all(j["status"] == "completed" for j in jobs) and len(jobs) > batch.jobs_per_round(
+            batched.get_run("run-a")["config"])
+        assert all(j["n_requests"] <= 4 for j in jobs)
+        sizes = [stub.files[j["input_file_id"]]["bytes"] for j in jobs]
+        assert all(size <= 6000 or j["n_requests"] == 1 for size, j in zip(sizes, jobs))
+        assert tree(batched, "run-a") == tree(online, "run-a")
+
+
+def test_a_full_provider_queue_sends_smaller_jobs_later(tmp_path):
+    """A job refused for the provider's enqueued-token limit (OpenAI's token_limit_exceeded) is not the lines'
+    fault: they go again in smaller jobs, one at a time, and no step fails."""
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+        make_run(online, stub, rounds=1)
+        make_run(batched, stub, rounds=1)
+        pipeline.run_sync(online, "run-a")
+        stub.batch_enqueued_limit = 1500  # tokens: a few requests, not a whole stage
+        logs: list[str] = []
+        assert batch.run_batched(batched, "run-a", options=FAST, log=logs.append) == "finished"
+        jobs = batched.batches("run-a")
+        refused = [j for j in jobs if j["status"] == "failed"]
+        assert refused and all("token_limit_exceeded" in j["error"] for j in refused)
+        assert any("queue is full" in line for line in logs)
+        assert batched.batch_line_failures("run-a") == {}  # no line counted as failed
+        assert jobs[-1]["n_requests"] < refused[0]["n_requests"]
+        assert tree(batched, "run-a") == tree(online, "run-a")
+
+
 # -- the CLI: SIGKILL while a job is in progress -----------------------------------------------------------
 def cli_env(tmp_path):
     env = dict(os.environ)

@@ -46,7 +46,9 @@ error file. Outcomes, one per created job from `stub.batch_outcomes` (default co
 validation, with `errors`), "expired" (answers the first `stub.batch_expire_after` lines, the rest go to the
 error file as batch_expired). A cancel makes it cancelling, then cancelled with the lines answered so far.
 `stub.batch_line_fault(line) -> status | None` fails chosen lines with that HTTP status (partial errors);
-`stub.batches_created()` counts the jobs created.
+`stub.batches_created()` counts the jobs created. Limits, as OpenAI's: `stub.batch_max_requests` lines per job
+(50,000; more fails validation) and `stub.batch_enqueued_limit` tokens (prompt characters / 4) across the jobs
+in progress (None: no limit; a job that would pass it fails with OpenAI's `token_limit_exceeded` error).
 
 Every request is recorded in `stub.requests` (dicts: method, path, purpose, body, headers with lower-case
 names, time, and once answered the HTTP `status` and the `usage` reported); `stub.max_in_flight` is the
@@ -378,6 +380,8 @@ class StubServer:
         self.batch_expire_after = 0  # lines an "expired" job answers before its window ends
         self.batch_line_fault: Callable[[dict[str, Any]], int | None] | None = None
         self.batch_lines_answered = 0
+        self.batch_max_requests = 50_000
+        self.batch_enqueued_limit: int | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -519,6 +523,8 @@ class StubServer:
                                                                    "message": f"Line {n} is not a batch request."}]}
                 return
             lines.append(line)
+        tokens = sum(len(str(m.get("content") or "")) for line in lines if isinstance(line["body"], dict)
+                     for m in line["body"].get("messages") or [] if isinstance(m, dict)) // 4
         with self._lock:
             batch["counts"]["total"] = len(lines)
             if batch["outcome"] == "failed":
@@ -526,6 +532,25 @@ class StubServer:
                 batch["errors"] = {"object": "list", "data": [{"code": "injected_failure", "line": None,
                                                                "message": "The batch failed validation (injected)."}]}
                 return
+            if len(lines) > self.batch_max_requests:
+                batch["status"] = "failed"
+                batch["errors"] = {"object": "list", "data": [{
+                    "code": "too_many_requests", "line": None,  # the stub's own code for it
+                    "message": f"The input file has {len(lines):,} requests; a batch takes at most "
+                               f"{self.batch_max_requests:,}."}]}
+                return
+            enqueued = sum(b.get("tokens", 0) for b in self.batches.values()
+                           if b is not batch and b["status"] in ("validating", "in_progress", "finalizing"))
+            if self.batch_enqueued_limit is not None and enqueued + tokens > self.batch_enqueued_limit:
+                model = lines[0]["body"].get("model") if lines and isinstance(lines[0]["body"], dict) else None
+                batch["status"] = "failed"
+                batch["errors"] = {"object": "list", "data": [{
+                    "code": "token_limit_exceeded", "line": None,
+                    "message": f"Enqueued token limit reached for {model} in organization org-stub. Limit: "
+                               f"{self.batch_enqueued_limit:,} enqueued tokens. Please try again once some "
+                               "in_progress batches have been completed."}]}
+                return
+            batch["tokens"] = tokens
             if batch["cancel"].is_set():
                 batch["status"] = "cancelled"
                 return
