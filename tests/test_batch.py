@@ -50,6 +50,15 @@ def make_run(store, stub, run_id="run-a", **cfg) -> str:
     return store.create_run(config, list(SEEDS), run_id=run_id)
 
 
+def online_and_batched(tmp_path, stub, **cfg) -> tuple[Store, Store]:
+    """The same run in two stores: run online in the first (the reference), not started in the second."""
+    online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
+    make_run(online, stub, **cfg)
+    make_run(batched, stub, **cfg)
+    assert pipeline.run_sync(online, "run-a") == "finished"
+    return online, batched
+
+
 def tree(store, run_id):
     nodes = {n.id: (n.parent_id, n.round, n.operation, n.status, n.rule, n.instruction, n.response)
              for n in store.nodes(run_id)}
@@ -67,10 +76,7 @@ def calls(store, run_id):
 @pytest.mark.parametrize("fanout", [1, 2])
 def test_batch_run_makes_the_same_tree_as_online(tmp_path, fanout):
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, fanout=fanout, random_seed=7)
-        make_run(batched, stub, fanout=fanout, random_seed=7)
-        assert pipeline.run_sync(online, "run-a") == "finished"
+        online, batched = online_and_batched(tmp_path, stub, fanout=fanout, random_seed=7)
         chat_before = stub.count()
         assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
         assert stub.count() - chat_before <= 2  # the structured-output probe only: every answer came by batch
@@ -102,10 +108,7 @@ def test_the_novelty_check_waits_for_the_other_lineages_as_online(tmp_path):
     from evolab.schema import RuleConfig
 
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        for store in (online, batched):
-            make_run(store, stub, fanout=2, random_seed=5, rules=RuleConfig(duplicate=True))
-        assert pipeline.run_sync(online, "run-a") == "finished"
+        online, batched = online_and_batched(tmp_path, stub, fanout=2, random_seed=5, rules=RuleConfig(duplicate=True))
         chat_before = stub.count()
         assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
         assert stub.count() - chat_before <= 2
@@ -136,10 +139,7 @@ def test_a_stop_while_steps_wait_for_a_job_then_resume(tmp_path):
     """Stop (the app's button) while a job is in progress: the run stops, the job goes on; resume polls it
     and the tree is the online one."""
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, random_seed=9)
-        make_run(batched, stub, random_seed=9)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, random_seed=9)
         stub.batch_timing = {"validating": 0.01, "per_line": 0.05, "finalizing": 0.01}
         stop = threading.Event()
         result: dict[str, str] = {}
@@ -178,10 +178,7 @@ def test_split_jobs_keeps_each_job_under_the_limits():
 def test_a_stage_larger_than_a_job_goes_out_as_several(tmp_path):
     """OpenAI takes at most 50,000 requests (200 MB) per job: a larger stage is split, and the tree is the same."""
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, rounds=1)
-        make_run(batched, stub, rounds=1)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, rounds=1)
         stub.batch_max_requests = 4  # the stub fails a larger job, as OpenAI does past 50,000
         opts = batch.BatchOptions(poll=FAST.poll, max_requests=4, max_bytes=6000)
         assert batch.run_batched(batched, "run-a", options=opts) == "finished"
@@ -198,10 +195,7 @@ def test_a_full_provider_queue_sends_smaller_jobs_later(tmp_path):
     """A job refused for the provider's enqueued-token limit (OpenAI's token_limit_exceeded) is not the lines'
     fault: they go again in smaller jobs, one at a time, and no step fails."""
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, rounds=1)
-        make_run(batched, stub, rounds=1)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, rounds=1)
         stub.batch_enqueued_limit = 1500  # tokens: a few requests, not a whole stage
         logs: list[str] = []
         assert batch.run_batched(batched, "run-a", options=FAST, log=logs.append) == "finished"
@@ -279,10 +273,7 @@ def test_sigkill_while_a_job_runs_resumes_by_polling_it(tmp_path):
 # -- expired jobs, failed lines, fallback online -------------------------------------------------------
 def test_an_expired_job_sends_the_missing_lines_again(tmp_path):
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, rounds=1)
-        make_run(batched, stub, rounds=1)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, rounds=1)
         stub.batch_outcomes.append("expired")
         stub.batch_expire_after = 3  # the first job answers 3 of its 10 lines before its window ends
         assert batch.run_batched(batched, "run-a", options=FAST) == "finished"
@@ -297,10 +288,7 @@ def test_an_expired_job_sends_the_missing_lines_again(tmp_path):
 
 def test_failed_lines_are_resubmitted_then_the_step_fails(tmp_path):
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, rounds=1)
-        make_run(batched, stub, rounds=1)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, rounds=1)
         seen: dict[str, int] = {}
         respond_ids: list[str] = []
 
@@ -338,10 +326,7 @@ def test_failed_lines_are_resubmitted_then_the_step_fails(tmp_path):
 
 def test_failed_lines_can_go_online(tmp_path):
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, rounds=1)
-        make_run(batched, stub, rounds=1)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, rounds=1)
         stub.batch_line_fault = lambda line: 500 if line["custom_id"].startswith("evolve:") else None
         before = stub.count("evolve")
         opts = batch.BatchOptions(poll=FAST.poll, fallback="online")
@@ -413,10 +398,7 @@ def run_lines_like_vllm(stub, requests_path: Path, results_path: Path) -> None:
 
 def test_export_import_round_trip_gives_the_same_tree(tmp_path):
     with StubServer(handler=varied_reply) as stub:
-        online, batched = Store(tmp_path / "online.db"), Store(tmp_path / "batch.db")
-        make_run(online, stub, random_seed=3)
-        make_run(batched, stub, random_seed=3)
-        pipeline.run_sync(online, "run-a")
+        online, batched = online_and_batched(tmp_path, stub, random_seed=3)
         chat_before = stub.count()
         for stage in range(1, 20):
             requests_path, results_path = tmp_path / f"req{stage}.jsonl", tmp_path / f"out{stage}.jsonl"
