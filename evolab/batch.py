@@ -739,7 +739,7 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
     failed: dict[str, str] = {}
     for file_key in ("output_file_id", "error_file_id"):
         if info.get(file_key):
-            a, f = read_results(transport.content(info[file_key]).decode("utf-8"))
+            a, f = read_results(_download(transport, info[file_key], waits, stop_event, log).decode("utf-8"))
             answered.update(a)
             failed.update(f)
     error = None
@@ -763,6 +763,23 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
         raise BatchCancelled(f"The batch job {provider_id} was cancelled; {n_ok} answers kept. Resume to send the "
                              "rest.")
     return None
+
+
+def _download(transport: Any, file_id: str, waits: Iterable[float], stop_event: threading.Event,
+              log: Callable[[str], None]) -> bytes:
+    """A result file. A download that failed (after the openai client's own retries: the files API answers 502
+    on a bad day) is tried again after a wait, as a status poll is; the job stays unimported until it is read."""
+    waits = iter(waits)
+    for attempt in range(1, MAX_POLL_ERRORS + 1):
+        try:
+            return transport.content(file_id)
+        except BatchError as e:
+            if attempt == MAX_POLL_ERRORS:
+                raise
+            log(f"downloading {file_id} failed ({e}); trying again")
+            if stop_event.wait(next(waits)):
+                raise _Stopped()
+    raise AssertionError("unreachable")
 
 
 def _learn_param_quirks(store: Store, params_key: str | None, failed: dict[str, str]) -> None:

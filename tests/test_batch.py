@@ -338,6 +338,17 @@ def test_failed_lines_can_go_online(tmp_path):
         assert all(c.cost_usd == pytest.approx(price.cost(c.prompt_tokens, c.completion_tokens)) for c in evolve_calls)
 
 
+def test_a_result_download_that_fails_is_tried_again(tmp_path):
+    """The files API answering 502 on a download (past the client's own retries) does not end the run."""
+    with StubServer(handler=varied_reply) as stub:
+        online, batched = online_and_batched(tmp_path, stub, rounds=1, max_retries=0)
+        stub.file_content_failures = 2
+        logs: list[str] = []
+        assert batch.run_batched(batched, "run-a", options=FAST, log=logs.append) == "finished"
+        assert stub.file_content_failures == 0 and sum("trying again" in line for line in logs) == 2
+        assert tree(batched, "run-a") == tree(online, "run-a")
+
+
 def test_a_failed_job_is_resubmitted(tmp_path):
     with StubServer(handler=varied_reply) as stub:
         store = Store(tmp_path / "b.db")

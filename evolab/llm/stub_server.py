@@ -49,6 +49,7 @@ error file as batch_expired). A cancel makes it cancelling, then cancelled with 
 `stub.batches_created()` counts the jobs created. Limits, as OpenAI's: `stub.batch_max_requests` lines per job
 (50,000; more fails validation) and `stub.batch_enqueued_limit` tokens (prompt characters / 4) across the jobs
 in progress (None: no limit; a job that would pass it fails with OpenAI's `token_limit_exceeded` error).
+`stub.file_content_failures = N` fails the next N file downloads with 502.
 
 Every request is recorded in `stub.requests` (dicts: method, path, purpose, body, headers with lower-case
 names, time, and once answered the HTTP `status` and the `usage` reported); `stub.max_in_flight` is the
@@ -285,6 +286,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 f = stub.files.get(parts[1])
                 if f is None:
                     self._error(404, f"No such File object: {parts[1]}", "not_found_error")
+                elif stub.file_content_failures > 0:  # the files API's own bad days (a 502 on a download)
+                    stub.file_content_failures -= 1
+                    self._error(502, "Bad gateway.", "server_error")
                 else:
                     self._send(200, f["data"], content_type="application/octet-stream")
             elif method == "POST" and parts == ["batches"]:
@@ -381,6 +385,7 @@ class StubServer:
         self.batch_line_fault: Callable[[dict[str, Any]], int | None] | None = None
         self.batch_lines_answered = 0
         self.batch_max_requests = 50_000
+        self.file_content_failures = 0  # the next N file downloads fail with 502
         self.batch_enqueued_limit: int | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
