@@ -292,6 +292,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = _load_seeds(args.seeds, args.map) if args.seeds else None
     config = _config(args)
     _check_budget_price(config)
+    batch = _batch_options(args)  # a bad --batch-* value stops here, before a run is created
     store = _store(args.db, must_exist=seeds is None)
     if seeds is None:
         from .seedversions import load_saved_set
@@ -315,7 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.batch_export:  # the first stage's requests to a file, for vLLM run-batch (evolab/batch_cli.py)
         from .batch_cli import export_new_run
         return export_new_run(store, run_id, args.batch_export)
-    return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=_batch_options(args))
+    return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=batch)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

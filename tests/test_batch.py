@@ -191,6 +191,32 @@ def test_a_stage_larger_than_a_job_goes_out_as_several(tmp_path):
         assert tree(batched, "run-a") == tree(online, "run-a")
 
 
+def test_cli_job_limits(tmp_path):
+    """--batch-max-requests / --batch-max-mb from the CLI: jobs stay under them; a bad value is refused before a
+    run exists."""
+    from conftest import STUB_KEY_ENV
+
+    db = tmp_path / "limits.db"
+    with StubServer(handler=varied_reply) as stub:
+        stub.batch_max_requests = 3
+        base = [sys.executable, "-m", "evolab", "run", str(seeds_file(tmp_path)), "--db", str(db), "--rounds", "1",
+                "--base-url", stub.base_url, "--model", "gpt-4o-mini", "--api-key-env", STUB_KEY_ENV, "--batch",
+                "--batch-poll", "0.02", "--batch-poll-max", "0.05"]
+        bad = subprocess.run(base + ["--batch-max-requests", "0"], cwd=ROOT, env=cli_env(tmp_path),
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and "--batch-max-requests must be at least 1" in bad.stderr
+        assert not db.exists() or Store(db).list_runs() == []
+        r = subprocess.run(base + ["--batch-max-requests", "3", "--batch-max-mb", "0.004"], cwd=ROOT,
+                           env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        store = Store(db)
+        (run,) = store.list_runs()
+        jobs = store.batches(run["id"])
+        assert run["status"] == "finished" and all(j["status"] == "completed" for j in jobs)
+        assert all(j["n_requests"] <= 3 for j in jobs)
+        assert all(stub.files[j["input_file_id"]]["bytes"] <= 4000 or j["n_requests"] == 1 for j in jobs)
+
+
 def test_a_full_provider_queue_sends_smaller_jobs_later(tmp_path):
     """A job refused for the provider's enqueued-token limit (OpenAI's token_limit_exceeded) is not the lines'
     fault: they go again in smaller jobs, one at a time, and no step fails."""
