@@ -618,8 +618,8 @@ class _ProviderQueue:
     (a stage's other requests wait for the next)."""
 
     options: BatchOptions
-    max_requests: int = 0
-    one_at_a_time: bool = False
+    max_requests: int = field(init=False)
+    one_at_a_time: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.max_requests = self.options.max_requests
@@ -687,9 +687,10 @@ def batch_jsonl(requests: Iterable[BatchRequest]) -> bytes:
 
 
 def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: list[BatchRequest],
-            data: bytes | None = None) -> dict[str, Any]:
-    """Upload, store the job (before it exists, with its file id), create it, store its id at once."""
-    file_id = transport.upload(batch_jsonl(requests) if data is None else data)
+            data: bytes) -> dict[str, Any]:
+    """Upload `data` (the requests' JSONL, from split_jobs), store the job (before it exists, with its file id),
+    create it, store its id at once."""
+    file_id = transport.upload(data)
     job_id = store.add_batch(run_id, pass_no, transport.engine, [(r.custom_id, r.key) for r in requests],
                              input_file_id=file_id)
     created = transport.create(file_id)

@@ -113,7 +113,7 @@ class Engine:
     async def evolve_child(self, parent: Node, round_: int, slot: int, operation: str | None = None,
                            reuse: bool = True) -> StepResult:
         """Evolve `parent` once; eliminate, respond, score; store the child when it is done."""
-        cfg, rules = self.config, self.config.rules
+        cfg = self.config
         node_id = child_id(self.run_id, parent.id, round_, slot)
         if reuse:
             existing = self.store.get_node(node_id)
@@ -361,7 +361,7 @@ class Engine:
         roots = self.seed_nodes(seeds)
         results = list(await asyncio.gather(*self.lineage_jobs(roots, until), return_exceptions=True))
         try:
-            await asyncio.to_thread(self.store.flush)  # every step is in the file before the status says so
+            await self._flush()  # every step is in the file before the status says so
         except Exception as e:  # a write that failed (disk full, a locked file past the timeout)
             results.append(e)
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, RunStopped)]
