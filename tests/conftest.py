@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class AllInFlight:
+    """A stub `latency` (or a handler's first line) that holds the first `n` chat requests until all `n` are in
+    the stub at once, then lets every request through after `then_s` seconds. A test that asserts "n calls were
+    in flight together" waits on that condition instead of hoping a fixed latency outlasts the client's sending
+    (which a loaded machine need not do). A client that never has `n` calls in flight leaves them waiting
+    `timeout_s`, then they go on (`met` stays False, and the test's count of calls in flight shows it).
+    `skip`: requests let through before (a run's structured-output probe goes alone, before its calls).
+    Give the client a timeout above `timeout_s`."""
+
+    def __init__(self, n: int, then_s: float = 0.0, timeout_s: float = 60.0, skip: int = 0):
+        self.n, self.then_s = n, then_s
+        self.barrier = threading.Barrier(n, timeout=timeout_s)
+        self.met = False
+        self._skip, self._left = skip, n
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            if self._skip > 0:
+                self._skip -= 1
+                return self.then_s
+            held, self._left = self._left > 0, self._left - 1
+        if held:
+            try:
+                self.barrier.wait()
+                self.met = True
+            except threading.BrokenBarrierError:
+                pass
+        return self.then_s

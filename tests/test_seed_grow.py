@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -81,51 +82,55 @@ def _examples(prompt: str) -> list[str]:
     return [re.sub(r"^\d+\.\s*", "", line) for line in block.split("\n") if re.match(r"^\d+\.", line)]
 
 
-def _pick(bank: list[str], prompt: str, k: int) -> list[str]:
-    start = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(bank)
-    return [bank[(start + i) % len(bank)] for i in range(k)]
+class RealisticGrowModel:
+    """What a model answers to grow prompts: a numbered list with a preamble and a closing remark, holding three new
+    tasks, a near-copy of a hand seed (one word changed), a duplicate within the reply, an item in the wrong
+    language; the second of every five replies a refusal. Korean prompts get Korean lists.
 
+    The replies follow the order of the grow requests, never the prompt's text: the prompt's examples follow the
+    job id, which names the stub's port, so a reply chosen from the prompt would make each run different. The
+    n-th reply that is no refusal hands out the bank's tasks 3n, 3n+1, 3n+2, so every reply brings new ones.
+    `restart()` plays the same replies again (for a second run of the same job)."""
 
-def realistic_grow_reply(messages, purpose):
-    """What a model answers to a grow prompt: a numbered list with a preamble and a closing remark, holding new
-    tasks, near-copies of the examples (one word changed), a duplicate within the reply, an item in the wrong
-    language; every fifth distinct prompt a refusal. Korean prompts get Korean lists."""
-    if purpose == "probe":
-        return '{"answer": 5}'
-    prompt = messages[-1]["content"]
-    digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
-    if digest % 5 == 0:
-        return "I'm sorry, but I can't help with generating more of these."
-    korean = "지시문" in prompt
-    examples = _examples(prompt)
-    near_copy = examples[0].replace("Explain", "Clarify").replace("설명하세요", "설명해 주세요")
-    near_copy = near_copy if near_copy != examples[0] else examples[0] + " briefly"
-    if korean:
-        fresh = _pick(KO_BANK, prompt, 3)
-        return ("다음은 새 지시문입니다:\n\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(
-            [fresh[0], near_copy, fresh[1], fresh[1], "Explain how a credit union differs from a bank.", fresh[2]], 1))
-            + "\n\n도움이 되길 바랍니다!")
-    fresh = _pick(EN_BANK, prompt, 3)
-    items = [f"**New task**: {fresh[0]}", near_copy, fresh[1], fresh[1] + " ", "주식 투자 위험을 설명하세요.", fresh[2]]
-    return "Here are new instructions:\n\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(items, 1)) + \
-        "\n\nLet me know if you need more!"
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.replies = 0
+
+    def restart(self) -> None:
+        with self._lock:
+            self.replies = 0
+
+    def __call__(self, messages, purpose):
+        if purpose == "probe":
+            return '{"answer": 5}'
+        with self._lock:
+            index, self.replies = self.replies, self.replies + 1
+        if index % 5 == 1:
+            return "I'm sorry, but I can't help with generating more of these."
+        fresh_index = index - (index + 3) // 5  # replies before this one that were no refusal
+        korean = "지시문" in messages[-1]["content"]
+        seeds, bank = (KO_SEEDS, KO_BANK) if korean else (EN_SEEDS, EN_BANK)
+        fresh = [bank[(3 * fresh_index + i) % len(bank)] for i in range(3)]
+        near_copy = seeds[index % len(seeds)].replace("Explain", "Clarify").replace("설명하세요", "설명해 주세요")
+        near_copy = near_copy if near_copy not in seeds else near_copy + (" 간단히" if korean else " briefly")
+        if korean:
+            return ("다음은 새 지시문입니다:\n\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(
+                [fresh[0], near_copy, fresh[1], fresh[1], "Explain how a credit union differs from a bank.", fresh[2]],
+                1)) + "\n\n도움이 되길 바랍니다!")
+        items = [f"**New task**: {fresh[0]}", near_copy, fresh[1], fresh[1] + " ", "주식 투자 위험을 설명하세요.", fresh[2]]
+        return "Here are new instructions:\n\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(items, 1)) + \
+            "\n\nLet me know if you need more!"
 
 
 @pytest.fixture()
 def stub():
-    with StubServer(handler=realistic_grow_reply) as server:
+    with StubServer(handler=RealisticGrowModel()) as server:
         yield server
 
 
 def client_for(stub, store) -> LLMClient:
     return LLMClient(OpenAICompatibleBackend(model="gpt-4o-mini", base_url=stub.base_url, api_key_env=STUB_KEY_ENV,
                                              timeout_s=60, max_retries=2), store, concurrency=2)  # a loaded CI machine is slow, not broken
-
-
-# The stub's replies follow each prompt, whose examples follow the job id, which names the stub's port: how
-# many calls reach n differs from run to run (a run of the default cap of 10 calls fell short once in CI-like
-# conditions). Tests of what is kept give the loop room instead.
-PLENTY = 40
 
 
 def run_grow(stub, store, spec, **kw):
@@ -166,8 +171,9 @@ def test_prompt_shows_six_hand_and_two_generated_examples():
 def test_grow_keeps_only_novel_tasks_in_the_sets_language(stub, tmp_path):
     store = Store(tmp_path / "g.db")
     spec = seedcraft.GrowSpec(en_seeds(), n=12, per_call=6)
-    result = run_grow(stub, store, spec, max_calls=PLENTY)
-    assert result.status == "finished" and result.kept >= 12
+    result = run_grow(stub, store, spec)
+    # Replies 1, 3, 4 and 5 bring three new tasks each, reply 2 is a refusal: every new task was kept.
+    assert (result.status, result.calls, result.kept) == ("finished", 5, 12)
     rows = store.grow_candidates(result.job_id)
     kept = [r for r in rows if r["status"] == "kept"]
     texts = [r["instruction"] for r in kept]
@@ -177,10 +183,12 @@ def test_grow_keeps_only_novel_tasks_in_the_sets_language(stub, tmp_path):
     assert {"rouge_l", "wrong_language"} <= reasons
     near = [r for r in rows if r["reason"] == "rouge_l"]
     assert any(r["instruction"] not in EN_SEEDS + EN_BANK for r in near)  # the near-copies of examples
-    assert all("ROUGE-L" in r["detail"] for r in near)
-    assert all(novelty_below(t, EN_SEEDS + [u for u in texts if u != t]) for t in texts)
+    # In each of the four lists: the near-copy of a hand seed and the repeat of a task within the list.
+    assert len(near) == 8 and all("ROUGE-L" in r["detail"] for r in near)
+    assert len(texts) == 12 and all(novelty_below(t, EN_SEEDS + [u for u in texts if u != t]) for t in texts)
     # A refusal is recorded as an unreadable call with its text, never turned into seeds.
-    assert all(r["instruction"] == "" and "sorry" in r["detail"] for r in rows if r["reason"] == "unreadable")
+    unreadable = [r for r in rows if r["reason"] == "unreadable"]
+    assert len(unreadable) == 1 and unreadable[0]["instruction"] == "" and "sorry" in unreadable[0]["detail"]
     # Provenance of every kept seed: generated, by which examples, model, endpoint host, time.
     hand_ids = {seedcraft.seed_id(s) for s in spec.seeds}
     for r in kept:
@@ -198,13 +206,14 @@ def novelty_below(text, others):
 
 def test_korean_seeds_grow_korean_seeds(stub, tmp_path):
     store = Store(tmp_path / "k.db")
-    result = run_grow(stub, store, seedcraft.GrowSpec(ko_seeds(), n=5, per_call=6), max_calls=PLENTY)
-    assert result.kept >= 5
+    result = run_grow(stub, store, seedcraft.GrowSpec(ko_seeds(), n=5, per_call=6))
+    assert (result.status, result.calls, result.kept) == ("finished", 3, 6)  # a list, a refusal, a list
     prompts = [r["body"]["messages"][-1]["content"] for r in stub.chat_requests("grow")]
-    assert all("한국어로 쓰세요" in p for p in prompts)
+    assert len(prompts) == 3 and all("한국어로 쓰세요" in p for p in prompts)
+    assert len(result.new_seeds) == 5
     assert all(s.language == "ko" and s.instruction in KO_BANK for s in result.new_seeds)
     wrong = [r for r in store.grow_candidates(result.job_id) if r["reason"] == "wrong_language"]
-    assert wrong and all(r["instruction"].startswith("Explain how a credit union") for r in wrong)
+    assert len(wrong) == 2 and all(r["instruction"].startswith("Explain how a credit union") for r in wrong)
     assert wrong[0]["detail"] == "en, not ko"
 
 
@@ -273,15 +282,17 @@ def test_a_stopped_job_resumes_without_repeating_a_paid_call(stub, tmp_path):
     assert first.status == "max_calls" and first.calls == 2
     paid_before = [r["body"]["messages"][-1]["content"] for r in stub.chat_requests("grow")]
     assert len(paid_before) == 2
-    second = run_grow(stub, store, spec, max_calls=PLENTY)
-    assert second.job_id == first.job_id and second.status == "finished" and second.kept >= 10
+    second = run_grow(stub, store, spec)
+    assert second.job_id == first.job_id and (second.status, second.calls, second.kept) == ("finished", 3, 12)
     prompts = [r["body"]["messages"][-1]["content"] for r in stub.chat_requests("grow")]
     assert len(prompts) == len(set(prompts))  # no prompt was sent twice
     assert store.grow_progress(first.job_id)["calls"] == len(prompts)
     # The same job from scratch in another store makes exactly the same calls: the resume rebuilt the same choices.
     stub.reset()
-    once = run_grow(stub, Store(tmp_path / "once.db"), spec, max_calls=PLENTY)
+    stub.handler.restart()  # the model answers as it did
+    once = run_grow(stub, Store(tmp_path / "once.db"), spec)
     assert [r["body"]["messages"][-1]["content"] for r in stub.chat_requests("grow")] == prompts
+    assert len(once.new_seeds) == 10
     assert [s.instruction for s in once.new_seeds] == [s.instruction for s in second.new_seeds]
 
 
@@ -305,6 +316,7 @@ def test_grow_here_targets_a_cell_and_marks_the_tags_as_proposed(stub, tmp_path)
     result = run_grow(stub, store, spec)
     prompt = stub.chat_requests("grow")[0]["body"]["messages"][-1]["content"]
     assert 'skill "insurance"' in prompt and "difficulty 7-8" in prompt
+    assert len(result.new_seeds) == 2
     assert all(s.skill == "insurance" and s.difficulty == 7.5 for s in result.new_seeds)
     assert all(s.source["proposed"] == ["skill", "difficulty"] for s in result.new_seeds)
     plain = seedcraft.GrowSpec(en_seeds(), n=2, per_call=6)
