@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import openai_backend_for
+from conftest import AllInFlight, openai_backend_for
 from evolab import pipeline
 from evolab.llm import scripted_reply
 from evolab.llm.fake import given_prompt
@@ -192,17 +192,29 @@ def test_one_random_seed_reproduces_the_run_and_the_cache_makes_a_rerun_free(stu
 # -- lineages and concurrency -----------------------------------------------------------------------------------
 def test_each_seeds_lineage_advances_on_its_own(store):
     slow_seed = "SLOWPOKE Describe the migration of monarch butterflies."
+    fast_evolves: set[str] = set()  # the other lineages' evolve prompts seen so far
+    lock = threading.Lock()
+    others_in_round3 = threading.Event()
 
     def handler(messages, purpose):
-        if purpose == "evolve" and given_prompt(messages) == slow_seed:
-            time.sleep(1.0)  # only the slow seed's first evolution is slow
+        given = given_prompt(messages)
+        if purpose == "evolve" and "SLOWPOKE" not in given:
+            with lock:
+                fast_evolves.add(messages[-1]["content"])
+                if len(fast_evolves) == 3 * 3:  # three lineages, one evolution a round: all started round 3
+                    others_in_round3.set()
+        if purpose == "evolve" and given == slow_seed:
+            # The slow seed's first evolution answers only once every other lineage has started round 3 (its
+            # node is made before its evolve request is sent): they cannot have waited for the slow one.
+            others_in_round3.wait(timeout=60)
         return scripted_reply(messages, purpose)
 
     with StubServer(handler=handler) as stub:
         seeds = [Seed(slow_seed)] + SEEDS[:3]
         run_id = make_run(store, stub, seeds=seeds, rounds=3, concurrency=4)
-        run(store, stub, run_id, backend=openai_backend_for(stub, timeout_s=10))
+        run(store, stub, run_id, backend=openai_backend_for(stub, timeout_s=120))
         assert stub.max_in_flight <= 4
+    assert others_in_round3.is_set(), "the other lineages did not reach round 3 while the slow seed's step waited"
     nodes = store.nodes(run_id)
     check_paper_semantics(nodes, 3, 1)
     slow_root = next(n.id for n in nodes if n.instruction == slow_seed)
@@ -216,14 +228,18 @@ def test_each_seeds_lineage_advances_on_its_own(store):
 
 
 def test_one_concurrency_limit_is_kept_full_and_never_exceeded(store):
-    with StubServer(latency=0.03) as stub:
+    # The first three requests after the run's structured-output probe are answered only once all three are in
+    # the stub together (kept full); every request then takes 30 ms, time for a fourth to arrive if the limit
+    # let it (never exceeded).
+    full = AllInFlight(3, then_s=0.03, skip=1)
+    with StubServer(latency=full) as stub:
         run_id = make_run(store, stub, rounds=2, concurrency=3)
-        run(store, stub, run_id)
-        assert stub.max_in_flight == 3
+        run(store, stub, run_id, backend=openai_backend_for(stub, timeout_s=120))
+        assert full.met and stub.max_in_flight == 3
     with StubServer(latency=0.03) as stub:
         run_id = make_run(store, stub, seeds=SEEDS[:2], rounds=1, concurrency=1, random_seed=1)
         run(store, stub, run_id)
-        assert stub.max_in_flight == 1
+        assert stub.count() > 1 and stub.max_in_flight == 1
 
 
 # -- stored as it completes, progress ---------------------------------------------------------------------------
