@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import openai_backend_for
+from conftest import AllInFlight, openai_backend_for
 from evolab.llm import BudgetExceeded, LLMClient, LLMError, OpenAICompatibleBackend, scripted_reply
 from evolab.llm import pricing
 from evolab.llm.stub_server import StubServer, count_tokens, embedding_vector
@@ -363,19 +363,22 @@ def test_missing_key_variable_names_it(stub, monkeypatch):
 def test_concurrency_limit_is_respected(store):
     lock = threading.Lock()
     in_flight = max_seen = 0
+    # The first four calls are answered once all four are in the handler together (the limit is used); every
+    # call then takes 50 ms, time for a fifth to arrive if the limit let it (never exceeded).
+    full = AllInFlight(4, then_s=0.05)
 
     def handler(messages, purpose):
         nonlocal in_flight, max_seen
         with lock:
             in_flight += 1
             max_seen = max(max_seen, in_flight)
-        time.sleep(0.2)
+        time.sleep(full())
         with lock:
             in_flight -= 1
         return "ok " + messages[-1]["content"]
 
     with StubServer(handler=handler) as stub:
-        client = LLMClient(openai_backend_for(stub), store, concurrency=4)
+        client = LLMClient(openai_backend_for(stub, timeout_s=120), store, concurrency=4)
 
         async def go():
             try:
@@ -387,14 +390,19 @@ def test_concurrency_limit_is_respected(store):
         comps = run(go())
 
     assert sorted(c.text for c in comps) == sorted(f"ok item {i}" for i in range(20))
-    assert max_seen == 4  # the limit was used, never exceeded
+    assert full.met and max_seen == 4  # the limit was used, never exceeded
     assert stub.max_in_flight == 4
     assert len(store.calls()) == 20
 
 
 def test_stub_serves_64_concurrent_requests(store):
-    with StubServer(latency=0.5) as stub:
-        client = LLMClient(openai_backend_for(stub, max_retries=0, timeout_s=5.0), store, concurrency=64)
+    # Every request is answered only once all 64 are in the stub together: a stub that served them one after
+    # another would hold the first until it gave up. The client's fixed concurrency sends all 64 at once (the
+    # adaptive limiter holds back all but a few until the first reply, which would never come).
+    together = AllInFlight(64)
+    with StubServer(latency=together) as stub:
+        client = LLMClient(openai_backend_for(stub, max_retries=0, timeout_s=120), store, concurrency=64,
+                           adaptive=False)
 
         async def go():
             try:
@@ -405,7 +413,7 @@ def test_stub_serves_64_concurrent_requests(store):
                 await client.aclose()
         comps = run(go())
     assert len(comps) == 64 and all(c.text for c in comps)
-    assert stub.max_in_flight >= 48  # served in parallel, not one after another
+    assert together.met and stub.max_in_flight == 64  # served in parallel, not one after another
 
 
 # -- token counting ------------------------------------------------------------------------------------
