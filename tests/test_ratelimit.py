@@ -383,12 +383,18 @@ def test_a_throttled_run_meets_few_429s(store, headers):
 
 
 def test_the_old_fixed_concurrency_walks_into_429s(store):
-    """For contrast (what the limiter replaces): the same load with the limiter off."""
-    with StubServer(latency=0.1, rpm=2400, window_s=2.0) as stub:
-        client = LLMClient(openai_backend_for(stub, max_retries=12, timeout_s=10), store, concurrency=16,
+    """For contrast (what the limiter replaces): the limiter off, 16 calls in flight against 8 allowed per 1 s
+    window. The 16 are sent at once, and each window's retries come back together when it ends, so every window
+    takes 8 and turns the rest away, whatever the machine's speed (only a machine that could not send 8 calls a
+    second would see no 429): at least the first burst's 8 are 429s, at most 40 succeed."""
+    with StubServer(rpm=480, window_s=1.0) as stub:
+        client = LLMClient(openai_backend_for(stub, max_retries=12, timeout_s=30), store, concurrency=16,
                            adaptive=False)
-        ask_many(client, 240)
+        results = ask_many(client, 40)
         statuses = [r["status"] for r in stub.chat_requests()]
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert statuses.count(200) == 40
+    assert statuses.count(429) >= 16 - 8
     assert statuses.count(429) / len(statuses) > 0.08
 
 
@@ -454,19 +460,44 @@ def test_rpm_and_tpm_from_the_cli_are_stored_and_used(tmp_path):
 
 
 # -- no stall ------------------------------------------------------------------------------------------
+def stop_when(condition, stop: threading.Event, timeout_s: float = 120.0) -> threading.Thread:
+    """A thread that sets `stop` once `condition()` holds (checked every 10 ms), or after `timeout_s` so that a
+    test whose condition never comes ends anyway; `.met` says whether it came."""
+    def watch():
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        else:
+            thread.met = True
+        stop.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.met = False
+    thread.start()
+    return thread
+
+
 def test_a_stop_event_fails_the_calls_waiting_for_the_limiter_at_once(store):
     """A server allowing 2 calls per 30 s window: calls queue for the reset; a stop ends them promptly."""
     stop = threading.Event()
     with StubServer(rpm=4, window_s=30.0, ratelimit_headers=True) as stub:
-        client = LLMClient(openai_backend_for(stub), store, concurrency=2, stop_event=stop)
-        threading.Timer(1.0, stop.set).start()
-        start = time.perf_counter()
+        client = LLMClient(openai_backend_for(stub, timeout_s=30), store, concurrency=2, stop_event=stop)
+        limiter = client.limiter
+
+        def waiting_for_the_reset() -> bool:  # the window's two calls are back; the other four wait for its end
+            return limiter.header_requests.known and limiter.in_flight == 0 and len(limiter._queue) == 4
+
+        watcher = stop_when(waiting_for_the_reset, stop)
         results = ask_many(client, 6)
-        elapsed = time.perf_counter() - start
-    assert elapsed < 10  # not the 30 s reset
-    assert sum(not isinstance(r, Exception) for r in results) >= 1
-    assert any(isinstance(r, CallsStopped) for r in results)
-    assert stub.rate_limited_count() == 0  # they waited for the reset the headers named
+        watcher.join()
+        statuses = [r["status"] for r in stub.chat_requests()]
+    assert watcher.met, "the calls never queued for the reset"
+    assert sum(not isinstance(r, Exception) for r in results) == 2
+    assert sum(isinstance(r, CallsStopped) for r in results) == 4
+    # Ended by the stop, not by the reset: no call went after it (nor into a 429 before it).
+    assert statuses == [200, 200]
 
 
 def test_a_stopped_throttled_run_ends_promptly_as_stopped(store):
@@ -474,21 +505,22 @@ def test_a_stopped_throttled_run_ends_promptly_as_stopped(store):
     with StubServer(rpm=6, window_s=30.0, ratelimit_headers=True) as stub:
         config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=2, concurrency=8)
         run_id = pipeline.create_run(store, [Seed("Explain recursion."), Seed("Name a prime.")], config)
-        threading.Timer(1.5, stop.set).start()
-        start = time.perf_counter()
-        status = pipeline.run_sync(store, run_id, backend=openai_backend_for(stub), stop_event=stop)
-        elapsed = time.perf_counter() - start
-    assert status == "stopped" and elapsed < 10
+        # Stopped once the window's three calls were answered: the rest of the run waits for its 30 s reset.
+        watcher = stop_when(lambda: sum(r["status"] == 200 for r in stub.chat_requests()) >= 3, stop)
+        status = pipeline.run_sync(store, run_id, backend=openai_backend_for(stub, timeout_s=30), stop_event=stop)
+        watcher.join()
+        answered = sum(r["status"] == 200 for r in stub.chat_requests())
+    assert watcher.met and status == "stopped"
+    assert answered == 3  # it ended before the reset: no call went after it
     assert not [n for n in store.nodes(run_id) if n.status == "failed"]  # a stop is not a failure
 
 
+@pytest.mark.timeout(300)  # a deadlock fails here (pytest-timeout), not after the suite's 900 s
 def test_the_budget_stops_a_throttled_run_without_a_deadlock(store):
     with StubServer(rpm=600, window_s=2.0, ratelimit_headers=True) as stub:
         config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, rounds=3, fanout=2, concurrency=16,
                            budget_usd=0.002)
         run_id = pipeline.create_run(store, [Seed(f"Explain topic {i}.") for i in range(6)], config)
-        start = time.perf_counter()
-        status = pipeline.run_sync(store, run_id, backend=openai_backend_for(stub))
-        elapsed = time.perf_counter() - start
-    assert status == "budget" and elapsed < 60
+        status = pipeline.run_sync(store, run_id, backend=openai_backend_for(stub, timeout_s=30))
+    assert status == "budget"
     assert 0 < store.run_cost(run_id) <= 0.002
