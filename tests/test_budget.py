@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, STUB_KEY_ENV, free_port, openai_backend_for
+from conftest import ROOT, STUB_KEY_ENV, AllInFlight, free_port, openai_backend_for
 from evolab import app_support, pipeline
 from evolab.estimate import estimate_run, format_estimate
 from evolab.llm import BudgetExceeded, FakeBackend, LLMClient, pricing
@@ -157,10 +157,11 @@ def test_both_budgets_the_first_one_reached_stops(stub, store):
 
 def test_budget_holds_with_many_calls_in_flight(store):
     """Each call in flight reserves its worst case, so 32 concurrent calls cannot overshoot together."""
-    with StubServer(latency=0.02) as stub:
+    many = AllInFlight(5, then_s=0.02, skip=1)  # after the probe, five calls are answered once all are in flight
+    with StubServer(latency=many) as stub:
         run_id = make_run(store, stub, budget_tokens=20_000, concurrency=32, rounds=4, fanout=3)
-        assert pipeline.run_sync(store, run_id, backend=openai_backend_for(stub)) == "budget"
-        assert stub.max_in_flight > 4
+        assert pipeline.run_sync(store, run_id, backend=openai_backend_for(stub, timeout_s=120)) == "budget"
+        assert many.met and stub.max_in_flight > 4
         reported = sum(r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"] for r in stub.chat_requests()
                        if r["usage"])
     assert 0 < spent_tokens(store, run_id) == reported <= 20_000
