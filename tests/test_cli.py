@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, STUB_KEY, STUB_KEY_ENV
+from conftest import STUB_KEY, STUB_KEY_ENV
 from evolab import pipeline
+from evolab.llm.fake import scripted_reply
 from evolab.llm.stub_server import StubServer
 from evolab.store import Store
 
@@ -32,10 +34,14 @@ SEED_LINES = [
 def env(tmp_path):
     e = dict(os.environ)
     e["EVOLAB_HOME"] = str(tmp_path / "home")
-    e["EVOLAB_LOCAL_PORT"] = str(free_port())  # never touch a local model server someone else runs
     e.pop("EVOLAB_DEBUG", None)
     e.pop("EVOLAB_DB", None)
-    return e
+    # Never touch a local model server someone else runs: a port this test holds (bound, not listening, so
+    # connections to it are refused and nobody else can take it while the test runs).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        e["EVOLAB_LOCAL_PORT"] = str(held.getsockname()[1])
+        yield e
 
 
 @pytest.fixture
@@ -236,16 +242,47 @@ def test_unknown_run_id_and_usage_errors_exit_2(stub, env, seeds_file, tmp_path)
 
 
 # -- exit status 1 otherwise ---------------------------------------------------------------------------------
+class _DeadEndpoint:
+    """A port this test holds (bound to 0 and read back, so nobody else can take it) where every connection is
+    closed at once, unanswered; it counts the connections."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(timeout=10)
+
+
 def test_dead_endpoint_exits_1_with_a_message(env, seeds_file, tmp_path):
-    port = free_port()  # nothing listens there
-    start = time.time()
-    r = cli(env, "run", seeds_file, "--db", tmp_path / "d.db", "--rounds", 1, "--model", "gpt-4o-mini",
-            "--base-url", f"http://127.0.0.1:{port}/v1", timeout=120)
+    dead = _DeadEndpoint()
+    try:
+        port = dead.port
+        r = cli(env, "run", seeds_file, "--db", tmp_path / "d.db", "--rounds", 1, "--model", "gpt-4o-mini",
+                "--base-url", f"http://127.0.0.1:{port}/v1", timeout=120)
+    finally:
+        dead.close()
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert f"127.0.0.1:{port}" in r.stderr and "reach" in r.stderr.lower()
     assert "resume" in r.stderr  # says how to go on
     assert "Traceback" not in r.stderr
-    assert time.time() - start < 60
+    # It gives up after the endpoint check and its one retry, not after a run's worth of retried calls.
+    assert 1 <= dead.connections <= 2, dead.connections
 
 
 def test_missing_key_variable_exits_1_naming_it(stub, env, seeds_file, tmp_path):
@@ -284,27 +321,47 @@ def _canonical(store: Store) -> tuple[str, dict]:
     return run_id, {key(n): (n.operation, n.instruction, n.input, n.status, n.rule, n.response) for n in nodes}
 
 
+def _requests_with_key(stub: StubServer, key: str) -> int:
+    """Chat requests sent with `key`: each process below runs with its own key value, so the stub can tell
+    whose a request was however late it arrives."""
+    return sum(1 for r in stub.chat_requests() if r["headers"].get("authorization") == f"Bearer {key}")
+
+
+class _GateAfterTwoChildren:
+    """The scripted model, but once the killed run has stored two children every reply waits until the test has
+    killed it: the run is stalled mid-way when it is killed, however fast or slow the machine."""
+
+    def __init__(self, db: Path):
+        self.db, self.killed, self.blocked = db, threading.Event(), threading.Event()
+
+    def __call__(self, messages, purpose):
+        if not self.killed.is_set() and _child_nodes(self.db) >= 2:
+            self.blocked.set()
+            self.killed.wait(120)
+        return scripted_reply(messages, purpose)
+
+
 def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_calls(env, tmp_path):
     seeds_file = tmp_path / "three.txt"
     seeds_file.write_text("\n".join(SEED_LINES[:3]) + "\n", encoding="utf-8")
     concurrency = 2
     args = ["--rounds", 3, "--concurrency", concurrency, "--seed", 9]
     killed_db, ref_db = tmp_path / "killed.db", tmp_path / "ref.db"
-    with StubServer(latency=0.03) as stub:
+    keys = {"killed": "sk-stub-killed", "resumed": "sk-stub-resumed", "ref": "sk-stub-ref"}
+    gate = _GateAfterTwoChildren(killed_db)
+    with StubServer(handler=gate) as stub:
         cmd = [sys.executable, "-m", "evolab", "run", str(seeds_file), "--db", str(killed_db),
                *map(str, stub_args(stub) + args)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, STUB_KEY_ENV: keys["killed"]},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.time() + 60
-            while _child_nodes(killed_db) < 2 and time.time() < deadline and proc.poll() is None:
-                time.sleep(0.01)
+            assert gate.blocked.wait(120), "the run never stored two children"
             assert proc.poll() is None, "the run finished before it could be killed"
             proc.kill()  # SIGKILL: no cleanup, no final status
         finally:
             proc.wait(timeout=30)
+            gate.killed.set()  # from here on every request is answered at once
         assert proc.returncode == -9
-        time.sleep(0.3)  # requests in flight at the kill reach the stub
-        at_kill = stub.count()
 
         store = Store(killed_db)
         try:
@@ -317,15 +374,14 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
         finally:
             store.close()
 
-        r = cli(env, "resume", "--db", killed_db)
+        r = cli({**env, STUB_KEY_ENV: keys["resumed"]}, "resume", "--db", killed_db)
         assert r.returncode == 0, r.stderr
-        killed_total = stub.count()
-        resumed_requests = killed_total - at_kill
+        resumed_requests = _requests_with_key(stub, keys["resumed"])
 
-        stub.reset()
-        r = cli(env, "run", seeds_file, "--db", ref_db, *stub_args(stub), *args)
+        r = cli({**env, STUB_KEY_ENV: keys["ref"]}, "run", seeds_file, "--db", ref_db, *stub_args(stub), *args)
         assert r.returncode == 0, r.stderr
-        ref_total = stub.count()
+        ref_total = _requests_with_key(stub, keys["ref"])
+        killed_total = _requests_with_key(stub, keys["killed"]) + resumed_requests
 
     killed, ref = Store(killed_db), Store(ref_db)
     try:
