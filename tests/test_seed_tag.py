@@ -83,7 +83,8 @@ def test_only_untagged_seeds_are_asked_and_only_missing_tags_proposed(tmp_path):
 def test_free_text_replies_when_structured_output_is_off(tmp_path):
     with StubServer(handler=tag_reply) as stub:
         proposals = tag(stub, Store(tmp_path / "f.db"), SEEDS, structured="off")
-        assert all("response_format" not in r["body"] for r in stub.chat_requests("tag"))
+        asked = stub.chat_requests("tag")
+        assert asked and all("response_format" not in r["body"] for r in asked)
     by = {p.index: p for p in proposals}
     assert by[2].skill == "math" and by[2].difficulty == 7  # a JSON reply unasked is still read
     assert by[3].difficulty == 5  # "난이도: 5"
@@ -96,6 +97,7 @@ def test_an_unreadable_reply_leaves_the_seed_untagged_with_the_reason(tmp_path):
     with StubServer(handler=vague) as stub:
         proposals = tag(stub, Store(tmp_path / "u.db"), SEEDS, structured="off")
         assert stub.count("tag") == 6  # asked once more, stricter, then given up
+    assert sorted(p.index for p in proposals) == [2, 3, 4]  # the three seeds that lack a tag
     assert all(p.skill is None and p.difficulty is None for p in proposals)
     assert all("unreadable" in p.detail and "It depends" in p.detail for p in proposals)
     frame = seedcraft.proposals_frame(SEEDS, proposals)
@@ -109,6 +111,7 @@ def test_a_set_without_skills_lets_the_model_name_one(tmp_path):
     with StubServer(handler=lambda m, p: '{"answer": 5}' if p == "probe" else
                     json.dumps({"skill": "personal finance", "new_skill": "", "difficulty": 3})) as stub:
         proposals = tag(stub, Store(tmp_path / "n.db"), seeds)
+    assert len(proposals) == len(seeds)
     assert all(p.skill == "personal finance" and p.new_skill and p.difficulty == 3 for p in proposals)
 
 
