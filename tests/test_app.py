@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sqlite3
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +28,7 @@ from evolab.app_support import Settings
 from evolab.llm.fake import scripted_reply
 from evolab.llm.local import NOTICE
 from evolab.llm.stub_server import StubServer
-from evolab.schema import KEPT, Node, RunConfig, Score, Seed
+from evolab.schema import KEPT, PENDING, Node, RunConfig, Score, Seed
 from evolab.seeds import load_example
 from evolab.store import Store
 
@@ -424,21 +426,44 @@ def test_runs_estimate_start_one_round_then_continue(tmp_path, monkeypatch, stub
     store.close()
 
 
+class _GateAfterFirstChild:
+    """The scripted model, but once the run has stored its first child every reply waits until the test opens
+    the gate: the page is looked at while the run is surely running, with an ETA to show."""
+
+    def __init__(self, db: str):
+        self.db = db
+        self.open, self.blocked = threading.Event(), threading.Event()
+
+    def __call__(self, messages, purpose):
+        if not self.open.is_set():
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as conn:
+                children = conn.execute("SELECT COUNT(*) FROM nodes WHERE round > 0 AND status != ?",
+                                        (PENDING,)).fetchone()[0]
+            if children:
+                self.blocked.set()
+                self.open.wait(120)
+        return scripted_reply(messages, purpose)
+
+
 def test_a_run_can_be_stopped_and_resumed(tmp_path, monkeypatch):
     db = str(tmp_path / "stop.db")
-    with StubServer(latency=0.05) as slow:
+    gate = _GateAfterFirstChild(db)
+    with StubServer(handler=gate) as slow:
         store = Store(db)
         cfg = RunConfig(model=MODEL, base_url=slow.base_url, api_key_env=STUB_KEY_ENV, rounds=3, concurrency=2)
         run_id = pipeline.create_run(store, load_example("general")[:4], cfg, name="slow")
         settings = stub_settings(db, slow)
         at = open_page(db, "runs", settings=settings, query={"run": run_id})
-        button(at, "Start").click().run()
-        assert worker.is_running(run_id)
-        time.sleep(0.5)
-        at.run()
-        assert "running" in texts(at)
-        assert metric(at, "ETA") != ""
-        button(at, "Stop").click().run()
+        try:
+            button(at, "Start").click().run()
+            assert worker.is_running(run_id)
+            assert gate.blocked.wait(60), "the run stored no child"
+            at.run()
+            assert "running" in texts(at)
+            assert metric(at, "ETA") != "–"  # a duration, from the pace of the first child
+            button(at, "Stop").click().run()
+        finally:
+            gate.open.set()  # the steps in flight finish; the run stops before the many steps left
         wait_for_worker(run_id)
         assert store.get_run(run_id)["status"] == "stopped"
         at.run()

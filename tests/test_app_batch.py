@@ -2,6 +2,7 @@
 jobs shown with the run, and the button that cancels the job in progress."""
 from __future__ import annotations
 
+import threading
 import time
 
 from evolab import app_support, pipeline, worker
@@ -15,9 +16,16 @@ from test_app import (_app_env, _fresh_resources, _navigation_mode, button, open
 def test_runs_page_starts_a_batch_run_and_cancels_its_job(tmp_path):
     db = str(tmp_path / "b.db")
     with StubServer() as stub:
-        # A job stays in progress for seconds (2 lines x 3 s), so the page sees it there even on a loaded machine,
-        # where a first status poll can come later than a few tenths of a second.
-        stub.batch_timing = {"validating": 0.01, "per_line": 3.0, "finalizing": 0.01}
+        # The job stays in progress until the test has clicked Cancel: its first line waits for the click, so the
+        # page sees the job there however late the worker's status polls come on a loaded machine.
+        clicked = threading.Event()
+        stub.batch_timing = {"validating": 0.01, "per_line": 0.0, "finalizing": 0.01}
+
+        def wait_for_the_click(line):
+            clicked.wait(120)
+            return None  # no fault: the line is answered
+
+        stub.batch_line_fault = wait_for_the_click
         store = Store(db)
         store.save_seed_set("demo", [Seed("Explain why the sky is blue."), Seed("바다를 초보자에게 설명하세요.")])
         settings = stub_settings(db, stub)
@@ -34,12 +42,14 @@ def test_runs_page_starts_a_batch_run_and_cancels_its_job(tmp_path):
         assert stub.count() <= 2  # the structured-output probe; the rest goes by batch
         at.run()
         assert "Batch: 1 job(s)" in texts(at)
-        button(at, "Cancel batch job").click().run()
+        try:
+            button(at, "Cancel batch job").click().run()
+        finally:
+            clicked.set()
         job = worker.wait(run_id, 60)
         assert job is not None and not job.alive and job.status == "stopped"
         assert store.batches(run_id)[0]["status"] == "cancelled"
         assert "cancelled" in store.get_run(run_id)["error"]
-        stub.batch_timing = {"validating": 0.01, "per_line": 0.0, "finalizing": 0.01}
         at.run()
         button(at, "Resume to the end").click().run()  # resumes as batch jobs, as it ran
         job = worker.wait(run_id, 120)

@@ -12,12 +12,19 @@ from evolab.llm.stub_server import StubServer
 from evolab.seeds import seeds_to_records
 from test_app import (APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module,  # noqa: F401
                       stub_settings, texts)
-from test_seed_grow import realistic_grow_reply
+from test_seed_grow import RealisticGrowModel
 from test_seed_tag import tag_reply
 
 
-def craft_reply(messages, purpose):
-    return realistic_grow_reply(messages, purpose) if purpose in ("grow", "probe") else tag_reply(messages, purpose)
+class CraftModel:
+    """Grow replies from a RealisticGrowModel of this test's own (in the order of the requests, not following the
+    stub's port), tag replies from test_seed_tag's model."""
+
+    def __init__(self):
+        self.grow = RealisticGrowModel()
+
+    def __call__(self, messages, purpose):
+        return self.grow(messages, purpose) if purpose in ("grow", "probe") else tag_reply(messages, purpose)
 
 
 def seeds_page(db: str, stub: StubServer) -> AppTest:
@@ -46,7 +53,7 @@ def wait(job) -> None:
 
 def test_coverage_map_and_grow_here_then_accept_the_proposed_tags(tmp_path):
     db = str(tmp_path / "app.db")
-    with StubServer(handler=craft_reply) as stub:
+    with StubServer(handler=CraftModel()) as stub:
         at = seeds_page(db, stub)
         before = len(at.session_state["seeds"])
         charts = at.get("plotly_chart")
@@ -80,13 +87,14 @@ def test_coverage_map_and_grow_here_then_accept_the_proposed_tags(tmp_path):
         button(at, "Accept all").click().run()
         clean(at)
         accepted = at.session_state["seeds"][before:]
+        assert len(accepted) == 3
         assert all(s.skill == skill and "proposed" not in (s.source or {}) for s in accepted)
         assert all(s.source["kind"] == "generated" for s in accepted)
 
 
 def test_grow_refuses_a_set_of_two(tmp_path):
     db = str(tmp_path / "two.db")
-    with StubServer(handler=craft_reply) as stub:
+    with StubServer(handler=CraftModel()) as stub:
         at = seeds_page(db, stub)
         replace_table(at, at.session_state["seeds"][:2])
         button(at, "Grow").click().run()
@@ -96,7 +104,7 @@ def test_grow_refuses_a_set_of_two(tmp_path):
 
 def test_propose_tags_and_apply_the_accepted_ones(tmp_path):
     db = str(tmp_path / "tag.db")
-    with StubServer(handler=craft_reply) as stub:
+    with StubServer(handler=CraftModel()) as stub:
         at = seeds_page(db, stub)
         seeds = at.session_state["seeds"]
         seeds = [dataclasses.replace(s, skill=None) for s in seeds[:2]] + \
