@@ -11,6 +11,7 @@ Cosines crowd differently per model (multilingual-e5 puts unrelated questions ne
   lowest cosine that marks at most 5% of the unrelated pairs, each language counted with equal weight;
   the novelty threshold, for filters that *drop* texts, at most 1%; the run-map threshold (marks on a
   run's map, where every child sits beside its parent) at most 5% of unrelated *and* evolved pairs.
+  Each is stored rounded UP to 4 decimals (`round_up`), so the stored number meets the criterion too.
   Evolved rewrites are as close as paraphrases to every model measured, so on a run's map only the
   stricter cut keeps the mark meaning "nearly the same text". What share of paraphrases each catches,
   and of evolved pairs each marks, is recorded beside it. AUC and NN compare paraphrase with unrelated
@@ -42,6 +43,7 @@ FALSE_POSITIVE_RATE = {"near_duplicate": 0.05, "novelty": 0.01, "run_map": 0.05}
 META_PREFIX = "embedding_thresholds:"  # store meta key of a user-calibrated model
 LABELS = ("paraphrase", "unrelated", "evolved")
 NEGATIVE = ("unrelated", "evolved")
+THRESHOLD_DECIMALS = 4  # thresholds are stored rounded UP to this many decimals (see round_up)
 
 
 def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
@@ -93,6 +95,29 @@ def threshold_at_fpr(negative: np.ndarray, fpr: float, weights: np.ndarray | Non
     if not len(over):
         return float(negative.min())
     return float(np.nextafter(np.float32(negative[order][over[0]]), np.float32(2.0)))
+
+
+def share_marked(negative: np.ndarray, threshold: float, weights: np.ndarray | None = None) -> float:
+    """(Weighted) share of `negative` cosines at or above `threshold`: what the criterion bounds."""
+    negative = np.asarray(negative, float)
+    w = np.ones(len(negative)) if weights is None else np.asarray(weights, float)
+    return float(w[negative >= threshold].sum() / w.sum()) if len(negative) else 0.0
+
+
+def round_up(threshold: float, negative: np.ndarray, fpr: float, weights: np.ndarray | None = None,
+             decimals: int = THRESHOLD_DECIMALS) -> float:
+    """`threshold` rounded UP to `decimals`, so the stored number never falls below the negative pair
+    that set it (rounding to nearest took 0.89352 to 0.8935, under that pair, which was then marked).
+    One step more while a negative sits exactly on the rounded value or the share marked at it
+    exceeds `fpr`: the criterion holds, by construction, for the number that is written down."""
+    step = 10.0 ** -decimals
+    r = round(np.ceil(round(threshold / step, 6)) * step, decimals)
+    while r < threshold:  # float error in the division above: never below the raw threshold
+        r = round(r + step, decimals)
+    negative = np.asarray(negative, float)
+    while r < 1.0 and (np.any(negative == r) or share_marked(negative, r, weights) > fpr + 1e-12):
+        r = round(r + step, decimals)
+    return float(r)
 
 
 @dataclass
@@ -156,7 +181,9 @@ def calibrate(embedder: "Embedder", pairs: pd.DataFrame | None = None, *, source
         neg = m.pairs[m.pairs["label"].isin(labels)]
         # each language weighs the same, whatever its number of pairs
         weights = 1.0 / neg.groupby("language")["cosine"].transform("size").to_numpy()
-        entry[kind] = round(threshold_at_fpr(neg["cosine"].to_numpy(), FALSE_POSITIVE_RATE[kind], weights), 4)
+        cosines = neg["cosine"].to_numpy()
+        raw = threshold_at_fpr(cosines, FALSE_POSITIVE_RATE[kind], weights)
+        entry[kind] = round_up(raw, cosines, FALSE_POSITIVE_RATE[kind], weights)
     for row in m.by_language.to_dict("records"):
         g = m.pairs[m.pairs["language"] == row["language"]]
         para, neg = g[g["label"] == "paraphrase"]["cosine"], g[g["label"] == "unrelated"]["cosine"]
