@@ -23,19 +23,35 @@ pytestmark = pytest.mark.skipif(os.environ.get("EVOLAB_SKIP_LOCAL_MODEL") == "1"
                                 reason="EVOLAB_SKIP_LOCAL_MODEL=1")
 
 
+def run_on_a_port_of_its_own(tmp_path: Path, seeds: Path, attempts: int = 5) -> tuple[int, Path, float,
+                                                                                     subprocess.CompletedProcess]:
+    """`evolab run` on the embedded model, which the CLI starts on EVOLAB_LOCAL_PORT. That port is free when
+    picked but the server binds it later: when another process took it meanwhile (the server exits with
+    "address already in use", or the CLI finds someone else's server there and starts none) the run is
+    retried on another port, with a new store."""
+    for attempt in range(attempts):
+        port = free_port()
+        home, db = tmp_path / f"home{attempt}", tmp_path / f"local{attempt}.db"
+        env = {**os.environ, "EVOLAB_LOCAL_PORT": str(port), "EVOLAB_HOME": str(home)}
+        for key in ("OPENAI_API_KEY", "EVOLAB_DEBUG", "EVOLAB_DB"):
+            env.pop(key, None)
+        start = time.time()
+        r = subprocess.run([sys.executable, "-m", "evolab", "run", str(seeds), "--db", str(db), "--rounds", "1",
+                            "--concurrency", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        elapsed = time.time() - start
+        log = home / "local-server.log"  # written only by a server this CLI started
+        if r.returncode == 0 and not log.exists():
+            continue  # someone else's server answered on the port
+        if r.returncode != 0 and log.exists() and "address already in use" in log.read_text(errors="replace").lower():
+            continue  # taken between the pick and the bind
+        return port, db, elapsed, r
+    pytest.fail(f"no free port for the embedded model server in {attempts} attempts")
+
+
 def test_two_seeds_one_round_on_the_embedded_model(tmp_path):
-    port = free_port()
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("Name three colours of the rainbow.\nWhat is the capital of France?\n", encoding="utf-8")
-    db = tmp_path / "local.db"
-    env = {**os.environ, "EVOLAB_LOCAL_PORT": str(port), "EVOLAB_HOME": str(tmp_path / "home")}
-    for key in ("OPENAI_API_KEY", "EVOLAB_DEBUG", "EVOLAB_DB"):
-        env.pop(key, None)
-
-    start = time.time()
-    r = subprocess.run([sys.executable, "-m", "evolab", "run", str(seeds), "--db", str(db), "--rounds", "1",
-                        "--concurrency", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    elapsed = time.time() - start
+    port, db, elapsed, r = run_on_a_port_of_its_own(tmp_path, seeds)
     assert r.returncode == 0, f"exit {r.returncode} after {elapsed:.0f} s\n{r.stdout}\n{r.stderr}"
     assert "the embedded local model" in r.stderr
 
