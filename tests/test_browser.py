@@ -49,35 +49,75 @@ def wait_http(url: str, timeout: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """The embedded model (owned by the test, so it is stopped for sure) and `streamlit run app.py`."""
-    from evolab.llm.local import LocalServer
+def local_model(tmp_path_factory):
+    """The embedded model (owned by this module, so it is stopped for sure), on a port of its own; shared by the
+    tests as an endpoint only (it keeps no state a test could see)."""
+    from test_local_model import start_local_server
 
-    tmp = tmp_path_factory.mktemp("browser")
-    env = dict(os.environ, EVOLAB_DB=str(tmp / "evolab.db"), EVOLAB_HOME=str(tmp / "home"),
-               EVOLAB_LOCAL_PORT=str(free_port()), PYTHONUNBUFFERED="1")
-    env.pop("OPENAI_API_KEY", None)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EVOLAB_HOME", env["EVOLAB_HOME"])
-        model = LocalServer(port=int(env["EVOLAB_LOCAL_PORT"]))
-        model.ensure(timeout=120)
-    port = free_port()
-    log = open(tmp / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        mp.setenv("EVOLAB_HOME", str(tmp_path_factory.mktemp("model-home")))
+        model = start_local_server()
     try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
-        yield {"url": f"http://127.0.0.1:{port}", "db": env["EVOLAB_DB"], "log": tmp / "streamlit.log"}
+        yield model
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         model.stop()
+
+
+def start_streamlit(env: dict, log_path: Path, attempts: int = 5) -> tuple[subprocess.Popen, int]:
+    """`streamlit run app.py` on a port of its own. The port is free when picked but Streamlit binds it later:
+    when another process took it meanwhile (Streamlit exits, or someone else answers there) it is retried on
+    another port."""
+    for _ in range(attempts):
+        port = free_port()
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()  # the child keeps its own copy
+        if wait_listening(proc, port, 60):
+            wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60)
+            return proc, port
+        stop_process(proc)
+    pytest.fail(f"Streamlit found no free port in {attempts} attempts; see {log_path}")
+
+
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float) -> bool:
+    """True once `proc` listens on `port`; False when it exits first (the port was taken)."""
+    from test_local_model import _listening_pid
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        if _listening_pid(port) == proc.pid:
+            return True
+        time.sleep(0.2)
+    raise TimeoutError(f"Streamlit did not listen on {port} in {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def app_server(local_model, tmp_path):
+    """`streamlit run app.py` on a store of this test's own (no test sees another's runs or seed sets), using the
+    module's embedded model."""
+    env = dict(os.environ, EVOLAB_DB=str(tmp_path / "evolab.db"), EVOLAB_HOME=str(tmp_path / "home"),
+               EVOLAB_LOCAL_PORT=str(local_model.port), PYTHONUNBUFFERED="1")
+    env.pop("OPENAI_API_KEY", None)
+    log = tmp_path / "streamlit.log"
+    proc, port = start_streamlit(env, log)
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "db": env["EVOLAB_DB"], "log": log}
+    finally:
+        stop_process(proc)
 
 
 class Page:
