@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, STUB_KEY_ENV, AllInFlight, free_port, openai_backend_for
+from conftest import ROOT, STUB_KEY_ENV, AllInFlight, openai_backend_for
 from evolab import app_support, pipeline
 from evolab.estimate import estimate_run, format_estimate
 from evolab.llm import BudgetExceeded, FakeBackend, LLMClient, pricing
@@ -225,11 +226,14 @@ def test_the_prompt_margin_learns_an_endpoint_that_counts_more(store):
 def env(tmp_path):
     e = dict(os.environ)
     e["EVOLAB_HOME"] = str(tmp_path / "home")
-    e["EVOLAB_LOCAL_PORT"] = str(free_port())
     e.pop("EVOLAB_DEBUG", None)
     e.pop("EVOLAB_DB", None)
     e.pop("EVOLAB_PRICES", None)
-    return e
+    # A port this test holds (bound, not listening) for the embedded model: nobody else's server, no race.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        e["EVOLAB_LOCAL_PORT"] = str(held.getsockname()[1])
+        yield e
 
 
 @pytest.fixture

@@ -5,18 +5,34 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
+import threading
 
+from evolab.llm.fake import scripted_reply
 from evolab.llm.stub_server import StubServer
 from evolab.store import Store
 from test_cli import ROOT, SEED_LINES, _child_nodes, cli, env, stub_args  # noqa: F401  (env is a fixture)
+
+
+class _HoldAfterFirstChild:
+    """The scripted model, but once the run has stored a child every reply waits until the test has sent
+    Ctrl-C: the run is certainly mid-way when it is interrupted, however fast or slow the machine."""
+
+    def __init__(self, db):
+        self.db, self.interrupted, self.holding = db, threading.Event(), threading.Event()
+
+    def __call__(self, messages, purpose):
+        if not self.interrupted.is_set() and _child_nodes(self.db) >= 1:
+            self.holding.set()
+            self.interrupted.wait(120)
+        return scripted_reply(messages, purpose)
 
 
 def test_ctrl_c_exits_130_and_the_run_resumes(env, tmp_path):
     seeds_file = tmp_path / "three.txt"
     seeds_file.write_text("\n".join(SEED_LINES[:3]) + "\n", encoding="utf-8")
     db = tmp_path / "interrupted.db"
-    with StubServer(latency=0.05) as stub:
+    gate = _HoldAfterFirstChild(db)
+    with StubServer(handler=gate) as stub:
         cmd = [sys.executable, "-m", "evolab", "run", str(seeds_file), "--db", str(db),
                *map(str, stub_args(stub)), "--rounds", "3", "--concurrency", "1", "--seed", "3"]
         # A shell without job control starts background jobs with SIGINT ignored (POSIX), and a Python started so
@@ -24,13 +40,13 @@ def test_ctrl_c_exits_130_and_the_run_resumes(env, tmp_path):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
-            deadline = time.time() + 60
-            while _child_nodes(db) < 1 and time.time() < deadline and proc.poll() is None:
-                time.sleep(0.01)
+            assert gate.holding.wait(120), "the run never stored a child"
             assert proc.poll() is None, "the run finished before it could be interrupted"
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            _, err = proc.communicate(timeout=60)
+            gate.interrupted.set()  # the calls in flight are answered, as a real endpoint would
+            _, err = proc.communicate(timeout=120)
         finally:
+            gate.interrupted.set()
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode == 130, err
