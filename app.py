@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import streamlit as st  # noqa: E402
 
-import app_common  # noqa: E402
+from ui import common as app_common  # noqa: E402
 
 app_common.ensure_frame()
 st.set_page_config(page_title="evolab", page_icon="🧬", layout="wide")

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/adaptive.py [--seeds 40] [--rounds 4] [--runs 5] [--concurrency 8]
 
-The model is `evolab.llm.op_rates_stub.OperationRates` behind the in-process FakeBackend (the same engine,
+The model is `evolab.testing.op_rates_stub.OperationRates` behind the in-process FakeBackend (the same engine,
 eliminator cascade, scorers and store as a real run; only the transport differs): with its operation's hidden
 rate a step makes a kept child one difficulty point harder, otherwise it leaks the prompt, copies its parent or
 rewords it (kept, not harder). Each random seed runs the same seeds (3 in 4 English, 1 in 4 Korean) three ways:
@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evolab import pipeline  # noqa: E402
+from evolab.engine import pipeline  # noqa: E402
 from evolab.llm import FakeBackend  # noqa: E402
-from evolab.llm.op_rates_stub import OperationRates  # noqa: E402
+from evolab.testing.op_rates_stub import OperationRates  # noqa: E402
 from evolab.schema import RunConfig, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
 

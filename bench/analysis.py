@@ -106,7 +106,7 @@ def synthetic_nodes(n: int, run_id: str, seed: int = 0):
 
 
 def build_store(db: Path, n: int) -> str:
-    from evolab.complexity import complexity_scores
+    from evolab.text.complexity import complexity_scores
     from evolab.schema import LLMCall, RunConfig, Score, Seed
     from evolab.store import Store
 
@@ -148,8 +148,9 @@ def analyse(db: Path, run_id: str, stage: str, embedder_name: str | None = None)
         times[name] = times.get(name, 0.0) + now - t
         t = now
 
-    from evolab import analysis, embed, novelty, viz
-    from evolab.report import write_report
+    from evolab.analysis import frames as analysis, viz
+    from evolab.embeddings import embed, novelty
+    from evolab.analysis.report import write_report
     from evolab.store import Store
 
     times["python start + imports"] = time.perf_counter() - T_START

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 STUB_CODE = """
 import sys, threading
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 s = StubServer().start()
 s.batch_timing = {"validating": 0.0, "per_line": 0.0, "finalizing": 0.0}
 print(s.base_url, flush=True)
@@ -40,7 +40,7 @@ def seeds(n: int):
 
 
 def child(mode: str, base_url: str, n_seeds: int, rounds: int, db: str) -> None:
-    from evolab import batch, pipeline
+    from evolab.engine import batch, pipeline
     from evolab.schema import RunConfig
     from evolab.store import Store
 

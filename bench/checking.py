@@ -1,4 +1,4 @@
-"""Reading final numbers (evolab/checking.py) on a corpus of answers: how many are read right, wrong, or not at all.
+"""Reading final numbers (evolab/engine/checking.py) on a corpus of answers: how many are read right, wrong, or not at all.
 
     .venv/bin/python bench/checking.py tests/data/checking/heldout.jsonl
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evolab.checking import extract_final_number  # noqa: E402
+from evolab.engine.checking import extract_final_number  # noqa: E402
 
 
 def main(path: str) -> int:

@@ -31,10 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, args.repo)
 
-    from evolab import pipeline
+    from evolab.engine import pipeline
     from evolab.llm import FakeBackend
     from evolab.schema import IN_DEPTH_OPERATIONS, RunConfig
-    from evolab.seeds import load_seeds
+    from evolab.seeds.files import load_seeds
     from evolab.store import Store
 
     seeds = load_seeds(args.seeds)

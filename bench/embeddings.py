@@ -12,7 +12,7 @@ seconds behind both (wall clock on a shared machine depends on its load; CPU tim
     .venv/bin/python bench/embeddings.py                      # the table
     .venv/bin/python bench/embeddings.py --write-thresholds   # also recalibrate evolab/data/embedding_thresholds.json
 
-Thresholds: see evolab/embed_calibration.py (lowest cosine marking at most 5% / 1% of unrelated pairs).
+Thresholds: see evolab/embeddings/calibration.py (lowest cosine marking at most 5% / 1% of unrelated pairs).
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class _EnPtE5:
         self.model = E5(variant="enpt")
 
     def encode(self, texts):
-        from evolab.embed import normalise_rows
+        from evolab.embeddings.embed import normalise_rows
 
         return normalise_rows(self.model.encode(list(texts), is_query=True).reshape(len(texts), -1))
 
@@ -60,7 +60,7 @@ class _EnPtE5:
 def _make(name: str):
     if name == _EnPtE5.name:
         return _EnPtE5()
-    from evolab import embed
+    from evolab.embeddings import embed
 
     return embed.make_embedder(name)
 
@@ -71,7 +71,7 @@ def one(name: str) -> dict:
     emb = _make(name)
     emb.encode(["warm up"])
     load_s = time.perf_counter() - t0
-    from evolab import embed_calibration as cal
+    from evolab.embeddings import calibration as cal
 
     pairs = cal.load_pairs()
     texts = list(dict.fromkeys(list(pairs["a"]) + list(pairs["b"])))
@@ -146,11 +146,11 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
     if args.write_thresholds:
-        from evolab.embed_calibration import THRESHOLDS_PATH
+        from evolab.embeddings.calibration import THRESHOLDS_PATH
 
         models = {r["embedder"]: r["thresholds"] for r in results if r.get("thresholds")}
         doc = {"about": "Near-duplicate and novelty cosine thresholds per embedding model, written by "
-                        "bench/embeddings.py --write-thresholds (criterion: evolab/embed_calibration.py).",
+                        "bench/embeddings.py --write-thresholds (criterion: evolab/embeddings/calibration.py).",
                "models": models}
         THRESHOLDS_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {THRESHOLDS_PATH}")

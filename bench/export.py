@@ -30,11 +30,11 @@ start = time.perf_counter()
 {body}
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-CLI = "from evolab.cli import main\nassert main(sys.argv[1:]) == 0"
+CLI = "from evolab.cli.main import main\nassert main(sys.argv[1:]) == 0"
 IN_MEMORY = ("from evolab.store import Store\nfrom evolab import export\ns = Store(sys.argv[2])\n"
              "text = export.export_run(s, s.latest_run_id(), sys.argv[1], status='all')\n"
              "open(sys.argv[3], 'w', encoding='utf-8').write(text)")
-BASELINE = "import evolab.cli, evolab.export, evolab.store"
+BASELINE = "import evolab.cli.main, evolab.export.formats, evolab.store"
 
 
 def build(db: Path, n: int) -> None:

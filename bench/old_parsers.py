@@ -1,4 +1,4 @@
-"""The parsers evolab shipped before the readers of evolab/replies.py (commit 92462f9), kept here only so
+"""The parsers evolab shipped before the readers of evolab/text/replies.py (commit 92462f9), kept here only so
 bench/replies.py can show what the new readers fixed. Not used by evolab."""
 from __future__ import annotations
 

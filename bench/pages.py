@@ -26,9 +26,9 @@ PAGES = ["pages/seeds.py", "pages/evolve.py", "pages/runs.py", "pages/lineage.py
 
 def build_store(path: str, n_seeds: int, rounds: int, fanout: int) -> tuple[str, int]:
     from evolab.llm import FakeBackend
-    from evolab.pipeline import create_run, run_sync
+    from evolab.engine.pipeline import create_run, run_sync
     from evolab.schema import RunConfig
-    from evolab.seeds import load_example
+    from evolab.seeds.files import load_example
     from evolab.store import Store
 
     examples = load_example("general") + load_example("finance")

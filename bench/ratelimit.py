@@ -37,7 +37,7 @@ MODES = [  # (name, evolab's limiter on, stub sends x-ratelimit-* headers, stub 
 
 def _serve(queue, rpm: float, window: float, latency: float, headers: bool, retry_after: bool) -> None:
     """The stub in its own process (as bench/throughput.py does), so it does not share the client's CPU."""
-    from evolab.llm.stub_server import StubServer
+    from evolab.testing.stub_server import StubServer
 
     with StubServer(latency=latency, rpm=rpm, window_s=window, ratelimit_headers=headers,
                     ratelimit_retry_after=retry_after) as stub:

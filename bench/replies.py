@@ -1,11 +1,11 @@
 """How well evolab reads free-text model replies: accuracy per reply kind and language on the corpus in
-tests/data/replies/ (English and Korean), for the readers in evolab/replies.py and, for comparison, the
+tests/data/replies/ (English and Korean), for the readers in evolab/text/replies.py and, for comparison, the
 parsers evolab shipped before them (commit 92462f9, kept verbatim in bench/old_parsers.py).
 
 "unreadable->value" counts replies a person cannot read (expected null, or an empty instruction) that the
 reader turned into a value anyway: the worst error, since a made-up verdict or score enters the data.
 
-Then the refusal detector (evolab.refusal.is_refusal) on tests/data/refusals/{en,ko}.jsonl, when present.
+Then the refusal detector (evolab.text.refusal.is_refusal) on tests/data/refusals/{en,ko}.jsonl, when present.
 
     .venv/bin/python bench/replies.py            # markdown tables, ready to paste into the README
     .venv/bin/python bench/replies.py --errors   # also every reply a reader got wrong
@@ -21,7 +21,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evolab import replies  # noqa: E402
+from evolab.text import replies  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import old_parsers  # noqa: E402
@@ -75,7 +75,7 @@ def _set(equal, score, pair, evolved) -> dict[str, Callable | None]:
 def readers() -> dict[str, dict[str, Callable | None]]:
     """{reader set: {kind: reply -> value in the corpus's `expected` form}}."""
     return {
-        "new (evolab.replies)": _set(replies.read_equal, replies.read_score, replies.read_pair_scores,
+        "new (evolab.text.replies)": _set(replies.read_equal, replies.read_score, replies.read_pair_scores,
                                      replies.read_evolved),
         "old parsers (92462f9)": _set(old_parsers.parse_equal, old_parsers.parse_score, old_parsers.parse_scores,
                                       old_parsers.parse_evolved),
@@ -138,9 +138,9 @@ def reply_table(show_errors: bool) -> None:
 
 
 def refusal_table() -> None:
-    from evolab.refusal import is_refusal
+    from evolab.text.refusal import is_refusal
 
-    print("\n## Refusal detection (evolab.refusal.is_refusal)\n")
+    print("\n## Refusal detection (evolab.text.refusal.is_refusal)\n")
     print("| corpus | lang | answers | refusals | false positives | recall |")
     print("|---|---|---:|---:|---:|---:|")
     for corpus_name, corpus in REFUSAL_CORPORA.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evolab import review  # noqa: E402
+from evolab.audit import review  # noqa: E402
 from evolab.schema import Node, RunConfig, Score, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evolab import novelty  # noqa: E402
+from evolab.embeddings import novelty  # noqa: E402
 
 
 def main() -> None:

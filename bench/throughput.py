@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evolab.llm import FakeBackend, OpenAICompatibleBackend  # noqa: E402
-from evolab.pipeline import create_run, run_sync  # noqa: E402
+from evolab.engine.pipeline import create_run, run_sync  # noqa: E402
 from evolab.schema import RunConfig, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
 
@@ -67,7 +67,7 @@ class RecordingLatency:
 
 
 def _serve(port_queue, kind, median, sigma, nagle=False) -> None:  # runs in a child process
-    from evolab.llm.stub_server import StubServer, _RequestHandler
+    from evolab.testing.stub_server import StubServer, _RequestHandler
 
     # The stub writes a reply's headers and body in two send()s. With Nagle's algorithm on (the standard
     # library's default) the body then waits for the client's delayed ACK of the headers: about 40 ms more
@@ -105,7 +105,7 @@ class _StubProcess:
 
 def record_requests(n_seeds: int, rounds: int) -> list[tuple[dict, str]]:
     """The chat requests (body, purpose) a small evolab run sends over HTTP, for the bare replay."""
-    from evolab.llm.stub_server import StubServer
+    from evolab.testing.stub_server import StubServer
 
     folder = tempfile.mkdtemp(prefix="evolab-bench-")
     store = Store(os.path.join(folder, "record.db"))

@@ -46,7 +46,7 @@ class Seed:
     skill: str | None = None
     difficulty: float | None = None
     language: str | None = None
-    # Where a seed came from when not from the person's own file (evolab.seedcraft): {"kind": "generated",
+    # Where a seed came from when not from the person's own file (evolab.seeds.craft): {"kind": "generated",
     # "examples": [...], "model", "endpoint" (host, never a key), "created_at", "proposed": [tags to review]}.
     source: dict[str, Any] | None = None
 
@@ -115,10 +115,10 @@ class RunConfig:
     fanout: int = 1
     operation_weights: dict[str, float] = field(default_factory=lambda: {op: 1.0 for op in OPERATIONS})
     # "weights": sample by operation_weights; "adaptive": Thompson sampling among the operations with a positive
-    # weight on the reward "kept and harder than its parent" (evolab/adaptive.py, `--ops adaptive`)
+    # weight on the reward "kept and harder than its parent" (evolab/engine/adaptive.py, `--ops adaptive`)
     operation_sampling: str = "weights"
     # template version per "<language>/<operation>" (e.g. "en/constraints" -> its hash; `--template OP=VERSION`,
-    # evolab/templates.py); an operation not named here uses the shipped file
+    # evolab/engine/templates.py); an operation not named here uses the shipped file
     templates: dict[str, str] = field(default_factory=dict)
     temperature_evolve: float = 0.7
     temperature_respond: float = 0.7

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .schema import LLMCall, Node, RunConfig, Score, Seed
+from evolab.schema import LLMCall, Node, RunConfig, Score, Seed
 
 # Each entry moves the schema from version i to i+1. Append, never edit a shipped one.
 MIGRATIONS: list[str] = [
@@ -156,7 +156,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX reviews_run ON reviews(run_id, node_id);
     """,
-    # issue 12: answers checked by self-consistency (evolab/checking.py), one row per checked node: its status,
+    # issue 12: answers checked by self-consistency (evolab/engine/checking.py), one row per checked node: its status,
     # the number read from the answer and from each of the k samples, and how each number was read
     """
     CREATE TABLE answer_checks (
@@ -218,7 +218,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (session_id, idx)
     );
     """,
-    # issue 13: a round as batch jobs (evolab/batch.py): one row per job (stored as soon as it is created, so a
+    # issue 13: a round as batch jobs (evolab/engine/batch.py): one row per job (stored as soon as it is created, so a
     # killed process polls it again instead of submitting it twice), one per request line in it; calls a batch
     # job answered are flagged (billed at the batch price)
     """
@@ -252,7 +252,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX batch_lines_hash ON batch_lines(request_hash);
     ALTER TABLE calls ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
     """,
-    # issue 10: growing a seed set (evolab/seedcraft.py): one row per grow job, one per candidate it read (kept or
+    # issue 10: growing a seed set (evolab/seeds/craft.py): one row per grow job, one per candidate it read (kept or
     # rejected and why), written as each call completes so a job resumes where it stopped
     """
     CREATE TABLE grow_jobs (
@@ -277,7 +277,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job_id, call_index, position)
     );
     """,
-    # issue 10: seed set versions (every save that changes a set adds one; evolab/seedversions.py diffs them);
+    # issue 10: seed set versions (every save that changes a set adds one; evolab/seeds/versions.py diffs them);
     # a run records the version of its seed set it used (NULL when its seeds were not a saved version)
     """
     CREATE TABLE seed_set_versions (
@@ -747,7 +747,7 @@ class Store:
             raise KeyError(f"No version {version} of seed set {name!r} in {self.path}.")
         return [Seed(**s) for s in json.loads(rows[0][0])]
 
-    # -- grow jobs (issue 10, evolab/seedcraft.py) ---------------------------------------------------
+    # -- grow jobs (issue 10, evolab/seeds/craft.py) ---------------------------------------------------
     def start_grow_job(self, job_id: str, config: dict[str, Any]) -> None:
         """Create the job, or mark an existing one running again (a resume); its candidates stay."""
         now = time.time()
@@ -892,7 +892,7 @@ class Store:
             f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'", ids)
         return [tuple(r) for r in nodes], [tuple(r) for r in scores]
 
-    # -- checked answers (issue 12, evolab/checking.py) ----------------------------------------------
+    # -- checked answers (issue 12, evolab/engine/checking.py) ----------------------------------------------
     def save_answer_check(self, row: dict[str, Any]) -> None:
         """One node's check; a later check of the same node replaces it."""
         with self.transaction() as c:
@@ -925,7 +925,7 @@ class Store:
             out.append(d)
         return out
 
-    # -- template versions and tuning sessions (issue 11, evolab/templates.py, evolab/tuning.py) --------
+    # -- template versions and tuning sessions (issue 11, evolab/engine/templates.py, evolab/audit/tuning.py) --------
     def add_template_version(self, operation: str, language: str, version: str, name: str, text: str,
                              parent_version: str | None, note: str | None = None) -> None:
         """Save a template version; the same text saved again keeps its first row (and name)."""
@@ -1032,7 +1032,7 @@ class Store:
         """Runs made by tuning sessions (one per candidate), to tell them from the user's own runs."""
         return {r[0] for r in self.query("SELECT dev_run_id FROM tuning_candidates WHERE dev_run_id IS NOT NULL")}
 
-    # -- batch jobs (issue 13, evolab/batch.py) --------------------------------------------------------
+    # -- batch jobs (issue 13, evolab/engine/batch.py) --------------------------------------------------------
     BATCH_OPEN = ("submitting", "validating", "in_progress", "finalizing", "cancelling", "exported")
 
     def add_batch(self, run_id: str, pass_no: int, engine: str, lines: list[tuple[str, str]],

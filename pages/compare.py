@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-import app_common
-from evolab import analysis, app_support, judge, review, viz
+from ui import common as app_common
+from evolab.analysis import frames as analysis, viz
+from evolab.app import support as app_support
+from evolab.audit import judge, review
 
 db = app_common.store()
 settings = app_common.settings()

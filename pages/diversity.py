@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-import app_common
-from evolab import app_support, embed, embed_calibration, viz
+from ui import common as app_common
+from evolab.app import support as app_support
+from evolab.embeddings import embed, calibration as embed_calibration
+from evolab.analysis import viz
 
 db = app_common.store()
 st.title("Diversity")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-import app_common
-from evolab import adaptive, analysis, checking, opstats, viz
+from ui import common as app_common
+from evolab.engine import adaptive, checking
+from evolab.analysis import frames as analysis, opstats, viz
 
 db = app_common.store()
 st.title("Drift")

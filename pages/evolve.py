@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-import app_common
-from evolab import app_support, pipeline, viz
+from ui import common as app_common
+from evolab.app import support as app_support
+from evolab.engine import pipeline
+from evolab.analysis import viz
 from evolab.llm.base import LLMError
 from evolab.schema import OPERATIONS, SEED
 

@@ -6,8 +6,10 @@ import functools
 
 import streamlit as st
 
-import app_common
-from evolab import app_support, checking, export
+from ui import common as app_common
+from evolab.app import support as app_support
+from evolab.engine import checking
+from evolab.export import formats as export
 from evolab.schema import RULES
 
 db = app_common.store()

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-import app_common
-from evolab import app_support, viz
+from ui import common as app_common
+from evolab.app import support as app_support
+from evolab.analysis import viz
 
 db = app_common.store()
 st.title("Lineage")

@@ -1,11 +1,12 @@
 """Review: a person checks the automatic verdicts one node at a time; their verdicts are stored beside the
-rules' (evolab.review), and the agreement per rule and scorer is measured on the random audit sample."""
+rules' (evolab.audit.review), and the agreement per rule and scorer is measured on the random audit sample."""
 from __future__ import annotations
 
 import streamlit as st
 
-import app_common
-from evolab import app_support, review
+from ui import common as app_common
+from evolab.app import support as app_support
+from evolab.audit import review
 
 db = app_common.store()
 st.title("Review")

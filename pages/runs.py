@@ -7,11 +7,12 @@ import time
 
 import streamlit as st
 
-import app_common
-from evolab import app_support, pipeline, worker
-from evolab.adaptive import REWARD_TEXT
-from evolab.estimate import estimate_run
-from evolab.tuning_app import chosen_templates, template_choices
+from ui import common as app_common
+from evolab.app import support as app_support, worker
+from evolab.engine import pipeline
+from evolab.engine.adaptive import REWARD_TEXT
+from evolab.engine.estimate import estimate_run
+from evolab.app.tuning import chosen_templates, template_choices
 from evolab.llm.ratelimit import describe as describe_limits
 from evolab.schema import RunConfig
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import app_common
-from evolab import judge, templates, tuning, tuning_app
-from evolab.operations import LANGUAGES
+from ui import common as app_common
+from evolab.audit import judge, tuning
+from evolab.engine import templates
+from evolab.app import tuning as tuning_app
+from evolab.engine.operations import LANGUAGES
 from evolab.schema import OPERATIONS
 
 db = app_common.store()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evolab.complexity import complexity_scores
+from evolab.text.complexity import complexity_scores
 from evolab.schema import OPERATIONS, LLMCall, Node, RunConfig, Score, Seed
 from evolab.store import Store
 
@@ -150,7 +150,7 @@ class HashEmbedder:
 
         import numpy as np
 
-        from evolab.novelty import tokenize
+        from evolab.embeddings.novelty import tokenize
 
         self.calls += 1
         self.texts_embedded += len(texts)

@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # `pytest` run without installing evolab
 
 from evolab.llm import FakeBackend, OpenAICompatibleBackend  # noqa: E402
 from evolab.llm import pricing  # noqa: E402
-from evolab.llm.stub_server import StubServer  # noqa: E402
+from evolab.testing.stub_server import StubServer  # noqa: E402
 from evolab.store import Store  # noqa: E402
 
 # The key variable tests use against the stub; its value is set for every test (see _test_environment).

@@ -1,6 +1,6 @@
 """Adaptive operation weights (`--ops adaptive`): Thompson sampling on "kept and harder than its parent", every
 decision stored with the posterior and draws it used, a resumed run reading its decisions back, English and
-Korean seeds, the CLI option; on the hidden-rates stub (evolab/llm/op_rates_stub.py)."""
+Korean seeds, the CLI option; on the hidden-rates stub (evolab/testing/op_rates_stub.py)."""
 from __future__ import annotations
 
 import random
@@ -9,12 +9,12 @@ from collections import Counter
 
 import pytest
 
-from evolab import pipeline
-from evolab.adaptive import AdaptiveOperations, ThompsonSampler, parse_ops_option, reward_for
-from evolab.cli import BadInput, _config, build_parser, main
+from evolab.engine import pipeline
+from evolab.engine.adaptive import AdaptiveOperations, ThompsonSampler, parse_ops_option, reward_for
+from evolab.cli.main import BadInput, _config, build_parser, main
 from evolab.llm import FakeBackend
-from evolab.llm.op_rates_stub import OperationRates, operation_of
-from evolab.operations import get_operation, load_template
+from evolab.testing.op_rates_stub import OperationRates, operation_of
+from evolab.engine.operations import get_operation, load_template
 from evolab.schema import OPERATIONS, RunConfig, Seed
 from evolab.store import Store
 
@@ -220,7 +220,7 @@ class _NoEmbedder:
 
 
 def test_the_report_has_the_operations_section_and_the_weights_of_an_adaptive_run(tmp_path):
-    from evolab.report import write_report
+    from evolab.analysis.report import write_report
 
     store = Store(tmp_path / "rep.db")
     for mode in ("weights", "adaptive"):
@@ -235,7 +235,7 @@ def test_the_report_has_the_operations_section_and_the_weights_of_an_adaptive_ru
 
 
 def test_the_dataset_card_says_the_operations_were_chosen_adaptively(store):
-    from evolab.export import dataset_card
+    from evolab.export.formats import dataset_card
 
     run_id, backend = adaptive_run(store, EN_SEEDS[:3], rounds=1, operation_weights={"constraints": 1.0,
                                                                                      "deepen": 1.0, "breadth": 0.0})
@@ -249,7 +249,7 @@ def test_cli_run_with_ops_adaptive_then_runs_by_operation(tmp_path, capsys):
     """The whole path a user takes: `run --ops adaptive` on an endpoint (the stub, hidden rates), then
     `runs --by-operation` with the final posterior."""
     from conftest import STUB_KEY_ENV
-    from evolab.llm.stub_server import StubServer
+    from evolab.testing.stub_server import StubServer
 
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("\n".join(s.instruction for s in EN_SEEDS[:6] + KO_SEEDS[:2]) + "\n", encoding="utf-8")

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from analysis_fixtures import COST, DIFFICULTY_STEP, build_run
 
-from evolab import analysis
-from evolab.complexity import METRICS, measure
+from evolab.analysis import frames as analysis
+from evolab.text.complexity import METRICS, measure
 from evolab.schema import RULES, Node, RunConfig, Seed
 from evolab.store import NODE_FIELDS
 
@@ -191,7 +191,7 @@ def test_empty_frames_keep_their_columns():
 
 
 def test_a_pipeline_run_analyses(store):
-    pipeline = pytest.importorskip("evolab.pipeline")
+    pipeline = pytest.importorskip("evolab.engine.pipeline")
     from evolab.llm.fake import FakeBackend
 
     run_id = pipeline.create_run(store, [Seed("Write a poem about cats."), Seed("고양이에 대한 시를 쓰세요.")],

@@ -21,15 +21,16 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import app_common
+from ui import common as app_common
 from conftest import STUB_KEY, STUB_KEY_ENV, openai_backend_for
-from evolab import app_support, pipeline, worker
-from evolab.app_support import Settings
+from evolab.app import support as app_support, worker
+from evolab.engine import pipeline
+from evolab.app.support import Settings
 from evolab.llm.fake import scripted_reply
 from evolab.llm.local import NOTICE
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import KEPT, PENDING, Node, RunConfig, Score, Seed
-from evolab.seeds import load_example
+from evolab.seeds.files import load_example
 from evolab.store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -292,7 +293,7 @@ def test_seed_upload_shows_the_loader_error_and_accepts_a_good_file(tmp_path, mo
 
 
 def test_seed_table_rows_are_validated_like_a_file():
-    from evolab.seeds import SeedFileError, seeds_from_records
+    from evolab.seeds.files import SeedFileError, seeds_from_records
 
     table = pd.DataFrame({"instruction": ["Explain VAT.", "", "요약해 주세요"], "input": ["", "", ""],
                           "skill": ["tax", None, "writing"], "difficulty": [2, None, "hard"]})
@@ -566,7 +567,7 @@ def test_compare_rounds_metrics_and_position_swapped_judge(data):
 
 def test_export_counts_filters_card_and_files(data):
     at = open_page(data.db, "export", query={"run": data.batch})
-    from evolab.export import select_nodes
+    from evolab.export.formats import select_nodes
 
     kept = select_nodes(data.store, data.batch)
     assert metric(at, "Records") == str(len(kept))

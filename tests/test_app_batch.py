@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from evolab import app_support, pipeline, worker
-from evolab.llm.stub_server import StubServer
+from evolab.app import support as app_support, worker
+from evolab.engine import pipeline
+from evolab.testing.stub_server import StubServer
 from evolab.schema import Seed
 from evolab.store import Store
 from test_app import (_app_env, _fresh_resources, _navigation_mode, button, open_page, stub_module,  # noqa: F401

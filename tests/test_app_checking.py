@@ -5,7 +5,7 @@ import json
 
 from test_app import _app_env, _fresh_resources, _navigation_mode, open_page, stub_module, texts  # noqa: F401
 
-from evolab.checking import CONSISTENT, INCONSISTENT, NOT_CHECKABLE
+from evolab.engine.checking import CONSISTENT, INCONSISTENT, NOT_CHECKABLE
 from evolab.schema import Node, RunConfig, Seed
 from evolab.store import Store
 

@@ -7,7 +7,8 @@ import pytest
 from test_app import (_app_env, _fresh_resources, _navigation_mode, open_page, stub_module,  # noqa: F401 (fixtures)
                       texts)
 
-from evolab import embed, pipeline
+from evolab.embeddings import embed
+from evolab.engine import pipeline
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import STUB_KEY, STUB_KEY_ENV, openai_backend_for
-from evolab import pipeline
-from evolab.llm.op_rates_stub import OperationRates
-from evolab.llm.stub_server import StubServer
+from evolab.engine import pipeline
+from evolab.testing.op_rates_stub import OperationRates
+from evolab.testing.stub_server import StubServer
 from evolab.schema import OPERATIONS, RunConfig, Seed
 from evolab.store import Store
 from test_app import (_app_env, _fresh_resources, _navigation_mode, button, clean, open_page,  # noqa: F401

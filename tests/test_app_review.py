@@ -5,7 +5,7 @@ from __future__ import annotations
 from test_app import _app_env, _fresh_resources, _navigation_mode, button, open_page, stub_module, texts  # noqa: F401
 from test_review import crafted_store
 
-from evolab import review
+from evolab.audit import review
 
 
 def progress(at) -> str:

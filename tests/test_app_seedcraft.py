@@ -7,9 +7,9 @@ import json
 
 from streamlit.testing.v1 import AppTest
 
-from evolab import seedcraft
-from evolab.llm.stub_server import StubServer
-from evolab.seeds import seeds_to_records
+from evolab.seeds import craft as seedcraft
+from evolab.testing.stub_server import StubServer
+from evolab.seeds.files import seeds_to_records
 from test_app import (APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module,  # noqa: F401
                       stub_settings, texts)
 from test_seed_grow import RealisticGrowModel

@@ -9,7 +9,7 @@ import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 from evolab.schema import Seed
-from evolab.seeds import seeds_to_records
+from evolab.seeds.files import seeds_to_records
 from evolab.store import Store
 from test_app import (APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module,  # noqa: F401
                       stub_settings, texts)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from conftest import STUB_KEY_ENV
-from evolab import app_support, pipeline
+from evolab.app import support as app_support
+from evolab.engine import pipeline
 from evolab.llm import scripted_reply
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 from test_app import APP, _fresh_resources, _navigation_mode, button, stub_module  # noqa: F401 (fixtures)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
-from evolab import pipeline, tuning, tuning_app, worker
-from evolab.llm.stub_server import StubServer
+from evolab.engine import pipeline
+from evolab.audit import tuning
+from evolab.app import tuning as tuning_app, worker
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 from test_app import (_app_env, _fresh_resources, _navigation_mode, button, clean, open_page,  # noqa: F401

@@ -1,4 +1,4 @@
-"""Batch mode (evolab/batch.py) against the stub's files and batches API: the same tree as online, resume
+"""Batch mode (evolab/engine/batch.py) against the stub's files and batches API: the same tree as online, resume
 after SIGKILL without a second job, expired jobs and failed lines sent again, cancel, export/import."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from evolab import batch, pipeline
+from evolab.engine import batch, pipeline
 from evolab.llm.fake import scripted_reply
 from evolab.llm.pricing import resolve_price
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 
@@ -543,7 +543,7 @@ def test_the_budget_stops_a_batch_run(tmp_path):
 
 
 def test_the_estimate_shows_the_batch_price(tmp_path):
-    from evolab.estimate import estimate_run, format_estimate
+    from evolab.engine.estimate import estimate_run, format_estimate
 
     est = estimate_run(list(SEEDS), RunConfig(model="gpt-4o-mini", rounds=2))
     for case in ("low", "expected", "high"):

@@ -13,11 +13,12 @@ import sys
 import pytest
 
 from conftest import ROOT, STUB_KEY_ENV, AllInFlight, openai_backend_for
-from evolab import app_support, pipeline
-from evolab.estimate import estimate_run, format_estimate
+from evolab.app import support as app_support
+from evolab.engine import pipeline
+from evolab.engine.estimate import estimate_run, format_estimate
 from evolab.llm import BudgetExceeded, FakeBackend, LLMClient, pricing
 from evolab.llm.client import PriceUnknown
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 

@@ -8,11 +8,12 @@ from collections import Counter
 import pytest
 
 from conftest import openai_backend_for
-from evolab import app_support, eliminator, pipeline
-from evolab.eliminator import RESPONSE, Rule, StepContext, Verdict
+from evolab.app import support as app_support
+from evolab.engine import eliminator, pipeline
+from evolab.engine.eliminator import RESPONSE, Rule, StepContext, Verdict
 from evolab.llm import FakeBackend, scripted_reply
 from evolab.llm.fake import given_prompt
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 
 SEEDS = [
@@ -80,7 +81,7 @@ def test_a_custom_rule_takes_one_class_and_one_line_and_its_verdicts_are_stored_
 
 
 def test_a_custom_rule_can_be_switched_off_by_id(custom_rule, store):
-    from evolab.cli import _config as config_from_args, build_parser
+    from evolab.cli.main import _config as config_from_args, build_parser
 
     args = build_parser().parse_args(["run", "seeds.jsonl", "--rule-off", "quotes_price"])
     cfg = config_from_args(args)

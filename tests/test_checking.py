@@ -1,4 +1,4 @@
-"""Checked answers (evolab/checking.py): what can be checked, reading the final number, self-consistency on the
+"""Checked answers (evolab/engine/checking.py): what can be checked, reading the final number, self-consistency on the
 stub server, the store rows, the share per round, the CLI and the export filter."""
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import openai_backend_for
 
-from evolab import checking
-from evolab.checking import (CONSISTENT, INCONSISTENT, NOT_CHECKABLE, Reading, agree, compare, consistent_share,
-                             detect_checkable, extract_final_number)
+from evolab.engine import checking
+from evolab.engine.checking import (CONSISTENT, INCONSISTENT, NOT_CHECKABLE, Reading, agree, compare, consistent_share, detect_checkable, extract_final_number)
 from evolab.llm import LLMClient
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import Node, RunConfig, Seed
 
 CORPUS = Path(__file__).parent / "data" / "checking" / "extraction.jsonl"
@@ -425,9 +424,9 @@ def test_check_command_on_a_run_made_without_it(tmp_path, cli_env):
 
 
 def test_report_and_figure_show_the_share_per_round(store, tmp_path):
-    from evolab import viz
-    from evolab.checking import share_with_intervals
-    from evolab.report import write_report
+    from evolab.analysis import viz
+    from evolab.engine.checking import share_with_intervals
+    from evolab.analysis.report import write_report
 
     run_id = answered_run(store, {AGREES: "a", DISAGREES: "b"})
     node = store.get_node("n1")
@@ -447,7 +446,7 @@ def test_report_and_figure_show_the_share_per_round(store, tmp_path):
 
 
 def test_the_estimate_counts_k_more_answers_per_numeric_item():
-    from evolab.estimate import estimate_run
+    from evolab.engine.estimate import estimate_run
 
     seeds = [Seed(AGREES), Seed(KO_AGREES), Seed(ESSAY), Seed("Write a poem about rain.")]
     plain = RunConfig(model="gpt-4o-mini", rounds=2)
@@ -461,7 +460,7 @@ def test_the_estimate_counts_k_more_answers_per_numeric_item():
 def test_check_calls_count_against_the_budget(tmp_path):
     from conftest import openai_backend_for
 
-    from evolab import pipeline
+    from evolab.engine import pipeline
     from evolab.store import Store
 
     store = Store(tmp_path / "b.db")
@@ -497,8 +496,8 @@ def test_deleting_a_run_deletes_its_checks(store):
 
 
 def test_a_batch_run_checks_answers_like_an_online_run(tmp_path):
-    """Batch mode (evolab/batch.py) replays the engine: the k samples go out in a job and the checks match."""
-    from evolab import batch, pipeline
+    """Batch mode (evolab/engine/batch.py) replays the engine: the k samples go out in a job and the checks match."""
+    from evolab.engine import batch, pipeline
     from evolab.store import Store
 
     fast = batch.BatchOptions(poll=batch.PollPolicy(first_s=0.01, max_s=0.05))

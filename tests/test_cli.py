@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import STUB_KEY, STUB_KEY_ENV
-from evolab import pipeline
+from evolab.engine import pipeline
 from evolab.llm.fake import scripted_reply
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_seeds_check(env, seeds_file):
 def parse_estimate(text: str) -> dict[str, list[float]]:
     out = {}
     for line in text.splitlines():
-        # the last column, the cost as batch jobs (evolab/batch.py), is not parsed here
+        # the last column, the cost as batch jobs (evolab/engine/batch.py), is not parsed here
         m = re.match(r"^(low|expected|high)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)(?:\s+(?:[\d.]+|unknown))?\s*$",
                      line)
         if m:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evolab.complexity import METRICS, complexity_index, complexity_scores, detect_language, measure
+from evolab.text.complexity import METRICS, complexity_index, complexity_scores, detect_language, measure
 from evolab.schema import Node
 
 

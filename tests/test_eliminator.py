@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from conftest import openai_backend_for
-from evolab import eliminator as el
-from evolab import pipeline
+from evolab.engine import eliminator as el
+from evolab.engine import pipeline
 from evolab.llm import FakeBackend, LLMClient, LLMError, scripted_reply
 from evolab.llm.fake import given_prompt
 from evolab.schema import RULES, RuleConfig, RunConfig, Seed

@@ -8,16 +8,17 @@ import pytest
 from analysis_fixtures import HashEmbedder, build_run
 from conftest import STUB_KEY, STUB_KEY_ENV
 
-from evolab import analysis, embed
-from evolab.llm.stub_server import StubServer
+from evolab.analysis import frames as analysis
+from evolab.embeddings import embed
+from evolab.testing.stub_server import StubServer
 from evolab.store import Store, text_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_analysis_modules_loads_no_heavy_library():
-    code = ("import sys; import evolab.embed, evolab.analysis, evolab.viz, evolab.report, evolab.novelty, "
-            "evolab.judge, evolab.complexity; "
+    code = ("import sys; import evolab.embeddings.embed, evolab.analysis.frames, evolab.analysis.viz, evolab.analysis.report, evolab.embeddings.novelty, "
+            "evolab.audit.judge, evolab.text.complexity; "
             "heavy = [m for m in ('torch', 'sentence_transformers', 'umap', 'sklearn', 'streamlit') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from conftest import STUB_KEY, STUB_KEY_ENV
 
-from evolab import cli, embed
-from evolab import embed_calibration as cal
-from evolab.llm.stub_server import StubServer
+from evolab.cli import main as cli
+from evolab.embeddings import embed
+from evolab.embeddings import calibration as cal
+from evolab.testing.stub_server import StubServer
 from evolab.store import Store, text_hash
 
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from evolab.evolver import evolve, parse_evolved
+from evolab.engine.evolver import evolve, parse_evolved
 from evolab.llm import FakeBackend, LLMClient
-from evolab.operations import get_operation, load_template
+from evolab.engine.operations import get_operation, load_template
 
 GOAL = "Write a haiku about autumn leaves that mentions a colour."
 

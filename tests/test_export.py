@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import openai_backend_for
-from evolab import export, pipeline
+from evolab.export import formats as export
+from evolab.engine import pipeline
 from evolab.llm import scripted_reply
 from evolab.llm.fake import given_prompt
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evolab import export
+from evolab.export import formats as export
 from evolab.schema import Node, RunConfig, Score, Seed
 from evolab.store import Store
 

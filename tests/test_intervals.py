@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from evolab import analysis, viz
+from evolab.analysis import frames as analysis, viz
 
 
 @pytest.mark.parametrize("values", [[7.0], [1.0, 10.0]])

@@ -5,8 +5,8 @@ import re
 import pytest
 from analysis_fixtures import SEEDS, build_run
 
-from evolab import judge
-from evolab.judge import LOSE, TIE, UNKNOWN, WIN, combine, parse_scores, summarize_judgments
+from evolab.audit import judge
+from evolab.audit.judge import LOSE, TIE, UNKNOWN, WIN, combine, parse_scores, summarize_judgments
 from evolab.llm import FakeBackend, LLMClient, LLMError
 from evolab.schema import Node
 

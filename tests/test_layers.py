@@ -19,7 +19,7 @@ def evolab_modules() -> list[str]:
 
 def test_the_walk_finds_the_modules_we_know():
     found = evolab_modules()
-    assert {"evolab.pipeline", "evolab.viz", "evolab.llm.client", "evolab.llm.stub_server"} <= set(found)
+    assert {"evolab.engine.pipeline", "evolab.analysis.viz", "evolab.llm.client", "evolab.testing.stub_server"} <= set(found)
     files = {".".join(("evolab",) + p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
              for p in PACKAGE.rglob("*.py")}
     assert files - {"evolab"} == set(found)  # every .py file is a module the walk sees

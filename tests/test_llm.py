@@ -17,7 +17,7 @@ import pytest
 from conftest import AllInFlight, openai_backend_for
 from evolab.llm import BudgetExceeded, LLMClient, LLMError, OpenAICompatibleBackend, scripted_reply
 from evolab.llm import pricing
-from evolab.llm.stub_server import StubServer, count_tokens, embedding_vector
+from evolab.testing.stub_server import StubServer, count_tokens, embedding_vector
 from evolab.schema import RunConfig, Seed
 
 MSG = [{"role": "system", "content": "You are a helpful assistant."},

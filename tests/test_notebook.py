@@ -6,7 +6,7 @@ import pytest
 from analysis_fixtures import build_run
 from nbclient import NotebookClient
 
-from evolab.llm.stub_server import StubServer
+from evolab.testing.stub_server import StubServer
 from evolab.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evolab.operations import (INPUT_FORMATS, LANGUAGES, PROMPTS_DIR, Template, get_operation,
-                               input_formats, load_template, parse_operation_list, sample_operation)
+from evolab.engine.operations import (INPUT_FORMATS, LANGUAGES, PROMPTS_DIR, Template, get_operation, input_formats, load_template, parse_operation_list, sample_operation)
 from evolab.schema import OPERATIONS, RunConfig
 
 EVOLVING = list(OPERATIONS)

@@ -9,12 +9,12 @@ import json
 import pytest
 
 from conftest import openai_backend_for
-from evolab import app_support, eliminator, pipeline
+from evolab.app import support as app_support
+from evolab.engine import eliminator, pipeline
 from evolab.llm import LLMClient, pricing
 from evolab.llm.client import params_meta_key
-from evolab.llm.openai_backend import (DEFAULT_SAMPLING, MAX_COMPLETION_TOKENS, known_quirks, quirks_from_error,
-                                       sampling_params)
-from evolab.llm.stub_server import StubServer
+from evolab.llm.openai_backend import (DEFAULT_SAMPLING, MAX_COMPLETION_TOKENS, known_quirks, quirks_from_error, sampling_params)
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RULES, RunConfig, Seed
 
 MSG = [{"role": "user", "content": "Explain photosynthesis in two sentences."}]
@@ -218,7 +218,7 @@ def test_an_evolution_cut_at_max_tokens_is_eliminated_as_truncated(stub, store):
 
 def test_a_reply_cut_in_a_trailing_note_keeps_its_whole_instruction(store):
     from evolab.llm import scripted_reply
-    from evolab.llm.stub_server import StubServer
+    from evolab.testing.stub_server import StubServer
 
     def handler(messages, purpose):
         if purpose == "evolve":
@@ -263,7 +263,7 @@ def test_a_truncated_answer_is_flagged_and_shown(stub, store):
 
 
 def test_rule_off_truncated_keeps_a_cut_evolution_going(stub, store):
-    from evolab.cli import _config, build_parser
+    from evolab.cli.main import _config, build_parser
 
     args = build_parser().parse_args(["run", "seeds.jsonl", "--rule-off", "truncated"])
     cfg = _config(args)

@@ -1,4 +1,4 @@
-"""The refusal rule (evolab.refusal): measured on a corpus of realistic English and Korean answers
+"""The refusal rule (evolab.text.refusal): measured on a corpus of realistic English and Korean answers
 (tests/data/refusals/<lang>.jsonl), the task's own examples one by one, and inputs that must never raise."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evolab.refusal import HANGUL_TOKEN_WEIGHT, REFUSAL_FORMS, count_words, is_refusal
+from evolab.text.refusal import HANGUL_TOKEN_WEIGHT, REFUSAL_FORMS, count_words, is_refusal
 
 DATA = Path(__file__).parent / "data" / "refusals"
 # Written independently of DATA as a held-out test; it has since been used to fix the rule (its misses led

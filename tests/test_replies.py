@@ -1,4 +1,4 @@
-"""The free-text readers (evolab/replies.py) on the corpus of realistic replies in tests/data/replies/.
+"""The free-text readers (evolab/text/replies.py) on the corpus of realistic replies in tests/data/replies/.
 
 Per reply kind and language the readers must read at least 99% of the corpus as a person would, and never
 turn a reply a person cannot read into a value. On the first to fourth held-out corpora
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from evolab.replies import read_equal, read_evolved, read_pair_scores, read_score
+from evolab.text.replies import read_equal, read_evolved, read_pair_scores, read_score
 
 CORPUS = Path(__file__).parent / "data" / "replies"
 KINDS = ["equality", "difficulty", "quality", "pairwise", "evolver"]

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from evolab import judge, review, viz
+from evolab.audit import judge, review
+from evolab.analysis import viz
 from evolab.schema import Node, RunConfig, Score, Seed
 from evolab.store import Store
 
@@ -287,7 +288,7 @@ class _NoEmbedder:
 
 
 def test_report_says_what_a_judge_rates_with_swap_counts_and_the_agreement(crafted, tmp_path):
-    from evolab.report import write_report
+    from evolab.analysis.report import write_report
 
     store, run_id = crafted
     html = write_report(store, run_id, tmp_path / "plain.html", embedder=_NoEmbedder()).read_text("utf-8")
@@ -314,11 +315,11 @@ def test_the_queue_reads_the_verdicts_a_real_run_stores(tmp_path):
     import hashlib
 
     from conftest import openai_backend_for
-    from evolab import pipeline
+    from evolab.engine import pipeline
     from evolab.llm.fake import scripted_reply
-    from evolab.llm.stub_server import StubServer
+    from evolab.testing.stub_server import StubServer
     from evolab.schema import RuleConfig
-    from evolab.seeds import load_example
+    from evolab.seeds.files import load_example
 
     def handler(messages, purpose):
         # The equality question by its first message (the retry adds a stricter one: still unreadable).
@@ -370,8 +371,8 @@ def test_the_queue_reads_the_verdicts_a_real_run_stores(tmp_path):
 # -- the command line ---------------------------------------------------------------------------------------
 def test_cli_judge_prints_the_swap_counts_checked_answers_and_the_caveat(crafted, monkeypatch, capsys):
     from conftest import STUB_KEY, STUB_KEY_ENV
-    from evolab.cli import main
-    from evolab.llm.stub_server import StubServer
+    from evolab.cli.main import main
+    from evolab.testing.stub_server import StubServer
 
     store, run_id = crafted
     monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
@@ -389,7 +390,7 @@ def test_cli_judge_prints_the_swap_counts_checked_answers_and_the_caveat(crafted
 
 
 def test_cli_agreement_prints_the_table_or_says_what_to_do(crafted, capsys):
-    from evolab.cli import main
+    from evolab.cli.main import main
 
     store, run_id = crafted
     assert main(["agreement", "--db", store.path, "--run", run_id]) == 0

@@ -1,11 +1,11 @@
-"""Coverage of a seed set (evolab.seedcraft.coverage_frame) against hand-counted cells, and its heat map."""
+"""Coverage of a seed set (evolab.seeds.craft.coverage_frame) against hand-counted cells, and its heat map."""
 from __future__ import annotations
 
 import pytest
 
-from evolab import seedcraft
+from evolab.seeds import craft as seedcraft
 from evolab.schema import Seed
-from evolab.viz import coverage_figure, is_empty_figure
+from evolab.analysis.viz import coverage_figure, is_empty_figure
 
 SEEDS = [
     Seed("a", skill="math", difficulty=2), Seed("b", skill="math", difficulty=2), Seed("c", skill="math", difficulty=9),

@@ -1,4 +1,4 @@
-"""Growing a seed set on the stub server (evolab.seedcraft.grow): Self-Instruct's 6+2 examples, the ROUGE-L and
+"""Growing a seed set on the stub server (evolab.seeds.craft.grow): Self-Instruct's 6+2 examples, the ROUGE-L and
 embedding filters, Korean in -> Korean out, provenance, resume without a repeated paid call, the CLI."""
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from conftest import STUB_KEY_ENV
-from evolab import seedcraft
-from evolab.cli import main
+from evolab.seeds import craft as seedcraft
+from evolab.cli.main import main
 from evolab.llm.client import LLMClient
 from evolab.llm.openai_backend import OpenAICompatibleBackend
-from evolab.llm.stub_server import StubServer
-from evolab.replies import read_instruction_list
+from evolab.testing.stub_server import StubServer
+from evolab.text.replies import read_instruction_list
 from evolab.schema import RunConfig, Seed
-from evolab.seeds import load_seeds
+from evolab.seeds.files import load_seeds
 from evolab.store import Store
 
 EN_SEEDS = [
@@ -199,7 +199,7 @@ def test_grow_keeps_only_novel_tasks_in_the_sets_language(stub, tmp_path):
 
 
 def novelty_below(text, others):
-    from evolab.novelty import max_rouge_l
+    from evolab.embeddings.novelty import max_rouge_l
 
     return max_rouge_l(text, others) < 0.7
 
@@ -257,7 +257,7 @@ def test_embedding_near_duplicates_are_dropped_even_with_low_rouge(tmp_path):
     def reply(messages, purpose):
         return f"1. {paraphrase}\n2. Plan a weekly grocery budget for a family of four."
 
-    from evolab.novelty import rouge_l
+    from evolab.embeddings.novelty import rouge_l
 
     assert rouge_l(paraphrase, seeds[0].instruction) < 0.7  # ROUGE-L alone would keep it
     with StubServer(handler=reply) as stub:
@@ -390,7 +390,7 @@ def test_echoes_of_the_prompt_and_example_answers_are_not_seeds(tmp_path):
 
 
 def test_provenance_round_trips_through_seed_files_and_tables(tmp_path):
-    from evolab.seeds import seeds_from_records, seeds_to_records
+    from evolab.seeds.files import seeds_from_records, seeds_to_records
 
     grown = Seed("Price a 5-year bond.", skill="investing", difficulty=7.5, language="en",
                  source={"kind": "generated", "examples": ["abc123"], "model": "m", "endpoint": "api.example.com",

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evolab import cli
-from evolab.seedimport import parse_mapping, table_columns
-from evolab.seeds import SeedFileError, load_seeds
+from evolab.cli import main as cli
+from evolab.seeds.importing import parse_mapping, table_columns
+from evolab.seeds.files import SeedFileError, load_seeds
 
 ROWS = {
     "question": ["What is the net present value of a project?", "금리가 오르면 채권 가격은 왜 떨어지나요?",
@@ -160,7 +160,7 @@ def test_folders_and_files_that_are_not_datasets(tmp_path):
 
 
 def test_mapping_defaults_for_a_mapping_ui():
-    from evolab.seedimport import guess_mapping
+    from evolab.seeds.importing import guess_mapping
 
     assert guess_mapping(["Question", "Passage", "Topic", "Level"]) == {
         "instruction": "Question", "input": "Passage", "skill": "Topic", "difficulty": "Level"}

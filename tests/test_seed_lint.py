@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolab import cli, embed
+from evolab.cli import main as cli
+from evolab.embeddings import embed
 from evolab.schema import Seed
-from evolab.seedlint import KINDS, Finding, apply_fix, lint_seeds
-from evolab.seeds import load_seeds
+from evolab.seeds.lint import KINDS, Finding, apply_fix, lint_seeds
+from evolab.seeds.files import load_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,8 +237,8 @@ def test_cli_lint_with_map_and_as_a_real_process(tmp_path, capsys):
 def test_rouge_pairs_pruned_by_the_bound_are_the_pairs_a_full_comparison_finds():
     import random
 
-    from evolab.novelty import rouge_l
-    from evolab.seeds import load_example
+    from evolab.embeddings.novelty import rouge_l
+    from evolab.seeds.files import load_example
 
     rng = random.Random(7)
     words = " ".join(s.instruction for s in load_example("general") + load_example("finance")).split()
@@ -277,7 +278,7 @@ def test_lint_never_crashes_on_nasty_text():
 
 
 def test_one_fix_for_every_finding_of_a_kind():
-    from evolab.seedlint import apply_fix_all
+    from evolab.seeds.lint import apply_fix_all
 
     seeds = [Seed("Explain NPV to a beginner.", skill="finance"), Seed("explain NPV to a beginner.", difficulty=2),
              Seed("Explain  NPV to a beginner.", input="project A"), Seed("https://example.com", skill="x"),

@@ -1,4 +1,4 @@
-"""Tagging seeds (evolab.seedcraft.tag_seeds): structured output with the set's skills as an enum, free-text
+"""Tagging seeds (evolab.seeds.craft.tag_seeds): structured output with the set's skills as an enum, free-text
 replies in English and Korean, proposed new skills, unreadable replies left untagged; accepting tags."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import json
 import pytest
 
 from conftest import STUB_KEY_ENV
-from evolab import seedcraft
+from evolab.seeds import craft as seedcraft
 from evolab.llm.client import LLMClient
 from evolab.llm.openai_backend import OpenAICompatibleBackend
-from evolab.llm.stub_server import StubServer
-from evolab.reading import NEW_SKILL, tag_kind
-from evolab.replies import read_tag
+from evolab.testing.stub_server import StubServer
+from evolab.text.reading import NEW_SKILL, tag_kind
+from evolab.text.replies import read_tag
 from evolab.schema import Seed
 from evolab.store import Store
 

@@ -8,8 +8,8 @@ import threading
 import time
 
 from conftest import openai_backend_for
-from evolab import pipeline
-from evolab.llm.stub_server import StubServer
+from evolab.engine import pipeline
+from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evolab import templates
-from evolab.operations import load_template
-from evolab.reading import TEMPLATE_CANDIDATES
+from evolab.engine import templates
+from evolab.engine.operations import load_template
+from evolab.text.reading import TEMPLATE_CANDIDATES
 from evolab.schema import RunConfig
 from evolab.store import Store
 

@@ -8,11 +8,12 @@ import json
 import pytest
 
 from conftest import STUB_KEY_ENV
-from evolab import pipeline, templates, tuning
-from evolab.cli import main
+from evolab.engine import pipeline, templates
+from evolab.audit import tuning
+from evolab.cli.main import main
 from evolab.llm import scripted_reply
-from evolab.llm.stub_server import StubServer
-from evolab.operations import load_template
+from evolab.testing.stub_server import StubServer
+from evolab.engine.operations import load_template
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 

@@ -1,8 +1,8 @@
 """LLM backends behind one small interface, with the request cache, usage and cost."""
-from .base import BACKENDS, Backend, BudgetExceeded, Completion, LLMError, register_backend
-from .client import LLMClient, make_backend, request_key
-from .fake import FakeBackend, scripted_reply
-from .openai_backend import OpenAICompatibleBackend
+from evolab.llm.base import BACKENDS, Backend, BudgetExceeded, Completion, LLMError, register_backend
+from evolab.llm.client import LLMClient, make_backend, request_key
+from evolab.llm.fake import FakeBackend, scripted_reply
+from evolab.llm.openai_backend import OpenAICompatibleBackend
 
 __all__ = [
     "BACKENDS", "Backend", "BudgetExceeded", "Completion", "LLMError", "register_backend", "LLMClient",

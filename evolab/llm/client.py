@@ -9,13 +9,12 @@ import math
 import time
 from typing import Any
 
-from ..schema import LLMCall, RunConfig
-from ..store import Store
-from .base import (BACKENDS, STRUCTURED_MODES, Backend, BudgetExceeded, Completion, LLMError, Messages, mask_secrets,
-                   response_format)
-from .local import LOCAL_MODEL_ALIAS, local_server
-from .pricing import Price, count_message_tokens, resolve_price
-from .ratelimit import RateLimited, RateLimiter, estimate_prompt_tokens
+from evolab.schema import LLMCall, RunConfig
+from evolab.store import Store
+from evolab.llm.base import (BACKENDS, STRUCTURED_MODES, Backend, BudgetExceeded, Completion, LLMError, Messages, mask_secrets, response_format)
+from evolab.llm.local import LOCAL_MODEL_ALIAS, local_server
+from evolab.llm.pricing import Price, count_message_tokens, resolve_price
+from evolab.llm.ratelimit import RateLimited, RateLimiter, estimate_prompt_tokens
 
 # A 429/503 asking for a longer pause than this fails the call (a daily quota, not a busy minute).
 MAX_RETRY_AFTER_S = 300.0
@@ -61,7 +60,7 @@ def budget_price_problem(model: str, budget_usd: float | None, price: Price | No
 
 def make_backend(config: RunConfig) -> Backend:
     """The backend a run config names. No base URL means the embedded local model (started on demand)."""
-    from . import openai_backend  # noqa: F401  (registers "openai")
+    from evolab.llm import openai_backend  # noqa: F401  (registers "openai")
 
     base_url = config.base_url
     if not base_url:
@@ -249,7 +248,7 @@ class LLMClient:
             self._reserved_usd -= reserve
             self._reserved_tokens -= reserve_tokens
         comp.request_hash = key
-        if not comp.cached:  # a batch job's answer comes back already stored and counted (evolab/batch.py)
+        if not comp.cached:  # a batch job's answer comes back already stored and counted (evolab/engine/batch.py)
             self._account(comp, counted)
             if self.use_cache:
                 self.store.cache_put_later(key, self.model, comp.to_cache())  # before its call row: see _record

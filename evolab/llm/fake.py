@@ -1,7 +1,7 @@
 """A scripted model for tests and benchmarks: queued replies or a handler, records prompts, counts tokens.
 
 `scripted_reply` gives a plausible reply for each purpose so a whole run works without a model;
-the HTTP stub server (`evolab.llm.stub_server`) answers with the same function.
+the HTTP stub server (`evolab.testing.stub_server`) answers with the same function.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-from .base import Completion, LLMError, Messages, register_backend
+from evolab.llm.base import Completion, LLMError, Messages, register_backend
 
 Handler = Callable[[Messages, str], str]
 

@@ -16,9 +16,8 @@ import re
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from .base import (_KNOWN_SECRETS, STRUCTURED_MODES, Completion, LLMError, Messages, mask_secrets, register_backend,
-                   response_format as format_for)
-from .ratelimit import RateLimited, RateLimiter, parse_retry_after
+from evolab.llm.base import (_KNOWN_SECRETS, STRUCTURED_MODES, Completion, LLMError, Messages, mask_secrets, register_backend, response_format as format_for)
+from evolab.llm.ratelimit import RateLimited, RateLimiter, parse_retry_after
 
 # Many local servers ignore the key but the client insists on one.
 PLACEHOLDER_KEY = "not-needed"

@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .base import BudgetExceeded, LLMError
+from evolab.llm.base import BudgetExceeded, LLMError
 
 DECREASE = 0.75  # a 429/503 burst leaves three quarters of the concurrency
 FIRST_PROBE_S = 0.25  # without Retry-After and nothing learned: the first probe goes this long after a burst,

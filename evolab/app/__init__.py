@@ -1,0 +1,1 @@
+"""What the Streamlit app needs from evolab, without Streamlit: settings, background jobs, tables."""

@@ -1,0 +1,142 @@
+"""The Templates page's logic without Streamlit: version tables, the template choices of the Runs page, and tuning
+sessions and version comparisons in background threads of the server process (they survive page changes; the page
+polls the store, where every step is written)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import traceback
+from typing import Any, Callable
+
+import pandas as pd
+
+from evolab.audit import tuning
+from evolab.app.support import BackgroundJob
+from evolab.llm.base import Backend
+from evolab.schema import OPERATIONS, RunConfig
+from evolab.store import Store
+from evolab.engine.templates import SHIPPED, TemplateVersion, all_versions, versions
+
+_JOBS: dict[str, BackgroundJob] = {}
+_LOCK = threading.Lock()
+_STOPS: dict[str, threading.Event] = {}
+
+
+def versions_table(store: Store, operation: str, language: str) -> pd.DataFrame:
+    """The versions of one template, shipped first, with how many nodes (any run) each has made."""
+    rows = []
+    for v in versions(store, operation, language):
+        rows.append({"name": v.name, "version": v.version, "parent": v.parent_version or "",
+                     "nodes made": len(store.template_nodes(v.key, v.version)), "note": v.note or "",
+                     "shipped": v.shipped})
+    return pd.DataFrame(rows, columns=["name", "version", "parent", "nodes made", "note", "shipped"])
+
+
+def template_choices(store: Store) -> dict[str, list[TemplateVersion]]:
+    """operation -> its stored versions (any language), for operations that have any beyond the shipped file."""
+    out: dict[str, list[TemplateVersion]] = {}
+    for v in all_versions(store):
+        if not v.shipped and not v.name.startswith(SHIPPED):
+            out.setdefault(v.operation, []).append(v)
+    return {op: out[op] for op in OPERATIONS if op in out}
+
+
+def chosen_templates(picks: dict[str, TemplateVersion | None]) -> dict[str, str]:
+    """RunConfig.templates from the Runs page's picks (None: the shipped file)."""
+    return {v.key: v.version for v in picks.values() if v is not None}
+
+
+def user_runs(store: Store) -> list[dict[str, Any]]:
+    """Runs a session can learn from: not interactive, not a tuning session's own dev runs."""
+    dev = store.tuning_dev_run_ids()
+    return [r for r in store.list_runs() if r["id"] not in dev and r["status"] != "interactive"]
+
+
+def sessions_for(store: Store, operation: str, language: str) -> list[dict[str, Any]]:
+    return [s for s in store.tuning_sessions() if s["operation"] == operation and s["language"] == language]
+
+
+def session_progress(store: Store, session: dict[str, Any]) -> tuple[int, int]:
+    """(children evolved so far, children the session will evolve) over its dev runs: one per dev seed and
+    candidate to measure (the baseline included); (0, 0) before the optimizer has answered."""
+    todo = [c for c in store.tuning_candidates(session["id"]) if c["status"] != tuning.REJECTED]
+    run = store.get_run(session["run_id"])
+    if not todo or run is None:
+        return 0, 0
+    per_run = len(tuning.dev_seeds(run["seeds"], run["config"], session["language"], session["settings"]["dev_seeds"]))
+    done = 0
+    for c in todo:
+        if c["measures"] is not None:
+            done += per_run
+        elif c["dev_run_id"]:
+            done += sum(1 for n in store.nodes(c["dev_run_id"]) if n.parent_id and n.status != "pending")
+    return done, per_run * len(todo)
+
+
+# -- background work ---------------------------------------------------------------------------------------
+def job(key: str) -> BackgroundJob | None:
+    return _JOBS.get(key)
+
+
+def _start(key: str, work: Callable[[Store, BackgroundJob], Any], db_path: str) -> BackgroundJob:
+    with _LOCK:
+        current = _JOBS.get(key)
+        if current is not None and current.alive:
+            return current
+        new = BackgroundJob(key=key)
+
+        def target() -> None:
+            store = Store(db_path)
+            try:
+                new.status = "running"
+                new.result = work(store, new)
+                new.status = "finished"
+            except Exception as e:  # shown on the page; the store has every finished step
+                new.status, new.error = "failed", str(e) if isinstance(e, tuning.TuningError) else \
+                    f"{type(e).__name__}: {e}"
+                if not isinstance(e, tuning.TuningError):
+                    traceback.print_exc()
+            finally:
+                store.close()
+
+        new.thread = threading.Thread(target=target, name=f"evolab-{key}", daemon=True)
+        _JOBS[key] = new
+        new.thread.start()
+        return new
+
+
+def start_tuning(db_path: str, session_id: str) -> BackgroundJob:
+    """Run (or go on with) a stored session in a thread; `stop_tuning` stops its dev run after the steps in
+    flight (resume it later)."""
+    stop = _STOPS.setdefault(session_id, threading.Event())
+    stop.clear()
+    return _start(f"tune:{session_id}",
+                  lambda store, j: asyncio.run(tuning.run_session(store, session_id, stop_event=stop)), db_path)
+
+
+def stop_tuning(session_id: str) -> bool:
+    current = _JOBS.get(f"tune:{session_id}")
+    if current is None or not current.alive:
+        return False
+    _STOPS[session_id].set()
+    return True
+
+
+def start_compare(db_path: str, config: RunConfig, a: TemplateVersion, b: TemplateVersion,
+                  backend_factory: Callable[[], Backend] | None = None) -> BackgroundJob:
+    """Judge what two versions kept (tuning.compare_versions) with the sidebar's endpoint as the judge."""
+    from evolab.llm.client import LLMClient, make_backend
+
+    def work(store: Store, j: BackgroundJob) -> dict[str, Any]:
+        async def go() -> dict[str, Any]:
+            client = LLMClient(backend_factory() if backend_factory else make_backend(config), store,
+                               concurrency=config.concurrency, structured=config.structured)
+            try:
+                return await tuning.compare_versions(store, client, a, b, max_tokens=config.max_tokens_judge,
+                                                     temperature=config.temperature_judge)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(go())
+
+    return _start(tuning.versions_comparison(a, b), work, db_path)

@@ -1,0 +1,367 @@
+"""A person reviews the automatic verdicts: the review queue, the reviews, and how often the rules agree.
+
+The queue (`review_queue`) holds evolved nodes (round >= 1) a person should look at, each with the reasons it
+was chosen:
+- `unreadable`: a judge's or scorer's reply no one could read (the step failed as `unreadable`, a rule verdict
+  with no value, or a score stored as "unreadable ...");
+- `llm_judge`: an elimination decided by an LLM judge (the equality judge of paper rule 1), not by a heuristic;
+- `near:<metric>>=<t>`: a score within the margin of a threshold (e.g. quality 4.3 when the filter keeps >= 4.5);
+- `audit:<check>`: a random sample per check (every rule, and each scorer with a threshold), kept nodes too,
+  so the agreement with "keep" is measured as well as with "discard". The sample is a bottom-k by a hash of
+  (seed, check, node): the same nodes on every reload, and a node stays in it when others are added.
+
+A review (keep / discard / skip, an optional name and note, the reasons it was shown for) is a row of its own
+(`Store.add_review`), beside the rules' verdicts, never in place of them; the latest review of a node counts.
+Only when the person asks for it ("apply to the data set") does a keep or discard also set the node's status
+through `pipeline.override`, which is what the export reads; the rules' verdicts stay stored either way.
+
+Agreement (`agreement`) is measured on the audit sample only (the other reasons pick borderline nodes on
+purpose, which would bias it): per check, the share of reviewed nodes where the person's keep / discard equals
+the check's outcome, with a 95% Wilson score interval and the counts. A rule's outcome: "discard" where it
+failed the node; "keep" where it passed the node and the node passed every other rule too (a node another
+rule eliminated says nothing about this one, and is not in its sample). A scorer's outcome: "keep" where the
+score is at least the threshold. Too small to say anything: n < 10, or an interval wider than 0.5.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from evolab.schema import FAILED
+from evolab.store import Store
+
+KEEP, DISCARD, SKIP = "keep", "discard", "skip"
+VERDICTS = (KEEP, DISCARD, SKIP)
+UNREADABLE, LLM_JUDGE = "unreadable", "llm_judge"
+HEURISTIC = "heuristic"
+MIN_N = 10  # below this many reviewed nodes an agreement share says nothing
+MAX_WIDTH = 0.5  # nor when its 95% interval is wider than this
+Z95 = 1.959963984540054
+REASON_ORDER = {UNREADABLE: 0, LLM_JUDGE: 1, "near": 2, "audit": 3}
+REASON_LABELS = {UNREADABLE: "unreadable verdict or score", LLM_JUDGE: "eliminated by the LLM judge"}
+CHECK_COLUMNS = ["node_id", "run_id", "round", "check", "kind", "auto", "value", "judge"]
+AGREEMENT_COLUMNS = ["check", "kind", "agree", "n", "share", "low", "high", "rule keep, person discard",
+                     "rule discard, person keep", "too_small"]
+
+
+# -- the checks' outcomes per node ------------------------------------------------------------------------
+NODE_COLUMNS = ["id", "run_id", "round", "operation", "status", "rule", "language"]
+SCORE_COLUMNS = ["node_id", "metric", "value", "judge", "unreadable"]
+
+
+def review_frames(store: Store, run_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evolved nodes, their verdict and score rows) of these runs, as `select_queue` and `checks_frame` read
+    them (`Store.review_rows`: no texts, no complexity measures)."""
+    nodes, scores = store.review_rows(list(dict.fromkeys(run_ids)))
+    scores_frame = pd.DataFrame.from_records(scores, columns=SCORE_COLUMNS)
+    scores_frame["value"] = pd.to_numeric(scores_frame["value"], errors="coerce")
+    scores_frame["unreadable"] = scores_frame["unreadable"].astype(bool)
+    return pd.DataFrame.from_records(nodes, columns=NODE_COLUMNS), scores_frame
+
+
+def rule_check(rule: str, judge: str) -> str:
+    """A rule's check id; the same rule decided by an LLM judge is its own check (paper rule 1 has both)."""
+    return rule if judge == HEURISTIC else f"{rule} (LLM judge)"
+
+
+def scorer_check(metric: str, threshold: float) -> str:
+    return f"{metric}>={threshold:g}"
+
+
+def parse_scorer_check(check: str) -> tuple[str, float] | None:
+    metric, sep, threshold = check.partition(">=")
+    if not sep:
+        return None
+    try:
+        return metric, float(threshold)
+    except ValueError:
+        return None
+
+
+def checks_frame(nodes: pd.DataFrame, scores: pd.DataFrame,
+                 thresholds: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per (evolved node, check) from `review_frames`: the check's automatic outcome `auto` ("keep",
+    "discard", or None when it did not decide this node or its reply was unreadable), the value and the judge.
+    `thresholds`: scorer metric -> the score a node needs to be kept (e.g. {"quality": 4.5})."""
+    s = scores.merge(nodes[["id", "run_id", "round", "status"]], left_on="node_id", right_on="id", how="inner")
+    verdicts = s[s["metric"].str.startswith("rule:")].copy()
+    passed = (verdicts["value"] == 1).groupby(verdicts["node_id"]).all()
+    failed_nodes = nodes.loc[nodes["status"] == FAILED, "id"]
+    passed_all = verdicts["node_id"].map(passed).fillna(False).astype(bool) & ~verdicts["node_id"].isin(failed_nodes)
+    # rule_check(), vectorised: the rule id, and " (LLM judge)" when a model decided
+    verdicts["check"] = verdicts["metric"].str[5:] + np.where(verdicts["judge"] == HEURISTIC, "", " (LLM judge)")
+    verdicts["kind"] = "rule"
+    verdicts["auto"] = np.where(verdicts["value"] == 0, DISCARD,
+                                np.where((verdicts["value"] == 1) & passed_all, KEEP, None))
+    parts = [verdicts]
+    for metric, threshold in (thresholds or {}).items():
+        scored = s[s["metric"] == metric].copy()
+        scored["check"], scored["kind"] = scorer_check(metric, threshold), "scorer"
+        scored["auto"] = np.where(scored["value"].isna(), None,
+                                  np.where(scored["value"] >= threshold - 1e-9, KEEP, DISCARD))
+        parts.append(scored)
+    out = pd.concat(parts, ignore_index=True)[CHECK_COLUMNS]
+    out["auto"] = out["auto"].astype(object).where(out["auto"].notna(), None)
+    return out
+
+
+def audit_rank(seed: int, check: str, node_id: str) -> str:
+    """A node's place in a check's audit sample: fixed per (seed, check, node), whatever else is in the run."""
+    return hashlib.sha1(f"{seed}|{check}|{node_id}".encode()).hexdigest()
+
+
+# -- the queue ------------------------------------------------------------------------------------------------
+def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[str, Any]], *, margin: float,
+                 audit_size: int, thresholds: dict[str, float] | None = None, seed: int = 0,
+                 include_reviewed: bool = False) -> pd.DataFrame:
+    """The nodes to review, most pressing first (unreadable, LLM-judge eliminations, near a threshold, audit),
+    with the reasons each was chosen for; `nodes` and `scores` as `review_frames` gives them. A node whose latest
+    review is keep or discard leaves the queue; one the person skipped goes to its end. Columns: node_id,
+    run_id, round, operation, status, rule, reasons, skipped, reviewed. `include_reviewed`: the whole queue,
+    reviewed nodes too (for "k of n"), in the same order."""
+    checks = checks_frame(nodes, scores, thresholds)
+    picked: list[pd.DataFrame] = []  # (node_id, reason) pairs
+    unreadable = set(scores.loc[scores["unreadable"], "node_id"])
+    unreadable |= set(nodes.loc[(nodes["status"] == FAILED) & (nodes["rule"] == UNREADABLE), "id"])
+    picked.append(pd.DataFrame({"node_id": sorted(unreadable), "reason": UNREADABLE}))
+    judged = checks[(checks["kind"] == "rule") & (checks["judge"] != HEURISTIC) & (checks["auto"] == DISCARD)]
+    picked.append(pd.DataFrame({"node_id": judged["node_id"], "reason": LLM_JUDGE}))
+    scored = checks[(checks["kind"] == "scorer") & checks["value"].notna()]
+    thresholds_of = {scorer_check(m, t): t for m, t in (thresholds or {}).items()}
+    near = scored[(scored["value"] - scored["check"].map(thresholds_of)).abs() <= margin + 1e-9]
+    picked.append(pd.DataFrame({"node_id": near["node_id"], "reason": "near:" + near["check"]}))
+    if audit_size > 0:
+        decided = checks.loc[checks["auto"].notna(), ["node_id", "check"]].drop_duplicates()
+        decided["rank"] = [audit_rank(seed, c, n) for n, c in zip(decided["node_id"].tolist(),
+                                                                  decided["check"].tolist())]
+        sample = decided.sort_values(["check", "rank"]).groupby("check", sort=False).head(audit_size)
+        picked.append(pd.DataFrame({"node_id": sample["node_id"], "reason": "audit:" + sample["check"]}))
+    pairs = pd.concat(picked, ignore_index=True).drop_duplicates()
+    columns = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped", "reviewed"]
+    latest = {r["node_id"]: r["verdict"] for r in reviews}
+    if not include_reviewed:
+        pairs = pairs[~pairs["node_id"].map(latest).isin([KEEP, DISCARD])]
+    if pairs.empty:
+        return pd.DataFrame(columns=columns)
+    reasons: dict[str, list[str]] = {}
+    for node_id, reason in zip(pairs["node_id"].tolist(), pairs["reason"].tolist()):
+        reasons.setdefault(node_id, []).append(reason)
+    ordered = [sorted(v, key=lambda r: (REASON_ORDER.get(r.split(":")[0], 9), r)) for v in reasons.values()]
+    grouped = pd.DataFrame({"node_id": list(reasons), "reasons": ordered,
+                            "order": [REASON_ORDER.get(v[0].split(":")[0], 9) for v in ordered]})
+    frame = grouped.merge(nodes, left_on="node_id", right_on="id", how="inner")
+    frame["skipped"] = frame["node_id"].map(latest).eq(SKIP)
+    frame["reviewed"] = frame["node_id"].map(latest).isin([KEEP, DISCARD])
+    frame = frame.sort_values(["skipped", "order", "run_id", "round", "node_id"], kind="stable")
+    frame["rule"] = frame["rule"].astype(object).where(frame["rule"].notna(), None)
+    return frame[columns].reset_index(drop=True)
+
+
+def run_thresholds(store: Store, run_ids: Iterable[str]) -> dict[str, float]:
+    """The quality filter's threshold of the (first) run: the default the Review page starts from."""
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if run is not None:
+            return {"quality": float(run["config"].rules.quality_min)}
+    return {}
+
+
+def review_queue(store: Store, run_ids: Iterable[str], *, margin: float = 0.5, audit_size: int = 10,
+                 thresholds: dict[str, float] | None = None, seed: int = 0,
+                 include_reviewed: bool = False) -> pd.DataFrame:
+    """`select_queue` over the runs' nodes, scores and latest reviews in the store."""
+    run_ids = list(dict.fromkeys(run_ids))
+    nodes, scores = review_frames(store, run_ids)
+    return select_queue(nodes, scores, store.reviews(run_ids), margin=margin, audit_size=audit_size,
+                        thresholds=thresholds, seed=seed, include_reviewed=include_reviewed)
+
+
+def describe_reason(reason: str) -> str:
+    """A reason as the page says it."""
+    if reason in REASON_LABELS:
+        return REASON_LABELS[reason]
+    kind, _, what = reason.partition(":")
+    if kind == "near":
+        return f"score near the threshold ({what.replace('>=', ' ≥ ')})"
+    if kind == "audit":
+        return f"random audit of {what.replace('>=', ' ≥ ')}"
+    return reason
+
+
+def record_review(store: Store, node_id: str, verdict: str, *, reasons: Iterable[str] = (),
+                  reviewer: str = "", note: str = "", apply: bool = False) -> dict[str, Any]:
+    """Store a person's verdict beside the rules'. With `apply`, a keep or discard also overrides the node's
+    status for the data set (`pipeline.override`); the rules' verdict rows are never touched."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"A review is one of {', '.join(VERDICTS)}, not {verdict!r}.")
+    node = store.get_node(node_id)
+    if node is None:
+        raise KeyError(f"No node {node_id!r} in {store.path}.")
+    applied = False
+    if apply and verdict != SKIP and node.round > 0:
+        from evolab.engine.pipeline import override
+
+        override(store, node_id, verdict == KEEP, f"review{' by ' + reviewer if reviewer else ''}"
+                 + (f": {note}" if note else ""))
+        applied = True
+    row = {"node_id": node_id, "run_id": node.run_id, "reviewer": reviewer.strip(), "verdict": verdict,
+           "note": note.strip(), "reasons": list(reasons), "applied": applied}
+    row["id"] = store.add_review(row)
+    return row
+
+
+# -- agreement ------------------------------------------------------------------------------------------------
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default); (nan, nan) when n is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def too_small(n: int, low: float, high: float) -> bool:
+    return n < MIN_N or not (high - low <= MAX_WIDTH)
+
+
+def agreement_frame(checks: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per check: on the nodes reviewed for its audit sample (keep or discard), how often the person's verdict
+    equals the check's outcome: agree, n, share, the 95% Wilson interval (low, high), the two kinds of
+    disagreement, and `too_small` (n < 10 or an interval wider than 0.5)."""
+    audited = {r["node_id"] for r in reviews if r["verdict"] in (KEEP, DISCARD)}
+    checks = checks[checks["node_id"].isin(audited) & checks["auto"].notna()]
+    outcome = dict(zip(zip(checks["node_id"], checks["check"]), checks["auto"]))
+    kinds = dict(checks[["check", "kind"]].drop_duplicates("check").itertuples(index=False))
+    tally: dict[str, dict[str, int]] = {}
+    for r in reviews:
+        if r["verdict"] not in (KEEP, DISCARD):
+            continue
+        for reason in r.get("reasons") or []:
+            kind, _, check = reason.partition(":")
+            auto = outcome.get((r["node_id"], check))
+            if kind != "audit" or auto is None:
+                continue
+            t = tally.setdefault(check, {"agree": 0, "n": 0, "kd": 0, "dk": 0})
+            t["n"] += 1
+            t["agree"] += auto == r["verdict"]
+            t["kd"] += auto == KEEP and r["verdict"] == DISCARD
+            t["dk"] += auto == DISCARD and r["verdict"] == KEEP
+    rows = []
+    for check in sorted(tally, key=lambda c: (kinds.get(c, "rule") != "rule", c)):
+        t = tally[check]
+        low, high = wilson_interval(t["agree"], t["n"])
+        rows.append({"check": check, "kind": kinds.get(check, "scorer" if parse_scorer_check(check) else "rule"),
+                     "agree": t["agree"], "n": t["n"], "share": t["agree"] / t["n"], "low": low, "high": high,
+                     "rule keep, person discard": t["kd"], "rule discard, person keep": t["dk"],
+                     "too_small": too_small(t["n"], low, high)})
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+def agreement(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
+    """`agreement_frame` for these runs: each scorer check at the threshold its audit reviews were made with."""
+    run_ids = list(dict.fromkeys(run_ids))
+    nodes, scores = review_frames(store, run_ids)
+    return agreement_of(nodes, scores, store.reviews(run_ids))
+
+
+def agreement_of(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.DataFrame:
+    """`agreement` on frames already read (`review_frames`) and the latest reviews."""
+    thresholds: dict[str, set[float]] = {}
+    for r in reviews:
+        for reason in r.get("reasons") or []:
+            parsed = parse_scorer_check(reason.partition(":")[2])
+            if parsed:
+                thresholds.setdefault(parsed[0], set()).add(parsed[1])
+    frames = [checks_frame(nodes, scores)]
+    for metric, values in thresholds.items():
+        for t in sorted(values):
+            frame = checks_frame(nodes, scores, {metric: t})
+            frames.append(frame[frame["kind"] == "scorer"])
+    return agreement_frame(pd.concat(frames, ignore_index=True), reviews)
+
+
+def agreement_note(frame: pd.DataFrame) -> str:
+    """One plain sentence under the agreement table."""
+    if frame.empty:
+        return ("No audited reviews yet: review the random audit sample on the Review page to measure how often "
+                "the rules agree with a person.")
+    small = frame[frame["too_small"]]
+    note = (f"Agreement on the random audit sample only, with 95% Wilson intervals. Too small to say anything "
+            f"(n < {MIN_N} or an interval wider than {MAX_WIDTH:g}): ")
+    return note + (", ".join(small["check"]) if not small.empty else "none") + "."
+
+
+# -- what to say where a judge's verdict appears ------------------------------------------------------------
+JUDGE_CAVEAT = (
+    "An LLM judge rates style more than truth: imitation models that copy a strong model's style were rated "
+    "close to it by GPT-4 and by people, yet were no more factual (Gudibande et al. 2023, \"The False Promise of "
+    "Imitating Proprietary LLMs\"). Read a win rate with the checked-answer share beside it: the share of "
+    "answers whose final number stays the same when the question is answered again.")
+NO_CHECKED_ANSWERS = ("No checked answers in these runs: run them with --check-answers to see how many numeric "
+                      "answers stay the same when answered again.")
+
+
+def checked_share(store: Store, run_ids: Iterable[str]) -> pd.DataFrame | None:
+    """The checked-answer share per run and round (`evolab.engine.checking.consistent_share`), or None when there is
+    none: the checking module is missing, or these runs checked no answers."""
+    try:
+        from evolab.engine.checking import consistent_share
+
+        frame = consistent_share(store, list(run_ids))
+    except (ImportError, AttributeError):  # a store or an evolab without checked answers
+        return None
+    if frame is None or frame.empty:
+        return None
+    return frame
+
+
+def checked_share_line(frame: pd.DataFrame | None, label: str, run_id: str, rounds: Iterable[int] | None = None) -> str:
+    """"round 2: 7 of 9 checked answers consistent (78%), 3 not checkable" for one side of a comparison."""
+    if frame is None:
+        return f"{label}: no checked answers"
+    rows = frame[frame["run_id"] == run_id]
+    if rounds is not None:
+        rows = rows[rows["round"].isin(list(rounds))]
+    checked, consistent = int(rows["checked"].sum()), int(rows["consistent"].sum())
+    not_checkable = int(rows["not_checkable"].sum())
+    if checked == 0:
+        return f"{label}: no checked answers" + (f" ({not_checkable} not checkable)" if not_checkable else "")
+    return (f"{label}: {consistent} of {checked} checked answers consistent ({consistent / checked:.0%})"
+            + (f", {not_checkable} not checkable" if not_checkable else ""))
+
+
+# -- the command line ---------------------------------------------------------------------------------------
+def judge_footer(store: Store, rows: list[dict[str, Any]], sides: list[tuple[str, str, list[int] | None]]) -> list[str]:
+    """What the CLI prints under a win rate: the position swap's counts, the checked-answer share of each side
+    ((label, run id, rounds or None)), and what an LLM judge rates."""
+    from evolab.audit.judge import position_swap_counts
+
+    swap = position_swap_counts(rows)
+    lines = [f"position swap: the same verdict in both orders for {swap['same']} of {swap['both_read']} pair(s), "
+             f"changed by the order for {swap['flipped']}, unreadable in an order for {swap['unread']}"]
+    checked = checked_share(store, list(dict.fromkeys(run_id for _, run_id, _ in sides)))
+    if checked is None:
+        lines.append("checked answers: none in these runs (run them with --check-answers, or `check`)")
+    else:
+        lines += ["checked answers: " + checked_share_line(checked, label, run_id, rounds)
+                  for label, run_id, rounds in sides]
+    return lines + ["note: " + JUDGE_CAVEAT]
+
+
+def agreement_text(store: Store, run_ids: list[str]) -> str:
+    """The agreement table as plain text (`python -m evolab agreement`)."""
+    frame = agreement(store, run_ids)
+    if frame.empty:
+        return agreement_note(frame)
+    shown = frame.assign(share=frame["share"].map("{:.0%}".format),
+                         interval=[f"{lo:.0%}-{hi:.0%}" for lo, hi in zip(frame["low"], frame["high"])],
+                         too_small=frame["too_small"].map({True: "too small", False: ""}))
+    columns = ["check", "kind", "agree", "n", "share", "interval", "rule keep, person discard",
+               "rule discard, person keep", "too_small"]
+    return shown[columns].to_string(index=False) + "\n" + agreement_note(frame)

@@ -1,0 +1,159 @@
+"""The CLI of batch mode: --batch options on run/resume, and `batch cancel|export|import|status`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+# Here, not in batch.py, so that building the CLI's parser does not import the engine (`--help` stays fast).
+FALLBACKS = ("resubmit", "online")
+DEFAULT_MAX_ATTEMPTS = 3
+# OpenAI's limits for one job: 50,000 requests and an input file of 200 MB; a stage with more goes out as several.
+DEFAULT_MAX_REQUESTS = 50_000
+DEFAULT_MAX_MB = 200
+
+
+def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
+    if new_run:
+        p.add_argument("--batch-export", metavar="FILE",
+                       help="create the run and write its first stage's requests as batch JSONL, sending none (for "
+                            "vLLM run-batch or another service; then `batch import`)")
+    p.add_argument("--batch", action="store_true",
+                   help="run each stage of a round as one job of the endpoint's Batch API (OpenAI: half price, up to "
+                        "24 h per job); a killed run resumes by polling its jobs, never submitting them twice")
+    p.add_argument("--batch-fallback", choices=FALLBACKS, default="resubmit",
+                   help="requests a job failed or did not answer (expired): resubmit in the next job (default, up to "
+                        "--batch-attempts jobs) or send them online at once")
+    p.add_argument("--batch-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="N",
+                   help=f"jobs a request may fail in before its step fails (default {DEFAULT_MAX_ATTEMPTS})")
+    p.add_argument("--batch-poll", type=float, default=5.0, metavar="S",
+                   help="first wait between status polls, growing 1.5x with jitter (default 5 s)")
+    p.add_argument("--batch-poll-max", type=float, default=60.0, metavar="S", help="longest wait between polls "
+                                                                                    "(default 60 s)")
+    p.add_argument("--batch-max-requests", type=int, default=DEFAULT_MAX_REQUESTS, metavar="N",
+                   help=f"most requests in one job; a stage with more is split (default {DEFAULT_MAX_REQUESTS:,}, "
+                        "OpenAI's limit)")
+    p.add_argument("--batch-max-mb", type=float, default=DEFAULT_MAX_MB, metavar="MB",
+                   help=f"largest input file of one job, in MB (default {DEFAULT_MAX_MB}, OpenAI's limit)")
+
+
+def batch_options(args: argparse.Namespace) -> Any:
+    """The batch.BatchOptions that --batch and its options ask for, or None without --batch."""
+    from evolab.engine.batch import BatchOptions, PollPolicy
+
+    if not getattr(args, "batch", False):
+        return None
+    if args.batch_poll <= 0 or args.batch_poll_max < args.batch_poll:
+        raise ValueError("--batch-poll must be > 0 and --batch-poll-max at least --batch-poll.")
+    if args.batch_max_requests < 1 or args.batch_max_mb <= 0:
+        raise ValueError("--batch-max-requests must be at least 1 and --batch-max-mb more than 0.")
+    return BatchOptions(poll=PollPolicy(first_s=args.batch_poll, max_s=args.batch_poll_max),
+                        fallback=args.batch_fallback, max_attempts=args.batch_attempts,
+                        max_requests=args.batch_max_requests, max_bytes=int(args.batch_max_mb * 1_000_000))
+
+
+def export_new_run(store: Any, run_id: str, out: str) -> int:
+    """`run --batch-export FILE`: the new run's first stage written out, nothing sent (but the structured-output
+    probe, which fails fast when the endpoint is not up)."""
+    args = argparse.Namespace(db=store.path, run=run_id, out=out, until_round=None)
+    return _export(args, lambda _db: store, lambda _store, run: run)
+
+
+def run_with_batches(store: Any, run_id: str, options: BatchOptions, until_round: int | None,
+                     progress: Callable | None) -> str:
+    from evolab.engine.batch import run_batched
+
+    return run_batched(store, run_id, options=options, until_round=until_round, progress=progress,
+                       log=lambda msg: print(msg, file=sys.stderr))
+
+
+def add_batch_commands(sub: Any, default_db: str, func_store: Callable, func_run_id: Callable) -> None:
+    """`batch cancel|export|import|status`; `func_store(db)` and `func_run_id(store, run)` are the CLI's own."""
+    group = sub.add_parser("batch", help="batch jobs: cancel them, or hand a stage to vLLM run-batch / another service"
+                           ).add_subparsers(dest="batch_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", default=default_db)
+        p.add_argument("--run", help="run id (default: the latest)")
+
+    p = group.add_parser("cancel", help="cancel the run's batch jobs in progress (the answers already in are kept)")
+    common(p)
+    p.set_defaults(func=lambda a: _cancel(a, func_store, func_run_id))
+
+    p = group.add_parser("export", help="write the pending stage's requests as batch JSONL (custom_id, method, url, "
+                                        "body), e.g. for python -m vllm.entrypoints.openai.run_batch")
+    common(p)
+    p.add_argument("--out", required=True, help="the JSONL file to write")
+    p.add_argument("--until-round", type=int)
+    p.set_defaults(func=lambda a: _export(a, func_store, func_run_id))
+
+    p = group.add_parser("import", help="read a batch output file (OpenAI's or vLLM run-batch's format) and go on "
+                                        "as far as the answers allow")
+    common(p)
+    p.add_argument("--results", required=True, help="the output JSONL")
+    p.add_argument("--until-round", type=int)
+    p.set_defaults(func=lambda a: _import(a, func_store, func_run_id))
+
+    p = group.add_parser("status", help="the run's batch jobs")
+    common(p)
+    p.set_defaults(func=lambda a: _status(a, func_store, func_run_id))
+
+
+def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
+    from evolab.engine.batch import cancel_run_batches
+
+    store = func_store(args.db)
+    run_id = func_run_id(store, args.run)
+    cancelled = cancel_run_batches(store, run_id)
+    if not cancelled:
+        print(f"run {run_id} has no batch job in progress.")
+        return 0
+    print(f"cancelling {len(cancelled)} job(s): {', '.join(cancelled)}. Answers already in are kept; go on with: "
+          f"python -m evolab resume --db {store.path} --run {run_id} --batch")
+    return 0
+
+
+def _export(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
+    from evolab.engine.batch import export_requests
+
+    store = func_store(args.db)
+    run_id = func_run_id(store, args.run)
+    n = export_requests(store, run_id, args.out, until_round=args.until_round)
+    if n == 0:
+        print(f"run {run_id} needs no more requests: it is {store.get_run(run_id)['status']}.")
+        return 0
+    print(f"{n} requests -> {args.out}. Run them, e.g. on a GPU machine:\n"
+          f"  python -m vllm.entrypoints.openai.run_batch -i {args.out} -o results.jsonl --model "
+          f"{store.get_run(run_id)['config'].model}\n"
+          f"then: python -m evolab batch import --db {store.path} --run {run_id} --results results.jsonl")
+    return 0
+
+
+def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
+    from evolab.engine.batch import import_results_file
+
+    store = func_store(args.db)
+    run_id = func_run_id(store, args.run)
+    r = import_results_file(store, run_id, args.results, until_round=args.until_round)
+    print(f"{r['answered']} answers imported, {r['failed']} failed lines, {r['unknown']} lines not asked for by "
+          f"this run (ignored).")
+    if r["pending"]:
+        print(f"next stage: {r['pending']} requests. Write them with: python -m evolab batch export --db {store.path} "
+              f"--run {run_id} --out requests.jsonl")
+    else:
+        print(f"run {run_id} is {r['status']}.")
+    return 0
+
+
+def _status(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
+    from evolab.engine.batch import batch_summary
+
+    store = func_store(args.db)
+    run_id = func_run_id(store, args.run)
+    s = batch_summary(store, run_id)
+    print(f"run {run_id}: {len(s['jobs'])} batch jobs, {s['batch_calls']} calls answered by batch")
+    for j in s["jobs"]:
+        print(f"  #{j['id']} {j['engine']} {j['provider_batch_id'] or j['input_file_id'] or ''} "
+              f"{j['status']}: {j['n_requests']} requests, {j['n_completed']} completed, {j['n_failed']} failed"
+              + (f" ({j['error']})" if j["error"] else ""))
+    return 0

@@ -1,0 +1,1 @@
+"""Sentence embeddings, their thresholds, and novelty/diversity measures built on them."""

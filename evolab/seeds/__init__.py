@@ -1,0 +1,1 @@
+"""Seed sets: reading files, importing tables, linting, versions, growing and tagging."""
