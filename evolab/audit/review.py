@@ -32,15 +32,13 @@ import numpy as np
 import pandas as pd
 
 from evolab.schema import FAILED
+from evolab.stats import MAX_WIDTH, MIN_N, Z95, too_small, wilson_interval  # noqa: F401 (part of review's API)
 from evolab.store import Store
 
 KEEP, DISCARD, SKIP = "keep", "discard", "skip"
 VERDICTS = (KEEP, DISCARD, SKIP)
 UNREADABLE, LLM_JUDGE = "unreadable", "llm_judge"
 HEURISTIC = "heuristic"
-MIN_N = 10  # below this many reviewed nodes an agreement share says nothing
-MAX_WIDTH = 0.5  # nor when its 95% interval is wider than this
-Z95 = 1.959963984540054
 REASON_ORDER = {UNREADABLE: 0, LLM_JUDGE: 1, "near": 2, "audit": 3}
 REASON_LABELS = {UNREADABLE: "unreadable verdict or score", LLM_JUDGE: "eliminated by the LLM judge"}
 CHECK_COLUMNS = ["node_id", "run_id", "round", "check", "kind", "auto", "value", "judge"]
@@ -215,21 +213,6 @@ def record_review(store: Store, node_id: str, verdict: str, *, reasons: Iterable
 
 
 # -- agreement ------------------------------------------------------------------------------------------------
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% by default); (nan, nan) when n is 0."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def too_small(n: int, low: float, high: float) -> bool:
-    return n < MIN_N or not (high - low <= MAX_WIDTH)
-
-
 def agreement_frame(checks: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.DataFrame:
     """Per check: on the nodes reviewed for its audit sample (keep or discard), how often the person's verdict
     equals the check's outcome: agree, n, share, the 95% Wilson interval (low, high), the two kinds of

@@ -35,7 +35,7 @@ from evolab.engine.operations import Template, get_operation, load_template
 from evolab.text.reading import TEMPLATE_CANDIDATES, ask
 from evolab.audit.review import wilson_interval
 from evolab.schema import ELIMINATED, KEPT, Node, RunConfig, Seed
-from evolab.seeds.files import detect_language
+from evolab.text.language import detect_language
 from evolab.store import Store, text_hash
 from evolab.engine.templates import (TemplateVersion, check_placeholders, find_version, resolve, save_version, shipped_version, unified_diff)
 

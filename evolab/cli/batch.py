@@ -5,13 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-# Here, not in batch.py, so that building the CLI's parser does not import the engine (`--help` stays fast).
-FALLBACKS = ("resubmit", "online")
-DEFAULT_MAX_ATTEMPTS = 3
-# OpenAI's limits for one job: 50,000 requests and an input file of 200 MB; a stage with more goes out as several.
-DEFAULT_MAX_REQUESTS = 50_000
-DEFAULT_MAX_MB = 200
-
+from evolab.engine.batch import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_MB, DEFAULT_MAX_REQUESTS, FALLBACKS
 
 def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
     if new_run:

@@ -30,17 +30,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
-from evolab.embeddings.novelty import COSINE_DUPLICATE
+from evolab.embeddings.embed import E5_MODEL_NAME, Embedder, is_english_only
+from evolab.embeddings.thresholds import (FALLBACK_THRESHOLD, THRESHOLDS_PATH, ThresholdInfo,  # noqa: F401 (calibration's API)
+                                          from_store, save_to_store, shipped_thresholds, threshold_info)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from evolab.embeddings.embed import Embedder
     from evolab.store import Store
 
-CORPUS_PATH = Path(__file__).resolve().parents[1] / "tests" / "data" / "embeddings" / "pairs.jsonl"
-THRESHOLDS_PATH = Path(__file__).resolve().parent / "data" / "embedding_thresholds.json"
-FALLBACK_THRESHOLD = COSINE_DUPLICATE  # the global default (0.9) for a model nobody calibrated
+CORPUS_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "embeddings" / "pairs.jsonl"
 FALSE_POSITIVE_RATE = {"near_duplicate": 0.05, "novelty": 0.01, "run_map": 0.05}
-META_PREFIX = "embedding_thresholds:"  # store meta key of a user-calibrated model
 LABELS = ("paraphrase", "unrelated", "evolved")
 NEGATIVE = ("unrelated", "evolved")
 THRESHOLD_DECIMALS = 4  # thresholds are stored rounded UP to this many decimals (see round_up)
@@ -128,7 +126,7 @@ class Measurement:
     by_language: pd.DataFrame  # language, auc, nn_rate, paraphrase_mean, unrelated_mean, pairs
 
 
-def measure(embedder: "Embedder", pairs: pd.DataFrame) -> Measurement:
+def measure(embedder: Embedder, pairs: pd.DataFrame) -> Measurement:
     """Cosines of every pair, AUC per language, and how often a text's nearest neighbour among all
     texts of its language is its paraphrase (both directions of every paraphrase pair)."""
     texts = list(dict.fromkeys(list(pairs["a"]) + list(pairs["b"])))
@@ -160,7 +158,7 @@ def measure(embedder: "Embedder", pairs: pd.DataFrame) -> Measurement:
     return Measurement(out, pd.DataFrame(rows))
 
 
-def calibrate(embedder: "Embedder", pairs: pd.DataFrame | None = None, *, source: str | None = None,
+def calibrate(embedder: Embedder, pairs: pd.DataFrame | None = None, *, source: str | None = None,
               languages: Sequence[str] | None = None, measurement: Measurement | None = None) -> dict[str, Any]:
     """Thresholds for `embedder` from labelled pairs (the shipped corpus by default), with what they catch.
     `languages`: only pairs of these (an English-only model is calibrated on English: its Korean
@@ -199,71 +197,9 @@ def calibrate(embedder: "Embedder", pairs: pd.DataFrame | None = None, *, source
     return entry
 
 
-# -- where thresholds are kept --------------------------------------------------------------------------
-def shipped_thresholds() -> dict[str, dict]:
-    """The calibrated thresholds shipped with evolab, keyed by model name."""
-    try:
-        return json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8")).get("models", {})
-    except (OSError, ValueError):
-        return {}
-
-
-def save_to_store(store: "Store", model_name: str, entry: dict) -> None:
-    store.set_meta(META_PREFIX + model_name, json.dumps(entry, ensure_ascii=False))
-
-
-def from_store(store: "Store | None", model_name: str) -> dict | None:
-    if store is None:
-        return None
-    raw = store.get_meta(META_PREFIX + model_name)
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class ThresholdInfo:
-    """The thresholds in force for one model and where they came from (shown beside maps and marks)."""
-
-    model: str
-    near_duplicate: float  # seed sets, lint, grow: paraphrase against different questions
-    novelty: float  # filters that drop texts
-    source: str  # "shipped", "calibrated" (store meta) or "fallback"
-    run_map: float = FALLBACK_THRESHOLD  # marks on a run's map: also above Evol-Instruct rewrites of a text
-
-    @property
-    def note(self) -> str:
-        if self.source == "fallback":
-            return (f"{self.model} has no calibrated threshold: near-duplicates use the global default cosine "
-                    f"≥ {self.near_duplicate:.2f}, which may mark too much or too little for this model. "
-                    f"Calibrate it: python -m evolab embed calibrate --model {self.model} --db <your.db>")
-        return ""
-
-    @property
-    def caption(self) -> str:
-        """Under a run's map: which model and which (run-map) threshold made the marks."""
-        where = {"shipped": "calibrated on evolab's paraphrase corpus", "calibrated": "calibrated by you",
-                 "fallback": "global default, not calibrated"}[self.source]
-        return f"embedder {self.model}; near-duplicate at cosine ≥ {self.run_map:.3f} ({where})"
-
-
-def threshold_info(model_name: str, store: "Store | None" = None) -> ThresholdInfo:
-    """User calibration (store meta) first, then the shipped file, then the global fallback."""
-    for source, entry in (("calibrated", from_store(store, model_name)),
-                          ("shipped", shipped_thresholds().get(model_name))):
-        if entry and isinstance(entry.get("near_duplicate"), (int, float)):
-            return ThresholdInfo(model_name, float(entry["near_duplicate"]),
-                                 float(entry.get("novelty", entry["near_duplicate"])), source,
-                                 float(entry.get("run_map", entry["near_duplicate"])))
-    return ThresholdInfo(model_name, FALLBACK_THRESHOLD, FALLBACK_THRESHOLD, "fallback")
-
-
 def english_only_warning(languages: Sequence[str], embedder_name: str) -> str | None:
     """What the Diversity page says when texts that are not English meet an English-only model (only
     when the user forced one: the default picks the multilingual model for them); None otherwise."""
-    from evolab.embeddings.embed import E5_MODEL_NAME, is_english_only
-
     others = sorted({lang for lang in languages if isinstance(lang, str) and lang and lang != "en"})
     if not others or not is_english_only(embedder_name):
         return None

@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
 
+from evolab.embeddings import thresholds
 from evolab.store import Store, text_hash
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -283,7 +284,7 @@ def embedder_for_texts(texts: Iterable[str] | None = None) -> Embedder:
     multilingual-e5 when any is not (`seeds.detect_language`) or when the texts are not known."""
     if texts is None:
         return default_embedder()
-    from evolab.seeds.files import detect_language
+    from evolab.text.language import detect_language
 
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if texts and all(detect_language(t) == "en" for t in texts):
@@ -324,16 +325,14 @@ def novelty_threshold(embedder: Embedder | str | None = None, store: Store | Non
 
 
 def threshold_info(embedder: Embedder | str | None = None, store: Store | None = None):
-    """The model's thresholds and where they come from (`embed_calibration.ThresholdInfo`; its
+    """The model's thresholds and where they come from (`thresholds.ThresholdInfo`; its
     `caption` names model and threshold under a map, its `note` says when a model is uncalibrated)."""
-    from evolab.embeddings import calibration as embed_calibration
-
     name = embedder if isinstance(embedder, str) else (embedder.name if embedder is not None else DEFAULT_MODEL_NAME)
     if name in _E5_ALIASES:
         name = E5_MODEL_NAME
     elif name in _MINILM_ALIASES:
         name = MINILM_MODEL_NAME
-    return embed_calibration.threshold_info(name, store)
+    return thresholds.threshold_info(name, store)
 
 
 def node_text(instruction: str, input: str | None = "") -> str:

@@ -25,11 +25,9 @@ import numpy as np
 import pandas as pd
 
 from evolab.embeddings.embed import normalise_rows
+from evolab.embeddings.thresholds import COSINE_DUPLICATE  # noqa: F401 (novelty's API)
 
 ROUGE_L_MAX = 0.7  # Self-Instruct: keep when ROUGE-L <= 0.7
-# Near-duplicate at cosine >= this only for a model nobody calibrated: thresholds belong to the model, so
-# callers pass embed.near_duplicate_threshold(embedder) (e5: 0.894, MiniLM: 0.498; evolab/embeddings/calibration.py).
-COSINE_DUPLICATE = 0.9
 CLUSTER_DISTANCE = 0.5  # agglomerative clustering: merge while average cosine distance < 0.5
 CLUSTER_MAX_ROWS = 3000  # clustering is O(n^2) memory: larger groups are subsampled deterministically
 

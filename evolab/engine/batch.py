@@ -35,7 +35,11 @@ from evolab.store import Store
 
 BATCH_URL = "/v1/chat/completions"
 FINAL_STATES = ("completed", "failed", "expired", "cancelled")
-from evolab.cli.batch import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_MB, DEFAULT_MAX_REQUESTS, FALLBACKS  # CLI's parser)
+FALLBACKS = ("resubmit", "online")
+DEFAULT_MAX_ATTEMPTS = 3
+# OpenAI's limits for one job: 50,000 requests and an input file of 200 MB; a stage with more goes out as several.
+DEFAULT_MAX_REQUESTS = 50_000
+DEFAULT_MAX_MB = 200
 # A job the provider refused because its queue of enqueued tokens is full (OpenAI: "Enqueued token limit reached
 # ... Please try again once some in_progress batches have been completed"): not the lines' fault.
 QUEUE_FULL = "token_limit_exceeded"

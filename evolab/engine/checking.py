@@ -209,7 +209,7 @@ def extract_final_number(answer: str, language: str | None = None) -> Reading:
     `answer_is` ("the answer is ..."), `conclusion` (the last "Therefore/Thus/So ..." or "따라서/즉 ..." sentence),
     `bold` (the last **bold** span with a number), `last_sentence` (the last sentence that has a number).
     Korean units (만/억/조/천/백) are turned into plain numbers: "1억 2천만 원" -> 120,000,000."""
-    from evolab.seeds.files import detect_language
+    from evolab.text.language import detect_language
 
     text = (answer or "").strip()
     if not text:
@@ -485,7 +485,7 @@ def check_run_sync(store: Any, run_id: str, *, k: int = DEFAULT_K, temperature: 
     """`python -m evolab check`: check a stored run's answered seeds and kept nodes with the run's own endpoint
     and model (calls, cost, cache and rate limits as in the run; its budget holds)."""
     from evolab.llm.client import make_backend
-    from evolab.engine.pipeline import client_for
+    from evolab.llm.client import client_for
 
     run = store.get_run(run_id)
     if run is None:
@@ -527,9 +527,9 @@ def parse_checked(value: str | Iterable[str]) -> list[str]:
 
 
 def share_with_intervals(df: pd.DataFrame) -> pd.DataFrame:
-    """`consistent_share` plus low / high (95% Wilson interval of the share, evolab.audit.review.wilson_interval) and
-    too_small (fewer than review.MIN_N compared items, or an interval wider than review.MAX_WIDTH)."""
-    from evolab.audit.review import too_small, wilson_interval
+    """`consistent_share` plus low / high (95% Wilson interval of the share, evolab.stats.wilson_interval) and
+    too_small (fewer than stats.MIN_N compared items, or an interval wider than stats.MAX_WIDTH)."""
+    from evolab.stats import too_small, wilson_interval
 
     out = df.copy()
     bounds = [wilson_interval(int(c), int(n)) for c, n in zip(out["consistent"], out["checked"])]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from evolab.schema import IN_BREADTH_OPERATIONS, OPERATIONS
 
-PROMPTS_DIR = Path(__file__).parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 LANGUAGES = ("en", "ko")
 INPUT_FORMATS = ("a Markdown table", "JSON", "XML", "SQL", "Python code")  # English: "... in {format} format"
 # complicate_input names its data format in the template's language. The same order in every language, so

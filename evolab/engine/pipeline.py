@@ -23,7 +23,7 @@ from typing import Any, Callable
 from evolab.engine import eliminator, evolver, responder, scoring
 from evolab.text.complexity import complexity_scores
 from evolab.llm.base import Backend, BudgetExceeded, LLMError
-from evolab.llm.client import LLMClient, make_backend
+from evolab.llm.client import LLMClient, client_for, make_backend
 from evolab.llm.ratelimit import CallsStopped
 from evolab.engine.adaptive import ADAPTIVE, AdaptiveOperations
 from evolab.engine.operations import sample_operation
@@ -31,7 +31,7 @@ from evolab.engine.templates import run_templates
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
 
 UNREADABLE = "unreadable"
-from evolab.seeds.files import detect_language
+from evolab.text.language import detect_language
 from evolab.store import Store
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -443,13 +443,6 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
         raise
     finally:
         await client.aclose()
-
-
-def client_for(store: Store, run_id: str, config: RunConfig, backend: Backend,
-               stop_event: threading.Event | None = None) -> LLMClient:
-    return LLMClient(backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd,
-                     structured=config.structured, budget_tokens=config.budget_tokens, price=config.price,
-                     prices_file=config.prices_file, rpm=config.rpm, tpm=config.tpm, stop_event=stop_event)
 
 
 def run_sync(store: Store, run_id: str, **kwargs: Any) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import math
+import threading
 import time
 from typing import Any
 
@@ -305,3 +306,10 @@ class LLMClient:
         if self.store is not None:
             await asyncio.to_thread(self.store.flush)
         await self.backend.aclose()
+
+
+def client_for(store: Store, run_id: str, config: RunConfig, backend: Backend,
+               stop_event: threading.Event | None = None) -> LLMClient:
+    return LLMClient(backend, store, run_id=run_id, concurrency=config.concurrency, budget_usd=config.budget_usd,
+                     structured=config.structured, budget_tokens=config.budget_tokens, price=config.price,
+                     prices_file=config.prices_file, rpm=config.rpm, tpm=config.tpm, stop_event=stop_event)

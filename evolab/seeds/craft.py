@@ -40,7 +40,7 @@ from evolab.llm.client import LLMClient
 from evolab.engine.operations import load_template
 from evolab.text.reading import NEW_SKILL, ask, tag_kind
 from evolab.schema import RunConfig, Seed
-from evolab.seeds.files import detect_language
+from evolab.text.language import detect_language
 from evolab.store import Store, text_hash
 
 MIN_SEEDS = 3

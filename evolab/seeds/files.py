@@ -20,39 +20,18 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evolab.schema import Seed
+from evolab.seeds import importing as seedimport
+from evolab.seeds.fields import FIELD_NAMES, MAX_BYTES, SeedFileError
+from evolab.text.language import detect_language
 
-MAX_BYTES = 50 * 1024 * 1024  # a seed file is read whole into memory; bigger is a mistake or needs a sample
 FORMATS = ("jsonl", "json", "csv", "txt")
 _FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv"}
 _FORMAT_ALIASES = {"ndjson": "jsonl", "tsv": "csv", "text": "txt"}
-
-# Field name (lower-cased, trimmed) -> the names accepted for it, the real one first. An alias is used only
-# when the real name is absent, so {"instruction": ..., "prompt": ...} is not ambiguous.
-# ("category" is what databricks-dolly-15k calls the skill.)
-_FIELD_NAMES = {
-    "instruction": ("instruction", "prompt"),
-    "input": ("input", "context"),
-    "skill": ("skill", "category"),
-    "difficulty": ("difficulty",),
-}
-_KNOWN_NAMES = {n for names in _FIELD_NAMES.values() for n in names}
+_KNOWN_NAMES = {n for names in FIELD_NAMES.values() for n in names}
 _JSON_LIST_KEYS = ("seeds", "data", "instructions")  # where a JSON object may keep its list of seeds
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 EXAMPLE_SETS: dict[str, str] = {"general": "general.jsonl", "finance": "finance.jsonl"}
-
-
-class SeedFileError(ValueError):
-    """A seed file (or table) that cannot be used; str() is the message to show a person."""
-
-    def __init__(self, path: str, line: int | None, problem: str, unit: str = "line"):
-        # All fields go to args so the error pickles (multiprocessing, Streamlit caching).
-        super().__init__(str(path), line, problem, unit)
-        self.path, self.line, self.problem, self.unit = str(path), line, problem, unit
-
-    def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}, {self.unit} {self.line}"
-        return f"{where}: {self.problem}"
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -66,7 +45,6 @@ def load_seeds(path_or_file: Any, *, name: str | None = None, fmt: str | None = 
     "question", ...}) names the column of each seed field in a table with other column names.
     Raises SeedFileError for anything wrong with the file.
     """
-    from evolab.seeds import importing as seedimport
 
     if fmt is None and seedimport.is_dataset(path_or_file, name):
         columns, rows = seedimport.read_dataset(path_or_file, name)
@@ -100,7 +78,7 @@ def _mapped(record: dict, mapping: dict[str, str] | None) -> dict:
     if not mapping:
         return record
     lowered = {str(k).strip().lower(): k for k in record}
-    shadowed = {n for field in mapping for n in _FIELD_NAMES[field]}
+    shadowed = {n for field in mapping for n in FIELD_NAMES[field]}
     out = {k: v for k, v in record.items() if str(k).strip().lower() not in shadowed}
     for field, column in mapping.items():  # a column of None: leave that field empty (a mapping UI's "none")
         key = lowered.get(column.strip().lower()) if column else None
@@ -275,7 +253,7 @@ def _seeds_from_document(value: Any, name: str, mapping: dict[str, str] | None =
     elif isinstance(value, dict):
         lowered = {str(k).strip().lower(): v for k, v in value.items()}
         instruction_names = [mapping["instruction"].strip().lower()] if mapping and "instruction" in mapping \
-            else _FIELD_NAMES["instruction"]
+            else FIELD_NAMES["instruction"]
         if any(k in lowered for k in instruction_names):  # a file holding one seed
             items = [value]
         else:
@@ -338,7 +316,7 @@ def _parse_csv(text: str, name: str, mapping: dict[str, str] | None = None) -> l
 
 
 def _check_instruction_column(header: list[str], name: str, row: int | None, unit: str) -> None:
-    if not any(n in header for n in _FIELD_NAMES["instruction"]):
+    if not any(n in header for n in FIELD_NAMES["instruction"]):
         raise SeedFileError(name, row, f'no "instruction" column in the header (found: {", ".join(header)}); '
                                        f'name the column that holds it with --map instruction=COLUMN', unit)
 
@@ -362,13 +340,13 @@ def _seed_from_record(record: dict, name: str, number: int, unit: str, skip_blan
     fields = dict(zip(keys, record.values()))
 
     def pick(field: str) -> Any:
-        return next((fields[n] for n in _FIELD_NAMES[field] if n in fields), None)
+        return next((fields[n] for n in FIELD_NAMES[field] if n in fields), None)
 
     instruction = _text(pick("instruction"), "instruction", name, number, unit)
     if _is_blank(instruction):
         if skip_blank:
             return None
-        found = "" if any(n in fields for n in _FIELD_NAMES["instruction"]) else \
+        found = "" if any(n in fields for n in FIELD_NAMES["instruction"]) else \
             f" (found fields: {', '.join(fields) or 'none'})"
         raise SeedFileError(name, number, f'missing "instruction"{found}', unit)
     input_text = _text(pick("input"), "input", name, number, unit)
@@ -476,18 +454,6 @@ def _is_blank(text: str) -> bool:
 
 
 # -- language ---------------------------------------------------------------------------------------------
-
-_HANGUL = re.compile("[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")  # syllables, jamo, compatibility jamo (ㅋㅋ)
-
-
-def detect_language(text: str) -> str:
-    """"ko" when at least 20% of the letters are Hangul (Korean mixes in English terms freely), else "en"."""
-    hangul = len(_HANGUL.findall(text))  # regex and map keep a 50 MB file quick; a Python loop was not
-    if not hangul:
-        return "en"
-    letters = sum(map(str.isalpha, text))
-    return "ko" if hangul / letters >= 0.2 else "en"
-
 
 # -- summaries --------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evolab.seeds.files import MAX_BYTES, SeedFileError
+from evolab.seeds.fields import FIELD_NAMES, MAX_BYTES, SeedFileError
 
 SEED_FIELDS = ("instruction", "input", "skill", "difficulty")
 DATASET_SUFFIXES = (".parquet", ".arrow")
@@ -194,12 +194,11 @@ _LIKELY_NAMES = {
 def guess_mapping(columns: list[str]) -> dict[str, str | None]:
     """A mapping UI's defaults: for each field the column load_seeds reads without a mapping (its usual names),
     else a column with a name other datasets use for it (question, topic, level, ...), else None."""
-    from evolab.seeds.files import _FIELD_NAMES
 
     lowered = {str(c).strip().lower(): c for c in columns}
     guess: dict[str, str | None] = {}
     for field in SEED_FIELDS:
-        names = [n for n in (*_FIELD_NAMES[field], *_LIKELY_NAMES[field]) if n in lowered
+        names = [n for n in (*FIELD_NAMES[field], *_LIKELY_NAMES[field]) if n in lowered
                  and lowered[n] not in guess.values()]
         guess[field] = lowered[names[0]] if names else None
     return guess

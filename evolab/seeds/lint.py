@@ -27,7 +27,7 @@ import numpy as np
 from evolab.embeddings.embed import node_text
 from evolab.embeddings.novelty import ROUGE_L_MAX, rouge_l_scores, tokenize
 from evolab.schema import Seed
-from evolab.seeds.files import detect_language
+from evolab.text.language import detect_language
 
 # (min, max) length units per language: English words; Korean syllables + other words. A 2-word English
 # seed ("Explain NPV.") is a fine task, 1 is not; past the max, the evolver's rewrites get cut off.

@@ -19,7 +19,7 @@ import re
 
 from evolab.llm.pricing import count_tokens
 from evolab.schema import Node, Score
-from evolab.seeds.files import detect_language
+from evolab.text.language import detect_language
 
 JUDGE = "heuristic"
 METRICS = ("cx_tokens", "cx_words", "cx_constraints", "cx_questions", "cx_reasoning_cues", "cx_input_chars",

@@ -1,0 +1,75 @@
+"""The near-duplicate thresholds that belong to each embedding model, and where each comes from: a user's
+calibration kept in the store, the file shipped with evolab, or the global fallback."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from evolab.store import Store
+
+THRESHOLDS_PATH = Path(__file__).resolve().parents[1] / "data" / "embedding_thresholds.json"
+# Near-duplicate at cosine >= this only for a model nobody calibrated: thresholds belong to the model, so
+# callers pass embed.near_duplicate_threshold(embedder) (e5: 0.894, MiniLM: 0.498; evolab/embeddings/calibration.py).
+COSINE_DUPLICATE = 0.9
+FALLBACK_THRESHOLD = COSINE_DUPLICATE  # the global default (0.9) for a model nobody calibrated
+META_PREFIX = "embedding_thresholds:"  # store meta key of a user-calibrated model
+
+
+def shipped_thresholds() -> dict[str, dict]:
+    """The calibrated thresholds shipped with evolab, keyed by model name."""
+    try:
+        return json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8")).get("models", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def save_to_store(store: Store, model_name: str, entry: dict) -> None:
+    store.set_meta(META_PREFIX + model_name, json.dumps(entry, ensure_ascii=False))
+
+
+def from_store(store: Store | None, model_name: str) -> dict | None:
+    if store is None:
+        return None
+    raw = store.get_meta(META_PREFIX + model_name)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ThresholdInfo:
+    """The thresholds in force for one model and where they came from (shown beside maps and marks)."""
+
+    model: str
+    near_duplicate: float  # seed sets, lint, grow: paraphrase against different questions
+    novelty: float  # filters that drop texts
+    source: str  # "shipped", "calibrated" (store meta) or "fallback"
+    run_map: float = FALLBACK_THRESHOLD  # marks on a run's map: also above Evol-Instruct rewrites of a text
+
+    @property
+    def note(self) -> str:
+        if self.source == "fallback":
+            return (f"{self.model} has no calibrated threshold: near-duplicates use the global default cosine "
+                    f"≥ {self.near_duplicate:.2f}, which may mark too much or too little for this model. "
+                    f"Calibrate it: python -m evolab embed calibrate --model {self.model} --db <your.db>")
+        return ""
+
+    @property
+    def caption(self) -> str:
+        """Under a run's map: which model and which (run-map) threshold made the marks."""
+        where = {"shipped": "calibrated on evolab's paraphrase corpus", "calibrated": "calibrated by you",
+                 "fallback": "global default, not calibrated"}[self.source]
+        return f"embedder {self.model}; near-duplicate at cosine ≥ {self.run_map:.3f} ({where})"
+
+
+def threshold_info(model_name: str, store: Store | None = None) -> ThresholdInfo:
+    """User calibration (store meta) first, then the shipped file, then the global fallback."""
+    for source, entry in (("calibrated", from_store(store, model_name)),
+                          ("shipped", shipped_thresholds().get(model_name))):
+        if entry and isinstance(entry.get("near_duplicate"), (int, float)):
+            return ThresholdInfo(model_name, float(entry["near_duplicate"]),
+                                 float(entry.get("novelty", entry["near_duplicate"])), source,
+                                 float(entry.get("run_map", entry["near_duplicate"])))
+    return ThresholdInfo(model_name, FALLBACK_THRESHOLD, FALLBACK_THRESHOLD, "fallback")
