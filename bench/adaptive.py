@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evolab.engine import pipeline  # noqa: E402
 from evolab.llm import FakeBackend  # noqa: E402
-from evolab.testing.op_rates_stub import OperationRates  # noqa: E402
 from evolab.schema import RunConfig, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
+from evolab.testing.op_rates_stub import OperationRates  # noqa: E402
 
 HIDDEN_RATES = {"constraints": 0.8, "deepen": 0.5, "concretize": 0.35, "reasoning": 0.3, "complicate_input": 0.2,
                 "breadth": 0.1}

@@ -106,9 +106,9 @@ def synthetic_nodes(n: int, run_id: str, seed: int = 0):
 
 
 def build_store(db: Path, n: int) -> str:
-    from evolab.text.complexity import complexity_scores
     from evolab.schema import LLMCall, RunConfig, Score, Seed
     from evolab.store import Store
+    from evolab.text.complexity import complexity_scores
 
     store = Store(db)
     run_id = "bench"
@@ -148,9 +148,10 @@ def analyse(db: Path, run_id: str, stage: str, embedder_name: str | None = None)
         times[name] = times.get(name, 0.0) + now - t
         t = now
 
-    from evolab.analysis import frames as analysis, viz
-    from evolab.embeddings import embed, novelty
+    from evolab.analysis import frames as analysis
+    from evolab.analysis import viz
     from evolab.analysis.report import write_report
+    from evolab.embeddings import embed, novelty
     from evolab.store import Store
 
     times["python start + imports"] = time.perf_counter() - T_START

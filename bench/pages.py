@@ -25,8 +25,8 @@ PAGES = ["pages/seeds.py", "pages/evolve.py", "pages/runs.py", "pages/lineage.py
 
 
 def build_store(path: str, n_seeds: int, rounds: int, fanout: int) -> tuple[str, int]:
-    from evolab.llm import FakeBackend
     from evolab.engine.pipeline import create_run, run_sync
+    from evolab.llm import FakeBackend
     from evolab.schema import RunConfig
     from evolab.seeds.files import load_example
     from evolab.store import Store

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evolab.embeddings.novelty import ROUGE_L_MAX, rouge_l_scores  # noqa: E402
 from evolab.schema import Seed  # noqa: E402
-from evolab.seeds.lint import lint_seeds  # noqa: E402
 from evolab.seeds.files import load_example  # noqa: E402
+from evolab.seeds.lint import lint_seeds  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 0) -> list[Seed]:

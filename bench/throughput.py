@@ -36,8 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evolab.llm import FakeBackend, OpenAICompatibleBackend  # noqa: E402
 from evolab.engine.pipeline import create_run, run_sync  # noqa: E402
+from evolab.llm import FakeBackend, OpenAICompatibleBackend  # noqa: E402
 from evolab.schema import RunConfig, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
 

@@ -20,9 +20,9 @@ HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
 from evolab.cli.main import main  # noqa: E402
+from evolab.engine.operations import load_template  # noqa: E402
 from evolab.llm.fake import given_prompt, scripted_reply  # noqa: E402
 from evolab.testing.stub_server import StubServer  # noqa: E402
-from evolab.engine.operations import load_template  # noqa: E402
 
 LEAKY = ('- Write only the new instruction. Do not explain it, and do not mention these rules or the words '
          '"given prompt" or "rewritten prompt".')

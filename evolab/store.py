@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import uuid

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common as app_common
-from evolab.analysis import frames as analysis, viz
+from evolab.analysis import frames as analysis
+from evolab.analysis import viz
 from evolab.app import support as app_support
 from evolab.audit import judge, review
+from ui import common as app_common
 
 db = app_common.store()
 settings = app_common.settings()

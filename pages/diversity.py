@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common as app_common
-from evolab.app import support as app_support
-from evolab.embeddings import embed, calibration as embed_calibration
 from evolab.analysis import viz
+from evolab.app import support as app_support
+from evolab.embeddings import calibration as embed_calibration
+from evolab.embeddings import embed
+from ui import common as app_common
 
 db = app_common.store()
 st.title("Diversity")

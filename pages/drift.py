@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common as app_common
+from evolab.analysis import frames as analysis
+from evolab.analysis import opstats, viz
 from evolab.engine import adaptive, checking
-from evolab.analysis import frames as analysis, opstats, viz
+from ui import common as app_common
 
 db = app_common.store()
 st.title("Drift")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common as app_common
+from evolab.analysis import viz
 from evolab.app import support as app_support
 from evolab.engine import pipeline
-from evolab.analysis import viz
 from evolab.llm.base import LLMError
 from evolab.schema import OPERATIONS, SEED
+from ui import common as app_common
 
 db = app_common.store()
 settings = app_common.settings()

@@ -6,11 +6,11 @@ import functools
 
 import streamlit as st
 
-from ui import common as app_common
 from evolab.app import support as app_support
 from evolab.engine import checking
 from evolab.export import formats as export
 from evolab.schema import RULES
+from ui import common as app_common
 
 db = app_common.store()
 st.title("Export")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common as app_common
-from evolab.app import support as app_support
 from evolab.analysis import viz
+from evolab.app import support as app_support
+from ui import common as app_common
 
 db = app_common.store()
 st.title("Lineage")

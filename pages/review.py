@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common as app_common
 from evolab.app import support as app_support
 from evolab.audit import review
+from ui import common as app_common
 
 db = app_common.store()
 st.title("Review")

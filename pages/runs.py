@@ -7,14 +7,15 @@ import time
 
 import streamlit as st
 
-from ui import common as app_common
-from evolab.app import support as app_support, worker
+from evolab.app import support as app_support
+from evolab.app import worker
+from evolab.app.tuning import chosen_templates, template_choices
 from evolab.engine import pipeline
 from evolab.engine.adaptive import REWARD_TEXT
 from evolab.engine.estimate import estimate_run
-from evolab.app.tuning import chosen_templates, template_choices
 from evolab.llm.ratelimit import describe as describe_limits
 from evolab.schema import RunConfig
+from ui import common as app_common
 
 db = app_common.store()
 settings = app_common.settings()

@@ -4,11 +4,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from evolab.app import support as app_support
+from evolab.seeds.files import (
+    EXAMPLE_SETS,
+    SeedFileError,
+    load_example,
+    load_seeds,
+    seeds_from_records,
+    seeds_to_records,
+)
 from ui import common as app_common
 from ui import seedcraft as seedcraft_ui
 from ui import seedsets as seedsets_ui
-from evolab.app import support as app_support
-from evolab.seeds.files import (EXAMPLE_SETS, SeedFileError, load_example, load_seeds, seeds_from_records, seeds_to_records)
 
 db = app_common.store()
 st.title("Seeds")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import common as app_common
+from evolab.app import tuning as tuning_app
 from evolab.audit import judge, tuning
 from evolab.engine import templates
-from evolab.app import tuning as tuning_app
 from evolab.engine.operations import LANGUAGES
 from evolab.schema import OPERATIONS
+from ui import common as app_common
 
 db = app_common.store()
 settings = app_common.settings()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evolab.text.complexity import complexity_scores
 from evolab.schema import OPERATIONS, LLMCall, Node, RunConfig, Score, Seed
 from evolab.store import Store
+from evolab.text.complexity import complexity_scores
 
 SEEDS = [
     Seed("Write a short poem about the sea."),

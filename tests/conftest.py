@@ -16,10 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` run without installing evolab
     sys.path.insert(0, str(ROOT))
 
-from evolab.llm import FakeBackend, OpenAICompatibleBackend  # noqa: E402
-from evolab.llm import pricing  # noqa: E402
-from evolab.testing.stub_server import StubServer  # noqa: E402
+from evolab.llm import (  # noqa: E402
+    FakeBackend,
+    OpenAICompatibleBackend,
+    pricing,  # noqa: E402
+)
 from evolab.store import Store  # noqa: E402
+from evolab.testing.stub_server import StubServer  # noqa: E402
 
 # The key variable tests use against the stub; its value is set for every test (see _test_environment).
 STUB_KEY_ENV = "EVOLAB_STUB_KEY"

@@ -9,14 +9,14 @@ from collections import Counter
 
 import pytest
 
+from evolab.cli.main import BadInput, _config, build_parser, main
 from evolab.engine import pipeline
 from evolab.engine.adaptive import AdaptiveOperations, ThompsonSampler, parse_ops_option, reward_for
-from evolab.cli.main import BadInput, _config, build_parser, main
-from evolab.llm import FakeBackend
-from evolab.testing.op_rates_stub import OperationRates, operation_of
 from evolab.engine.operations import get_operation, load_template
+from evolab.llm import FakeBackend
 from evolab.schema import OPERATIONS, RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.op_rates_stub import OperationRates, operation_of
 
 GOOD = "constraints"
 RATES = {op: (0.9 if op == GOOD else 0.1) for op in OPERATIONS}
@@ -249,6 +249,7 @@ def test_cli_run_with_ops_adaptive_then_runs_by_operation(tmp_path, capsys):
     """The whole path a user takes: `run --ops adaptive` on an endpoint (the stub, hidden rates), then
     `runs --by-operation` with the final posterior."""
     from conftest import STUB_KEY_ENV
+
     from evolab.testing.stub_server import StubServer
 
     seeds = tmp_path / "seeds.txt"

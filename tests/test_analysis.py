@@ -7,9 +7,9 @@ import pytest
 from analysis_fixtures import COST, DIFFICULTY_STEP, build_run
 
 from evolab.analysis import frames as analysis
-from evolab.text.complexity import METRICS, measure
 from evolab.schema import RULES, Node, RunConfig, Seed
 from evolab.store import NODE_FIELDS
+from evolab.text.complexity import METRICS, measure
 
 
 @pytest.fixture

@@ -19,19 +19,20 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import streamlit as st
+from conftest import STUB_KEY, STUB_KEY_ENV, openai_backend_for
 from streamlit.testing.v1 import AppTest
 
-from ui import common as app_common
-from conftest import STUB_KEY, STUB_KEY_ENV, openai_backend_for
-from evolab.app import support as app_support, worker
-from evolab.engine import pipeline
+from evolab.app import support as app_support
+from evolab.app import worker
 from evolab.app.support import Settings
+from evolab.engine import pipeline
 from evolab.llm.fake import scripted_reply
 from evolab.llm.local import NOTICE
-from evolab.testing.stub_server import StubServer
 from evolab.schema import KEPT, PENDING, Node, RunConfig, Score, Seed
 from evolab.seeds.files import load_example
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
+from ui import common as app_common
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 MODEL = "gpt-4o-mini"

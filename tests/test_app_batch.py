@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-from evolab.app import support as app_support, worker
+from test_app import _app_env, _fresh_resources, _navigation_mode, button, open_page, stub_module, stub_settings, texts  # noqa: F401
+
+from evolab.app import support as app_support
+from evolab.app import worker
 from evolab.engine import pipeline
-from evolab.testing.stub_server import StubServer
 from evolab.schema import Seed
 from evolab.store import Store
-from test_app import (_app_env, _fresh_resources, _navigation_mode, button, open_page, stub_module,  # noqa: F401
-                      stub_settings, texts)
+from evolab.testing.stub_server import StubServer
 
 
 def test_runs_page_starts_a_batch_run_and_cancels_its_job(tmp_path):

@@ -4,8 +4,7 @@ named under the map), and the warning back only when the user forces the English
 from __future__ import annotations
 
 import pytest
-from test_app import (_app_env, _fresh_resources, _navigation_mode, open_page, stub_module,  # noqa: F401 (fixtures)
-                      texts)
+from test_app import _app_env, _fresh_resources, _navigation_mode, open_page, stub_module, texts  # noqa: F401 (fixtures)
 
 from evolab.embeddings import embed
 from evolab.engine import pipeline

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401 (fixtures)
 
 from ui import common as app_common
-from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

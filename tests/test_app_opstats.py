@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import STUB_KEY, STUB_KEY_ENV, openai_backend_for
+from test_app import (  # noqa: F401
+    _app_env,
+    _fresh_resources,
+    _navigation_mode,
+    button,
+    clean,
+    open_page,
+    stub_module,
+    stub_settings,
+    texts,
+    wait_for_worker,
+)
+
 from evolab.engine import pipeline
-from evolab.testing.op_rates_stub import OperationRates
-from evolab.testing.stub_server import StubServer
 from evolab.schema import OPERATIONS, RunConfig, Seed
 from evolab.store import Store
-from test_app import (_app_env, _fresh_resources, _navigation_mode, button, clean, open_page,  # noqa: F401
-                      stub_module, stub_settings, texts, wait_for_worker)
+from evolab.testing.op_rates_stub import OperationRates
+from evolab.testing.stub_server import StubServer
 
 SEEDS = [Seed(f"Explain idea number {i} of basic physics in plain words.") for i in range(4)] + [
     Seed("바다에 대한 짧은 시를 쓰세요.", skill="writing")]

@@ -6,14 +6,13 @@ import dataclasses
 import json
 
 from streamlit.testing.v1 import AppTest
-
-from evolab.seeds import craft as seedcraft
-from evolab.testing.stub_server import StubServer
-from evolab.seeds.files import seeds_to_records
-from test_app import (APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module,  # noqa: F401
-                      stub_settings, texts)
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module, stub_settings, texts  # noqa: F401
 from test_seed_grow import RealisticGrowModel
 from test_seed_tag import tag_reply
+
+from evolab.seeds import craft as seedcraft
+from evolab.seeds.files import seeds_to_records
+from evolab.testing.stub_server import StubServer
 
 
 class CraftModel:

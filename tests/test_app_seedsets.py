@@ -7,12 +7,11 @@ import json
 
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module, stub_settings, texts  # noqa: F401
 
 from evolab.schema import Seed
 from evolab.seeds.files import seeds_to_records
 from evolab.store import Store
-from test_app import (APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module,  # noqa: F401
-                      stub_settings, texts)
 
 LINTED = [Seed("Explain what a bond is.", skill="finance"),  # no difficulty
           Seed("explain what a  bond is.", difficulty=3),  # a duplicate of row 1, with the difficulty it lacks

@@ -2,16 +2,16 @@
 probe's finding shown; an unreadable verdict is visible in the node view."""
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
-
 from conftest import STUB_KEY_ENV
+from streamlit.testing.v1 import AppTest
+from test_app import APP, _fresh_resources, _navigation_mode, button, stub_module  # noqa: F401 (fixtures)
+
 from evolab.app import support as app_support
 from evolab.engine import pipeline
 from evolab.llm import scripted_reply
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
-from test_app import APP, _fresh_resources, _navigation_mode, button, stub_module  # noqa: F401 (fixtures)
+from evolab.testing.stub_server import StubServer
 
 
 def test_structured_setting_is_kept_and_reaches_the_run_config(tmp_path, monkeypatch):

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import time
 
-from evolab.engine import pipeline
-from evolab.audit import tuning
-from evolab.app import tuning as tuning_app, worker
-from evolab.testing.stub_server import StubServer
-from evolab.schema import RunConfig, Seed
-from evolab.store import Store
-from test_app import (_app_env, _fresh_resources, _navigation_mode, button, clean, open_page,  # noqa: F401
-                      stub_module, stub_settings, texts)
+from conftest import STUB_KEY_ENV
+from test_app import (  # noqa: F401
+    _app_env,
+    _fresh_resources,
+    _navigation_mode,
+    button,
+    clean,
+    open_page,
+    stub_module,
+    stub_settings,
+    texts,
+)
 from test_tuning import CLEAN_LINE, LEAKY_LINE, SEEDS, Model
 
-from conftest import STUB_KEY_ENV
+from evolab.app import tuning as tuning_app
+from evolab.app import worker
+from evolab.audit import tuning
+from evolab.engine import pipeline
+from evolab.schema import RunConfig, Seed
+from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 
 def leaky_store(tmp_path, stub: StubServer, language: str = "en") -> tuple[str, str]:

@@ -18,9 +18,9 @@ import pytest
 from evolab.engine import batch, pipeline
 from evolab.llm.fake import scripted_reply
 from evolab.llm.pricing import resolve_price
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [

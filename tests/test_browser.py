@@ -21,7 +21,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,7 +323,6 @@ def test_workbench_in_a_browser_on_the_embedded_model(app_server):
 def test_review_page_in_a_browser_keep_by_keyboard(app_server):
     """The Review page on a crafted run: the queue shows one node, the K shortcut keeps it, the next one shows."""
     from playwright.sync_api import sync_playwright
-
     from test_review import crafted_store
 
     store, run_id = crafted_store(app_server["db"])  # a crafted run in the app's store, beside any other

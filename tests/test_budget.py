@@ -11,16 +11,16 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, STUB_KEY_ENV, AllInFlight, openai_backend_for
+
 from evolab.app import support as app_support
 from evolab.engine import pipeline
 from evolab.engine.estimate import estimate_run, format_estimate
 from evolab.llm import BudgetExceeded, FakeBackend, LLMClient, pricing
 from evolab.llm.client import PriceUnknown
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 SEEDS = [Seed("Explain why the sky is blue."), Seed("Write a short poem about the sea."),
          Seed("Give three tips for learning a new language."), Seed("Describe how a bicycle gear system works."),

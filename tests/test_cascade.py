@@ -6,15 +6,15 @@ import asyncio
 from collections import Counter
 
 import pytest
-
 from conftest import openai_backend_for
+
 from evolab.app import support as app_support
 from evolab.engine import eliminator, pipeline
 from evolab.engine.eliminator import RESPONSE, Rule, StepContext, Verdict
 from evolab.llm import FakeBackend, scripted_reply
 from evolab.llm.fake import given_prompt
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
+from evolab.testing.stub_server import StubServer
 
 SEEDS = [
     Seed("Explain why the sky is blue."),
@@ -81,7 +81,8 @@ def test_a_custom_rule_takes_one_class_and_one_line_and_its_verdicts_are_stored_
 
 
 def test_a_custom_rule_can_be_switched_off_by_id(custom_rule, store):
-    from evolab.cli.main import _config as config_from_args, build_parser
+    from evolab.cli.main import _config as config_from_args
+    from evolab.cli.main import build_parser
 
     args = build_parser().parse_args(["run", "seeds.jsonl", "--rule-off", "quotes_price"])
     cfg = config_from_args(args)

@@ -14,10 +14,20 @@ import pytest
 from conftest import openai_backend_for
 
 from evolab.engine import checking
-from evolab.engine.checking import (CONSISTENT, INCONSISTENT, NOT_CHECKABLE, Reading, agree, compare, consistent_share, detect_checkable, extract_final_number)
+from evolab.engine.checking import (
+    CONSISTENT,
+    INCONSISTENT,
+    NOT_CHECKABLE,
+    Reading,
+    agree,
+    compare,
+    consistent_share,
+    detect_checkable,
+    extract_final_number,
+)
 from evolab.llm import LLMClient
-from evolab.testing.stub_server import StubServer
 from evolab.schema import Node, RunConfig, Seed
+from evolab.testing.stub_server import StubServer
 
 CORPUS = Path(__file__).parent / "data" / "checking" / "extraction.jsonl"
 ITEMS = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -425,8 +435,8 @@ def test_check_command_on_a_run_made_without_it(tmp_path, cli_env):
 
 def test_report_and_figure_show_the_share_per_round(store, tmp_path):
     from evolab.analysis import viz
-    from evolab.engine.checking import share_with_intervals
     from evolab.analysis.report import write_report
+    from evolab.engine.checking import share_with_intervals
 
     run_id = answered_run(store, {AGREES: "a", DISAGREES: "b"})
     node = store.get_node("n1")

@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import STUB_KEY, STUB_KEY_ENV
+
 from evolab.engine import pipeline
 from evolab.llm.fake import scripted_reply
-from evolab.testing.stub_server import StubServer
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_LINES = [

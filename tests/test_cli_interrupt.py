@@ -7,10 +7,11 @@ import subprocess
 import sys
 import threading
 
-from evolab.llm.fake import scripted_reply
-from evolab.testing.stub_server import StubServer
-from evolab.store import Store
 from test_cli import ROOT, SEED_LINES, _child_nodes, cli, env, stub_args  # noqa: F401  (env is a fixture)
+
+from evolab.llm.fake import scripted_reply
+from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 
 class _HoldAfterFirstChild:

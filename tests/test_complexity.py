@@ -1,12 +1,11 @@
 import math
 
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evolab.text.complexity import METRICS, complexity_index, complexity_scores, detect_language, measure
 from evolab.schema import Node
+from evolab.text.complexity import METRICS, complexity_index, complexity_scores, detect_language, measure
 
 
 def test_plain_instruction_has_no_cues():

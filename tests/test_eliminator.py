@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from conftest import openai_backend_for
+
 from evolab.engine import eliminator as el
 from evolab.engine import pipeline
 from evolab.llm import FakeBackend, LLMClient, LLMError, scripted_reply

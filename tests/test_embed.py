@@ -10,8 +10,8 @@ from conftest import STUB_KEY, STUB_KEY_ENV
 
 from evolab.analysis import frames as analysis
 from evolab.embeddings import embed
-from evolab.testing.stub_server import StubServer
 from evolab.store import Store, text_hash
+from evolab.testing.stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,10 @@ import pytest
 from conftest import STUB_KEY, STUB_KEY_ENV
 
 from evolab.cli import main as cli
-from evolab.embeddings import embed
 from evolab.embeddings import calibration as cal
-from evolab.testing.stub_server import StubServer
+from evolab.embeddings import embed
 from evolab.store import Store, text_hash
+from evolab.testing.stub_server import StubServer
 
 
 @pytest.fixture(scope="session")

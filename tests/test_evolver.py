@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from evolab.engine.evolver import evolve, parse_evolved
-from evolab.llm import FakeBackend, LLMClient
 from evolab.engine.operations import get_operation, load_template
+from evolab.llm import FakeBackend, LLMClient
 
 GOAL = "Write a haiku about autumn leaves that mentions a colour."
 

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import openai_backend_for
-from evolab.export import formats as export
+
 from evolab.engine import pipeline
+from evolab.export import formats as export
 from evolab.llm import scripted_reply
 from evolab.llm.fake import given_prompt
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [

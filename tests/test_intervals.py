@@ -6,9 +6,11 @@ import math
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from evolab.analysis import frames as analysis, viz
+from evolab.analysis import frames as analysis
+from evolab.analysis import viz
 
 
 @pytest.mark.parametrize("values", [[7.0], [1.0, 10.0]])

@@ -8,17 +8,17 @@ import subprocess
 import tomllib
 
 import pytest
-
 from conftest import ROOT, STUB_KEY, STUB_KEY_ENV, openai_backend_for
+
 from evolab.app import support as app_support
-from evolab.engine import pipeline
 from evolab.app.support import Settings
+from evolab.engine import pipeline
 from evolab.llm import LLMClient, LLMError, OpenAICompatibleBackend
 from evolab.llm.base import mask_secrets
 from evolab.llm.client import make_backend
 from evolab.llm.openai_backend import PLACEHOLDER_KEY, key_env_allowed, resolve_api_key
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
+from evolab.testing.stub_server import StubServer
 
 OPENAI_KEY = "sk-proj-realLookingKey0123456789"
 

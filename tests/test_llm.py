@@ -13,12 +13,11 @@ import time
 import uuid
 
 import pytest
-
 from conftest import AllInFlight, openai_backend_for
-from evolab.llm import BudgetExceeded, LLMClient, LLMError, OpenAICompatibleBackend, scripted_reply
-from evolab.llm import pricing
-from evolab.testing.stub_server import StubServer, count_tokens, embedding_vector
+
+from evolab.llm import BudgetExceeded, LLMClient, LLMError, OpenAICompatibleBackend, pricing, scripted_reply
 from evolab.schema import RunConfig, Seed
+from evolab.testing.stub_server import StubServer, count_tokens, embedding_vector
 
 MSG = [{"role": "system", "content": "You are a helpful assistant."},
        {"role": "user", "content": "Explain photosynthesis in two sentences."}]
@@ -478,7 +477,6 @@ def test_requests_go_out_as_chat_completions_create_sends_them(stub):
     """The backend posts its own JSON body through the openai client (no SDK transform, no reply model): the
     same body, key and purpose header as chat.completions.create, and the same reading of the reply."""
     import openai
-
     from conftest import STUB_KEY
 
     messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Say hello, 안녕 — twice."}]

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 from evolab.llm import LLMClient, OpenAICompatibleBackend

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 from evolab.llm.local import LOCAL_MODEL_ALIAS, is_serving

@@ -6,8 +6,8 @@ import pytest
 from analysis_fixtures import build_run
 from nbclient import NotebookClient
 
-from evolab.testing.stub_server import StubServer
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "analysis.ipynb"

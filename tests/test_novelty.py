@@ -8,7 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evolab.embeddings import novelty
-from evolab.embeddings.novelty import (diversity_frame, group_diversity, is_novel, lcs_length, mark_duplicates, max_rouge_l, near_duplicate_pairs, rouge_l, rouge_l_keep, rouge_l_scores, tokenize)
+from evolab.embeddings.novelty import (
+    diversity_frame,
+    group_diversity,
+    is_novel,
+    lcs_length,
+    mark_duplicates,
+    max_rouge_l,
+    near_duplicate_pairs,
+    rouge_l,
+    rouge_l_keep,
+    rouge_l_scores,
+    tokenize,
+)
 
 
 def lcs_dp(a, b):

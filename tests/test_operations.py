@@ -10,7 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evolab.engine.operations import (INPUT_FORMATS, LANGUAGES, PROMPTS_DIR, Template, get_operation, input_formats, load_template, parse_operation_list, sample_operation)
+from evolab.engine.operations import (
+    INPUT_FORMATS,
+    LANGUAGES,
+    PROMPTS_DIR,
+    Template,
+    get_operation,
+    input_formats,
+    load_template,
+    parse_operation_list,
+    sample_operation,
+)
 from evolab.schema import OPERATIONS, RunConfig
 
 EVOLVING = list(OPERATIONS)

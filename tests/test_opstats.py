@@ -8,7 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from evolab.analysis import frames as analysis, opstats, viz
+from evolab.analysis import frames as analysis
+from evolab.analysis import opstats, viz
 from evolab.cli.main import main
 from evolab.schema import LLMCall, Node, RunConfig, Score, Seed
 from evolab.store import Store

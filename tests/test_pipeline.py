@@ -10,16 +10,16 @@ import time
 from collections import Counter
 
 import pytest
-
 from conftest import AllInFlight, openai_backend_for
+
 from evolab.engine import pipeline
-from evolab.llm import scripted_reply
-from evolab.llm.fake import given_prompt
-from evolab.testing.stub_server import StubServer
 from evolab.engine.operations import load_template
 from evolab.engine.responder import response_prompt
+from evolab.llm import scripted_reply
+from evolab.llm.fake import given_prompt
 from evolab.schema import OPERATIONS, RuleConfig, RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 SEEDS = [
     Seed("Explain why the sky is blue."),

@@ -12,14 +12,25 @@ import threading
 import time
 
 import pytest
-
 from conftest import ROOT, STUB_KEY_ENV, openai_backend_for
+
 from evolab.engine import pipeline
 from evolab.llm.client import LLMClient
-from evolab.llm.ratelimit import (MAX_COOLDOWN_S, Bucket, CallsStopped, HeaderLimit, RateLimiter, describe, estimate_prompt_tokens, parse_duration, parse_retry_after, read_ratelimit_headers)
-from evolab.testing.stub_server import StubServer, format_reset
+from evolab.llm.ratelimit import (
+    MAX_COOLDOWN_S,
+    Bucket,
+    CallsStopped,
+    HeaderLimit,
+    RateLimiter,
+    describe,
+    estimate_prompt_tokens,
+    parse_duration,
+    parse_retry_after,
+    read_ratelimit_headers,
+)
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer, format_reset
 
 
 class Clock:

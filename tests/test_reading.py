@@ -6,16 +6,16 @@ import asyncio
 import json
 
 import pytest
-
 from conftest import openai_backend_for
-from evolab.engine import eliminator, pipeline, scoring
-from evolab.text import reading
+
 from evolab.audit.judge import Item, Side, judge_item
+from evolab.engine import eliminator, pipeline, scoring
 from evolab.llm import FakeBackend, LLMClient, LLMError
 from evolab.llm.base import response_format
 from evolab.llm.client import structured_meta_key
-from evolab.testing.stub_server import StubServer
 from evolab.schema import Node, RunConfig, Seed
+from evolab.testing.stub_server import StubServer
+from evolab.text import reading
 
 
 def run(coro):

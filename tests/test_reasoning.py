@@ -7,15 +7,21 @@ import asyncio
 import json
 
 import pytest
-
 from conftest import openai_backend_for
+
 from evolab.app import support as app_support
 from evolab.engine import eliminator, pipeline
 from evolab.llm import LLMClient, pricing
 from evolab.llm.client import params_meta_key
-from evolab.llm.openai_backend import (DEFAULT_SAMPLING, MAX_COMPLETION_TOKENS, known_quirks, quirks_from_error, sampling_params)
-from evolab.testing.stub_server import StubServer
+from evolab.llm.openai_backend import (
+    DEFAULT_SAMPLING,
+    MAX_COMPLETION_TOKENS,
+    known_quirks,
+    quirks_from_error,
+    sampling_params,
+)
 from evolab.schema import RULES, RunConfig, Seed
+from evolab.testing.stub_server import StubServer
 
 MSG = [{"role": "user", "content": "Explain photosynthesis in two sentences."}]
 MAX_TOKENS_ERROR = ("Unsupported parameter: 'max_tokens' is not supported with this model. "

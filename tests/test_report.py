@@ -5,8 +5,8 @@ import pytest
 from analysis_fixtures import HashEmbedder, build_run
 from plotly.offline import get_plotlyjs
 
-from evolab.embeddings import embed
 from evolab.analysis.report import write_report
+from evolab.embeddings import embed
 from evolab.schema import RunConfig, Seed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from evolab.audit import judge, review
 from evolab.analysis import viz
+from evolab.audit import judge, review
 from evolab.schema import Node, RunConfig, Score, Seed
 from evolab.store import Store
 
@@ -315,11 +315,12 @@ def test_the_queue_reads_the_verdicts_a_real_run_stores(tmp_path):
     import hashlib
 
     from conftest import openai_backend_for
+
     from evolab.engine import pipeline
     from evolab.llm.fake import scripted_reply
-    from evolab.testing.stub_server import StubServer
     from evolab.schema import RuleConfig
     from evolab.seeds.files import load_example
+    from evolab.testing.stub_server import StubServer
 
     def handler(messages, purpose):
         # The equality question by its first message (the retry adds a stricter one: still unreadable).
@@ -371,6 +372,7 @@ def test_the_queue_reads_the_verdicts_a_real_run_stores(tmp_path):
 # -- the command line ---------------------------------------------------------------------------------------
 def test_cli_judge_prints_the_swap_counts_checked_answers_and_the_caveat(crafted, monkeypatch, capsys):
     from conftest import STUB_KEY, STUB_KEY_ENV
+
     from evolab.cli.main import main
     from evolab.testing.stub_server import StubServer
 

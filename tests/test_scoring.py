@@ -10,9 +10,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from evolab.engine import pipeline
+from evolab.engine.scoring import parse_score, score_difficulty, score_quality
 from evolab.llm import FakeBackend, LLMClient, LLMError, scripted_reply
 from evolab.schema import RuleConfig, RunConfig, Seed
-from evolab.engine.scoring import parse_score, score_difficulty, score_quality
 
 
 @pytest.mark.parametrize("text, low, high, expected", [

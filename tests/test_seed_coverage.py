@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from evolab.seeds import craft as seedcraft
-from evolab.schema import Seed
 from evolab.analysis.viz import coverage_figure, is_empty_figure
+from evolab.schema import Seed
+from evolab.seeds import craft as seedcraft
 
 SEEDS = [
     Seed("a", skill="math", difficulty=2), Seed("b", skill="math", difficulty=2), Seed("c", skill="math", difficulty=9),

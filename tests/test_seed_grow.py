@@ -9,17 +9,17 @@ import threading
 
 import numpy as np
 import pytest
-
 from conftest import STUB_KEY_ENV
-from evolab.seeds import craft as seedcraft
+
 from evolab.cli.main import main
 from evolab.llm.client import LLMClient
 from evolab.llm.openai_backend import OpenAICompatibleBackend
-from evolab.testing.stub_server import StubServer
-from evolab.text.replies import read_instruction_list
 from evolab.schema import RunConfig, Seed
+from evolab.seeds import craft as seedcraft
 from evolab.seeds.files import load_seeds
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
+from evolab.text.replies import read_instruction_list
 
 EN_SEEDS = [
     "Explain the difference between a Roth IRA and a traditional IRA.",

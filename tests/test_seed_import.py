@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from evolab.cli import main as cli
-from evolab.seeds.importing import parse_mapping, table_columns
-from evolab.seeds.files import SeedFileError, load_seeds
+from evolab.seeds.files import SeedFileError, load_seeds, table_columns
+from evolab.seeds.importing import parse_mapping
 
 ROWS = {
     "question": ["What is the net present value of a project?", "금리가 오르면 채권 가격은 왜 떨어지나요?",

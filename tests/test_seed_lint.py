@@ -14,8 +14,8 @@ import pytest
 from evolab.cli import main as cli
 from evolab.embeddings import embed
 from evolab.schema import Seed
-from evolab.seeds.lint import KINDS, Finding, apply_fix, lint_seeds
 from evolab.seeds.files import load_seeds
+from evolab.seeds.lint import KINDS, Finding, apply_fix, lint_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -261,7 +261,8 @@ NASTY = ["\u200b", "?", "!!!", "ㅋㅋㅋ", "a" * 5000, "NPV " * 3, "```\nprint(
 
 
 def test_lint_never_crashes_on_nasty_text():
-    from hypothesis import given, settings, strategies as text_st
+    from hypothesis import given, settings
+    from hypothesis import strategies as text_st
 
     pieces = text_st.sampled_from(NASTY) | text_st.text(max_size=60)
 

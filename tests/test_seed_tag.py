@@ -6,16 +6,16 @@ import asyncio
 import json
 
 import pytest
-
 from conftest import STUB_KEY_ENV
-from evolab.seeds import craft as seedcraft
+
 from evolab.llm.client import LLMClient
 from evolab.llm.openai_backend import OpenAICompatibleBackend
+from evolab.schema import Seed
+from evolab.seeds import craft as seedcraft
+from evolab.store import Store
 from evolab.testing.stub_server import StubServer
 from evolab.text.reading import NEW_SKILL, tag_kind
 from evolab.text.replies import read_tag
-from evolab.schema import Seed
-from evolab.store import Store
 
 SEEDS = [
     Seed("Calculate compound interest on $1,000 at 5% for 3 years.", skill="math", difficulty=3, language="en"),

@@ -6,16 +6,16 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from conftest import STUB_KEY_ENV
+
 from evolab.app import support as app_support
 from evolab.cli import main as cli
 from evolab.engine import pipeline
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.seeds.files import seeds_from_records
 from evolab.seeds.versions import diff_seed_sets, load_saved_set
 from evolab.store import MIGRATIONS, Store
+from evolab.testing.stub_server import StubServer
 
 
 def seeds(*rows) -> list[Seed]:

@@ -13,7 +13,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evolab.schema import Seed
-from evolab.seeds.files import (EXAMPLE_SETS, MAX_BYTES, SeedFileError, detect_language, example_path, format_summary, load_example, load_seeds, seeds_from_records, seeds_to_records, summarize)
+from evolab.seeds.files import (
+    EXAMPLE_SETS,
+    MAX_BYTES,
+    SeedFileError,
+    detect_language,
+    example_path,
+    format_summary,
+    load_example,
+    load_seeds,
+    seeds_from_records,
+    seeds_to_records,
+    summarize,
+)
 
 KO = "복리 이자가 무엇인지 초등학생도 이해할 수 있게 설명해 주세요."
 

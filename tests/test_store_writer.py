@@ -8,10 +8,11 @@ import threading
 import time
 
 from conftest import openai_backend_for
+
 from evolab.engine import pipeline
-from evolab.testing.stub_server import StubServer
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 LOCKER = """
 import sqlite3, sys, time

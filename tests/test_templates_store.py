@@ -6,9 +6,9 @@ import pytest
 
 from evolab.engine import templates
 from evolab.engine.operations import load_template
-from evolab.text.reading import TEMPLATE_CANDIDATES
 from evolab.schema import RunConfig
 from evolab.store import Store
+from evolab.text.reading import TEMPLATE_CANDIDATES
 
 KO_EXTRA = "\n- 숫자가 들어간 조건을 하나 넣으세요."
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import STUB_KEY_ENV
-from evolab.engine import pipeline, templates
+
 from evolab.audit import tuning
 from evolab.cli.main import main
-from evolab.llm import scripted_reply
-from evolab.testing.stub_server import StubServer
+from evolab.engine import pipeline, templates
 from evolab.engine.operations import load_template
+from evolab.llm import scripted_reply
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
+from evolab.testing.stub_server import StubServer
 
 # The shipped constraints templates name the leak words in a rule line; in this stub the model copies them.
 LEAKY_LINE = {"en": '- Write only the new instruction. Do not explain it, and do not mention these rules or the words '

@@ -4,7 +4,8 @@ import plotly.graph_objects as go
 import pytest
 from analysis_fixtures import build_run
 
-from evolab.analysis import frames as analysis, viz
+from evolab.analysis import frames as analysis
+from evolab.analysis import viz
 from evolab.schema import OPERATIONS
 
 

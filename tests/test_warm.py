@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401
+from test_cli import cli, env, stub_args  # noqa: F401 (fixtures)
 
 from evolab.analysis import frames as analysis
-from evolab.store import Store
-from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401
 from evolab.analysis.report import write_report
-from test_cli import cli, env, stub_args  # noqa: F401 (fixtures)
+from evolab.store import Store
 
 
 @pytest.fixture

@@ -475,8 +475,8 @@ def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = T
     """How often a person agreed with each rule and scorer on the Review page's audit sample (Drift, Compare,
     Review): the figure, the counts with 95% Wilson intervals, and which samples are too small to say anything.
     `frame`: the agreement already computed (`review.agreement_of`)."""
-    from evolab.audit import review
     from evolab.analysis import viz
+    from evolab.audit import review
 
     if frame is None:
         frame = review.agreement_of(*review_frames(db, run_ids), db.reviews(run_ids))

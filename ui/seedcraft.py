@@ -10,11 +10,11 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from ui import common as app_common
-from evolab.seeds import craft as seedcraft
 from evolab.analysis import viz
 from evolab.schema import Seed
+from evolab.seeds import craft as seedcraft
 from evolab.store import Store
+from ui import common as app_common
 
 SetTable = Callable[[list[Seed], str], None]
 

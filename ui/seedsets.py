@@ -8,12 +8,13 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from ui import common as app_common
-from evolab.seeds import importing as seedimport, lint as seedlint
 from evolab.schema import Seed
-from evolab.seeds.files import SeedFileError, load_seeds
+from evolab.seeds import importing as seedimport
+from evolab.seeds import lint as seedlint
+from evolab.seeds.files import SeedFileError, load_seeds, table_columns
 from evolab.seeds.versions import diff_seed_sets
 from evolab.store import Store, seed_set_hash
+from ui import common as app_common
 
 SetTable = Callable[[list[Seed], str], None]
 NONE = "(none)"
@@ -38,7 +39,7 @@ def import_panel(set_table: SetTable) -> None:
             st.caption("Choose a file or type a path: its columns appear here to map onto the seed fields.")
             return
         try:
-            columns = seedimport.table_columns(source, name)
+            columns = table_columns(source, name)
         except SeedFileError as e:
             st.error(str(e))
             return

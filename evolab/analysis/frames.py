@@ -10,14 +10,15 @@ Means come with 95% confidence intervals (Student's t; NaN bounds below two valu
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from evolab.text import complexity
+from evolab.embeddings import embed, novelty
 from evolab.schema import RULES, STATUSES
 from evolab.store import NODE_FIELDS, Store
+from evolab.text import complexity
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolab.embeddings.embed import Embedder
@@ -363,7 +364,6 @@ def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder
     Vectors come from the store's cache when present (only new texts are embedded); the map is cached
     by content in memory and in `<db>.umap/`.
     """
-    from evolab.embeddings import embed, novelty
 
     if nodes is None:
         nodes = nodes_frame(store, run_id)
@@ -393,7 +393,6 @@ def embedding_map(store: Store, run_id: str | Sequence[str], embedder: "Embedder
 def map_embedder(nodes: pd.DataFrame) -> "Embedder":
     """The embedder for a run's map: the same for the Diversity page, the report and the warm-up after
     a run, so each finds the vectors and the map the others cached."""
-    from evolab.embeddings import embed
 
     return embed.embedder_from_env(embed.node_texts(nodes) if nodes is not None and len(nodes) else None)
 
@@ -402,7 +401,6 @@ def map_work(store: Store, run_id: str, nodes: pd.DataFrame | None = None,
              embedder: "Embedder | None" = None) -> dict[str, int | bool]:
     """What opening the run's map still has to do: {"to_embed": texts without a cached vector,
     "to_fit": whether the UMAP map must be fitted}. Cheap: reads caches, computes nothing."""
-    from evolab.embeddings import embed
 
     nodes = nodes_frame(store, run_id) if nodes is None else nodes
     if nodes.empty:

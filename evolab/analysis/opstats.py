@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import pandas as pd
 
 from evolab.analysis import frames as analysis
+from evolab.engine.adaptive import PRIOR
 from evolab.schema import OPERATIONS, RULES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,7 +176,6 @@ def run_operation_table(store: "Store", run_id: str, by: Sequence[str] = ("round
 def final_weights(decisions: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Per language and operation: the posterior after every stored reward (prior Beta(1, 1)), with how often
     the operation was chosen."""
-    from evolab.engine.adaptive import PRIOR
 
     counts: dict[tuple[str, str], list[float]] = {}
     for d in decisions:

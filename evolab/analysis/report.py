@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evolab.analysis import frames as analysis, viz
+from evolab.analysis import frames as analysis
+from evolab.analysis import opstats, viz
 from evolab.audit import judge, review
 from evolab.embeddings import novelty
-from evolab.engine import adaptive
-from evolab.analysis import opstats
+from evolab.engine import adaptive, checking
 from evolab.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -197,7 +197,6 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
                      + ("</p>" if checked is None else ""))
 
     # -- checked answers (evolab/engine/checking.py) ------------------------------------------------------------
-    from evolab.engine import checking
 
     consistency = checking.share_with_intervals(checking.consistent_share(store, [run_id]))
     parts.append("<h2>Checked answers</h2>")

@@ -22,11 +22,18 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from evolab.llm.client import budget_price_problem, structured_meta_key
-from evolab.llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
-from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
+from evolab.analysis.report import write_report
+from evolab.audit import judge
+from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
+from evolab.engine.estimate import price_text as text
 from evolab.engine.pipeline import expected_steps
+from evolab.export.formats import count_selected, dataset_card, write_export
+from evolab.llm.client import LLMClient, budget_price_problem, make_backend, structured_meta_key
+from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
+from evolab.llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
+from evolab.llm.pricing import parse_price, resolve_price
 from evolab.schema import ELIMINATED, FAILED, KEPT, OPERATIONS, PENDING, SEED, Node, RunConfig, Seed
+from evolab.seeds.files import EXAMPLE_SETS, load_example, summarize
 from evolab.store import Store
 
 DEFAULT_DB = "evolab.db"
@@ -143,7 +150,6 @@ SeedSource = tuple[str, str]  # ("table", ""), ("set", name), ("example", name)
 
 
 def seed_sources(store: Store, table_seeds: list[Seed] | None = None) -> list[SeedSource]:
-    from evolab.seeds.files import EXAMPLE_SETS
 
     out: list[SeedSource] = []
     if table_seeds:
@@ -163,7 +169,6 @@ def seed_source_label(source: SeedSource, table_seeds: list[Seed] | None = None)
 
 
 def load_seed_source(store: Store, source: SeedSource, table_seeds: list[Seed] | None = None) -> list[Seed]:
-    from evolab.seeds.files import load_example
 
     kind, name = source
     if kind == "table":
@@ -175,7 +180,6 @@ def load_seed_source(store: Store, source: SeedSource, table_seeds: list[Seed] |
 
 def seed_counts(seeds: list[Seed]) -> dict[str, pd.DataFrame]:
     """Counts by skill, difficulty and language as small tables for the Seeds page."""
-    from evolab.seeds.files import summarize
 
     s = summarize(seeds)
 
@@ -282,14 +286,12 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
 
 def run_price(config: RunConfig):
     """The Price a run's calls are billed at (None: unknown)."""
-    from evolab.llm.pricing import resolve_price
 
     return resolve_price(config.model, price=config.price, prices_file=config.prices_file)
 
 
 def price_text(config: RunConfig) -> str:
     """Which price a run uses: the model id matched, per million in/out, and where it came from."""
-    from evolab.engine.estimate import price_text as text
 
     return text(run_price(config), config.model)
 
@@ -305,7 +307,6 @@ def budget_problems(config: RunConfig) -> list[str]:
 
 def parse_price_field(text: str) -> list[float] | None:
     """The Runs page's price field: "" -> None, "0.5, 1.5" -> [0.5, 1.5]; ValueError says what is wrong."""
-    from evolab.llm.pricing import parse_price
 
     return list(parse_price(text)) if (text or "").strip() else None
 
@@ -492,8 +493,6 @@ def start_judge(db_path: str, config: RunConfig, comparison: str, *, run_id: str
                 round_b: int | None = None, run_b: str | None = None, backend_factory: Any = None) -> BackgroundJob:
     """Judge two rounds of a run (round_a, round_b) or two runs (run_id vs run_b) in a worker thread;
     each judgment row is stored as it completes (store.judgments(comparison))."""
-    from evolab.audit import judge
-    from evolab.llm.client import LLMClient, make_backend
 
     with _JUDGE_LOCK:
         job = _JUDGE_JOBS.get(comparison)
@@ -533,7 +532,6 @@ def start_judge(db_path: str, config: RunConfig, comparison: str, *, run_id: str
 
 def judgments_table(rows: list[dict[str, Any]], store: Store) -> pd.DataFrame:
     """Stored judgment rows as the Compare page shows them: both orders' verdicts and the outcome."""
-    import json
 
     out = []
     for r in rows:
@@ -575,7 +573,6 @@ def export_filename(run: dict[str, Any] | str, fmt: str) -> str:
 def export_bytes(db_path: str, run_id: str, fmt: str, select: dict[str, Any]) -> bytes:
     """The export file, built when the download button is clicked (in Streamlit's download thread,
     so it opens its own connection)."""
-    from evolab.export.formats import write_export
 
     store = Store(db_path)
     buffer = io.StringIO()  # a download is handed to Streamlit whole; the CLI streams to a file
@@ -587,7 +584,6 @@ def export_bytes(db_path: str, run_id: str, fmt: str, select: dict[str, Any]) ->
 
 
 def card_bytes(db_path: str, run_id: str) -> bytes:
-    from evolab.export.formats import dataset_card
 
     store = Store(db_path)
     try:
@@ -598,7 +594,6 @@ def card_bytes(db_path: str, run_id: str) -> bytes:
 
 def report_bytes(db_path: str, run_id: str) -> bytes:
     """The HTML report of a run, written to a temporary file and read back."""
-    from evolab.analysis.report import write_report
 
     store = Store(db_path)
     try:
@@ -610,7 +605,6 @@ def report_bytes(db_path: str, run_id: str) -> bytes:
 
 
 def export_count(store: Store, run_id: str, select: dict[str, Any]) -> int:
-    from evolab.export.formats import count_selected
 
     return count_selected(store, run_id, **select)
 
@@ -642,7 +636,6 @@ def weights_from_frame(frame: pd.DataFrame) -> dict[str, float]:
 # -- batch jobs (issue 13, evolab/engine/batch.py) ----------------------------------------------------------------
 def batch_info(db: Store, run_id: str) -> dict[str, Any]:
     """The run's batch jobs for the Runs page: how many, the ones in progress, and one line to show."""
-    from evolab.engine.batch import batch_summary
 
     s = batch_summary(db, run_id)
     jobs, open_jobs = s["jobs"], [j for j in s["open"] if j["engine"] == "openai"]
@@ -661,13 +654,11 @@ def batch_info(db: Store, run_id: str) -> dict[str, Any]:
 
 def cancel_batches(db: Store, run_id: str) -> list[str]:
     """Cancel the run's jobs in progress (the Runs page's button); the worker polling them stops the run."""
-    from evolab.engine.batch import cancel_run_batches
 
     return cancel_run_batches(db, run_id)
 
 
 def batch_options() -> Any:
     """The app's batch settings: the CLI's defaults."""
-    from evolab.engine.batch import BatchOptions
 
     return BatchOptions()

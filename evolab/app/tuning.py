@@ -10,12 +10,13 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from evolab.audit import tuning
 from evolab.app.support import BackgroundJob
+from evolab.audit import tuning
+from evolab.engine.templates import SHIPPED, TemplateVersion, all_versions, versions
 from evolab.llm.base import Backend
+from evolab.llm.client import LLMClient, make_backend
 from evolab.schema import OPERATIONS, RunConfig
 from evolab.store import Store
-from evolab.engine.templates import SHIPPED, TemplateVersion, all_versions, versions
 
 _JOBS: dict[str, BackgroundJob] = {}
 _LOCK = threading.Lock()
@@ -125,7 +126,6 @@ def stop_tuning(session_id: str) -> bool:
 def start_compare(db_path: str, config: RunConfig, a: TemplateVersion, b: TemplateVersion,
                   backend_factory: Callable[[], Backend] | None = None) -> BackgroundJob:
     """Judge what two versions kept (tuning.compare_versions) with the sidebar's endpoint as the judge."""
-    from evolab.llm.client import LLMClient, make_backend
 
     def work(store: Store, j: BackgroundJob) -> dict[str, Any]:
         async def go() -> dict[str, Any]:

@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evolab.engine.pipeline import run_sync
 from evolab.llm.base import Backend
 from evolab.store import Store
 
@@ -44,7 +45,6 @@ def start(db_path: str, run_id: str, *, until_round: int | None = None,
           batch: Any = None) -> Job:
     """Start (or resume) a run in a worker thread; a run already running is returned as is. `batch`: a
     batch.BatchOptions to run each stage as a batch job (evolab/engine/batch.py)."""
-    from evolab.engine.pipeline import run_sync
 
     if warm_analysis is None:  # the app's warm-up switch covers this too
         warm_analysis = os.environ.get("EVOLAB_APP_WARMUP", "1") != "0"

@@ -28,9 +28,10 @@ import pandas as pd
 
 from evolab.llm.base import LLMError, Messages
 from evolab.llm.client import LLMClient
-from evolab.text.reading import PAIRWISE, ask
 from evolab.schema import Node
 from evolab.store import Store, text_hash
+from evolab.text.reading import PAIRWISE, ask
+from evolab.text.replies import read_pair_scores
 
 WIN, TIE, LOSE, UNKNOWN = "win", "tie", "lose", "unknown"
 POOL_STATUSES = ("seed", "kept")
@@ -96,7 +97,6 @@ def judge_messages(first: Side, second: Side, seed_instruction: str | None = Non
 def parse_scores(reply: str | None) -> tuple[float, float] | None:
     """The two scores (Assistant 1, Assistant 2), each 1-10, as a person reads them; None when unreadable
     (evolab.text.replies.read_pair_scores)."""
-    from evolab.text.replies import read_pair_scores
 
     return read_pair_scores(reply)
 

@@ -31,6 +31,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from evolab.audit.judge import position_swap_counts
+from evolab.engine.pipeline import override
 from evolab.schema import FAILED
 from evolab.stats import MAX_WIDTH, MIN_N, Z95, too_small, wilson_interval  # noqa: F401 (part of review's API)
 from evolab.store import Store
@@ -201,7 +203,6 @@ def record_review(store: Store, node_id: str, verdict: str, *, reasons: Iterable
         raise KeyError(f"No node {node_id!r} in {store.path}.")
     applied = False
     if apply and verdict != SKIP and node.round > 0:
-        from evolab.engine.pipeline import override
 
         override(store, node_id, verdict == KEEP, f"review{' by ' + reviewer if reviewer else ''}"
                  + (f": {note}" if note else ""))
@@ -323,7 +324,6 @@ def checked_share_line(frame: pd.DataFrame | None, label: str, run_id: str, roun
 def judge_footer(store: Store, rows: list[dict[str, Any]], sides: list[tuple[str, str, list[int] | None]]) -> list[str]:
     """What the CLI prints under a win rate: the position swap's counts, the checked-answer share of each side
     ((label, run id, rounds or None)), and what an LLM judge rates."""
-    from evolab.audit.judge import position_swap_counts
 
     swap = position_swap_counts(rows)
     lines = [f"position swap: the same verdict in both orders for {swap['same']} of {swap['both_read']} pair(s), "

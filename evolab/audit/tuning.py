@@ -27,17 +27,25 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from evolab.engine import pipeline
 from evolab.audit.judge import Item, Side, _normalise, judge_items, position_swap_counts, summarize_judgments
+from evolab.audit.review import wilson_interval
+from evolab.engine import pipeline
+from evolab.engine.operations import Template, get_operation, load_template
+from evolab.engine.templates import (
+    TemplateVersion,
+    check_placeholders,
+    find_version,
+    resolve,
+    save_version,
+    shipped_version,
+    unified_diff,
+)
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient, make_backend
-from evolab.engine.operations import Template, get_operation, load_template
-from evolab.text.reading import TEMPLATE_CANDIDATES, ask
-from evolab.audit.review import wilson_interval
 from evolab.schema import ELIMINATED, KEPT, Node, RunConfig, Seed
-from evolab.text.language import detect_language
 from evolab.store import Store, text_hash
-from evolab.engine.templates import (TemplateVersion, check_placeholders, find_version, resolve, save_version, shipped_version, unified_diff)
+from evolab.text.language import detect_language
+from evolab.text.reading import TEMPLATE_CANDIDATES, ask
 
 DEFAULT_CANDIDATES = 4
 DEFAULT_DEV_SEEDS = 20

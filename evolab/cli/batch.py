@@ -5,7 +5,20 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from evolab.engine.batch import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_MB, DEFAULT_MAX_REQUESTS, FALLBACKS
+from evolab.engine.batch import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_MB,
+    DEFAULT_MAX_REQUESTS,
+    FALLBACKS,
+    BatchOptions,
+    PollPolicy,
+    batch_summary,
+    cancel_run_batches,
+    export_requests,
+    import_results_file,
+    run_batched,
+)
+
 
 def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
     if new_run:
@@ -33,7 +46,6 @@ def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None
 
 def batch_options(args: argparse.Namespace) -> Any:
     """The batch.BatchOptions that --batch and its options ask for, or None without --batch."""
-    from evolab.engine.batch import BatchOptions, PollPolicy
 
     if not getattr(args, "batch", False):
         return None
@@ -55,7 +67,6 @@ def export_new_run(store: Any, run_id: str, out: str) -> int:
 
 def run_with_batches(store: Any, run_id: str, options: BatchOptions, until_round: int | None,
                      progress: Callable | None) -> str:
-    from evolab.engine.batch import run_batched
 
     return run_batched(store, run_id, options=options, until_round=until_round, progress=progress,
                        log=lambda msg: print(msg, file=sys.stderr))
@@ -94,7 +105,6 @@ def add_batch_commands(sub: Any, default_db: str, func_store: Callable, func_run
 
 
 def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    from evolab.engine.batch import cancel_run_batches
 
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
@@ -108,7 +118,6 @@ def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
 
 
 def _export(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    from evolab.engine.batch import export_requests
 
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
@@ -124,7 +133,6 @@ def _export(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
 
 
 def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    from evolab.engine.batch import import_results_file
 
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
@@ -140,7 +148,6 @@ def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
 
 
 def _status(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    from evolab.engine.batch import batch_summary
 
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)

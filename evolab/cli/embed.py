@@ -10,8 +10,12 @@ evolab/data/embedding_thresholds.json); maps, marks and seed lint on that databa
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from evolab.cli.common import BadInput, _store
 from evolab.embeddings import calibration as cal
+from evolab.embeddings import embed
+from evolab.store import Store
 
 
 def add_embed_parser(sub, default_db: str) -> None:
@@ -39,8 +43,6 @@ def add_embed_parser(sub, default_db: str) -> None:
 
 
 def _embedder(args: argparse.Namespace):
-    from evolab.embeddings import embed
-    from evolab.cli.main import BadInput
 
     try:
         return embed.make_embedder(args.model, base_url=args.base_url, api_key_env=args.api_key_env)
@@ -49,7 +51,6 @@ def _embedder(args: argparse.Namespace):
 
 
 def cmd_embed_calibrate(args: argparse.Namespace) -> int:
-    from evolab.cli.main import BadInput, _store
 
     embedder = _embedder(args)
     try:
@@ -72,10 +73,7 @@ def cmd_embed_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_embed_show(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from evolab.embeddings import embed
-    from evolab.store import Store
 
     name = args.model or embed.DEFAULT_MODEL_NAME
     if args.base_url or (args.model and Path(args.model).expanduser().is_dir()):

@@ -2,44 +2,54 @@
 
 Exit status: 0 success, 2 bad input (a message names the problem), 130 interrupted (Ctrl-C; resumable),
 1 anything else.
-Heavy imports (openai, torch) happen inside the commands so `--help` is instant.
+Heavy optional libraries (torch, sentence-transformers, umap) load inside the commands that need them, so
+`--help` starts fast.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 
-DEFAULT_DB = os.environ.get("EVOLAB_DB", "evolab.db")
+from tqdm import tqdm
 
-
-class BadInput(Exception):
-    """Raised for input problems: exit status 2."""
-
-
-def _store(path: str, must_exist: bool = True):
-    from evolab.store import Store
-
-    if must_exist and not Path(path).exists():
-        raise BadInput(f"No store at {path}: run `python -m evolab run SEEDS --db {path}` first.")
-    return Store(path)
-
-
-def _run_id(store, run_id: str | None) -> str:
-    if run_id:
-        if store.get_run(run_id) is None:
-            raise BadInput(f"No run {run_id!r} in {store.path}; `python -m evolab runs --db {store.path}` lists them.")
-        return run_id
-    latest = store.latest_run_id()
-    if latest is None:
-        raise BadInput(f"{store.path} has no runs yet.")
-    return latest
+from evolab.analysis.frames import warm_map
+from evolab.analysis.opstats import run_operation_table
+from evolab.analysis.report import write_report
+from evolab.app.support import seed_set_label
+from evolab.audit import judge
+from evolab.audit.review import agreement_text, judge_footer
+from evolab.cli.batch import add_batch_commands, add_batch_options, batch_options, export_new_run
+from evolab.cli.common import DEFAULT_DB, BadInput, _run_id, _store
+from evolab.cli.embed import add_embed_parser
+from evolab.cli.tune import add_tune_arguments, tune_command
+from evolab.engine.adaptive import parse_ops_option
+from evolab.engine.batch import BatchError
+from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share, parse_checked
+from evolab.engine.eliminator import rule_ids
+from evolab.engine.estimate import estimate_run, format_estimate
+from evolab.engine.pipeline import create_run, run_sync
+from evolab.engine.templates import parse_template_options
+from evolab.export.formats import write_export
+from evolab.llm.base import LLMError
+from evolab.llm.client import LLMClient, budget_price_problem, make_backend
+from evolab.llm.local import DEFAULT_PORT, LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS, LocalModelError, serve_forever
+from evolab.llm.pricing import PricesError, parse_price, price_table, resolve_price
+from evolab.llm.ratelimit import describe
+from evolab.schema import OPERATIONS, RunConfig
+from evolab.seeds.craft import GrowSpec, SeedcraftError, check_spec, grow_cli
+from evolab.seeds.files import SeedFileError, format_summary, load_seeds, summarize
+from evolab.seeds.importing import parse_mapping
+from evolab.seeds.lint import format_report, lint_seeds
+from evolab.seeds.versions import load_saved_set
+from evolab.store import Store
 
 
 def _load_seeds(path: str, mapping: str | None = None):
-    from evolab.seeds.importing import parse_mapping
-    from evolab.seeds.files import SeedFileError, load_seeds
 
     try:
         return load_seeds(path, mapping=parse_mapping(mapping) or None)
@@ -52,8 +62,6 @@ def _load_seeds(path: str, mapping: str | None = None):
 
 
 def _config(args: argparse.Namespace):
-    from evolab.engine.adaptive import parse_ops_option
-    from evolab.schema import OPERATIONS, RunConfig
 
     if args.rounds < 1:
         raise BadInput("--rounds must be at least 1.")
@@ -69,7 +77,6 @@ def _config(args: argparse.Namespace):
                     api_key_env=getattr(args, "api_key_env", None), rounds=args.rounds, fanout=args.fanout,
                     operation_weights=weights, operation_sampling=sampling, language=getattr(args, "language", "auto"))
     if not cfg.base_url:  # the embedded model: short replies so trying the workflow takes minutes
-        from evolab.llm.local import LOCAL_TOKEN_LIMITS
 
         for key, value in LOCAL_TOKEN_LIMITS.items():
             setattr(cfg, key, value)
@@ -94,7 +101,6 @@ def _config(args: argparse.Namespace):
     if getattr(args, "quality_filter", None) is not None:
         cfg.rules.quality_filter, cfg.rules.quality_min = True, args.quality_filter
     for rule in getattr(args, "rule_off", None) or []:
-        from evolab.engine.eliminator import rule_ids
 
         known = rule_ids() + ["equal_judge"]
         if rule not in known:
@@ -117,7 +123,6 @@ def _config(args: argparse.Namespace):
 def _price_options(args: argparse.Namespace, cfg) -> None:
     """--price IN,OUT, --prices FILE and --budget-tokens N into `cfg`; a bad price file, EVOLAB_PRICES or
     --price is bad input (exit 2)."""
-    from evolab.llm.pricing import PricesError, parse_price, price_table
 
     try:
         if getattr(args, "price", None):
@@ -135,15 +140,12 @@ def _price_options(args: argparse.Namespace, cfg) -> None:
 
 def _price_of(cfg):
     """The Price a run's calls will be billed at (None: unknown)."""
-    from evolab.llm.local import LOCAL_MODEL_ALIAS
-    from evolab.llm.pricing import resolve_price
 
     return resolve_price(cfg.model if cfg.base_url else LOCAL_MODEL_ALIAS, price=cfg.price, prices_file=cfg.prices_file)
 
 
 def _check_budget_price(cfg) -> None:
     """A dollar budget needs a price: without one the run does not start (exit 2, saying what to do)."""
-    from evolab.llm.client import budget_price_problem
 
     problem = budget_price_problem(cfg.model, cfg.budget_usd, _price_of(cfg))
     if problem:
@@ -152,13 +154,11 @@ def _check_budget_price(cfg) -> None:
 
 # -- commands -----------------------------------------------------------------------------------------
 def cmd_serve_local(args: argparse.Namespace) -> int:
-    from evolab.llm.local import serve_forever
 
     return serve_forever(args.port)
 
 
 def cmd_seeds_check(args: argparse.Namespace) -> int:
-    from evolab.seeds.files import format_summary, summarize
 
     seeds = _load_seeds(args.file, args.map)
     print(f"{args.file}: OK")
@@ -167,9 +167,7 @@ def cmd_seeds_check(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds_lint(args: argparse.Namespace) -> int:
-    import json
 
-    from evolab.seeds.lint import format_report, lint_seeds
 
     report = lint_seeds(_load_seeds(args.file, args.map), use_embeddings=not args.no_embed)
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else format_report(report, args.file))
@@ -178,7 +176,6 @@ def cmd_seeds_lint(args: argparse.Namespace) -> int:
 
 def cmd_seeds_grow(args: argparse.Namespace) -> int:
     """Grow a seed set Self-Instruct's way (evolab.seeds.craft); re-running the same command resumes the job."""
-    from evolab.seeds.craft import GrowSpec, SeedcraftError, check_spec, grow_cli
 
     seeds = _load_seeds(args.seeds)
     config = _config(args)
@@ -198,7 +195,6 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from evolab.engine.estimate import estimate_run, format_estimate
 
     seeds = _load_seeds(args.seeds, args.map)
     print(format_estimate(estimate_run(seeds, _config(args))))
@@ -207,7 +203,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 class _ProgressBar:
     def __init__(self) -> None:
-        from tqdm import tqdm
 
         self.bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)
 
@@ -215,7 +210,6 @@ class _ProgressBar:
         self.bar.total = p["expected"]
         self.bar.n = p["done"]
         s = p["by_status"]
-        from evolab.llm.ratelimit import describe
 
         limits = describe(p.get("limiter"))  # req/min, tok/min and the limit in force
         self.bar.set_postfix_str(f"kept {s.get('kept', 0)} elim {s.get('eliminated', 0)} "
@@ -229,7 +223,6 @@ class _ProgressBar:
 def _warm_map(store, run_id: str) -> None:
     """Embed the run and fit its Diversity map now (cached in the store), so the app's Diversity page
     and the report open at once; a failure only costs that head start."""
-    from evolab.analysis.frames import warm_map
 
     tty = sys.stderr.isatty()
 
@@ -253,10 +246,6 @@ def _warm_map(store, run_id: str) -> None:
 
 
 def _execute(store, run_id: str, until_round: int | None, warm: bool = True, batch=None) -> int:
-    from evolab.engine.batch import BatchError
-    from evolab.llm.base import LLMError
-    from evolab.llm.local import LocalModelError
-    from evolab.engine.pipeline import run_sync
 
     try:
         if batch is not None:  # --batch: each stage of a round as a batch job (evolab/cli/batch.py)
@@ -285,7 +274,6 @@ def _execute(store, run_id: str, until_round: int | None, warm: bool = True, bat
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evolab.engine.pipeline import create_run
 
     if bool(args.seeds) == bool(args.seed_set):
         raise BadInput("Give a seed file or --seed-set NAME (a set saved in the store), one of the two.")
@@ -295,14 +283,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     batch = _batch_options(args)  # a bad --batch-* value stops here, before a run is created
     store = _store(args.db, must_exist=seeds is None)
     if seeds is None:
-        from evolab.seeds.versions import load_saved_set
 
         try:
             seeds = load_saved_set(store, args.seed_set, args.seed_set_version)
         except KeyError as e:
             raise BadInput(e.args[0]) from None
     if args.template:  # --template OP=VERSION, resolved in this store (evolab/engine/templates.py)
-        from evolab.engine.templates import parse_template_options
 
         try:
             config.templates = parse_template_options(store, args.template)
@@ -314,13 +300,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     price = _price_of(config)
     print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
     if args.batch_export:  # the first stage's requests to a file, for vLLM run-batch (evolab/cli/batch.py)
-        from evolab.cli.batch import export_new_run
         return export_new_run(store, run_id, args.batch_export)
     return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=batch)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    import json
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
@@ -337,7 +321,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _batch_options(args: argparse.Namespace):
-    from evolab.cli.batch import batch_options
 
     try:
         return batch_options(args)
@@ -352,7 +335,6 @@ def _print_summary(store, run_id: str, status: str | None = None) -> None:
     print(f"{run_id}  {run['name']}  [{status or run['status']}]  model {run['config'].model}  "
           f"rounds {run['config'].rounds}")
     if run.get("seed_set"):
-        from evolab.app.support import seed_set_label
 
         print(f"  seeds: seed set {seed_set_label(run)}")
     print("  nodes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f" (total {s['nodes']})")
@@ -366,7 +348,6 @@ def _print_summary(store, run_id: str, status: str | None = None) -> None:
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store(args.db)
     if args.by_operation:  # what each operation did in one run (default: the latest)
-        from evolab.analysis.opstats import run_operation_table
 
         run_id = _run_id(store, args.run)
         print(run_operation_table(store, run_id, [] if args.split == "none" else [args.split]))
@@ -380,7 +361,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from evolab.export.formats import write_export
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
@@ -394,7 +374,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     select = dict(status=args.status, include_seeds=not args.no_seeds, min_scores=min_scores or None,
                   rules=args.rules.split(",") if args.rules else None)
     if args.consistent_only or args.checked:  # checked answers (evolab/engine/checking.py)
-        from evolab.engine.checking import parse_checked
 
         try:
             select["checked"] = parse_checked("consistent" if args.consistent_only else args.checked)
@@ -407,8 +386,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Checked answers (self-consistency) for a stored run: evolab/engine/checking.py."""
-    from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share
-    from evolab.llm.base import LLMError
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
@@ -434,12 +411,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     """Pairwise LLM judge, asked twice with the answers swapped (AlpaGasus / Vicuna)."""
-    import asyncio
-    import dataclasses
 
-    from evolab.audit import judge
-    from evolab.llm.base import LLMError
-    from evolab.llm.client import LLMClient, make_backend
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
@@ -482,7 +454,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
     print(f"{result['comparison']}: {result['n']} pairs judged twice with the answers swapped")
     for k in ("win", "tie", "lose", "unknown"):
         print(f"  A {k:8} {result[k]:5}  ({result[k + '_rate']:.0%})")
-    from evolab.audit.review import judge_footer  # swap counts, checked answers, what a judge rates (issue 12)
 
     sides = [("A", run_id, None), ("B", args.against, None)] if args.against else [
         (f"A (round {round_a})", run_id, [round_a]), (f"B (round {round_b})", run_id, [round_b])]
@@ -492,7 +463,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def cmd_agreement(args: argparse.Namespace) -> int:
     """How often a person agreed with each rule and scorer (reviews made on the app's Review page)."""
-    from evolab.audit.review import agreement_text
 
     store = _store(args.db)
     run_ids = [_run_id(store, r.strip()) for r in args.run.split(",")] if args.run else [_run_id(store, None)]
@@ -501,13 +471,11 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from evolab.cli.tune import tune_command
 
     return tune_command(args, _store(args.db))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from evolab.analysis.report import write_report
 
     store = _store(args.db)
     run_id = _run_id(store, args.run)
@@ -560,7 +528,6 @@ def _add_map_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from evolab.cli.batch import add_batch_commands, add_batch_options
 
     parser = argparse.ArgumentParser(prog="python -m evolab", description="evolab: evolve instruction data with "
                                      "Evol-Instruct, see what it did, export training data.")
@@ -704,14 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON-schema replies from the judge (default: the run's setting)")
     p.set_defaults(func=cmd_judge)
 
-    from evolab.cli.tune import add_tune_arguments  # template tuning (issue 11)
 
     p = sub.add_parser("tune", help="tune an operation's template on a run's failures (Auto Evol-Instruct); list, "
                                     "adopt and compare template versions")
     add_tune_arguments(p, DEFAULT_DB)
     p.set_defaults(func=cmd_tune)
 
-    from evolab.cli.embed import add_embed_parser  # per-model embedding thresholds (issue 14)
 
     add_embed_parser(sub, DEFAULT_DB)
 
@@ -734,7 +699,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "port", "unset") is None:
-        from evolab.llm.local import DEFAULT_PORT
         args.port = DEFAULT_PORT
     try:
         return int(args.func(args) or 0)

@@ -9,7 +9,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import sys
+
+from evolab.audit import tuning
+from evolab.cli.common import BadInput, _run_id
+from evolab.engine.templates import all_versions
+from evolab.llm.base import LLMError
+from evolab.llm.client import LLMClient, make_backend
+from evolab.schema import OPERATIONS
 
 
 def add_tune_arguments(p: argparse.ArgumentParser, db_default: str) -> None:
@@ -34,10 +43,7 @@ def add_tune_arguments(p: argparse.ArgumentParser, db_default: str) -> None:
 
 
 def tune_command(args: argparse.Namespace, store) -> int:
-    import asyncio
 
-    from evolab.audit import tuning
-    from evolab.cli.main import BadInput
 
     try:
         if args.list:
@@ -61,8 +67,6 @@ def tune_command(args: argparse.Namespace, store) -> int:
 
 
 def _start(store, args: argparse.Namespace) -> str:
-    from evolab.audit import tuning
-    from evolab.cli.main import BadInput, _run_id
 
     if not args.operation:
         raise BadInput("Name the operation to tune: --operation OP (e.g. constraints).")
@@ -88,7 +92,6 @@ def _print_progress(p: dict) -> None:
 
 
 def _adopt(store, result: dict, args: argparse.Namespace) -> int:
-    from evolab.audit import tuning
 
     sid = result["session"]["id"]
     idx = args.adopt
@@ -114,11 +117,8 @@ def _adopt(store, result: dict, args: argparse.Namespace) -> int:
 
 
 def _list(store, operation: str | None) -> int:
-    from evolab.schema import OPERATIONS
-    from evolab.engine.templates import all_versions
 
     if operation and operation not in OPERATIONS:
-        from evolab.cli.main import BadInput
         raise BadInput(f"Unknown operation {operation!r}; choose from {', '.join(OPERATIONS)}.")
     for v in all_versions(store):
         if operation and v.operation != operation:
@@ -129,13 +129,7 @@ def _list(store, operation: str | None) -> int:
 
 
 def _compare(store, args: argparse.Namespace) -> int:
-    import asyncio
-    import dataclasses
 
-    from evolab.audit import tuning
-    from evolab.cli.main import BadInput
-    from evolab.llm.base import LLMError
-    from evolab.llm.client import LLMClient, make_backend
 
     if not args.operation:
         raise BadInput("--compare needs the operation: --operation OP.")

@@ -31,8 +31,15 @@ import numpy as np
 import pandas as pd
 
 from evolab.embeddings.embed import E5_MODEL_NAME, Embedder, is_english_only
-from evolab.embeddings.thresholds import (FALLBACK_THRESHOLD, THRESHOLDS_PATH, ThresholdInfo,  # noqa: F401 (calibration's API)
-                                          from_store, save_to_store, shipped_thresholds, threshold_info)
+from evolab.embeddings.thresholds import (  # noqa: F401 (calibration's API)
+    FALLBACK_THRESHOLD,
+    THRESHOLDS_PATH,
+    ThresholdInfo,
+    from_store,
+    save_to_store,
+    shipped_thresholds,
+    threshold_info,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolab.store import Store

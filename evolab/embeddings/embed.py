@@ -23,12 +23,14 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from evolab.embeddings import thresholds
+from evolab.llm.openai_backend import resolve_api_key
 from evolab.store import Store, text_hash
+from evolab.text.language import detect_language
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -150,7 +152,6 @@ class OpenAIEmbedder:
         if self._client is None:
             import openai
 
-            from evolab.llm.openai_backend import resolve_api_key
 
             self._client = openai.OpenAI(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
                                          timeout=self.timeout_s, max_retries=self.max_retries)
@@ -284,7 +285,6 @@ def embedder_for_texts(texts: Iterable[str] | None = None) -> Embedder:
     multilingual-e5 when any is not (`seeds.detect_language`) or when the texts are not known."""
     if texts is None:
         return default_embedder()
-    from evolab.text.language import detect_language
 
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if texts and all(detect_language(t) == "en" for t in texts):

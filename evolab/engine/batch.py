@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from evolab.engine import eliminator
+from evolab.engine.pipeline import MAX_FAILED_STEPS_IN_A_ROW, Engine, RunStopped, expected_steps
 from evolab.llm.base import Backend, Completion, LLMError, Messages, mask_secrets
 from evolab.llm.client import LLMClient, make_backend, params_meta_key
+from evolab.llm.openai_backend import _count, _reasoning_tokens, quirks_from_error, resolve_api_key, sampling_params
 from evolab.llm.pricing import Price, resolve_batch_price
-from evolab.engine.pipeline import Engine, RunStopped, expected_steps
 from evolab.schema import LLMCall, Node, RunConfig
 from evolab.store import Store
 
@@ -78,7 +79,6 @@ class BatchRequest:
 def request_body(backend: Backend, messages: Messages, *, temperature: float, max_tokens: int,
                  response_format: dict[str, Any] | None = None) -> dict[str, Any]:
     """The chat body the online backend would post for this call (the model's parameter quirks included)."""
-    from evolab.llm.openai_backend import sampling_params
 
     quirks = set(getattr(backend, "param_quirks", None) or ())
     body: dict[str, Any] = {"model": backend.model, "messages": messages,
@@ -375,7 +375,6 @@ class OpenAIBatches:
     def __init__(self, config: RunConfig, timeout_s: float = 300.0):
         import openai
 
-        from evolab.llm.openai_backend import resolve_api_key
 
         if not config.base_url:
             raise BatchError("--batch needs an endpoint with a batch API (--base-url, e.g. https://api.openai.com/v1); "
@@ -456,7 +455,6 @@ def read_results(text: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
 
 def completion_from_body(body: dict[str, Any], model: str) -> Completion:
     """The Completion the online backend reads from the same chat body (text, usage, finish reason)."""
-    from evolab.llm.openai_backend import _count, _reasoning_tokens
 
     choice = body["choices"][0]
     usage = body.get("usage")
@@ -672,7 +670,6 @@ class _Stopped(Exception):
 
 
 def _finish(store: Store, run_id: str, config: RunConfig, result: PassResult, until_round: int | None) -> str:
-    from evolab.engine.pipeline import MAX_FAILED_STEPS_IN_A_ROW
 
     until = min(until_round or config.rounds, config.rounds)
     if result.stop_reason == "endpoint":
@@ -790,7 +787,6 @@ def _learn_param_quirks(store: Store, params_key: str | None, failed: dict[str, 
     """A line refused for a reasoning model's parameters ("Use 'max_completion_tokens' instead") teaches the
     quirk, as an online 400 does: the store remembers it for the endpoint and model, and the next pass's client
     loads it, so the resubmitted lines carry the right parameters."""
-    from evolab.llm.openai_backend import quirks_from_error
 
     learned = set().union(*(quirks_from_error(e) for e in failed.values())) if failed else set()
     if not learned or not params_key:

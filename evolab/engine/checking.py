@@ -26,6 +26,12 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from evolab.engine.responder import response_prompt
+from evolab.llm.base import BudgetExceeded, LLMError
+from evolab.llm.client import client_for, make_backend
+from evolab.stats import too_small, wilson_interval
+from evolab.text.language import detect_language
+
 CONSISTENT, INCONSISTENT, NOT_CHECKABLE = "consistent", "inconsistent", "not_checkable"
 CHECK_STATUSES = (CONSISTENT, INCONSISTENT, NOT_CHECKABLE)
 UNCHECKED = "unchecked"  # export filter value: nodes with no check row
@@ -209,7 +215,6 @@ def extract_final_number(answer: str, language: str | None = None) -> Reading:
     `answer_is` ("the answer is ..."), `conclusion` (the last "Therefore/Thus/So ..." or "따라서/즉 ..." sentence),
     `bold` (the last **bold** span with a number), `last_sentence` (the last sentence that has a number).
     Korean units (만/억/조/천/백) are turned into plain numbers: "1억 2천만 원" -> 120,000,000."""
-    from evolab.text.language import detect_language
 
     text = (answer or "").strip()
     if not text:
@@ -372,7 +377,6 @@ async def check_node(client: Any, node: Any, *, k: int = DEFAULT_K, temperature:
                      tolerance: float = TOLERANCE, max_tokens: int = 1024, salt: str = "") -> dict[str, Any]:
     """Check one answered node: detect, answer it k more times, compare. Returns the store row (not written).
     Raises the client's LLMError / BudgetExceeded (a failed sample is not a verdict: check it again later)."""
-    from evolab.engine.responder import response_prompt
 
     if k < 1:
         raise ValueError("k must be at least 1.")
@@ -400,7 +404,6 @@ async def check_in_run(store: Any, client: Any, node: Any, config: Any) -> str |
     """`run --check-answers`: check a kept node or an answered seed once (a node checked before is left alone),
     the row queued on the store's writer after the node's own. Returns the status, or None when nothing was
     stored (a sample call failed: `python -m evolab check` tries again). BudgetExceeded goes to the run."""
-    from evolab.llm.base import BudgetExceeded, LLMError
 
     if node.status not in ("seed", "kept") or not node.response or store.answer_check_status(node.id) is not None:
         return None
@@ -427,7 +430,6 @@ async def check_run(store: Any, client: Any, run_id: str, *, k: int = DEFAULT_K,
                     progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
     """Check every answered seed and kept node of a run that has no check yet; each row is written as it is
     done. Returns counts by status, plus `failed` (a sample call failed: nothing stored, check again later)."""
-    from evolab.llm.base import BudgetExceeded, LLMError
 
     counts = {s: 0 for s in CHECK_STATUSES} | {"failed": 0}
 
@@ -484,8 +486,6 @@ def check_run_sync(store: Any, run_id: str, *, k: int = DEFAULT_K, temperature: 
                    progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, int]:
     """`python -m evolab check`: check a stored run's answered seeds and kept nodes with the run's own endpoint
     and model (calls, cost, cache and rate limits as in the run; its budget holds)."""
-    from evolab.llm.client import make_backend
-    from evolab.llm.client import client_for
 
     run = store.get_run(run_id)
     if run is None:
@@ -529,7 +529,6 @@ def parse_checked(value: str | Iterable[str]) -> list[str]:
 def share_with_intervals(df: pd.DataFrame) -> pd.DataFrame:
     """`consistent_share` plus low / high (95% Wilson interval of the share, evolab.stats.wilson_interval) and
     too_small (fewer than stats.MIN_N compared items, or an interval wider than stats.MAX_WIDTH)."""
-    from evolab.stats import too_small, wilson_interval
 
     out = df.copy()
     bounds = [wilson_interval(int(c), int(n)) for c, n in zip(out["consistent"], out["checked"])]

@@ -14,9 +14,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
 
+from evolab.embeddings.novelty import max_rouge_l
+from evolab.engine.operations import load_template
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient
-from evolab.engine.operations import load_template
+from evolab.text.reading import EQUAL, ask
+from evolab.text.refusal import is_refusal
+from evolab.text.replies import read_equal
 
 if TYPE_CHECKING:
     from evolab.schema import Node, RunConfig, Score
@@ -98,7 +102,6 @@ def check_refusal(response: str, language: str = "en", *, max_words: int = 80) -
     """Paper rule 2: the answer refuses (an apology with inability, "I can't help with that",
     "답변을 드리기 어렵습니다") where it opens a short answer (< 80 words) or makes up most of it.
     An ordinary sentence that contains "cannot" or "할 수 없" is not a refusal (evolab.text.refusal)."""
-    from evolab.text.refusal import is_refusal
 
     refused, detail = is_refusal(response, _lang(language), max_words=max_words)
     return Verdict("refusal", not refused, detail)
@@ -118,7 +121,6 @@ def check_empty_response(response: str, language: str = "en") -> Verdict:
 # -- rule 1: the LLM equality judge ---------------------------------------------------------------------
 def parse_equal(text: str) -> bool | None:
     """True for Equal, False for Not Equal, None when the reply says neither (evolab.text.replies.read_equal)."""
-    from evolab.text.replies import read_equal
 
     return read_equal(text)
 
@@ -137,7 +139,6 @@ async def judge_equal(client: LLMClient, parent_instruction: str, child_instruct
                       language: str = "en", max_tokens: int = 16, node_id: str | None = None,
                       parent_input: str = "", child_input: str = "", temperature: float = 0.0) -> Verdict:
     """Paper rule 1: ask the model whether the two instructions (with their inputs) are equal."""
-    from evolab.text.reading import EQUAL, ask
 
     prompt = load_template("equal", language).render(first=with_input(parent_instruction, parent_input, language),
                                                       second=with_input(child_instruction, child_input, language))
@@ -160,7 +161,6 @@ async def judge_equal(client: LLMClient, parent_instruction: str, child_instruct
 # -- novelty and quality filters -------------------------------------------------------------------------
 def check_duplicate(instruction: str, others: list[str], *, rouge_l_max: float = 0.7) -> Verdict:
     """Self-Instruct's filter: drop an instruction whose ROUGE-L with any kept one exceeds 0.7."""
-    from evolab.embeddings.novelty import max_rouge_l
 
     score = max_rouge_l(instruction, others) if others else 0.0
     if score > rouge_l_max:

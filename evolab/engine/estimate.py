@@ -8,6 +8,7 @@ a cheap check eliminates it). Instructions grow by about 20 words a round (the t
 """
 from __future__ import annotations
 
+from evolab.engine.checking import detect_checkable
 from evolab.engine.operations import OPERATION_REGISTRY
 from evolab.llm.pricing import count_tokens, resolve_batch_price, resolve_price, tokenizer_for
 from evolab.schema import RunConfig, Seed
@@ -77,7 +78,6 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
 
 def _checkable_share(seeds: list[Seed]) -> float:
     """Share of seeds whose instruction asks for a number (their evolved children mostly do too)."""
-    from evolab.engine.checking import detect_checkable
 
     return sum(detect_checkable(s.instruction, input=s.input).checkable for s in seeds) / len(seeds)
 

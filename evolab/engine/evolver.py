@@ -9,9 +9,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from evolab.llm.client import LLMClient
 from evolab.engine.operations import Template, get_operation
+from evolab.llm.client import LLMClient
 from evolab.text.replies import read_evolved
+
 
 def parse_evolved(raw: str) -> tuple[str, str | None]:
     """(instruction, input or None); the instruction is "" when nothing usable was returned

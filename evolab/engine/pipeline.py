@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from evolab.engine import eliminator, evolver, responder, scoring
-from evolab.text.complexity import complexity_scores
-from evolab.llm.base import Backend, BudgetExceeded, LLMError
-from evolab.llm.client import LLMClient, client_for, make_backend
-from evolab.llm.ratelimit import CallsStopped
 from evolab.engine.adaptive import ADAPTIVE, AdaptiveOperations
 from evolab.engine.operations import sample_operation
 from evolab.engine.templates import run_templates
+from evolab.llm.base import Backend, BudgetExceeded, LLMError
+from evolab.llm.client import LLMClient, client_for, make_backend
+from evolab.llm.ratelimit import CallsStopped
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
+from evolab.text.complexity import complexity_scores
 
 UNREADABLE = "unreadable"
-from evolab.text.language import detect_language
+from evolab.engine.checking import check_in_run
 from evolab.store import Store
+from evolab.text.language import detect_language
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 REUSABLE = (KEPT, ELIMINATED)  # a resumed run retries failed and pending steps
@@ -180,7 +181,6 @@ class Engine:
         (evolab/engine/checking.py)."""
         if not self.config.check_answers:
             return
-        from evolab.engine.checking import check_in_run
 
         try:
             await check_in_run(self.store, self.client, node, self.config)

@@ -1,9 +1,9 @@
 """The responder: answers an instruction (with its input) with the LLM."""
 from __future__ import annotations
 
+from evolab.engine.operations import load_template
 from evolab.llm.base import Completion
 from evolab.llm.client import LLMClient
-from evolab.engine.operations import load_template
 
 
 def response_prompt(instruction: str, input: str = "", language: str = "en") -> str:

@@ -4,16 +4,16 @@ stricter retry (evolab.text.reading); a reply with no readable score is stored a
 says "unreadable"), never 0."""
 from __future__ import annotations
 
+from evolab.engine.operations import load_template
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient
-from evolab.engine.operations import load_template
-from evolab.text.reading import DIFFICULTY, QUALITY, ReplyKind, ask
 from evolab.schema import Score
+from evolab.text.reading import DIFFICULTY, QUALITY, ReplyKind, ask
+from evolab.text.replies import read_score
 
 
 def parse_score(text: str, low: float, high: float) -> float | None:
     """The score in [low, high] the reply gives, or None (evolab.text.replies.read_score)."""
-    from evolab.text.replies import read_score
 
     return read_score(text, low, high)
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
+from evolab.engine.checking import UNCHECKED, check_statuses, parse_checked
 from evolab.schema import KEPT, SEED, Node
 from evolab.store import Store
 
@@ -30,7 +32,6 @@ def iter_selected(store: Store, run_id: str, *, status: str = "kept", include_se
     wanted_rules = set(rules or ())
     check_filter = None
     if checked:
-        from evolab.engine.checking import UNCHECKED, check_statuses, parse_checked
 
         wanted_checks, statuses = set(parse_checked(checked)), check_statuses(store, run_id)
         check_filter = lambda n: statuses.get(n.id, UNCHECKED) in wanted_checks  # noqa: E731
@@ -100,7 +101,6 @@ def _answer_checks(store: Store, run_id: str, fmt: str) -> dict[str, str]:
     """node id -> answer check status, for lineage records."""
     if fmt != "lineage":
         return {}
-    from evolab.engine.checking import check_statuses
 
     return check_statuses(store, run_id)
 
@@ -203,5 +203,4 @@ def dataset_card(store: Store, run_id: str) -> str:
 
 
 def _ts(t: float) -> str:
-    import time
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))

@@ -10,12 +10,23 @@ import threading
 import time
 from typing import Any
 
-from evolab.schema import LLMCall, RunConfig
-from evolab.store import Store
-from evolab.llm.base import (BACKENDS, STRUCTURED_MODES, Backend, BudgetExceeded, Completion, LLMError, Messages, mask_secrets, response_format)
+from evolab.llm import openai_backend
+from evolab.llm.base import (
+    BACKENDS,
+    STRUCTURED_MODES,
+    Backend,
+    BudgetExceeded,
+    Completion,
+    LLMError,
+    Messages,
+    mask_secrets,
+    response_format,
+)
 from evolab.llm.local import LOCAL_MODEL_ALIAS, local_server
 from evolab.llm.pricing import Price, count_message_tokens, resolve_price
 from evolab.llm.ratelimit import RateLimited, RateLimiter, estimate_prompt_tokens
+from evolab.schema import LLMCall, RunConfig
+from evolab.store import Store
 
 # A 429/503 asking for a longer pause than this fails the call (a daily quota, not a busy minute).
 MAX_RETRY_AFTER_S = 300.0
@@ -61,7 +72,6 @@ def budget_price_problem(model: str, budget_usd: float | None, price: Price | No
 
 def make_backend(config: RunConfig) -> Backend:
     """The backend a run config names. No base URL means the embedded local model (started on demand)."""
-    from evolab.llm import openai_backend  # noqa: F401  (registers "openai")
 
     base_url = config.base_url
     if not base_url:

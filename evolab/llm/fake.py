@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import re
 import time
@@ -135,5 +136,4 @@ class FakeBackend:
 
 def lognormal_latency(median: float, sigma: float, rng: random.Random | None = None) -> Callable[[], float]:
     rng = rng or random.Random(0)
-    import math
     return lambda: rng.lognormvariate(math.log(median), sigma)

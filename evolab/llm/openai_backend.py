@@ -7,16 +7,24 @@ ratelimit.py). We turn a final failure into an LLMError with a message that says
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
-import time
-
-import json
 import re
+import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from evolab.llm.base import (_KNOWN_SECRETS, STRUCTURED_MODES, Completion, LLMError, Messages, mask_secrets, register_backend, response_format as format_for)
+from evolab.llm.base import (
+    _KNOWN_SECRETS,
+    STRUCTURED_MODES,
+    Completion,
+    LLMError,
+    Messages,
+    mask_secrets,
+    register_backend,
+)
+from evolab.llm.base import response_format as format_for
 from evolab.llm.ratelimit import RateLimited, RateLimiter, parse_retry_after
 
 # Many local servers ignore the key but the client insists on one.

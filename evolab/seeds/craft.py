@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -34,14 +35,15 @@ import numpy as np
 import pandas as pd
 
 from evolab.embeddings import novelty
-from evolab.text import replies
-from evolab.llm.base import BudgetExceeded, LLMError
-from evolab.llm.client import LLMClient
+from evolab.embeddings.embed import embed_texts, embedder_from_env, near_duplicate_threshold, node_text
 from evolab.engine.operations import load_template
-from evolab.text.reading import NEW_SKILL, ask, tag_kind
+from evolab.llm.base import BudgetExceeded, LLMError
+from evolab.llm.client import LLMClient, make_backend
 from evolab.schema import RunConfig, Seed
-from evolab.text.language import detect_language
 from evolab.store import Store, text_hash
+from evolab.text import replies
+from evolab.text.language import detect_language
+from evolab.text.reading import NEW_SKILL, ask, tag_kind
 
 MIN_SEEDS = 3
 HAND_EXAMPLES, GENERATED_EXAMPLES = 6, 2  # Self-Instruct: 8 in-context examples, 6 human-written and 2 generated
@@ -208,7 +210,6 @@ class _Pool:
     """Every seed a candidate is compared with: texts for ROUGE-L and their embedding matrix."""
 
     def __init__(self, texts: list[str], embedder: Any, store: Store | None):
-        from evolab.embeddings.embed import embed_texts
 
         self._embed = lambda items: embed_texts(items, embedder, store)
         self.texts = list(texts)
@@ -229,7 +230,6 @@ def prompt_lines(language: str) -> list[str]:
 def _filter(candidates: list[tuple[str, str]], pool: _Pool, language: str, threshold: float | None,
             store: Store | None) -> list[dict[str, Any]]:
     """Self-Instruct's filter, in order, each candidate against the pool and the ones kept before it."""
-    from evolab.embeddings.embed import node_text
 
     own_words = prompt_lines(language)
 
@@ -273,7 +273,6 @@ async def grow(store: Store, client: LLMClient, spec: GrowSpec, *, embedder: Any
     `max_calls` calls were made in this run (default: enough for n at a 1-in-3 keep rate, at least 10), the
     budget ran out or `stop_event` was set. `embedder`: "default" asks embed.embedder_from_env(); None skips the
     embedding filter (ROUGE-L only). Every call's candidates are in the store before the next call is made."""
-    from evolab.embeddings.embed import embedder_from_env, near_duplicate_threshold, node_text
 
     check_spec(spec)
     language = spec.resolved_language()
@@ -368,7 +367,6 @@ def grow_sync(store: Store, config: RunConfig, spec: GrowSpec, *, backend: Any =
 
 
 async def _with_client(config: RunConfig, backend: Any, work: Callable, store: Store, run_id: str | None) -> Any:
-    from evolab.llm.client import make_backend
 
     client = LLMClient(backend or make_backend(config), store, run_id=run_id, concurrency=config.concurrency,
                        budget_usd=config.budget_usd, budget_tokens=config.budget_tokens, structured=config.structured,
@@ -633,7 +631,6 @@ def proposals_frame(seeds: list[Seed], proposals: list[TagProposal]) -> pd.DataF
 def apply_tags(seeds: list[Seed], reviewed: pd.DataFrame | list[dict[str, Any]]) -> list[Seed]:
     """The seeds with the accepted rows' skill and difficulty (as the person left them in the table); rows not
     accepted change nothing. A difficulty outside 1-10 or not a number raises SeedcraftError naming the row."""
-    import dataclasses
 
     rows = reviewed.to_dict("records") if hasattr(reviewed, "to_dict") else list(reviewed)
     out = list(seeds)

@@ -116,6 +116,14 @@ def record_columns(source: Any, *, name: str | None = None, fmt: str | None = No
     return list(columns)
 
 
+def table_columns(source: Any, name: str | None = None) -> list[str]:
+    """The columns (or field names) of a seed table, for a mapping UI: a dataset, a CSV header, or the keys
+    of a JSON/JSONL file's objects (in first-seen order)."""
+    if seedimport.is_dataset(source, name):
+        return seedimport.read_dataset(source, name)[0]
+    return record_columns(source, name=name)
+
+
 def _read_bytes(source: Any, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "<upload>"

@@ -172,16 +172,6 @@ def _class_labels(features: Any) -> dict[str, list[str]]:
             if isinstance(spec, dict) and spec.get("_type") == "ClassLabel" and isinstance(spec.get("names"), list)}
 
 
-def table_columns(source: Any, name: str | None = None) -> list[str]:
-    """The columns (or field names) of a seed table, for a mapping UI: a dataset, a CSV header, or the keys
-    of a JSON/JSONL file's objects (in first-seen order)."""
-    from evolab.seeds import files as seeds_module
-
-    if is_dataset(source, name):
-        return read_dataset(source, name)[0]
-    return seeds_module.record_columns(source, name=name)
-
-
 # Column names other datasets use, tried (in order) after load_seeds' own names; only a mapping UI's defaults.
 _LIKELY_NAMES = {
     "instruction": ("question", "query", "task", "request", "text"),

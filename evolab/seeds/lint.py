@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from evolab.embeddings import embed, novelty
 from evolab.embeddings.embed import node_text
 from evolab.embeddings.novelty import ROUGE_L_MAX, rouge_l_scores, tokenize
 from evolab.schema import Seed
@@ -182,7 +183,6 @@ def _token_counts(texts: list[str]):
 
 
 def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: Any, notes: list[str]) -> list[Finding]:
-    from evolab.embeddings import embed, novelty
 
     try:
         embedder = embedder or embed.embedder_from_env(texts)  # MiniLM for an all-English set, else e5

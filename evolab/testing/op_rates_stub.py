@@ -20,8 +20,8 @@ import threading
 from collections import Counter
 
 from evolab.engine.operations import LANGUAGES, load_template
-from evolab.schema import OPERATIONS
 from evolab.llm.fake import given_prompt, scripted_reply
+from evolab.schema import OPERATIONS
 
 FAILURES = ("leak", "copy", "flat")
 # One added requirement per successful step; the difficulty judge counts them.

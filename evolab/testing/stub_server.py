@@ -65,12 +65,17 @@ import random
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
 from collections import deque
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from evolab.llm.fake import scripted_reply
 
 Handler = Callable[[list[dict[str, Any]], str], str]
 Fault = int | str
@@ -107,7 +112,6 @@ def _truncate(text: str, max_tokens: int) -> tuple[str, bool]:
 
 
 def _default_handler() -> Handler:
-    from evolab.llm.fake import scripted_reply
     return scripted_reply
 
 
@@ -127,7 +131,6 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (timeout) or a stub that is stopping: not worth a traceback.
-        import sys
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or self.stub._stopping.is_set():
             return
@@ -347,7 +350,6 @@ class StubServer:
                  rpm: float | None = None, tpm: float | None = None, window_s: float = 60.0,
                  ratelimit_headers: bool = False, ratelimit_retry_after: bool = True):
         if handler is None:
-            from evolab.llm.fake import scripted_reply
             handler = scripted_reply
         self.handler: Handler = handler
         self.latency = latency
@@ -803,8 +805,6 @@ def _check_fault(fault: Fault) -> Fault:
 
 def _multipart_file(content_type: str, raw: bytes) -> tuple[str, str, bytes]:
     """(purpose, filename, bytes) of a files-API upload (multipart/form-data with `purpose` and `file`)."""
-    from email.parser import BytesParser
-    from email.policy import HTTP
 
     if not content_type.startswith("multipart/form-data"):
         raise ValueError("Upload a file as multipart/form-data with the fields purpose and file.")

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from evolab.text import replies
 from evolab.llm.base import Messages
 from evolab.llm.client import LLMClient
+from evolab.text import replies
 
 JSON = "json"  # read from the structured reply
 TEXT = "text"  # read from free text
