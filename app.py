@@ -12,6 +12,7 @@ from ui import common as app_common  # noqa: E402
 
 app_common.ensure_frame()
 st.set_page_config(page_title="evolab", page_icon="🧬", layout="wide")
+app_common.load_plugins()  # before the pages: their lists of operations, rules and scorers
 
 pages = {
     "Prepare": [

@@ -10,28 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-# Operation names (DESIGN.md). `seed` marks round-0 nodes.
-IN_DEPTH_OPERATIONS = ("constraints", "deepen", "concretize", "reasoning", "complicate_input")
-IN_BREADTH_OPERATIONS = ("breadth",)
-OPERATIONS = IN_DEPTH_OPERATIONS + IN_BREADTH_OPERATIONS
-
 # Node status values.
 SEED, PENDING, KEPT, ELIMINATED, FAILED = "seed", "pending", "kept", "eliminated", "failed"
 STATUSES = (SEED, PENDING, KEPT, ELIMINATED, FAILED)
-
-# Elimination / failure rule ids (DESIGN.md).
-RULES = (
-    "truncated",  # the evolver's reply was cut at max_tokens (finish_reason "length"): not a whole instruction
-    "no_new_information",
-    "refusal",
-    "empty_response",
-    "prompt_leak",
-    "duplicate",
-    "low_quality",
-    "llm_error",
-    "unreadable",  # a judge's reply could be read neither as JSON nor as text, even after a stricter retry
-    "manual",  # discarded by hand in the step-through view
-)
 
 # LLM call purposes.
 PURPOSES = ("evolve", "respond", "equal", "difficulty", "quality", "judge", "grow", "tag", "optimize", "check")  # grow, tag: seedcraft; optimize: template tuning
@@ -113,7 +94,8 @@ class RunConfig:
     restrict_key_env: bool = False
     rounds: int = 4
     fanout: int = 1
-    operation_weights: dict[str, float] = field(default_factory=lambda: {op: 1.0 for op in OPERATIONS})
+    # operation -> weight; empty: every registered operation at weight 1 (create_run writes them out)
+    operation_weights: dict[str, float] = field(default_factory=dict)
     # "weights": sample by operation_weights; "adaptive": Thompson sampling among the operations with a positive
     # weight on the reward "kept and harder than its parent" (evolab/engine/adaptive.py, `--ops adaptive`)
     operation_sampling: str = "weights"
@@ -136,8 +118,8 @@ class RunConfig:
     prices_file: str | None = None  # a JSON price table that overrides the built-in one (--prices)
     language: str = "auto"  # auto | en | ko
     name: str | None = None
-    score_difficulty: bool = True
-    score_quality: bool = True
+    # the scorers (evolab.engine.scoring) a run uses; None: the registered defaults (create_run writes them out)
+    scorers: list[str] | None = None
     score_seeds: bool = True  # respond to and score round 0 too, as a baseline for drift
     timeout_s: float = 120.0
     max_retries: int = 6
@@ -147,6 +129,8 @@ class RunConfig:
     check_k: int = 3
     check_temperature: float = 0.7
     rules: RuleConfig = field(default_factory=RuleConfig)
+    # plugins whose operations, rules or scorers the run uses: [{"name", "source", "version", "provides"}]
+    plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,6 +141,10 @@ class RunConfig:
         rules = RuleConfig(**{k: v for k, v in (data.pop("rules", None) or {}).items()
                               if k in {f.name for f in dataclasses.fields(RuleConfig)}})
         known = {f.name for f in dataclasses.fields(cls)}
+        if "scorers" not in data and ("score_difficulty" in data or "score_quality" in data):
+            # a run stored before scorers were plugins: its two switches name the LLM scorers
+            data["scorers"] = ["complexity"] + [name for name in ("difficulty", "quality")
+                                                if data.get(f"score_{name}", True)]
         return cls(rules=rules, **{k: v for k, v in data.items() if k in known})
 
 

@@ -580,6 +580,17 @@ class Store:
                 "JOIN nodes n ON n.id = s.node_id WHERE n.run_id=?", (run_id,))
         return [Score(**dict(r)) for r in rows]
 
+    def score_means(self, run_id: str, metrics: list[str]) -> dict[str, tuple[float | None, int]]:
+        """Per metric: the mean of a run's scores that have a value, and how many there are."""
+        if not metrics:
+            return {}
+        marks = ",".join("?" * len(metrics))
+        rows = self.query(f"SELECT s.metric, AVG(s.value) AS mean, COUNT(s.value) AS n FROM scores s "
+                          f"JOIN nodes n ON n.id = s.node_id WHERE n.run_id=? AND s.metric IN ({marks}) "
+                          f"GROUP BY s.metric", (run_id, *metrics))
+        found = {r["metric"]: (r["mean"], r["n"]) for r in rows}
+        return {m: found.get(m, (None, 0)) for m in metrics}
+
     # -- calls ----------------------------------------------------------------------------------
     @staticmethod
     def _put_call(c: sqlite3.Connection, call: LLMCall) -> None:

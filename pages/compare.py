@@ -23,7 +23,7 @@ if not runs:
     st.stop()
 
 mode = st.radio("Compare", ["two rounds of one run", "two runs"], horizontal=True, key="compare_mode")
-metrics = list(analysis.DRIFT_METRICS)
+metrics = list(analysis.drift_metrics())
 
 if mode == "two rounds of one run":
     run = app_common.pick_run(db, key="compare_run", runs=runs)
@@ -71,7 +71,7 @@ cols = st.columns(len(metrics))
 for col, row in zip(cols, deltas.to_dict("records")):
     value = row["B mean"]
     delta = row["change (B - A)"]
-    col.metric(viz.METRIC_LABELS.get(row["metric"], row["metric"]), "–" if value != value else f"{value:.2f}",
+    col.metric(viz.metric_label(row["metric"]), "–" if value != value else f"{value:.2f}",
                None if delta != delta else f"{delta:+.2f}", help=f"A ({label_a}): {row['A mean']:.2f}, "
                                                                 f"n = {row['A n']} · B ({label_b}): n = {row['B n']}")
 st.dataframe(deltas, hide_index=True, width="stretch")

@@ -39,7 +39,7 @@ m[2].metric("Kept", f"{kept_share:.0%}" if kept_share == kept_share else "–")
 m[3].metric("Eliminated or failed", int(nodes["status"].isin(["eliminated", "failed"]).sum()))
 
 c1, c2 = st.columns(2)
-for i, metric in enumerate(analysis.DRIFT_METRICS):
+for i, metric in enumerate(analysis.drift_metrics()):
     with (c1 if i % 2 == 0 else c2):
         st.plotly_chart(viz.drift_figure(frame, metric), key=f"drift_{metric}")
 
@@ -75,7 +75,7 @@ if op_weights is not None:
 
 with st.expander("The numbers: per round and operation"):
     cols = ["round", "operation", "n", "kept", "eliminated", "failed", "eliminated_share"] + [
-        f"{m}_mean" for m in analysis.DRIFT_METRICS]
+        f"{m}_mean" for m in analysis.drift_metrics()]
     st.dataframe(frame[[c for c in cols if c in frame]], hide_index=True, width="stretch")
     st.dataframe(deltas, hide_index=True, width="stretch")
 

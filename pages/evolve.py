@@ -6,8 +6,9 @@ import streamlit as st
 from evolab.analysis import viz
 from evolab.app import support as app_support
 from evolab.engine import pipeline
+from evolab.engine.operations import operation_names
 from evolab.llm.base import LLMError
-from evolab.schema import OPERATIONS, SEED
+from evolab.schema import SEED
 from ui import common as app_common
 
 db = app_common.store()
@@ -76,7 +77,7 @@ with left:
     with st.container(border=True):
         st.markdown("**Evolve this node**")
         c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
-        op = c1.selectbox("Operation", ["sample"] + list(OPERATIONS), key="evolve_op",
+        op = c1.selectbox("Operation", ["sample"] + list(operation_names()), key="evolve_op",
                           format_func=lambda o: "sample one (by the run's weights)" if o == "sample" else o)
         go = c2.button("Evolve", key="evolve_go", type="primary", width="stretch")
         if go:

@@ -8,8 +8,8 @@ import streamlit as st
 
 from evolab.app import support as app_support
 from evolab.engine import checking
+from evolab.engine.eliminator import all_rule_ids
 from evolab.export import formats as export
-from evolab.schema import RULES
 from ui import common as app_common
 
 db = app_common.store()
@@ -36,7 +36,7 @@ with c2:
                       format_func=lambda s: {"kept": "the data set: kept nodes and answered seeds",
                                              "all": "every node (eliminated and failed too)"}[s])
     include_seeds = st.checkbox("Include the seeds (round 0)", True, key="export_seeds")
-    rules = st.multiselect("Only eliminated nodes with these rules (kept nodes always stay)", list(RULES),
+    rules = st.multiselect("Only eliminated nodes with these rules (kept nodes always stay)", list(all_rule_ids()),
                            key="export_rules", disabled=status != "all",
                            help="With every node: keep the kept ones plus those eliminated by the rules chosen.")
     t1, t2 = st.columns(2)

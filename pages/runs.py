@@ -13,6 +13,7 @@ from evolab.app.tuning import chosen_templates, template_choices
 from evolab.engine import pipeline
 from evolab.engine.adaptive import REWARD_TEXT
 from evolab.engine.estimate import estimate_run
+from evolab.engine.scoring import SCORERS
 from evolab.llm.ratelimit import describe as describe_limits
 from evolab.schema import RunConfig
 from ui import common as app_common
@@ -81,8 +82,10 @@ with new_col:
                                      key="run_max_evolve")
         if settings.uses_local_model:
             st.caption("Short limits for the embedded model, so trying the workflow takes minutes, not hours.")
-        score_difficulty = st.checkbox("Score difficulty (LLM, 1-10)", True, key="run_score_difficulty")
-        score_quality = st.checkbox("Score quality (LLM, 0-5)", True, key="run_score_quality")
+        st.markdown("**Scorers** (every node is measured by the ones ticked)")
+        scorers = [name for name, scorer in SCORERS.items()
+                   if st.checkbox(scorer.label or name, scorer.default, key=f"run_scorer_{name}",
+                                  help=(type(scorer).__doc__ or "").strip().split("\n")[0] or None)]
         equal_judge = st.checkbox("Ask the LLM whether a child equals its parent (paper rule 1)", True,
                                   key="run_equal_judge")
         dedup = st.checkbox("Drop near-duplicates inside the run (ROUGE-L > 0.7)", False, key="run_dedup")
@@ -112,7 +115,7 @@ with new_col:
             operation_weights=weights, operation_sampling="adaptive" if adaptive_ops else "weights",
             templates=chosen_templates(template_picks),
             name=name.strip() or None, max_tokens_respond=int(max_respond),
-            max_tokens_evolve=int(max_evolve), score_difficulty=score_difficulty, score_quality=score_quality,
+            max_tokens_evolve=int(max_evolve), scorers=list(scorers),
             rpm=int(rpm) or None, tpm=int(tpm) or None,
             check_answers=check_answers,
             rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,

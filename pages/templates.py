@@ -9,8 +9,7 @@ import streamlit as st
 from evolab.app import tuning as tuning_app
 from evolab.audit import judge, tuning
 from evolab.engine import templates
-from evolab.engine.operations import LANGUAGES
-from evolab.schema import OPERATIONS
+from evolab.engine.operations import LANGUAGES, operation_names
 from ui import common as app_common
 
 db = app_common.store()
@@ -21,7 +20,7 @@ st.caption("Each operation sends the model a prompt template. The shipped templa
            "and keeps the choice to you. Adopted versions can be picked per run (Runs page, or `--template OP=VERSION`).")
 
 c1, c2 = st.columns(2)
-operation = c1.selectbox("Operation", list(OPERATIONS), key="templates_op")
+operation = c1.selectbox("Operation", list(operation_names()), key="templates_op")
 language = c2.selectbox("Language", list(LANGUAGES), key="templates_lang",
                         format_func=lambda x: tuning.LANGUAGE_NAMES.get(x, x))
 

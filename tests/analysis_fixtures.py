@@ -2,7 +2,7 @@
 analysis, figure, judge and report tests can check numbers they can count by hand.
 
 Shape: 4 seeds (one Korean) in round 0; every seed and every kept node of round r gets two children in
-round r + 1 (operations cycle through OPERATIONS); child k (a global counter) is eliminated by
+round r + 1 (operations cycle through operation_names()); child k (a global counter) is eliminated by
 `refusal` when k % 5 == 3, by `no_new_information` when k % 7 == 5, fails with `llm_error` when
 k % 11 == 9, else kept. Difficulty rises by a fixed step per operation (`DIFFICULTY_STEP`).
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evolab.schema import OPERATIONS, LLMCall, Node, RunConfig, Score, Seed
+from evolab.engine.operations import operation_names
+from evolab.schema import LLMCall, Node, RunConfig, Score, Seed
 from evolab.store import Store
 from evolab.text.complexity import complexity_scores
 
@@ -112,7 +113,7 @@ def build_run(store: Store, *, rounds: int = 2, name: str = "sample", seeds: lis
         next_pool: list[tuple[Node, float]] = []
         for parent, pdiff in pool:
             for _ in range(fanout):
-                op = OPERATIONS[k % len(OPERATIONS)]
+                op = operation_names()[k % len(operation_names())]
                 status, rule = child_status(k)
                 clauses = CLAUSES_KO if parent.language == "ko" else CLAUSES
                 node = Node(id=f"{run_id}-n{k}", run_id=run_id, parent_id=parent.id, root_id=parent.root_id,

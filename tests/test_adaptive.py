@@ -12,14 +12,14 @@ import pytest
 from evolab.cli.main import BadInput, _config, build_parser, main
 from evolab.engine import pipeline
 from evolab.engine.adaptive import AdaptiveOperations, ThompsonSampler, parse_ops_option, reward_for
-from evolab.engine.operations import get_operation, load_template
+from evolab.engine.operations import get_operation, load_template, operation_names
 from evolab.llm import FakeBackend
-from evolab.schema import OPERATIONS, RunConfig, Seed
+from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 from evolab.testing.op_rates_stub import OperationRates, operation_of
 
 GOOD = "constraints"
-RATES = {op: (0.9 if op == GOOD else 0.1) for op in OPERATIONS}
+RATES = {op: (0.9 if op == GOOD else 0.1) for op in operation_names()}
 EN_SEEDS = [Seed(f"Explain idea number {i} of basic physics in plain words.") for i in range(24)]
 KO_SEEDS = [Seed(f"{i}번째 역사적 사건의 원인을 간단히 설명하세요.") for i in range(24)]
 
@@ -33,7 +33,7 @@ def adaptive_run(store, seeds, *, rounds=4, random_seed=0, concurrency=4, hidden
 
 # -- parsing ---------------------------------------------------------------------------------------------
 def test_ops_option_parses_adaptive_and_keeps_weights_as_before():
-    assert parse_ops_option("adaptive") == ({op: 1.0 for op in OPERATIONS}, "adaptive")
+    assert parse_ops_option("adaptive") == ({op: 1.0 for op in operation_names()}, "adaptive")
     assert parse_ops_option("Adaptive:constraints,deepen") == ({"constraints": 1.0, "deepen": 1.0}, "adaptive")
     assert parse_ops_option("constraints=2,breadth=1") == ({"constraints": 2.0, "breadth": 1.0}, "weights")
     with pytest.raises(ValueError, match="After 'adaptive:'"):
@@ -67,12 +67,12 @@ def test_reward_is_kept_and_harder_kept_alone_without_difficulty_and_failures_do
 
 
 def test_a_choice_is_a_function_of_the_posterior_the_seed_and_the_node_only():
-    a, b = ThompsonSampler(OPERATIONS, random_seed=7), ThompsonSampler(OPERATIONS, random_seed=7)
+    a, b = ThompsonSampler(operation_names(), random_seed=7), ThompsonSampler(operation_names(), random_seed=7)
     for _ in range(5):
         a.update("en", "deepen", 1.0)
         b.update("en", "deepen", 1.0)
     assert a.choose("node-1", "en") == b.choose("node-1", "en")
-    assert a.choose("node-1", "en") != ThompsonSampler(OPERATIONS, random_seed=8).choose("node-1", "en")
+    assert a.choose("node-1", "en") != ThompsonSampler(operation_names(), random_seed=8).choose("node-1", "en")
     # languages learn apart
     assert a.posterior("ko")["deepen"] == [1.0, 1.0] and a.posterior("en")["deepen"] == [6.0, 1.0]
 
@@ -80,7 +80,7 @@ def test_a_choice_is_a_function_of_the_posterior_the_seed_and_the_node_only():
 def test_the_sampler_alone_learns_the_better_arm():
     """Bernoulli rewards at 0.7 for deepen and 0.3 for the others, 400 seeded pulls: most of the last 100 pick
     deepen (uniform would pick it 1 in 6)."""
-    sampler, rng = ThompsonSampler(OPERATIONS, random_seed=3), random.Random(3)
+    sampler, rng = ThompsonSampler(operation_names(), random_seed=3), random.Random(3)
     picks = []
     for i in range(400):
         op = sampler.choose(f"n{i}", "en").operation
@@ -91,7 +91,7 @@ def test_the_sampler_alone_learns_the_better_arm():
 
 def test_the_stub_tells_operations_apart_in_both_languages():
     for lang in ("en", "ko"):
-        for op in OPERATIONS:
+        for op in operation_names():
             prompt, _ = get_operation(op).build_prompt("바다에 대한 시를 쓰세요." if lang == "ko" else "Write a poem.",
                                                        language=lang)
             assert operation_of(prompt) == op, (lang, op)
@@ -126,7 +126,7 @@ def test_every_decision_is_stored_with_the_posterior_and_draws_that_reproduce_it
     decisions = store.op_decisions(run_id)
     assert {d["node_id"] for d in decisions} == set(children)
     assert [d["seq"] for d in decisions] == list(range(len(decisions)))
-    sampler = ThompsonSampler(OPERATIONS, random_seed=0)
+    sampler = ThompsonSampler(operation_names(), random_seed=0)
     for d in decisions:
         node = children[d["node_id"]]
         assert d["operation"] == node.operation and d["language"] == node.language
@@ -141,11 +141,11 @@ def test_every_decision_is_stored_with_the_posterior_and_draws_that_reproduce_it
         earlier = sum(1 for e in decisions if e["seq"] < d["seq"] and e["language"] == d["language"])
         assert counted <= earlier
     # The final posterior is the prior plus every reward, per language.
-    final = AdaptiveOperations(store, run_id, OPERATIONS, 0).sampler
+    final = AdaptiveOperations(store, run_id, operation_names(), 0).sampler
     for lang in ("en", "ko"):
         wins = Counter(d["operation"] for d in decisions if d["language"] == lang and d["reward"] == 1.0)
         tries = Counter(d["operation"] for d in decisions if d["language"] == lang)
-        assert final.posterior(lang) == {op: [1.0 + wins[op], 1.0 + tries[op] - wins[op]] for op in OPERATIONS}
+        assert final.posterior(lang) == {op: [1.0 + wins[op], 1.0 + tries[op] - wins[op]] for op in operation_names()}
 
 
 def test_kept_children_that_rose_in_difficulty_earn_the_reward(store):
@@ -163,7 +163,7 @@ def test_kept_children_that_rose_in_difficulty_earn_the_reward(store):
 
 
 def test_without_difficulty_scores_the_reward_is_kept_alone(store):
-    run_id, backend = adaptive_run(store, EN_SEEDS[:6], rounds=2, score_difficulty=False)
+    run_id, backend = adaptive_run(store, EN_SEEDS[:6], rounds=2, scorers=["complexity", "quality"])
     pipeline.run_sync(store, run_id, backend=backend)
     nodes = {n.id: n for n in store.nodes(run_id)}
     for d in store.op_decisions(run_id):
@@ -197,11 +197,11 @@ def test_a_resumed_run_reads_its_decisions_back(tmp_path):
 
 def test_a_decided_node_keeps_its_operation_whatever_the_posterior_says_now(store):
     run_id, _ = adaptive_run(store, EN_SEEDS[:1])
-    first = AdaptiveOperations(store, run_id, OPERATIONS, 0)
+    first = AdaptiveOperations(store, run_id, operation_names(), 0)
     op = first.choose("node-x", "en")
     store.flush()
-    again = AdaptiveOperations(store, run_id, OPERATIONS, 0)
-    for other in OPERATIONS:  # a posterior that now strongly favours another operation
+    again = AdaptiveOperations(store, run_id, operation_names(), 0)
+    for other in operation_names():  # a posterior that now strongly favours another operation
         if other != op:
             for _ in range(50):
                 again.sampler.update("en", other, 1.0)

@@ -7,7 +7,8 @@ import pytest
 from analysis_fixtures import COST, DIFFICULTY_STEP, build_run
 
 from evolab.analysis import frames as analysis
-from evolab.schema import RULES, Node, RunConfig, Seed
+from evolab.engine.eliminator import all_rule_ids
+from evolab.schema import Node, RunConfig, Seed
 from evolab.store import NODE_FIELDS
 from evolab.text.complexity import METRICS, measure
 
@@ -79,7 +80,7 @@ def test_round_operation_counts(sample, nodes):
         row = g.iloc[0]
         assert row["kept"] == sum(n.status == "kept" for n in members)
         assert row["eliminated"] == sum(n.status == "eliminated" for n in members)
-        for rule in RULES:
+        for rule in all_rule_ids():
             assert row[f"rule_{rule}"] == sum(n.rule == rule for n in members)
         diffs = [sample.scores[n.id]["difficulty"] for n in members if "difficulty" in sample.scores[n.id]]
         if diffs:

@@ -9,7 +9,6 @@ from test_app import _app_env, _fresh_resources, _navigation_mode, button, open_
 
 from evolab.app import support as app_support
 from evolab.app import worker
-from evolab.engine import pipeline
 from evolab.schema import Seed
 from evolab.store import Store
 from evolab.testing.stub_server import StubServer

@@ -20,7 +20,8 @@ from test_app import (  # noqa: F401
 )
 
 from evolab.engine import pipeline
-from evolab.schema import OPERATIONS, RunConfig, Seed
+from evolab.engine.operations import operation_names
+from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 from evolab.testing.op_rates_stub import OperationRates
 from evolab.testing.stub_server import StubServer
@@ -34,7 +35,7 @@ def runs(tmp_path_factory):
     """One uniform and one adaptive 2-round run on the hidden-rates stub (English and Korean seeds)."""
     db = str(tmp_path_factory.mktemp("ops") / "ops.db")
     store = Store(db)
-    rates = {op: (0.9 if op == "constraints" else 0.2) for op in OPERATIONS}
+    rates = {op: (0.9 if op == "constraints" else 0.2) for op in operation_names()}
     ids = {}
     with pytest.MonkeyPatch.context() as mp, StubServer(handler=OperationRates(rates)) as stub:
         mp.setenv(STUB_KEY_ENV, STUB_KEY)
@@ -62,7 +63,7 @@ def test_drift_shows_what_each_operation_did(runs):
     at = open_page(db, "drift", query={"run": ids["weights"]})
     assert "What each operation did" in texts(at)
     ops_fig = spec(at, "drift_ops")
-    assert {t["name"] for t in ops_fig["data"]} <= set(OPERATIONS)
+    assert {t["name"] for t in ops_fig["data"]} <= set(operation_names())
     table = next(d.value for d in at.dataframe if "kept %" in getattr(d.value, "columns", []))
     children = [n for n in store.nodes(ids["weights"]) if n.round > 0]
     assert table["tried"].sum() == len(children)
@@ -84,9 +85,9 @@ def test_drift_shows_the_weights_of_an_adaptive_run(runs):
     weights = spec(at, "drift_op_weights")
     decisions = store.op_decisions(ids["adaptive"])
     lines = [t for t in weights["data"] if t.get("mode") == "lines"]
-    assert {t["name"] for t in lines} == set(OPERATIONS)
+    assert {t["name"] for t in lines} == set(operation_names())
     assert [a["text"] for a in weights["layout"]["annotations"]] == ["en", "ko"]  # one panel per language
-    assert len(weights["data"]) == 2 * 2 * len(OPERATIONS)  # a line and the chosen dots per operation and language
+    assert len(weights["data"]) == 2 * 2 * len(operation_names())  # a line and the chosen dots per operation and language
     assert {d["language"] for d in decisions} == {"en", "ko"}
 
 

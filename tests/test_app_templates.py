@@ -2,8 +2,6 @@
 page runs in the background and shows its candidates, one is adopted, and the Runs page offers it."""
 from __future__ import annotations
 
-import time
-
 from conftest import STUB_KEY_ENV
 from test_app import (  # noqa: F401
     _app_env,
@@ -31,7 +29,7 @@ def leaky_store(tmp_path, stub: StubServer, language: str = "en") -> tuple[str, 
     db = str(tmp_path / "tpl.db")
     store = Store(db)
     config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, api_key_env=STUB_KEY_ENV, rounds=1,
-                       operation_weights={"constraints": 1.0}, score_quality=False)
+                       operation_weights={"constraints": 1.0}, scorers=["complexity", "difficulty"])
     run_id = pipeline.create_run(store, [Seed(s) for s in SEEDS[language][:4]], config, name="leaky")
     assert pipeline.run_sync(store, run_id) == "finished"
     store.close()
@@ -114,7 +112,7 @@ def test_page_without_runs_and_without_failures(tmp_path):
     with StubServer() as stub:  # the cooperative scripted model: nothing is eliminated
         store = Store(db)
         config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, api_key_env=STUB_KEY_ENV, rounds=1,
-                           operation_weights={"constraints": 1.0}, score_quality=False)
+                           operation_weights={"constraints": 1.0}, scorers=["complexity", "difficulty"])
         pipeline.run_sync(store, pipeline.create_run(store, [Seed(SEEDS["en"][0])], config))
         store.close()
     at = open_page(db, "templates")

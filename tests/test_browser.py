@@ -241,7 +241,7 @@ def test_workbench_in_a_browser_on_the_embedded_model(app_server):
             ui.number("Concurrency (requests in flight)", 2)
             ui.page.get_by_text("Answers, judges and rules").click()
             ui.number("Max tokens of an answer", 96)
-            ui.page.get_by_text("Score quality (LLM, 0-5)").click()
+            ui.page.get_by_text("Quality (LLM, 0-5)", exact=True).click()
             ui.settle()
             ui.text("for 2 seeds × 2 rounds")
             ui.click("Start run")

@@ -2,7 +2,6 @@
 quality filter's missing scores."""
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest

@@ -10,9 +10,10 @@ from conftest import openai_backend_for
 
 from evolab.engine import eliminator as el
 from evolab.engine import pipeline
+from evolab.engine.eliminator import all_rule_ids
 from evolab.llm import FakeBackend, LLMClient, LLMError, scripted_reply
 from evolab.llm.fake import given_prompt
-from evolab.schema import RULES, RuleConfig, RunConfig, Seed
+from evolab.schema import RuleConfig, RunConfig, Seed
 
 
 # -- cheap checks ---------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_every_verdict_is_stored_with_its_rule_and_a_detail(stub, store):
     for marker, node in kids.items():
         verdicts = rows[node.id]
         assert all(s.detail for s in verdicts), marker
-        assert {s.metric for s in verdicts} <= {f"rule:{r}" for r in RULES}
+        assert {s.metric for s in verdicts} <= {f"rule:{r}" for r in all_rule_ids()}
         if node.status == "eliminated":
             (failed,) = [s for s in verdicts if s.value == 0.0]  # the first failed rule ends the checks
             assert failed.metric == f"rule:{node.rule}" and failed.detail == node.detail

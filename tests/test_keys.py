@@ -8,7 +8,7 @@ import subprocess
 import tomllib
 
 import pytest
-from conftest import ROOT, STUB_KEY, STUB_KEY_ENV, openai_backend_for
+from conftest import ROOT, STUB_KEY, openai_backend_for
 
 from evolab.app import support as app_support
 from evolab.app.support import Settings

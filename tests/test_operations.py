@@ -18,12 +18,13 @@ from evolab.engine.operations import (
     get_operation,
     input_formats,
     load_template,
+    operation_names,
     parse_operation_list,
     sample_operation,
 )
-from evolab.schema import OPERATIONS, RunConfig
+from evolab.schema import RunConfig
 
-EVOLVING = list(OPERATIONS)
+EVOLVING = list(operation_names())
 
 
 def test_a_default_run_samples_the_papers_six_operations_evenly():

@@ -13,11 +13,11 @@ import pytest
 from conftest import AllInFlight, openai_backend_for
 
 from evolab.engine import pipeline
-from evolab.engine.operations import load_template
+from evolab.engine.operations import load_template, operation_names
 from evolab.engine.responder import response_prompt
 from evolab.llm import scripted_reply
 from evolab.llm.fake import given_prompt
-from evolab.schema import OPERATIONS, RuleConfig, RunConfig, Seed
+from evolab.schema import RuleConfig, RunConfig, Seed
 from evolab.store import Store
 from evolab.testing.stub_server import StubServer
 
@@ -80,7 +80,7 @@ def check_lineage(nodes) -> None:
         parent = by_id[n.parent_id]  # every parent exists
         assert parent.round < n.round  # rounds increase along every path
         assert n.root_id == parent.root_id and by_id[n.root_id].round == 0
-        assert n.operation in OPERATIONS
+        assert n.operation in operation_names()
         assert n.status in ("kept", "eliminated", "failed")
 
 
@@ -130,7 +130,7 @@ def test_fanout_with_eliminations_keeps_the_parent_when_all_children_fail(stub, 
 # -- operations --------------------------------------------------------------------------------------------
 def test_zero_weight_operations_never_appear(stub, store):
     run_id = make_run(store, stub, rounds=3, operation_weights={op: (0.0 if op in ("breadth", "deepen") else 1.0)
-                                                                for op in OPERATIONS})
+                                                                for op in operation_names()})
     run(store, stub, run_id)
     ops = Counter(n.operation for n in store.nodes(run_id) if n.round)
     assert sum(ops.values()) == 15

@@ -11,6 +11,7 @@ from conftest import openai_backend_for
 
 from evolab.app import support as app_support
 from evolab.engine import eliminator, pipeline
+from evolab.engine.eliminator import all_rule_ids
 from evolab.llm import LLMClient, pricing
 from evolab.llm.client import params_meta_key
 from evolab.llm.openai_backend import (
@@ -20,7 +21,7 @@ from evolab.llm.openai_backend import (
     quirks_from_error,
     sampling_params,
 )
-from evolab.schema import RULES, RunConfig, Seed
+from evolab.schema import RunConfig, Seed
 from evolab.testing.stub_server import StubServer
 
 MSG = [{"role": "user", "content": "Explain photosynthesis in two sentences."}]
@@ -204,7 +205,7 @@ def test_a_run_on_o3_makes_no_failed_call_and_counts_reasoning(store):
 
 # -- replies cut at max_tokens ------------------------------------------------------------------------------------
 def test_truncated_is_a_rule_and_comes_first():
-    assert "truncated" in RULES
+    assert "truncated" in all_rule_ids()
     assert eliminator.CASCADE[0].id == "truncated" and eliminator.CASCADE[0].needs == eliminator.INSTRUCTION
 
 

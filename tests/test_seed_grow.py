@@ -14,7 +14,7 @@ from conftest import STUB_KEY_ENV
 from evolab.cli.main import main
 from evolab.llm.client import LLMClient
 from evolab.llm.openai_backend import OpenAICompatibleBackend
-from evolab.schema import RunConfig, Seed
+from evolab.schema import Seed
 from evolab.seeds import craft as seedcraft
 from evolab.seeds.files import load_seeds
 from evolab.store import Store

@@ -68,7 +68,7 @@ class Model:
 
 def source_run(store: Store, stub: StubServer, language: str) -> str:
     config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, api_key_env=STUB_KEY_ENV, rounds=1,
-                       operation_weights={"constraints": 1.0}, concurrency=4, score_quality=False)
+                       operation_weights={"constraints": 1.0}, concurrency=4, scorers=["complexity", "difficulty"])
     run_id = pipeline.create_run(store, [Seed(s) for s in SEEDS[language]], config)
     assert pipeline.run_sync(store, run_id) == "finished"
     return run_id
@@ -162,7 +162,7 @@ def test_no_failures_is_a_clear_error_and_is_recorded(tmp_path):
     store = Store(tmp_path / "t.db")
     with StubServer() as stub:  # the cooperative scripted model: every child is kept
         config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, api_key_env=STUB_KEY_ENV, rounds=1,
-                           operation_weights={"deepen": 1.0}, score_quality=False)
+                           operation_weights={"deepen": 1.0}, scorers=["complexity", "difficulty"])
         run_id = pipeline.create_run(store, [Seed(s) for s in SEEDS["en"][:2]], config)
         pipeline.run_sync(store, run_id)
         with pytest.raises(tuning.TuningError, match="nothing for the optimizer to learn from"):

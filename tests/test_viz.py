@@ -6,7 +6,7 @@ from analysis_fixtures import build_run
 
 from evolab.analysis import frames as analysis
 from evolab.analysis import viz
-from evolab.schema import OPERATIONS
+from evolab.engine.operations import operation_names
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_hover_wraps_and_shows_korean(nodes):
 
 def big_nodes(n_seeds=300, children=3, rounds=3):
     rows, t = [], 0.0
-    ops = list(OPERATIONS)
+    ops = list(operation_names())
     for s in range(n_seeds):
         sid = f"s{s}"
         rows.append(dict(id=sid, parent_id=None, root_id=sid, round=0, operation="seed", status="seed",

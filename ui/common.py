@@ -19,6 +19,8 @@ import streamlit as st  # noqa: E402
 from evolab.analysis import frames as analysis
 from evolab.app import support as app_support  # noqa: E402
 from evolab.app.support import Settings  # noqa: E402
+from evolab.engine import plugins  # noqa: E402
+from evolab.engine.scoring import SCORERS  # noqa: E402
 from evolab.store import Store  # noqa: E402
 
 STATUS_BADGE = {"seed": "gray", "kept": "green", "eliminated": "red", "failed": "orange", "pending": "yellow"}
@@ -37,8 +39,8 @@ PAGES = {
 # that a run does not draw). Buttons, uploaders and data editors cannot be set this way.
 KEEP_ACROSS_PAGES = (
     "run_source", "run_name", "run_limit", "run_rounds", "run_fanout", "run_concurrency", "run_budget",
-    "run_random_seed", "run_language", "run_max_respond", "run_max_evolve", "run_score_difficulty",
-    "run_score_quality", "run_equal_judge", "run_dedup", "run_quality_filter", "run_quality_min", "run_rpm", "run_tpm",
+    "run_random_seed", "run_language", "run_max_respond", "run_max_evolve",
+    "run_equal_judge", "run_dedup", "run_quality_filter", "run_quality_min", "run_rpm", "run_tpm",
     "run_adaptive_ops", "drift_ops_split",
     "evolve_source", "evolve_session_name", "evolve_op", "seed_example", "seed_set_name",
     "seed_cov_bins", "seed_cov_thin", "seed_cov_n", "seed_grow_n",
@@ -56,7 +58,7 @@ def keep_widget_state() -> None:
     is mirrored in a plain session key (never cleaned up) and written back through the Session State
     API, which a widget drawn later in the run honours; Streamlit alone drops the state of widgets a
     run does not draw, and can lose it when a page change interrupts a fragment's rerun."""
-    for key in KEEP_ACROSS_PAGES:
+    for key in KEEP_ACROSS_PAGES + tuple(f"run_scorer_{name}" for name in SCORERS):
         mirror = f"_kept_{key}"
         if key in st.session_state:
             st.session_state[mirror] = st.session_state[key]
@@ -156,6 +158,14 @@ def store() -> Store:
         st.error(f"Cannot open the store {path!r}: {e}. Choose another file in the sidebar "
                  "(Store) and press Use these settings.")
         st.stop()
+
+
+def load_plugins() -> None:
+    """Outside plugins (EVOLAB_PLUGINS, installed entry points), once per server process; a plugin that failed
+    to load is named in the sidebar and everything else works."""
+    plugins.load_plugins()
+    for error in plugins.plugin_errors():
+        st.sidebar.warning(error, icon=":material/extension_off:")
 
 
 def sidebar() -> None:

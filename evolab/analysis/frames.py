@@ -16,40 +16,52 @@ import numpy as np
 import pandas as pd
 
 from evolab.embeddings import embed, novelty
-from evolab.schema import RULES, STATUSES
+from evolab.engine import scoring
+from evolab.engine.eliminator import all_rule_ids
+from evolab.schema import STATUSES
 from evolab.store import NODE_FIELDS, Store
 from evolab.text import complexity
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolab.embeddings.embed import Embedder
 
-LLM_METRICS = ("difficulty", "quality")
-CX_METRICS = complexity.METRICS
-SCORE_METRICS = LLM_METRICS + CX_METRICS
-# What drift and the round x operation table summarise with a mean and a CI.
-DRIFT_METRICS = ("difficulty", "quality", "cx_index", "instruction_length")
-DELTA_METRICS = ("difficulty", "quality", "cx_index")
+LENGTH_METRICS = ("instruction_length",)
+
+
+def score_metrics() -> list[str]:
+    """A column per metric of every registered scorer (evolab.engine.scoring), plugins included."""
+    return scoring.score_metrics()
+
+
+def delta_metrics() -> list[str]:
+    """The metrics whose child - parent change the figures show: each scorer's drift metrics."""
+    return [m for s in scoring.SCORERS.values() for m in s.drift_metrics()]
+
+
+def drift_metrics() -> list[str]:
+    """What drift and the round x operation table summarise with a mean and a CI."""
+    return delta_metrics() + list(LENGTH_METRICS)
 
 
 # -- statistics --------------------------------------------------------------------------------------
 def _t_quantile(confidence: float, df: int) -> float:
     try:
-        from scipy import stats
+        from scipy import stats  # heavy (about 0.3 s): only when an interval is drawn
 
         return float(stats.t.ppf(0.5 + confidence / 2, df))
     except ImportError:  # pragma: no cover - scipy comes with scikit-learn
         return 1.959963984540054
 
 
-# The scales LLM scores live on. A mean of values on a scale stays on it, and so must its interval:
-# a t-interval over two difficulty scores of 1 and 10 would run from -12 to 25.
-SCALES: dict[str, tuple[float, float]] = {"difficulty": (1.0, 10.0), "quality": (0.0, 5.0)}
+# A mean of values on a scale (a scorer's `scale`: difficulty 1-10, quality 0-5) stays on it, and so must its
+# interval: a t-interval over two difficulty scores of 1 and 10 would run from -12 to 25.
 MIN_N_FOR_CI = 3  # with fewer values the points are drawn without whiskers
 
 
 def metric_scale(metric: str) -> tuple[float, float] | None:
     """The (low, high) ends of a metric's scale, or None when it has none (complexity, lengths)."""
-    return SCALES.get(metric)
+    scorer = scoring.scorer_of(metric)
+    return scorer.scale if scorer is not None and metric == type(scorer).name else None
 
 
 def delta_scale(metric: str) -> tuple[float, float] | None:
@@ -93,8 +105,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95,
 
 # -- nodes ---------------------------------------------------------------------------------------------
 def _empty_nodes_frame() -> pd.DataFrame:
-    cols = NODE_FIELDS + list(SCORE_METRICS) + ["instruction_length", "response_length", "seed_instruction"]
-    return pd.DataFrame({c: pd.Series(dtype=float if c in SCORE_METRICS or c.endswith("_length") else object)
+    cols = NODE_FIELDS + list(score_metrics()) + ["instruction_length", "response_length", "seed_instruction"]
+    return pd.DataFrame({c: pd.Series(dtype=float if c in score_metrics() or c.endswith("_length") else object)
                          for c in cols})
 
 
@@ -120,7 +132,7 @@ def nodes_frame(store: Store, run_id: str | Sequence[str], *, fill_complexity: b
         wide = sc.pivot_table(index="node_id", columns="metric", values="value", aggfunc="mean", dropna=False)
         wide.columns = [str(c) for c in wide.columns]
         df = df.join(wide, on="id")
-    for m in SCORE_METRICS:
+    for m in score_metrics():
         if m not in df:
             df[m] = np.nan
         df[m] = pd.to_numeric(df[m], errors="coerce").astype(float)
@@ -141,14 +153,15 @@ def nodes_frame(store: Store, run_id: str | Sequence[str], *, fill_complexity: b
 
 
 # -- round x operation ------------------------------------------------------------------------------------
-def group_stats(nodes: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = DRIFT_METRICS,
+def group_stats(nodes: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] | None = None,
                 confidence: float = 0.95) -> pd.DataFrame:
     """Per group: n, a count per status, a count per elimination rule (`rule_<id>`), and for each
     metric `<m>_mean`, `<m>_lo`, `<m>_hi`, `<m>_n` (mean and confidence interval of the nodes that
     have a value)."""
+    metrics = drift_metrics() if metrics is None else list(metrics)
     by = list(by)
     status_cols = list(STATUSES)
-    rule_cols = [f"rule_{r}" for r in RULES]
+    rule_cols = [f"rule_{r}" for r in all_rule_ids()]
     metric_cols = [f"{m}_{s}" for m in metrics for s in ("mean", "lo", "hi", "n")]
     cols = by + ["n"] + status_cols + ["eliminated_share"] + rule_cols + metric_cols
     if nodes is None or nodes.empty:
@@ -164,7 +177,7 @@ def group_stats(nodes: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] =
         produced = len(g) - row["seed"]
         row["eliminated_share"] = row["eliminated"] / produced if produced else math.nan
         rules = g["rule"].value_counts() if "rule" in g else pd.Series(dtype=int)
-        for r in RULES:
+        for r in all_rule_ids():
             row[f"rule_{r}"] = int(rules.get(r, 0))
         for m in metrics:
             vals = g[m] if m in g else pd.Series(dtype=float)
@@ -175,7 +188,7 @@ def group_stats(nodes: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] =
 
 
 def round_operation_frame(nodes: pd.DataFrame, *, include_all: bool = False,
-                          metrics: Sequence[str] = DRIFT_METRICS,
+                          metrics: Sequence[str] | None = None,
                           statuses: Iterable[str] | None = None) -> pd.DataFrame:
     """Per round x operation: counts (n, per status, per rule), eliminated_share, and the mean with a
     95% CI of difficulty, quality, cx_index and instruction_length. `include_all` adds an
@@ -190,7 +203,7 @@ def round_operation_frame(nodes: pd.DataFrame, *, include_all: bool = False,
     return frame.reset_index(drop=True)
 
 
-def round_frame(nodes: pd.DataFrame, *, metrics: Sequence[str] = DRIFT_METRICS,
+def round_frame(nodes: pd.DataFrame, *, metrics: Sequence[str] | None = None,
                 statuses: Iterable[str] | None = None) -> pd.DataFrame:
     """The same numbers per round only."""
     return group_stats(_filter_status(nodes, statuses), ["round"], metrics)
@@ -203,9 +216,10 @@ def _filter_status(nodes: pd.DataFrame, statuses: Iterable[str] | None) -> pd.Da
 
 
 # -- parent -> child -------------------------------------------------------------------------------------
-def pairs_frame(nodes: pd.DataFrame, metrics: Sequence[str] = DELTA_METRICS) -> pd.DataFrame:
+def pairs_frame(nodes: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per child with a parent in the frame: child id, operation, round, status, rule and for
     each metric the parent's value, the child's and `<m>_delta` (child - parent)."""
+    metrics = delta_metrics() if metrics is None else list(metrics)
     cols = ["id", "parent_id", "operation", "round", "status", "rule"]
     out_cols = cols + [f"{m}_{s}" for m in metrics for s in ("parent", "child", "delta")]
     if nodes is None or nodes.empty:
@@ -222,11 +236,12 @@ def pairs_frame(nodes: pd.DataFrame, metrics: Sequence[str] = DELTA_METRICS) -> 
     return out.reset_index(drop=True)[out_cols]
 
 
-def deltas_frame(nodes: pd.DataFrame, metrics: Sequence[str] = DELTA_METRICS, *,
+def deltas_frame(nodes: pd.DataFrame, metrics: Sequence[str] | None = None, *,
                  statuses: Iterable[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
     """Does an operation really make instructions harder? Per operation and metric: the mean change
     from parent to child with its 95% CI (long format: operation, metric, n, mean, lo, hi, share_up).
     `statuses` restricts the children (e.g. ("kept",)); by default every child with both values counts."""
+    metrics = delta_metrics() if metrics is None else list(metrics)
     cols = ["operation", "metric", "n", "mean", "lo", "hi", "share_up"]
     pairs = pairs_frame(nodes, metrics)
     if statuses is not None:
@@ -258,8 +273,8 @@ def eliminations_frame(nodes: pd.DataFrame, by: str = "round") -> pd.DataFrame:
     counts = gone.groupby([by, "rule"]).size().rename("count").reset_index()
     counts["rate"] = counts.apply(lambda r: r["count"] / produced.get(r[by], 0) if produced.get(r[by], 0)
                                   else math.nan, axis=1)
-    rule_order = {r: i for i, r in enumerate(RULES)}
-    counts["_o"] = counts["rule"].map(lambda r: rule_order.get(r, len(RULES)))
+    rule_order = {r: i for i, r in enumerate(all_rule_ids())}
+    counts["_o"] = counts["rule"].map(lambda r: rule_order.get(r, len(all_rule_ids())))
     counts = counts.sort_values([by, "_o", "rule"]).drop(columns="_o")
     return counts.reset_index(drop=True)[cols]
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from evolab.analysis import frames as analysis
 from evolab.engine.adaptive import PRIOR
-from evolab.schema import OPERATIONS, RULES
+from evolab.engine.eliminator import all_rule_ids
+from evolab.engine.operations import operation_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolab.store import Store
@@ -24,7 +25,7 @@ DELTA_METRICS = ("difficulty", "cx_index")
 
 
 def _op_sort_key(op: str) -> tuple[int, str]:
-    return (OPERATIONS.index(op) if op in OPERATIONS else len(OPERATIONS), op)
+    return (operation_names().index(op) if op in operation_names() else len(operation_names()), op)
 
 
 def operation_stats(nodes: pd.DataFrame, calls: pd.DataFrame | None = None, by: Sequence[str] = ("round",),
@@ -46,7 +47,7 @@ def operation_stats(nodes: pd.DataFrame, calls: pd.DataFrame | None = None, by: 
         if b not in SPLITS:
             raise ValueError(f"Cannot split operations by {b!r}; choose from {', '.join(SPLITS)}.")
     keys = ["operation", *by]
-    rule_cols = [f"rule_{r}" for r in RULES]
+    rule_cols = [f"rule_{r}" for r in all_rule_ids()]
     delta_cols = [f"{m}_delta_{s}" for m in DELTA_METRICS for s in ("mean", "lo", "hi", "n")]
     cols = keys + ["tried", "kept", "eliminated", "failed", "kept_share"] + rule_cols + delta_cols + [
         "calls", "tokens", "cost_usd", "calls_per_kept", "tokens_per_kept", "cost_per_kept"]
@@ -74,7 +75,7 @@ def operation_stats(nodes: pd.DataFrame, calls: pd.DataFrame | None = None, by: 
             row[s] = int(status.get(s, 0))
         row["kept_share"] = row["kept"] / row["tried"]
         rules = g["rule"].value_counts()
-        for r in RULES:
+        for r in all_rule_ids():
             row[f"rule_{r}"] = int(rules.get(r, 0))
         for m in DELTA_METRICS:
             mean, lo, hi, n = analysis.mean_ci(g[f"_{m}_delta"], confidence, analysis.delta_scale(m))

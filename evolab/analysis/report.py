@@ -17,6 +17,7 @@ from evolab.analysis import frames as analysis
 from evolab.analysis import opstats, viz
 from evolab.audit import judge, review
 from evolab.embeddings import novelty
+from evolab.embeddings.embed import threshold_info
 from evolab.engine import adaptive, checking
 from evolab.store import Store
 
@@ -133,7 +134,7 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
     ro = analysis.round_operation_frame(nodes, include_all=True)
     parts.append("<h2>Drift</h2><p class='sub'>Means per round and operation with 95% confidence intervals "
                  "(bold line: all operations).</p>")
-    for metric in analysis.DRIFT_METRICS:
+    for metric in analysis.drift_metrics():
         parts.append(fig(viz.drift_figure(ro, metric)))
     deltas = analysis.deltas_frame(nodes)
     parts.append("<h3>Does an operation make instructions harder?</h3>"
@@ -248,8 +249,6 @@ def _diversity_section(store: Store, run_id: str, nodes: pd.DataFrame, embedder:
         if embedder is None:  # the page's and the warm-up's choice: the report warms the app's caches too
             embedder = analysis.map_embedder(nodes)
         frame, vectors = analysis.embedding_map(store, run_id, embedder, nodes=nodes)
-        from evolab.embeddings.embed import threshold_info
-
         thresholds = threshold_info(embedder, store)  # the model's own threshold for a run's map
         div = novelty.diversity_frame(frame, vectors, threshold=thresholds.run_map)
     except (ImportError, OSError, RuntimeError, ValueError) as e:

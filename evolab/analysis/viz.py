@@ -18,31 +18,35 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from evolab.schema import OPERATIONS, RULES, STATUSES
+from evolab.engine import scoring
+from evolab.engine.eliminator import all_rule_ids
+from evolab.engine.operations import OPERATION_REGISTRY, operation_names
+from evolab.schema import STATUSES
 
 WEBGL_THRESHOLD = 1000
 
-OPERATION_COLORS: dict[str, str] = {
-    "seed": "#7f7f7f",
-    "constraints": "#1f77b4",
-    "deepen": "#ff7f0e",
-    "concretize": "#2ca02c",
-    "reasoning": "#d62728",
-    "complicate_input": "#9467bd",
-    "breadth": "#8c564b",
-    "all": "#111111",
-}
+# Seeds and the "all operations" line; an operation's own colour comes from its registration.
+OPERATION_COLORS: dict[str, str] = {"seed": "#7f7f7f", "all": "#111111"}
 STATUS_SYMBOLS: dict[str, str] = {"seed": "diamond", "kept": "circle", "eliminated": "x", "failed": "square",
                                   "pending": "circle-open"}
 STATUS_COLORS: dict[str, str] = {"seed": "#7f7f7f", "kept": "#2ca02c", "eliminated": "#d62728",
                                  "failed": "#ff7f0e", "pending": "#bcbd22"}
-RULE_COLORS: dict[str, str] = dict(zip(RULES + ("unknown",), qualitative.Set2 + qualitative.Pastel1))
-METRIC_LABELS = {
-    "difficulty": "Difficulty (LLM, 1-10)",
-    "quality": "Quality (LLM, 0-5)",
-    "cx_index": "Complexity index (heuristic)",
-    "instruction_length": "Instruction length (characters)",
-}
+RULE_PALETTE = qualitative.Set2 + qualitative.Pastel1
+# Labels of the metrics no scorer names (a scorer's metric takes the scorer's `label`).
+METRIC_LABELS = {"cx_index": "Complexity index (heuristic)", "instruction_length": "Instruction length (characters)"}
+
+
+def rule_color(rule: str) -> str:
+    """The colour of an elimination rule: its place among every rule id, plugins' rules included."""
+    ids = all_rule_ids() + ("unknown",)
+    return RULE_PALETTE[(ids.index(rule) if rule in ids else len(ids) - 1) % len(RULE_PALETTE)]
+
+
+def metric_label(metric: str) -> str:
+    scorer = scoring.scorer_of(metric)
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    return scorer.label or metric if scorer is not None and metric == type(scorer).name else metric
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -72,6 +76,8 @@ def is_empty_figure(fig: go.Figure) -> bool:
 def operation_color(op: str, _extra: dict[str, str] = {}) -> str:  # noqa: B006 - a deliberate memo
     if op in OPERATION_COLORS:
         return OPERATION_COLORS[op]
+    if op in OPERATION_REGISTRY and OPERATION_REGISTRY[op].color:
+        return OPERATION_REGISTRY[op].color
     if op not in _extra:
         _extra[op] = qualitative.Dark24[len(_extra) % len(qualitative.Dark24)]
     return _extra[op]
@@ -82,7 +88,7 @@ def _scatter_class(n: int, webgl: bool | None):
 
 
 def _op_order(ops: Sequence[str]) -> list[str]:
-    known = ["seed", *OPERATIONS]
+    known = ["seed", *operation_names()]
     return [o for o in known if o in ops] + sorted(o for o in set(ops) if o not in known)
 
 
@@ -219,7 +225,7 @@ def ci_labels(lo, hi, n, *, signed: bool = False) -> list[str]:
 def drift_figure(frame: pd.DataFrame, metric: str = "difficulty", *, title: str | None = None) -> go.Figure:
     """Mean of `metric` per round, one line per operation (and a bold "all" line when the frame has
     it), with 95% CI error bars. `frame` is `analysis.round_operation_frame(nodes, include_all=True)`."""
-    label = METRIC_LABELS.get(metric, metric)
+    label = metric_label(metric)
     title = title or f"{label} by round and operation"
     mean_col, lo_col, hi_col = f"{metric}_mean", f"{metric}_lo", f"{metric}_hi"
     if frame is None or frame.empty or mean_col not in frame or frame[mean_col].notna().sum() == 0:
@@ -258,7 +264,7 @@ def deltas_figure(deltas: pd.DataFrame, *, title: str = "Parent -> child change 
     if deltas is None or deltas.empty or deltas["mean"].notna().sum() == 0:
         return empty_figure(title, "No parent/child pairs with scores yet")
     metrics = [m for m in dict.fromkeys(deltas["metric"]) if deltas.loc[deltas["metric"] == m, "mean"].notna().any()]
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_LABELS.get(m, m) for m in metrics])
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[metric_label(m) for m in metrics])
     for c, m in enumerate(metrics, start=1):
         g = deltas[(deltas["metric"] == m) & deltas["mean"].notna()]
         ops = _op_order(list(g["operation"]))
@@ -364,7 +370,7 @@ def eliminations_figure(frame: pd.DataFrame, by: str | None = None, *,
     for rule in dict.fromkeys(frame["rule"]):
         g = frame[frame["rule"] == rule].set_index(by).reindex(cats)
         fig.add_trace(go.Bar(
-            x=labels, y=g["count"].fillna(0), name=rule, marker_color=RULE_COLORS.get(rule),
+            x=labels, y=g["count"].fillna(0), name=rule, marker_color=rule_color(rule),
             customdata=g["rate"].fillna(0) if "rate" in g else None,
             hovertemplate=f"{html.escape(str(rule))}: %{{y}}" + (" (%{customdata:.0%} of produced)" if "rate" in g
                                                                   else "") + "<extra></extra>"))

@@ -26,13 +26,14 @@ from evolab.analysis.report import write_report
 from evolab.audit import judge
 from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
 from evolab.engine.estimate import price_text as text
+from evolab.engine.operations import operation_names
 from evolab.engine.pipeline import expected_steps
 from evolab.export.formats import count_selected, dataset_card, write_export
 from evolab.llm.client import LLMClient, budget_price_problem, make_backend, structured_meta_key
 from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from evolab.llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
 from evolab.llm.pricing import parse_price, resolve_price
-from evolab.schema import ELIMINATED, FAILED, KEPT, OPERATIONS, PENDING, SEED, Node, RunConfig, Seed
+from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Seed
 from evolab.seeds.files import EXAMPLE_SETS, load_example, summarize
 from evolab.store import Store
 
@@ -150,7 +151,6 @@ SeedSource = tuple[str, str]  # ("table", ""), ("set", name), ("example", name)
 
 
 def seed_sources(store: Store, table_seeds: list[Seed] | None = None) -> list[SeedSource]:
-
     out: list[SeedSource] = []
     if table_seeds:
         out.append(("table", ""))
@@ -169,7 +169,6 @@ def seed_source_label(source: SeedSource, table_seeds: list[Seed] | None = None)
 
 
 def load_seed_source(store: Store, source: SeedSource, table_seeds: list[Seed] | None = None) -> list[Seed]:
-
     kind, name = source
     if kind == "table":
         return list(table_seeds or [])
@@ -584,7 +583,6 @@ def export_bytes(db_path: str, run_id: str, fmt: str, select: dict[str, Any]) ->
 
 
 def card_bytes(db_path: str, run_id: str) -> bytes:
-
     store = Store(db_path)
     try:
         return dataset_card(store, run_id).encode("utf-8")
@@ -605,13 +603,12 @@ def report_bytes(db_path: str, run_id: str) -> bytes:
 
 
 def export_count(store: Store, run_id: str, select: dict[str, Any]) -> int:
-
     return count_selected(store, run_id, **select)
 
 
 def operation_weights_frame(weights: dict[str, float] | None = None) -> pd.DataFrame:
-    weights = weights or {op: 1.0 for op in OPERATIONS}
-    return pd.DataFrame({"operation": list(OPERATIONS), "weight": [float(weights.get(op, 0.0)) for op in OPERATIONS]})
+    weights = weights or {op: 1.0 for op in operation_names()}
+    return pd.DataFrame({"operation": list(operation_names()), "weight": [float(weights.get(op, 0.0)) for op in operation_names()]})
 
 
 def weights_from_frame(frame: pd.DataFrame) -> dict[str, float]:
@@ -619,7 +616,7 @@ def weights_from_frame(frame: pd.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     for row in frame.to_dict("records"):
         op, w = row.get("operation"), row.get("weight")
-        if op not in OPERATIONS:
+        if op not in operation_names():
             continue
         try:
             w = float(w) if w is not None and not (isinstance(w, float) and math.isnan(w)) else 0.0

@@ -12,10 +12,11 @@ import pandas as pd
 
 from evolab.app.support import BackgroundJob
 from evolab.audit import tuning
+from evolab.engine.operations import operation_names
 from evolab.engine.templates import SHIPPED, TemplateVersion, all_versions, versions
 from evolab.llm.base import Backend
 from evolab.llm.client import LLMClient, make_backend
-from evolab.schema import OPERATIONS, RunConfig
+from evolab.schema import RunConfig
 from evolab.store import Store
 
 _JOBS: dict[str, BackgroundJob] = {}
@@ -39,7 +40,7 @@ def template_choices(store: Store) -> dict[str, list[TemplateVersion]]:
     for v in all_versions(store):
         if not v.shipped and not v.name.startswith(SHIPPED):
             out.setdefault(v.operation, []).append(v)
-    return {op: out[op] for op in OPERATIONS if op in out}
+    return {op: out[op] for op in operation_names() if op in out}
 
 
 def chosen_templates(picks: dict[str, TemplateVersion | None]) -> dict[str, str]:

@@ -13,6 +13,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evolab.analysis import frames as analysis
+from evolab.engine.batch import run_batched
 from evolab.engine.pipeline import run_sync
 from evolab.llm.base import Backend
 from evolab.store import Store
@@ -60,7 +62,6 @@ def start(db_path: str, run_id: str, *, until_round: int | None = None,
                 job.status = "running"
                 backend = backend_factory() if backend_factory else None
                 if batch is not None:
-                    from evolab.engine.batch import run_batched
                     job.status = run_batched(store, run_id, backend=backend, options=batch,
                                              stop_event=job.stop_event, until_round=until_round)
                 else:
@@ -86,8 +87,6 @@ def _warm_analysis(db_path: str, run_id: str) -> None:
     """Embed the run and fit its UMAP map now (both are cached by content), so the Diversity page opens
     at once instead of embedding a thousand instructions when the user first looks."""
     try:
-        from evolab.analysis import frames as analysis
-
         store = Store(db_path)
         try:
             analysis.warm_map(store, run_id)

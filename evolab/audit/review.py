@@ -25,13 +25,13 @@ score is at least the threshold. Too small to say anything: n < 10, or an interv
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
 from evolab.audit.judge import position_swap_counts
+from evolab.engine.checking import consistent_share
 from evolab.engine.pipeline import override
 from evolab.schema import FAILED
 from evolab.stats import MAX_WIDTH, MIN_N, Z95, too_small, wilson_interval  # noqa: F401 (part of review's API)
@@ -203,7 +203,6 @@ def record_review(store: Store, node_id: str, verdict: str, *, reasons: Iterable
         raise KeyError(f"No node {node_id!r} in {store.path}.")
     applied = False
     if apply and verdict != SKIP and node.round > 0:
-
         override(store, node_id, verdict == KEEP, f"review{' by ' + reviewer if reviewer else ''}"
                  + (f": {note}" if note else ""))
         applied = True
@@ -292,14 +291,9 @@ NO_CHECKED_ANSWERS = ("No checked answers in these runs: run them with --check-a
 
 
 def checked_share(store: Store, run_ids: Iterable[str]) -> pd.DataFrame | None:
-    """The checked-answer share per run and round (`evolab.engine.checking.consistent_share`), or None when there is
-    none: the checking module is missing, or these runs checked no answers."""
-    try:
-        from evolab.engine.checking import consistent_share
-
-        frame = consistent_share(store, list(run_ids))
-    except (ImportError, AttributeError):  # a store or an evolab without checked answers
-        return None
+    """The checked-answer share per run and round (`evolab.engine.checking.consistent_share`), or None when these
+    runs checked no answers."""
+    frame = consistent_share(store, list(run_ids))
     if frame is None or frame.empty:
         return None
     return frame

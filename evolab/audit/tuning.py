@@ -18,13 +18,11 @@ A session, every step stored as it happens (so a crash loses nothing and `resume
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from evolab.audit.judge import Item, Side, _normalise, judge_items, position_swap_counts, summarize_judgments

@@ -105,7 +105,6 @@ def add_batch_commands(sub: Any, default_db: str, func_store: Callable, func_run
 
 
 def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
     cancelled = cancel_run_batches(store, run_id)
@@ -118,7 +117,6 @@ def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
 
 
 def _export(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
     n = export_requests(store, run_id, args.out, until_round=args.until_round)
@@ -133,7 +131,6 @@ def _export(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
 
 
 def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
     r = import_results_file(store, run_id, args.results, until_round=args.until_round)
@@ -148,7 +145,6 @@ def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
 
 
 def _status(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-
     store = func_store(args.db)
     run_id = func_run_id(store, args.run)
     s = batch_summary(store, run_id)

@@ -43,7 +43,6 @@ def add_embed_parser(sub, default_db: str) -> None:
 
 
 def _embedder(args: argparse.Namespace):
-
     try:
         return embed.make_embedder(args.model, base_url=args.base_url, api_key_env=args.api_key_env)
     except ValueError as e:
@@ -51,7 +50,6 @@ def _embedder(args: argparse.Namespace):
 
 
 def cmd_embed_calibrate(args: argparse.Namespace) -> int:
-
     embedder = _embedder(args)
     try:
         pairs = cal.load_pairs(args.pairs)
@@ -73,8 +71,6 @@ def cmd_embed_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_embed_show(args: argparse.Namespace) -> int:
-
-
     name = args.model or embed.DEFAULT_MODEL_NAME
     if args.base_url or (args.model and Path(args.model).expanduser().is_dir()):
         name = _embedder(args).name

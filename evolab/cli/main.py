@@ -23,7 +23,7 @@ from evolab.analysis.report import write_report
 from evolab.app.support import seed_set_label
 from evolab.audit import judge
 from evolab.audit.review import agreement_text, judge_footer
-from evolab.cli.batch import add_batch_commands, add_batch_options, batch_options, export_new_run
+from evolab.cli.batch import add_batch_commands, add_batch_options, batch_options, export_new_run, run_with_batches
 from evolab.cli.common import DEFAULT_DB, BadInput, _run_id, _store
 from evolab.cli.embed import add_embed_parser
 from evolab.cli.tune import add_tune_arguments, tune_command
@@ -32,7 +32,10 @@ from evolab.engine.batch import BatchError
 from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share, parse_checked
 from evolab.engine.eliminator import rule_ids
 from evolab.engine.estimate import estimate_run, format_estimate
+from evolab.engine.operations import default_weights
 from evolab.engine.pipeline import create_run, run_sync
+from evolab.engine.plugins import PluginError, load_plugins, plugin_errors
+from evolab.engine.scoring import chosen_scorers_or_registered, default_scorers, parse_scorers
 from evolab.engine.templates import parse_template_options
 from evolab.export.formats import write_export
 from evolab.llm.base import LLMError
@@ -40,17 +43,15 @@ from evolab.llm.client import LLMClient, budget_price_problem, make_backend
 from evolab.llm.local import DEFAULT_PORT, LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS, LocalModelError, serve_forever
 from evolab.llm.pricing import PricesError, parse_price, price_table, resolve_price
 from evolab.llm.ratelimit import describe
-from evolab.schema import OPERATIONS, RunConfig
+from evolab.schema import RunConfig
 from evolab.seeds.craft import GrowSpec, SeedcraftError, check_spec, grow_cli
 from evolab.seeds.files import SeedFileError, format_summary, load_seeds, summarize
 from evolab.seeds.importing import parse_mapping
 from evolab.seeds.lint import format_report, lint_seeds
 from evolab.seeds.versions import load_saved_set
-from evolab.store import Store
 
 
 def _load_seeds(path: str, mapping: str | None = None):
-
     try:
         return load_seeds(path, mapping=parse_mapping(mapping) or None)
     except SeedFileError as e:
@@ -61,8 +62,7 @@ def _load_seeds(path: str, mapping: str | None = None):
         raise BadInput(f"{path}: no such file.") from None
 
 
-def _config(args: argparse.Namespace):
-
+def _config(args: argparse.Namespace) -> RunConfig:
     if args.rounds < 1:
         raise BadInput("--rounds must be at least 1.")
     if args.fanout < 1:
@@ -70,14 +70,13 @@ def _config(args: argparse.Namespace):
     if getattr(args, "base_url", None) and not args.model:
         raise BadInput("With --base-url, name the model too: --model NAME.")
     try:
-        weights, sampling = parse_ops_option(args.ops) if args.ops else ({op: 1.0 for op in OPERATIONS}, "weights")
+        weights, sampling = parse_ops_option(args.ops) if args.ops else (default_weights(), "weights")
     except ValueError as e:
         raise BadInput(f"--ops: {e}") from e
     cfg = RunConfig(model=args.model or "smollm2", base_url=getattr(args, "base_url", None),
                     api_key_env=getattr(args, "api_key_env", None), rounds=args.rounds, fanout=args.fanout,
                     operation_weights=weights, operation_sampling=sampling, language=getattr(args, "language", "auto"))
     if not cfg.base_url:  # the embedded model: short replies so trying the workflow takes minutes
-
         for key, value in LOCAL_TOKEN_LIMITS.items():
             setattr(cfg, key, value)
     for key in ("max_tokens_evolve", "max_tokens_respond", "max_tokens_judge"):
@@ -101,7 +100,6 @@ def _config(args: argparse.Namespace):
     if getattr(args, "quality_filter", None) is not None:
         cfg.rules.quality_filter, cfg.rules.quality_min = True, args.quality_filter
     for rule in getattr(args, "rule_off", None) or []:
-
         known = rule_ids() + ["equal_judge"]
         if rule not in known:
             raise BadInput(f"--rule-off {rule}: not a rule; the rules are {', '.join(known)}.")
@@ -111,6 +109,11 @@ def _config(args: argparse.Namespace):
             cfg.rules.off.append(rule)
     if getattr(args, "structured", None):
         cfg.structured = args.structured
+    if getattr(args, "scorers", None) is not None:
+        try:
+            cfg.scorers = parse_scorers(args.scorers)
+        except ValueError as e:
+            raise BadInput(f"--scorers: {e}") from None
     if cfg.concurrency < 1:
         raise BadInput("--concurrency must be at least 1.")
     for key in ("rpm", "tpm"):
@@ -154,12 +157,10 @@ def _check_budget_price(cfg) -> None:
 
 # -- commands -----------------------------------------------------------------------------------------
 def cmd_serve_local(args: argparse.Namespace) -> int:
-
     return serve_forever(args.port)
 
 
 def cmd_seeds_check(args: argparse.Namespace) -> int:
-
     seeds = _load_seeds(args.file, args.map)
     print(f"{args.file}: OK")
     print(format_summary(summarize(seeds)))
@@ -167,8 +168,6 @@ def cmd_seeds_check(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds_lint(args: argparse.Namespace) -> int:
-
-
     report = lint_seeds(_load_seeds(args.file, args.map), use_embeddings=not args.no_embed)
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else format_report(report, args.file))
     return 1 if report.findings else 0
@@ -195,7 +194,6 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-
     seeds = _load_seeds(args.seeds, args.map)
     print(format_estimate(estimate_run(seeds, _config(args))))
     return 0
@@ -203,7 +201,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 class _ProgressBar:
     def __init__(self) -> None:
-
         self.bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def __call__(self, p: dict) -> None:
@@ -246,10 +243,8 @@ def _warm_map(store, run_id: str) -> None:
 
 
 def _execute(store, run_id: str, until_round: int | None, warm: bool = True, batch=None) -> int:
-
     try:
         if batch is not None:  # --batch: each stage of a round as a batch job (evolab/cli/batch.py)
-            from evolab.cli.batch import run_with_batches
             status = run_with_batches(store, run_id, batch, until_round, _ProgressBar())
         else:
             status = run_sync(store, run_id, progress=_ProgressBar(), until_round=until_round)
@@ -274,7 +269,6 @@ def _execute(store, run_id: str, until_round: int | None, warm: bool = True, bat
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
     if bool(args.seeds) == bool(args.seed_set):
         raise BadInput("Give a seed file or --seed-set NAME (a set saved in the store), one of the two.")
     seeds = _load_seeds(args.seeds, args.map) if args.seeds else None
@@ -283,7 +277,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     batch = _batch_options(args)  # a bad --batch-* value stops here, before a run is created
     store = _store(args.db, must_exist=seeds is None)
     if seeds is None:
-
         try:
             seeds = load_saved_set(store, args.seed_set, args.seed_set_version)
         except KeyError as e:
@@ -305,7 +298,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-
     store = _store(args.db)
     run_id = _run_id(store, args.run)
     cfg = store.get_run(run_id)["config"]
@@ -321,7 +313,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _batch_options(args: argparse.Namespace):
-
     try:
         return batch_options(args)
     except ValueError as e:
@@ -335,11 +326,14 @@ def _print_summary(store, run_id: str, status: str | None = None) -> None:
     print(f"{run_id}  {run['name']}  [{status or run['status']}]  model {run['config'].model}  "
           f"rounds {run['config'].rounds}")
     if run.get("seed_set"):
-
         print(f"  seeds: seed set {seed_set_label(run)}")
     print("  nodes: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_status"].items())) + f" (total {s['nodes']})")
     if s["by_rule"]:
         print("  eliminated/failed by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(s["by_rule"].items())))
+    metrics = [m for scorer in chosen_scorers_or_registered(run["config"]) for m in scorer.drift_metrics()]
+    means = store.score_means(run_id, metrics)
+    if any(n for _, n in means.values()):
+        print("  mean scores: " + ", ".join(f"{m} {mean:.2f} (n {n})" for m, (mean, n) in means.items() if n))
     reasoning = f" (of which {s['reasoning_tokens']:,} reasoning)" if s.get("reasoning_tokens") else ""
     print(f"  calls {s['calls']} ({s['cached_calls']} cached, {s['failed_calls']} failed), tokens "
           f"{s['prompt_tokens']:,} in / {s['completion_tokens']:,} out{reasoning}, cost {cost}")
@@ -361,7 +355,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-
     store = _store(args.db)
     run_id = _run_id(store, args.run)
     min_scores = {}
@@ -471,12 +464,10 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-
     return tune_command(args, _store(args.db))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-
     store = _store(args.db)
     run_id = _run_id(store, args.run)
     path = write_report(store, run_id, args.out)
@@ -504,6 +495,9 @@ def _add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
                                                          "192 on the embedded model)")
     p.add_argument("--max-tokens-respond", type=int, help="cap of an answer (default 1024; 192 on the embedded model)")
     p.add_argument("--max-tokens-judge", type=int, help="cap of a judge's reply (default 256; 96 on the embedded model)")
+    p.add_argument("--scorers", metavar="NAME[,NAME]",
+                   help="the scorers to run on every node, e.g. complexity,difficulty (default: "
+                        f"{','.join(default_scorers())}); a plugin's scorer needs EVOLAB_PLUGINS or its package")
     p.add_argument("--structured", choices=["auto", "on", "off"], default=None,
                    help="ask judges and scorers for a JSON-schema reply: auto (probe the endpoint once and "
                         "remember; default), on (fail if it cannot), off (read free text)")
@@ -528,7 +522,6 @@ def _add_map_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(prog="python -m evolab", description="evolab: evolve instruction data with "
                                      "Evol-Instruct, see what it did, export training data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -667,6 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="judge endpoint (default: the run's own)")
     p.add_argument("--model", help="judge model (default: the run's own)")
     p.add_argument("--api-key-env", help="NAME of the variable holding the judge's key")
+    p.add_argument("--scorers", metavar="NAME[,NAME]",
+                   help="the scorers to run on every node, e.g. complexity,difficulty (default: "
+                        f"{','.join(default_scorers())}); a plugin's scorer needs EVOLAB_PLUGINS or its package")
     p.add_argument("--structured", choices=["auto", "on", "off"], default=None,
                    help="JSON-schema replies from the judge (default: the run's setting)")
     p.set_defaults(func=cmd_judge)
@@ -697,12 +693,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_plugins()  # EVOLAB_PLUGINS and installed entry points: their operations, rules and scorers
+    for error in plugin_errors():
+        print(f"warning: {error}", file=sys.stderr)
     args = build_parser().parse_args(argv)
     if getattr(args, "port", "unset") is None:
         args.port = DEFAULT_PORT
     try:
         return int(args.func(args) or 0)
-    except BadInput as e:
+    except (BadInput, PluginError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

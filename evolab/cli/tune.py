@@ -15,10 +15,10 @@ import sys
 
 from evolab.audit import tuning
 from evolab.cli.common import BadInput, _run_id
+from evolab.engine.operations import operation_names
 from evolab.engine.templates import all_versions
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient, make_backend
-from evolab.schema import OPERATIONS
 
 
 def add_tune_arguments(p: argparse.ArgumentParser, db_default: str) -> None:
@@ -43,8 +43,6 @@ def add_tune_arguments(p: argparse.ArgumentParser, db_default: str) -> None:
 
 
 def tune_command(args: argparse.Namespace, store) -> int:
-
-
     try:
         if args.list:
             return _list(store, args.operation)
@@ -67,7 +65,6 @@ def tune_command(args: argparse.Namespace, store) -> int:
 
 
 def _start(store, args: argparse.Namespace) -> str:
-
     if not args.operation:
         raise BadInput("Name the operation to tune: --operation OP (e.g. constraints).")
     if args.base_url and not args.model:
@@ -92,7 +89,6 @@ def _print_progress(p: dict) -> None:
 
 
 def _adopt(store, result: dict, args: argparse.Namespace) -> int:
-
     sid = result["session"]["id"]
     idx = args.adopt
     if idx is None and sys.stdin.isatty() and sys.stdout.isatty() and result["session"]["status"] == "measured":
@@ -117,9 +113,8 @@ def _adopt(store, result: dict, args: argparse.Namespace) -> int:
 
 
 def _list(store, operation: str | None) -> int:
-
-    if operation and operation not in OPERATIONS:
-        raise BadInput(f"Unknown operation {operation!r}; choose from {', '.join(OPERATIONS)}.")
+    if operation and operation not in operation_names():
+        raise BadInput(f"Unknown operation {operation!r}; choose from {', '.join(operation_names())}.")
     for v in all_versions(store):
         if operation and v.operation != operation:
             continue
@@ -129,8 +124,6 @@ def _list(store, operation: str | None) -> int:
 
 
 def _compare(store, args: argparse.Namespace) -> int:
-
-
     if not args.operation:
         raise BadInput("--compare needs the operation: --operation OP.")
     a, b = tuning.resolve_pair(store, args.operation, args.compare[0], args.compare[1], args.language)

@@ -42,7 +42,7 @@ from evolab.embeddings.thresholds import (  # noqa: F401 (calibration's API)
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from evolab.store import Store
+    pass
 
 CORPUS_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "embeddings" / "pairs.jsonl"
 FALSE_POSITIVE_RATE = {"near_duplicate": 0.05, "novelty": 0.01, "run_map": 0.05}

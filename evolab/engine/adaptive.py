@@ -11,7 +11,7 @@ seed parent, an unreadable score) the reward is "kept" alone. A child that *fail
 retries, an unreadable judge reply) says nothing about the operation and does not update the posterior.
 
 Each choice draws one value from every allowed operation's posterior and takes the largest (ties: the first in
-`OPERATIONS` order). The draws come from a RNG seeded with (run random seed, node id), and the posterior used
+`operation_names()` order). The draws come from a RNG seeded with (run random seed, node id), and the posterior used
 is the one as of that moment: steps that finished before it updated it, steps still in flight did not. Every
 decision (node id, operation, posterior, draws) is written to the store before the step's first call, and its
 reward when the step is done; a resumed run reads a decided node's operation back instead of sampling again,
@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
-from evolab.engine.operations import parse_operation_list
-from evolab.schema import ELIMINATED, KEPT, OPERATIONS, Node, Score
+from evolab.engine.operations import operation_names, parse_operation_list
+from evolab.schema import ELIMINATED, KEPT, Node, Score
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolab.store import Store
@@ -45,7 +45,7 @@ def parse_ops_option(text: str) -> tuple[dict[str, float], str]:
         return parse_operation_list(text), "weights"
     if sep and not rest.strip():
         raise ValueError("After 'adaptive:' name the operations to choose from, e.g. adaptive:constraints,deepen.")
-    allowed = parse_operation_list(rest) if rest.strip() else {op: 1.0 for op in OPERATIONS}
+    allowed = parse_operation_list(rest) if rest.strip() else {op: 1.0 for op in operation_names()}
     return {op: (1.0 if w > 0 else 0.0) for op, w in allowed.items()}, ADAPTIVE
 
 
@@ -73,7 +73,7 @@ class ThompsonSampler:
     """Beta posteriors per language over `operations`; `choose` is a pure function of the posterior and the RNG."""
 
     def __init__(self, operations: Iterable[str], random_seed: int = 0):
-        self.operations = [op for op in OPERATIONS if op in set(operations)]
+        self.operations = [op for op in operation_names() if op in set(operations)]
         if not self.operations:
             raise ValueError("Adaptive sampling needs at least one operation.")
         self.random_seed = random_seed

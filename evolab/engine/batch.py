@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from evolab.engine import eliminator
 from evolab.engine.pipeline import MAX_FAILED_STEPS_IN_A_ROW, Engine, RunStopped, expected_steps
+from evolab.engine.scoring import chosen_scorers
 from evolab.llm.base import Backend, Completion, LLMError, Messages, mask_secrets
 from evolab.llm.client import LLMClient, make_backend, params_meta_key
 from evolab.llm.openai_backend import _count, _reasoning_tokens, quirks_from_error, resolve_api_key, sampling_params
@@ -373,7 +374,7 @@ class OpenAIBatches:
     engine = "openai"
 
     def __init__(self, config: RunConfig, timeout_s: float = 300.0):
-        import openai
+        import openai  # heavy: about 0.4 s, only when an endpoint is called
 
 
         if not config.base_url:
@@ -670,7 +671,6 @@ class _Stopped(Exception):
 
 
 def _finish(store: Store, run_id: str, config: RunConfig, result: PassResult, until_round: int | None) -> str:
-
     until = min(until_round or config.rounds, config.rounds)
     if result.stop_reason == "endpoint":
         store.set_run_status(run_id, "failed", f"Stopped after {MAX_FAILED_STEPS_IN_A_ROW} failed steps in a row; "
@@ -894,6 +894,6 @@ def batch_summary(store: Store, run_id: str) -> dict[str, Any]:
 def jobs_per_round(config: RunConfig) -> int:
     """Batch jobs one round takes when every call is answered: one per call in a kept step's chain, each
     waiting for the one before: evolve, respond (the cheap checks run locally between), the equality judge,
-    the scores (difficulty and quality go in the same job)."""
+    the scores (every LLM scorer's call goes in the same job)."""
     judge = any(isinstance(r, eliminator.EqualityJudge) and r.enabled(config) for r in eliminator.CASCADE)
-    return 2 + int(judge) + int(config.score_difficulty or config.score_quality)
+    return 2 + int(judge) + int(any(s.uses_llm for s in chosen_scorers(config)))

@@ -356,6 +356,19 @@ def rule_ids() -> list[str]:
     return list(dict.fromkeys(r.id for r in CASCADE))
 
 
+# Why a step failed or was discarded without a cascade rule saying so.
+FAILURE_RULES = (
+    "llm_error",  # a call failed after retries
+    "unreadable",  # a judge's reply could be read neither as JSON nor as text, even after a stricter retry
+    "manual",  # discarded by hand in the step-through view
+)
+
+
+def all_rule_ids() -> tuple[str, ...]:
+    """Every id a node's `rule` can hold: the cascade's, then the failures'."""
+    return tuple(rule_ids()) + FAILURE_RULES
+
+
 def describe_cascade() -> list[dict[str, Any]]:
     """The cascade as rows (for the CLI and the app)."""
     return [{"id": r.id, "class": type(r).__name__, "languages": ",".join(r.languages), "uses_llm": r.uses_llm,

@@ -1,7 +1,7 @@
 """What a run will cost before it starts: calls, tokens and money as a low / expected / high range.
 
-Per child step: evolve, respond, equality judge, difficulty and quality (5 calls when kept; fewer when
-a cheap check eliminates it). Instructions grow by about 20 words a round (the templates ask for 10-20).
+Per child step: evolve, respond, equality judge, and one call per LLM scorer the run uses (difficulty and
+quality by default: 5 calls when kept; fewer when a cheap check eliminates it). Instructions grow by about 20 words a round (the templates ask for 10-20).
 - low: one pool node per seed (K = 1 behaviour), short answers, half the children stop at cheap checks;
 - expected: every child kept, typical answer lengths;
 - high: every child kept (the pool grows as K^round), every reply as long as max_tokens allows.
@@ -9,7 +9,8 @@ a cheap check eliminates it). Instructions grow by about 20 words a round (the t
 from __future__ import annotations
 
 from evolab.engine.checking import detect_checkable
-from evolab.engine.operations import OPERATION_REGISTRY
+from evolab.engine.operations import OPERATION_REGISTRY, weights_of
+from evolab.engine.scoring import chosen_scorers
 from evolab.llm.pricing import count_tokens, resolve_batch_price, resolve_price, tokenizer_for
 from evolab.schema import RunConfig, Seed
 
@@ -36,14 +37,23 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
         "high": dict(pool_growth=True, kept_share=1.0, answer=config.max_tokens_respond,
                      evolve_out_extra=config.max_tokens_evolve, judge_out=config.max_tokens_judge),
     }
+    scorers = [s for s in chosen_scorers(config) if s.uses_llm]
+
+    def scorer_tokens(instr: float, answer: float, judge_out: float) -> tuple[float, float]:
+        """Prompt and reply tokens of one node's LLM scores."""
+        prompt = sum(instr + (answer if s.needs_response else 0) + s.estimate_tokens[0] for s in scorers)
+        reply = sum(judge_out if s.estimate_tokens[1] is None else s.estimate_tokens[1] for s in scorers)
+        return prompt, reply
+
     out = {}
     for name, sc in scenarios.items():
         calls = prompt = completion = 0.0
         n = len(seeds)
-        if config.score_seeds:  # respond + difficulty + quality for each seed
-            calls += 3 * n
-            prompt += n * (seed_tokens + 8) + n * (seed_tokens + 60) + n * (seed_tokens + sc["answer"] + 120)
-            completion += n * (sc["answer"] + 4 + sc["judge_out"])
+        if config.score_seeds:  # respond and score each seed
+            calls += (1 + len(scorers)) * n
+            score_prompt, score_reply = scorer_tokens(seed_tokens, sc["answer"], sc["judge_out"])
+            prompt += n * (seed_tokens + 8) + n * score_prompt
+            completion += n * (sc["answer"] + score_reply)
             calls += check_k * n
             prompt += check_k * n * (seed_tokens + 8)
             completion += check_k * n * sc["answer"]
@@ -55,11 +65,12 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
             evolve_out = min(config.max_tokens_evolve, instr + sc["evolve_out_extra"]) if name != "high" \
                 else config.max_tokens_evolve
             kept = steps * sc["kept_share"]
-            # every step evolves; kept ones are answered, judged for equality and scored twice
-            calls += steps + 4 * kept
+            # every step evolves; kept ones are answered, judged for equality and scored by each LLM scorer
+            calls += steps + (2 + len(scorers)) * kept
+            score_prompt, score_reply = scorer_tokens(instr, sc["answer"], sc["judge_out"])
             prompt += steps * (template_tokens + parent)
-            prompt += kept * ((instr + 8) + (parent + instr + 70) + (instr + 60) + (instr + sc["answer"] + 120))
-            completion += steps * evolve_out + kept * (sc["answer"] + 4 + 4 + sc["judge_out"])
+            prompt += kept * ((instr + 8) + (parent + instr + 70) + score_prompt)
+            completion += steps * evolve_out + kept * (sc["answer"] + 4 + score_reply)
             calls += check_k * kept
             prompt += check_k * kept * (instr + 8)
             completion += check_k * kept * sc["answer"]
@@ -78,7 +89,6 @@ def estimate_run(seeds: list[Seed], config: RunConfig) -> dict:
 
 def _checkable_share(seeds: list[Seed]) -> float:
     """Share of seeds whose instruction asks for a number (their evolved children mostly do too)."""
-
     return sum(detect_checkable(s.instruction, input=s.input).checkable for s in seeds) / len(seeds)
 
 
@@ -91,7 +101,7 @@ def price_text(price, model: str) -> str:
 
 
 def _mean_template_tokens(config: RunConfig, model: str) -> float:
-    weights = {k: v for k, v in config.operation_weights.items() if v > 0 and k in OPERATION_REGISTRY}
+    weights = {k: v for k, v in weights_of(config.operation_weights).items() if v > 0 and k in OPERATION_REGISTRY}
     langs = ["ko"] if config.language == "ko" else ["en"]
     total = sum(weights.values()) or 1.0
     return sum(w * count_tokens(OPERATION_REGISTRY[op].template(langs[0]).text, model)

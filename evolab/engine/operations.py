@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evolab.schema import IN_BREADTH_OPERATIONS, OPERATIONS
-
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 LANGUAGES = ("en", "ko")
 INPUT_FORMATS = ("a Markdown table", "JSON", "XML", "SQL", "Python code")  # English: "... in {format} format"
@@ -70,16 +68,27 @@ def load_template(name: str, language: str = "en") -> Template:
     return Template(name=f"{language}/{name}", text=path.read_text(encoding="utf-8"))
 
 
+IN_DEPTH, IN_BREADTH = "in-depth", "in-breadth"
+
+
 @dataclass(frozen=True)
 class Operation:
-    """One evolution operation: a name, its kind, and what it asks of the model."""
+    """One evolution operation: a name, its kind, and what it asks of the model.
+
+    Its evolving prompt is the template `prompts/<language>/<name>.txt` (English when a language has none); an
+    operation from a plugin names its own folder with `prompts_dir` (holding `en/<name>.txt` and, optionally,
+    other languages). `color` draws it in figures (a plugin's operation gets one from a palette otherwise)."""
 
     name: str
-    kind: str  # "in-depth" | "in-breadth"
+    kind: str  # IN_DEPTH | IN_BREADTH
     summary: str
+    prompts_dir: Path | None = None
+    color: str | None = None
 
     def template(self, language: str = "en") -> Template:
-        return load_template(self.name, language)
+        if self.prompts_dir is None:
+            return load_template(self.name, language)
+        return _load_from(Path(self.prompts_dir), self.name, language)
 
     def build_prompt(self, instruction: str, input: str = "", language: str = "en",
                      rng: random.Random | None = None, template: Template | None = None) -> tuple[str, Template]:
@@ -94,23 +103,73 @@ class Operation:
         return template.render(**values), template
 
 
-OPERATION_REGISTRY: dict[str, Operation] = {
-    "constraints": Operation("constraints", "in-depth", "Add one more constraint or requirement."),
-    "deepen": Operation("deepen", "in-depth", "Ask about the issue in more depth and breadth."),
-    "concretize": Operation("concretize", "in-depth", "Replace general concepts with specific ones."),
-    "reasoning": Operation("reasoning", "in-depth", "Ask explicitly for multiple-step reasoning."),
-    "complicate_input": Operation("complicate_input", "in-depth",
-                                  "Add structured input data (a table, JSON, XML, SQL or code)."),
-    "breadth": Operation("breadth", "in-breadth", "Write a new, rarer instruction in the same domain."),
-}
-assert set(OPERATION_REGISTRY) == set(OPERATIONS)
+def _load_from(folder: Path, name: str, language: str) -> Template:
+    path = folder / language / f"{name}.txt"
+    if not path.exists():
+        path, language = folder / "en" / f"{name}.txt", "en"
+    return Template(name=f"{language}/{name}", text=path.read_text(encoding="utf-8"))
+
+
+# The registry: every list of operations (the CLI's choices, the Runs and Step pages, figures, estimates) is
+# read from here, in registration order.
+OPERATION_REGISTRY: dict[str, Operation] = {}
+
+
+def register_operation(operation: Operation) -> Operation:
+    """Add an operation. Returns it, so `register_operation(Operation(...))` is the one line."""
+    if not isinstance(operation, Operation):
+        raise TypeError(f"register_operation takes an Operation, not {operation!r}")
+    name = operation.name
+    if not name or not name.replace("_", "").isalnum() or not name.isascii() or name in ("seed", "sample", "all"):
+        raise ValueError(f"operation name {name!r}: use a short id of letters, digits and _ (not seed/sample/all)")
+    if operation.kind not in (IN_DEPTH, IN_BREADTH):
+        raise ValueError(f"operation {name!r}: kind must be {IN_DEPTH!r} or {IN_BREADTH!r}, not {operation.kind!r}")
+    if name in OPERATION_REGISTRY and OPERATION_REGISTRY[name] != operation:
+        raise ValueError(f"an operation named {name!r} is already registered")
+    operation.template("en")  # a missing template fails here, naming the file, not in the middle of a run
+    OPERATION_REGISTRY[name] = operation
+    return operation
+
+
+def unregister_operation(name: str) -> None:
+    OPERATION_REGISTRY.pop(name, None)
+
+
+def operation_names() -> tuple[str, ...]:
+    return tuple(OPERATION_REGISTRY)
+
+
+def in_depth_operations() -> tuple[str, ...]:
+    return tuple(n for n, op in OPERATION_REGISTRY.items() if op.kind == IN_DEPTH)
+
+
+def default_weights() -> dict[str, float]:
+    """Every registered operation at weight 1: what a run that names no operations samples from."""
+    return {op: 1.0 for op in OPERATION_REGISTRY}
+
+
+def weights_of(weights: dict[str, float] | None) -> dict[str, float]:
+    """A run's operation weights, or the default when it names none."""
+    return dict(weights) if weights else default_weights()
+
+
+for _op in (
+    Operation("constraints", IN_DEPTH, "Add one more constraint or requirement.", color="#1f77b4"),
+    Operation("deepen", IN_DEPTH, "Ask about the issue in more depth and breadth.", color="#ff7f0e"),
+    Operation("concretize", IN_DEPTH, "Replace general concepts with specific ones.", color="#2ca02c"),
+    Operation("reasoning", IN_DEPTH, "Ask explicitly for multiple-step reasoning.", color="#d62728"),
+    Operation("complicate_input", IN_DEPTH, "Add structured input data (a table, JSON, XML, SQL or code).",
+              color="#9467bd"),
+    Operation("breadth", IN_BREADTH, "Write a new, rarer instruction in the same domain.", color="#8c564b"),
+):
+    register_operation(_op)
 
 
 def get_operation(name: str) -> Operation:
     try:
         return OPERATION_REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown operation {name!r}; choose from {', '.join(OPERATIONS)}.") from None
+        raise ValueError(f"Unknown operation {name!r}; choose from {', '.join(OPERATION_REGISTRY)}.") from None
 
 
 def parse_operation_list(text: str) -> dict[str, float]:
@@ -131,11 +190,8 @@ def parse_operation_list(text: str) -> dict[str, float]:
 
 
 def sample_operation(weights: dict[str, float], rng: random.Random) -> str:
-    names = [n for n in OPERATIONS if weights.get(n, 0) > 0]
+    names = [n for n in OPERATION_REGISTRY if weights.get(n, 0) > 0]
     if not names:
         raise ValueError("No operation has a positive weight.")
     return rng.choices(names, weights=[weights[n] for n in names], k=1)[0]
 
-
-def is_in_breadth(name: str) -> bool:
-    return name in IN_BREADTH_OPERATIONS

@@ -20,21 +20,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from evolab.engine import eliminator, evolver, responder, scoring
+from evolab.engine import eliminator, evolver, plugins, responder, scoring
 from evolab.engine.adaptive import ADAPTIVE, AdaptiveOperations
-from evolab.engine.operations import sample_operation
+from evolab.engine.checking import check_in_run
+from evolab.engine.operations import sample_operation, weights_of
 from evolab.engine.templates import run_templates
 from evolab.llm.base import Backend, BudgetExceeded, LLMError
 from evolab.llm.client import LLMClient, client_for, make_backend
 from evolab.llm.ratelimit import CallsStopped
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
-from evolab.text.complexity import complexity_scores
-
-UNREADABLE = "unreadable"
-from evolab.engine.checking import check_in_run
 from evolab.store import Store
 from evolab.text.language import detect_language
 
+UNREADABLE = "unreadable"
 ProgressCallback = Callable[[dict[str, Any]], None]
 REUSABLE = (KEPT, ELIMINATED)  # a resumed run retries failed and pending steps
 # After this many steps in a row fail on the endpoint (after the client's own retries), the run stops
@@ -98,9 +96,12 @@ class Engine:
         self._round_done_count: Counter[int] = Counter()
         self._round_events: dict[int, asyncio.Event] = {}
         self._pool_by_round: dict[int, list[tuple[str, str]]] = {}
+        self.scorers = scoring.chosen_scorers(config)
+        self.score_context = scoring.ScoreContext(client, config)
         self.templates = run_templates(store, config)  # stored template versions the run names (--template)
         # --ops adaptive: Thompson sampling of operations, every decision in the store (evolab/engine/adaptive.py)
-        self.adaptive = (AdaptiveOperations(store, run_id, [op for op, w in config.operation_weights.items() if w > 0],
+        self.weights = weights_of(config.operation_weights)
+        self.adaptive = (AdaptiveOperations(store, run_id, [op for op, w in self.weights.items() if w > 0],
                                             config.random_seed)
                          if config.operation_sampling == ADAPTIVE else None)
 
@@ -129,7 +130,7 @@ class Engine:
         rng = random.Random(f"{cfg.random_seed}|{parent.instruction}|{parent.input}|{round_}|{slot}")
         if operation is None and self.adaptive is not None:
             operation = self.adaptive.choose(node_id, parent.language)
-        op = operation or sample_operation(cfg.operation_weights, rng)
+        op = operation or sample_operation(self.weights, rng)
         salt = f"{cfg.random_seed}|{round_}|{slot}"
         node = Node(id=node_id, run_id=self.run_id, parent_id=parent.id, root_id=parent.root_id, round=round_,
                     operation=op, instruction="", input=parent.input, status=PENDING, skill=parent.skill,
@@ -145,8 +146,7 @@ class Engine:
             node.prompt, node.raw_output = evo.prompt, evo.raw_output
             node.template, node.template_version = evo.template.name, evo.template.version
 
-            if node.instruction:
-                scores += complexity_scores(node)
+            scores += await self._instant_scores(node)
             ctx = eliminator.StepContext(parent=parent, node=node, config=cfg, client=self.client,
                                          novelty_pool=lambda: self.novelty_pool(node),
                                          finish_reason=evo.finish_reason)
@@ -241,18 +241,18 @@ class Engine:
                                 f"the answer was cut at max_tokens ({cfg.max_tokens_respond}); raise "
                                 "--max-tokens-respond"))
 
+    async def _instant_scores(self, node: Node) -> list[Score]:
+        """The scorers that need neither the answer nor the model (complexity): right after evolution."""
+        if not node.instruction:
+            return []
+        rows = [await scoring.run_scorer(s, node, self.score_context) for s in self.scorers if s.instant]
+        return [score for r in rows for score in r]
+
     async def _llm_scores(self, node: Node) -> list[Score]:
-        cfg, jobs = self.config, []
-        if cfg.score_difficulty:
-            # The judges' cap: a reasoning model spends hidden reasoning tokens out of it before the score.
-            jobs.append(scoring.score_difficulty(self.client, node.instruction, node.input, language=node.language,
-                                                 max_tokens=cfg.max_tokens_judge, node_id=node.id,
-                                                 temperature=cfg.temperature_judge))
-        if cfg.score_quality and node.response is not None:
-            jobs.append(scoring.score_quality(self.client, node.instruction, node.input, node.response,
-                                              language=node.language, max_tokens=cfg.max_tokens_judge,
-                                              node_id=node.id, temperature=cfg.temperature_judge))
-        return list(await asyncio.gather(*jobs))
+        """The other scorers (difficulty, quality, plugins that read the answer), concurrently."""
+        rows = await asyncio.gather(*(scoring.run_scorer(s, node, self.score_context)
+                                      for s in self.scorers if not s.instant))
+        return [score for r in rows for score in r]
 
     # -- the novelty pool -------------------------------------------------------------------------
     async def novelty_pool(self, node: Node) -> list[str]:
@@ -292,13 +292,13 @@ class Engine:
         try:
             flags: list[Score] = []
             await self._respond(seed, flags)
-            scores = complexity_scores(seed) + await self._llm_scores(seed) + flags
+            scores = await self._instant_scores(seed) + await self._llm_scores(seed) + flags
         except BudgetExceeded as e:
             self.stop_reason = "stopped" if isinstance(e, CallsStopped) else "budget"
             raise RunStopped(self.stop_reason)
         except LLMError as e:
             seed.detail = f"seed answer failed: {e}"[:500]
-            scores = complexity_scores(seed)
+            scores = await self._instant_scores(seed)
         await self._write("record_step", seed, scores)
         await self._check_answer(seed)  # the round-0 baseline of the checked-answer share
         if self.adaptive is not None:
@@ -417,6 +417,7 @@ def create_run(store: Store, seeds: list[Seed], config: RunConfig, name: str | N
                seed_set: str | None = None) -> str:
     if not seeds:
         raise ValueError("A run needs at least one seed.")
+    config = plugins.complete_config(RunConfig.from_dict(config.to_dict()))
     return store.create_run(config, seeds, name=name, seed_set=seed_set)
 
 
@@ -428,6 +429,7 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
     if run is None:
         raise KeyError(f"No run {run_id!r} in {store.path}.")
     config: RunConfig = run["config"]
+    plugins.check_registered(config)  # before any call: a resumed run needs the plugins it started with
     backend = backend or make_backend(config)
     stop_event = stop_event or threading.Event()  # the client's rate limiter drops queued calls when it is set
     client = client_for(store, run_id, config, backend, stop_event=stop_event)

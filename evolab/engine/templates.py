@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from evolab.engine.operations import LANGUAGES, Template, get_operation, load_template
-from evolab.schema import OPERATIONS, RunConfig
+from evolab.engine.operations import LANGUAGES, Template, get_operation, operation_names
+from evolab.schema import RunConfig
 from evolab.store import Store
 
 SHIPPED = "shipped"
@@ -45,8 +45,7 @@ class TemplateVersion:
 
 
 def shipped_version(operation: str, language: str) -> TemplateVersion:
-    get_operation(operation)
-    t = load_template(operation, language)
+    t = get_operation(operation).template(language)  # a plugin's operation reads its own folder
     return TemplateVersion(operation, t.name.partition("/")[0], t.version, SHIPPED, t.text, None,
                            "the template file shipped with evolab", None, True)
 
@@ -65,7 +64,7 @@ def versions(store: Store, operation: str, language: str) -> list[TemplateVersio
 
 
 def all_versions(store: Store) -> list[TemplateVersion]:
-    return [v for op in OPERATIONS for lang in LANGUAGES for v in versions(store, op, lang)]
+    return [v for op in operation_names() for lang in LANGUAGES for v in versions(store, op, lang)]
 
 
 def find_version(store: Store, operation: str, language: str, version: str) -> TemplateVersion | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
 from evolab.engine.checking import UNCHECKED, check_statuses, parse_checked
+from evolab.engine.operations import weights_of
 from evolab.schema import KEPT, SEED, Node
 from evolab.store import Store
 
@@ -32,7 +33,6 @@ def iter_selected(store: Store, run_id: str, *, status: str = "kept", include_se
     wanted_rules = set(rules or ())
     check_filter = None
     if checked:
-
         wanted_checks, statuses = set(parse_checked(checked)), check_statuses(store, run_id)
         check_filter = lambda n: statuses.get(n.id, UNCHECKED) in wanted_checks  # noqa: E731
     for nodes, scores in store.iter_nodes_with_scores(run_id):
@@ -189,8 +189,8 @@ def dataset_card(store: Store, run_id: str) -> str:
         f"- Model: `{cfg.model}` at `{cfg.base_url or 'embedded local model'}`",
         f"- Rounds: {cfg.rounds}, fan-out: {cfg.fanout}, random seed: {cfg.random_seed}, language: {cfg.language}",
         (f"- Operations: adaptive (Thompson sampling on kept and harder) among "
-         + ", ".join(k for k, v in cfg.operation_weights.items() if v > 0) if cfg.operation_sampling == "adaptive"
-         else f"- Operation weights: " + ", ".join(f"{k}={v:g}" for k, v in cfg.operation_weights.items())),
+         + ", ".join(k for k, v in weights_of(cfg.operation_weights).items() if v > 0) if cfg.operation_sampling == "adaptive"
+         else f"- Operation weights: " + ", ".join(f"{k}={v:g}" for k, v in weights_of(cfg.operation_weights).items())),
         f"- Seeds: {len(run['seeds'])}; nodes: {summary['nodes']} "
         + "(" + ", ".join(f"{k} {v}" for k, v in sorted(summary['by_status'].items())) + ")",
         f"- Eliminated by rule: " + (", ".join(f"{k} {v}" for k, v in sorted(summary['by_rule'].items())) or "none"),
@@ -198,6 +198,8 @@ def dataset_card(store: Store, run_id: str) -> str:
         f"{summary['prompt_tokens']:,}/{summary['completion_tokens']:,}, cost: ${summary['cost_usd']:.4f}"
         + ("" if summary["price_known"] else " (model price unknown: cost counted as 0)"),
         "- Templates: " + (", ".join(f"`{t}` v{v}" for t, v in templates) or "none"),
+        "- Scorers: " + (", ".join(cfg.scorers) if cfg.scorers is not None else "the defaults"),
+        "- Plugins: " + (", ".join(f"{p['name']} {p.get('version') or ''}".strip() for p in cfg.plugins) or "none"),
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,6 @@ import threading
 import time
 from typing import Any
 
-from evolab.llm import openai_backend
 from evolab.llm.base import (
     BACKENDS,
     STRUCTURED_MODES,

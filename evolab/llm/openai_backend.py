@@ -339,10 +339,10 @@ class OpenAICompatibleBackend:
 def _http_module() -> Any:
     """The HTTP library under the openai client (httpx2 for openai 3.x, httpx before)."""
     try:
-        import httpx2
+        import httpx2  # the openai client's HTTP library (which one depends on its version)
         return httpx2
     except ImportError:
-        import httpx
+        import httpx  # the openai client's HTTP library (which one depends on its version)
         return httpx
 
 

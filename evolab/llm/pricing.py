@@ -217,7 +217,7 @@ def tokenizer_for(model: str) -> Tokenizer:
     ships cl100k_base so estimates still use a real BPE here.
     """
     try:
-        import tiktoken
+        import tiktoken  # heavy: loads its encodings, only when tokens are counted
     except ImportError:
         return Tokenizer("chars/4", lambda t: max(1, len(t) // 4))
     candidates = []

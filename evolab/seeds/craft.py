@@ -210,7 +210,6 @@ class _Pool:
     """Every seed a candidate is compared with: texts for ROUGE-L and their embedding matrix."""
 
     def __init__(self, texts: list[str], embedder: Any, store: Store | None):
-
         self._embed = lambda items: embed_texts(items, embedder, store)
         self.texts = list(texts)
         self.vectors = self._embed(self.texts) if embedder is not None else None
@@ -367,7 +366,6 @@ def grow_sync(store: Store, config: RunConfig, spec: GrowSpec, *, backend: Any =
 
 
 async def _with_client(config: RunConfig, backend: Any, work: Callable, store: Store, run_id: str | None) -> Any:
-
     client = LLMClient(backend or make_backend(config), store, run_id=run_id, concurrency=config.concurrency,
                        budget_usd=config.budget_usd, budget_tokens=config.budget_tokens, structured=config.structured,
                        price=config.price, prices_file=config.prices_file, rpm=config.rpm, tpm=config.tpm)

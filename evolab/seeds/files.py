@@ -13,7 +13,6 @@ import json
 import math
 import numbers
 import os
-import re
 import unicodedata
 from collections import Counter
 from pathlib import Path

@@ -96,8 +96,8 @@ def _check_size(size: int, name: str) -> None:
 
 
 def _read_table(data: bytes, name: str):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # heavy: only for parquet/arrow seed files
+    import pyarrow.parquet as pq  # heavy: only for parquet/arrow seed files
 
     if data[:4] == b"PAR1":
         try:
@@ -114,7 +114,7 @@ def _read_table(data: bytes, name: str):
 
 
 def _read_saved_folder(path: Path, name: str):
-    import pyarrow as pa
+    import pyarrow as pa  # heavy: only for parquet/arrow seed files
 
     if (path / "dataset_dict.json").exists():  # DatasetDict.save_to_disk: one folder per split
         try:

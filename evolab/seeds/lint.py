@@ -170,7 +170,7 @@ def _rouge_duplicates(texts: list[str], paired: set, block: int = 512) -> list[F
 
 def _token_counts(texts: list[str]):
     """A sparse rows x vocabulary matrix of novelty's token counts (the tokens ROUGE-L compares)."""
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import csr_matrix  # heavy: about 0.3 s, only for this computation
 
     vocabulary: dict[str, int] = {}
     indptr, indices, data = [0], [], []
@@ -183,7 +183,6 @@ def _token_counts(texts: list[str]):
 
 
 def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: Any, notes: list[str]) -> list[Finding]:
-
     try:
         embedder = embedder or embed.embedder_from_env(texts)  # MiniLM for an all-English set, else e5
         vectors = embed.embed_texts(texts, embedder, store)

@@ -19,9 +19,8 @@ import re
 import threading
 from collections import Counter
 
-from evolab.engine.operations import LANGUAGES, load_template
+from evolab.engine.operations import LANGUAGES, get_operation, operation_names
 from evolab.llm.fake import given_prompt, scripted_reply
-from evolab.schema import OPERATIONS
 
 FAILURES = ("leak", "copy", "flat")
 # One added requirement per successful step; the difficulty judge counts them.
@@ -32,7 +31,7 @@ _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 @functools.lru_cache(maxsize=None)
 def _template_heads() -> list[tuple[str, str]]:
     """(text before the first placeholder, operation), longest first."""
-    heads = [(load_template(op, lang).text.split("{")[0], op) for lang in LANGUAGES for op in OPERATIONS]
+    heads = [(get_operation(op).template(lang).text.split("{")[0], op) for lang in LANGUAGES for op in operation_names()]
     return sorted(heads, key=lambda h: -len(h[0]))
 
 

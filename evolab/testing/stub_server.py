@@ -75,7 +75,7 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from evolab.llm.fake import scripted_reply
+from evolab.llm.fake import scripted_reply, scripted_structured_reply
 
 Handler = Callable[[list[dict[str, Any]], str], str]
 Fault = int | str
@@ -633,7 +633,6 @@ class StubServer:
             return error(self.structured_error, f"response_format type {fmt_type!r} is not supported.")
         try:
             if fmt_type and self.handler is _default_handler():
-                from evolab.llm.fake import scripted_structured_reply
                 reply = scripted_structured_reply(messages, purpose)
             else:
                 reply = self.handler(messages, purpose)
