@@ -33,7 +33,8 @@ def main() -> None:
 
     from evolab.engine import pipeline
     from evolab.llm import FakeBackend
-    from evolab.schema import IN_DEPTH_OPERATIONS, RunConfig
+    from evolab.engine.operations import in_depth_operations
+    from evolab.schema import RunConfig
     from evolab.seeds.files import load_seeds
     from evolab.store import Store
 
@@ -43,7 +44,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "dedup.db")
             config = RunConfig(model="fake", base_url="http://fake", rounds=args.rounds, concurrency=16,
-                               operation_weights={op: 1.0 for op in IN_DEPTH_OPERATIONS})
+                               operation_weights={op: 1.0 for op in in_depth_operations()})
             config.rules.duplicate = dedup
             run_id = pipeline.create_run(store, seeds, config)
             pipeline.run_sync(store, run_id, backend=FakeBackend())

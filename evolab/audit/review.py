@@ -63,11 +63,6 @@ def review_frames(store: Store, run_ids: Iterable[str]) -> tuple[pd.DataFrame, p
     return pd.DataFrame.from_records(nodes, columns=NODE_COLUMNS), scores_frame
 
 
-def rule_check(rule: str, judge: str) -> str:
-    """A rule's check id; the same rule decided by an LLM judge is its own check (paper rule 1 has both)."""
-    return rule if judge == HEURISTIC else f"{rule} (LLM judge)"
-
-
 def scorer_check(metric: str, threshold: float) -> str:
     return f"{metric}>={threshold:g}"
 
@@ -92,7 +87,7 @@ def checks_frame(nodes: pd.DataFrame, scores: pd.DataFrame,
     passed = (verdicts["value"] == 1).groupby(verdicts["node_id"]).all()
     failed_nodes = nodes.loc[nodes["status"] == FAILED, "id"]
     passed_all = verdicts["node_id"].map(passed).fillna(False).astype(bool) & ~verdicts["node_id"].isin(failed_nodes)
-    # rule_check(), vectorised: the rule id, and " (LLM judge)" when a model decided
+    # a rule's check id: the rule id, and " (LLM judge)" when a model decided (paper rule 1 has both)
     verdicts["check"] = verdicts["metric"].str[5:] + np.where(verdicts["judge"] == HEURISTIC, "", " (LLM judge)")
     verdicts["kind"] = "rule"
     verdicts["auto"] = np.where(verdicts["value"] == 0, DISCARD,

@@ -49,11 +49,6 @@ DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 COUNTERS: dict[str, int] = {"texts_embedded": 0, "umap_fits": 0}
 
 
-def reset_counters() -> None:
-    for k in COUNTERS:
-        COUNTERS[k] = 0
-
-
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors. `name` is the key of its cached vectors."""
 

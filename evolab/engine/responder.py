@@ -12,14 +12,6 @@ def response_prompt(instruction: str, input: str = "", language: str = "en") -> 
     return load_template("respond", language).render(instruction=instruction)
 
 
-async def respond(client: LLMClient, instruction: str, input: str = "", *, language: str = "en",
-                  temperature: float = 0.7, max_tokens: int = 1024, node_id: str | None = None,
-                  salt: str = "") -> str:
-    comp = await respond_completion(client, instruction, input, language=language, temperature=temperature,
-                                    max_tokens=max_tokens, node_id=node_id, salt=salt)
-    return comp.text.strip()
-
-
 async def respond_completion(client: LLMClient, instruction: str, input: str = "", *, language: str = "en",
                              temperature: float = 0.7, max_tokens: int = 1024, node_id: str | None = None,
                              salt: str = "") -> Completion:

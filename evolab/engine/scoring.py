@@ -100,10 +100,6 @@ def unregister_scorer(name: str) -> None:
     SCORERS.pop(name, None)
 
 
-def scorer_names() -> list[str]:
-    return list(SCORERS)
-
-
 def default_scorers() -> list[str]:
     return [n for n, s in SCORERS.items() if s.default]
 

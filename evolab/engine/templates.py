@@ -133,11 +133,6 @@ def run_templates(store: Store, config: RunConfig) -> dict[str, Template]:
     return out
 
 
-def version_names(store: Store) -> dict[str, str]:
-    """hash -> name of every known version (for labelling nodes' template_version)."""
-    return {v.version: v.name for v in all_versions(store)}
-
-
 def check_placeholders(current: Template, text: str) -> str | None:
     """Why `text` cannot replace `current` (None when it can): it must keep every {placeholder} the engine fills
     in, and add none the engine does not know."""

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
-import random
 import re
 import time
 from collections import deque
@@ -106,9 +104,6 @@ class FakeBackend:
         self.latency = latency
         self.requests: list[dict] = []
 
-    def push(self, *replies: str | Exception) -> None:
-        self.queue.extend(replies)
-
     async def complete(self, messages: Messages, *, temperature: float, max_tokens: int,
                        purpose: str = "", response_format: dict[str, Any] | None = None) -> Completion:
         start = time.perf_counter()
@@ -132,8 +127,3 @@ class FakeBackend:
 
     async def aclose(self) -> None:
         return None
-
-
-def lognormal_latency(median: float, sigma: float, rng: random.Random | None = None) -> Callable[[], float]:
-    rng = rng or random.Random(0)
-    return lambda: rng.lognormvariate(math.log(median), sigma)

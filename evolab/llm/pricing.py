@@ -174,12 +174,6 @@ def resolve_price(model: str, *, price: Any = None, prices_file: str | None = No
     return Price(model, name, entry[0], entry[1], source)
 
 
-def price_for(model: str) -> tuple[float, float] | None:
-    """Per-million prices from the tables, or None when the model is unknown (priced 0, labelled unknown)."""
-    p = resolve_price(model)
-    return None if p is None else (p.input, p.output)
-
-
 def parse_price(text: str) -> tuple[float, float]:
     """"IN,OUT" (USD per million input and output tokens) -> (in, out)."""
     parts = [x.strip() for x in str(text).split(",")]
