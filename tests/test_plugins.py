@@ -16,14 +16,15 @@ from conftest import STUB_KEY_ENV, free_port
 from test_app import _app_env, _fresh_resources, _navigation_mode, open_page, stub_module, texts  # noqa: F401
 
 from evolab.engine import operations, pipeline, plugins, scoring
-from evolab.engine.eliminator import CASCADE
+from evolab.engine.eliminator import CASCADE, all_rule_ids
 from evolab.llm import FakeBackend
+from evolab.llm.fake import scripted_reply
 from evolab.schema import RunConfig, Seed
 from evolab.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ROOT / "examples" / "plugins" / "words.py"
-PLUGIN_MODULES = ("words", "broken_import", "taken_name", "half_done")
+PLUGIN_MODULES = ("words", "broken_import", "taken_name", "half_done", "quotes_price", "plain_words")
 
 
 @pytest.fixture
@@ -174,3 +175,56 @@ def test_an_installed_package_loads_through_its_entry_point(tmp_path, plugin_dir
     assert "words" in scoring.SCORERS
     config = RunConfig(scorers=["words"])
     assert plugins.used_by(config)[0]["version"] == "2.3"
+
+
+RULE_PLUGIN = '''
+from evolab.plugins import RESPONSE, Rule, Verdict, register_rule
+
+class QuotesPrice(Rule):
+    """Drop answers that quote a price."""
+    id = "quotes_price"
+    needs = RESPONSE
+
+    async def check(self, ctx):
+        bad = "$" in (ctx.node.response or "")
+        return Verdict(self.id, not bad, "quotes a price" if bad else "no price")
+
+register_rule(QuotesPrice())
+'''
+OPERATION_PLUGIN = '''
+from pathlib import Path
+from evolab.plugins import IN_DEPTH, Operation, register_operation
+
+register_operation(Operation("plain_words", IN_DEPTH, "Ask for the same task in plain words.",
+                             prompts_dir=Path(__file__).with_name("prompts")))
+'''
+
+
+def test_a_rule_and_an_operation_from_plugins_run_like_the_built_in_ones(tmp_path, plugin_dir, monkeypatch,
+                                                                        registries):
+    (plugin_dir / "quotes_price.py").write_text(RULE_PLUGIN)
+    (plugin_dir / "plain_words.py").write_text(OPERATION_PLUGIN)
+    (plugin_dir / "prompts" / "en").mkdir(parents=True)
+    (plugin_dir / "prompts" / "en" / "plain_words.txt").write_text(
+        "Rewrite the task below in plain words, without jargon.\n#Given Prompt#:\n{instruction}\n#Rewritten Prompt#:\n")
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    tried = plugins.load_plugins("quotes_price,plain_words", entry_points=False)
+    assert not plugins.plugin_errors()
+    assert {p.name: p.provides for p in tried if p.module in ("quotes_price", "plain_words")} == \
+        {"quotes_price": {"rules": ["quotes_price"]}, "plain_words": {"operations": ["plain_words"]}}
+    assert "plain_words" in operations.operation_names()
+    assert "quotes_price" in all_rule_ids()
+
+    def reply(messages, purpose):  # every answer quotes a price: the plugin's rule eliminates every child
+        return "It costs $5." if purpose == "respond" else scripted_reply(messages, purpose)
+
+    store = Store(str(tmp_path / "ops.db"))
+    run_id = pipeline.create_run(store, [Seed("Explain tides."), Seed("Name three rivers.")],
+                                 RunConfig(rounds=1, operation_weights={"plain_words": 1.0}, concurrency=2))
+    pipeline.run_sync(store, run_id, backend=FakeBackend(handler=reply))
+    children = [n for n in store.nodes(run_id) if n.round == 1]
+    assert children and all(n.operation == "plain_words" for n in children)
+    assert all(n.prompt.startswith("Rewrite the task below in plain words") for n in children)
+    assert {(n.status, n.rule) for n in children} == {("eliminated", "quotes_price")}
+    assert [p["name"] for p in store.get_run(run_id)["config"].plugins] == ["quotes_price", "plain_words"]
+    store.close()
