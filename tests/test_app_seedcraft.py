@@ -10,6 +10,7 @@ from test_app import APP, _app_env, _fresh_resources, _navigation_mode, button, 
 from test_seed_grow import RealisticGrowModel
 from test_seed_tag import tag_reply
 
+from evolab.app import worker
 from evolab.seeds import craft as seedcraft
 from evolab.seeds.files import seeds_to_records
 from evolab.testing.stub_server import StubServer
@@ -66,7 +67,7 @@ def test_coverage_map_and_grow_here_then_accept_the_proposed_tags(tmp_path):
         skill = chosen.split(" × ")[0]
         at.number_input(key="seed_cov_n").set_value(3)
         button(at, "Grow here").click().run()
-        wait(seedcraft.grow_job_for(db))
+        wait(worker.grow_job_for(db))
         at.run()
         clean(at)
         bars = [p.proto.text for p in at.get("progress")]
@@ -112,7 +113,7 @@ def test_propose_tags_and_apply_the_accepted_ones(tmp_path):
         untagged = [i for i, s in enumerate(at.session_state["seeds"]) if seedcraft.needs_tags(s)]
         assert untagged
         button(at, "Propose tags").click().run()
-        wait(seedcraft.tag_job_for(db))
+        wait(worker.tag_job_for(db))
         at.run()
         clean(at)
         assert stub.count("tag") == len(untagged)

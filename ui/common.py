@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from evolab.analysis import frames as analysis
+from evolab.app import jobs  # noqa: E402
 from evolab.app import support as app_support  # noqa: E402
 from evolab.app.support import Settings  # noqa: E402
 from evolab.engine import plugins  # noqa: E402
@@ -394,18 +395,17 @@ def warm_up() -> bool:
     Diversity page opens fast. EVOLAB_APP_WARMUP=0 switches it off (tests)."""
     if os.environ.get("EVOLAB_APP_WARMUP", "1") == "0":
         return False
-    import threading
 
-    def work() -> None:
+    def work(job: jobs.Job) -> None:
         try:
-            from evolab.embeddings import embed
+            from evolab.embeddings import embed  # torch and umap: loaded here, in the background
 
             embedder().encode(["warm up"])
             embed.warm_umap()
         except Exception:  # the Diversity page reports real problems when it needs the model
             pass
 
-    threading.Thread(target=work, name="evolab-warm-up", daemon=True).start()
+    jobs.start("warm-up", "embedder", work)  # one of the app's background jobs (evolab/app/jobs.py)
     return True
 
 

@@ -1,6 +1,6 @@
 """The Seeds page's Coverage, Grow and Tag panels (issue 10 A): thin Streamlit over evolab.seeds.craft.
 
-Growing and tagging run in worker threads of the server process (evolab.seeds.craft.start_grow / start_tag); the
+Growing and tagging run as jobs of the app's one background registry (evolab.app.worker.start_grow / start_tag); the
 panels poll the store with a fragment, like the Runs page polls a run.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from evolab.analysis import viz
+from evolab.app import worker
 from evolab.schema import Seed
 from evolab.seeds import craft as seedcraft
 from evolab.store import Store
@@ -52,7 +53,7 @@ def _start_grow(db: Store, spec: seedcraft.GrowSpec) -> bool:
         return False
     if not _settings_ok():
         return False
-    seedcraft.start_grow(db.path, app_common.settings().run_config(), spec)
+    worker.start_grow(db.path, app_common.settings().run_config(), spec)
     return True
 
 
@@ -87,7 +88,7 @@ def coverage_panel(db: Store, seeds: list[Seed]) -> None:
 
 
 def _grow_running(db: Store) -> bool:
-    job = seedcraft.grow_job_for(db.path)
+    job = worker.grow_job_for(db.path)
     return job is not None and job.alive
 
 
@@ -106,12 +107,12 @@ def grow_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
 
 
 def grow_progress(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
-    job = seedcraft.grow_job_for(db.path)
+    job = worker.grow_job_for(db.path)
 
     @st.fragment(run_every=1.0 if job is not None and job.alive else None)
     @app_common.guarded
     def live() -> None:
-        current = seedcraft.grow_job_for(db.path)
+        current = worker.grow_job_for(db.path)
         if current is None:
             st.caption("Nothing grown in this session yet.")
             return
@@ -120,11 +121,12 @@ def grow_progress(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
             st.session_state["_grow_alive"] = False
             st.rerun(scope="app")
         st.session_state["_grow_alive"] = alive
-        if current.job_id is None:
+        grow_id = current.progress.get("job_id")
+        if grow_id is None:
             st.caption("Starting...")
             return
-        p = db.grow_progress(current.job_id)
-        want = int((db.grow_job(current.job_id) or {}).get("config", {}).get("n") or 1)
+        p = db.grow_progress(grow_id)
+        want = int((db.grow_job(grow_id) or {}).get("config", {}).get("n") or 1)
         status = current.status if not alive else "running"
         st.progress(min(1.0, p["kept"] / want), text=f"{status}: {min(p['kept'], want)} of {want} new seeds kept "
                                                      f"after {p['calls']} calls")
@@ -137,11 +139,11 @@ def grow_progress(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
             st.warning(current.result.message)
         if p["by_reason"]:
             st.caption("Rejected: " + ", ".join(f"{seedcraft.REASONS.get(k, k)} ×{v}" for k, v in p["by_reason"].items()))
-        frame = seedcraft.candidates_frame(db, current.job_id)
+        frame = seedcraft.candidates_frame(db, grow_id)
         st.dataframe(frame[["call_index", "status", "instruction", "input", "why", "detail"]].head(200),
                      hide_index=True, width="stretch", key="seed_grow_candidates",
                      column_config={"instruction": st.column_config.TextColumn(width="large")})
-        new = seedcraft.new_seeds_for_table(seeds, seedcraft.kept_seeds(db, current.job_id, want))
+        new = seedcraft.new_seeds_for_table(seeds, seedcraft.kept_seeds(db, grow_id, want))
         if not alive and new and st.button(f"Add {len(new)} kept seeds to the table", key="seed_grow_add",
                                            type="primary"):
             set_table(list(seeds) + new, f"grown ({len(new)} new)")
@@ -156,17 +158,17 @@ def tag_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
     st.caption(f"{missing} seed(s) lack a skill or a difficulty; {len(grown)} grown seed(s) carry proposed tags. "
                "The model picks the skill from the set's own list (or proposes a new one) and rates difficulty 1-10 "
                "with WizardLM's question; nothing is changed until you accept it.")
-    job = seedcraft.tag_job_for(db.path)
+    job = worker.tag_job_for(db.path)
     if st.button("Propose tags", key="seed_tag_start", disabled=not missing or bool(job and job.alive)):
         if _settings_ok():
-            seedcraft.start_tag(db.path, app_common.settings().run_config(), seeds)
+            worker.start_tag(db.path, app_common.settings().run_config(), seeds)
             st.session_state["seed_tag_for"] = [s.to_dict() for s in seeds]
             st.rerun()
 
     @st.fragment(run_every=1.0 if job is not None and job.alive else None)
     @app_common.guarded
     def proposals() -> None:
-        current = seedcraft.tag_job_for(db.path)
+        current = worker.tag_job_for(db.path)
         alive = current is not None and current.alive
         if st.session_state.get("_tag_alive") and not alive:
             st.session_state["_tag_alive"] = False

@@ -13,9 +13,7 @@ import math
 import os
 import re
 import tempfile
-import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +21,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from evolab.analysis.report import write_report
+from evolab.app import jobs
+from evolab.app.jobs import Job
 from evolab.audit import judge
 from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
 from evolab.engine.estimate import price_text as text
@@ -464,69 +464,33 @@ def pool(nodes: pd.DataFrame, round_: int | None = None) -> pd.DataFrame:
     return out
 
 
-@dataclass
-class BackgroundJob:
-    """A judge comparison running in a thread of the server process (it survives page changes)."""
-
-    key: str
-    thread: threading.Thread | None = None
-    status: str = "starting"
-    error: str | None = None
-    started_at: float = field(default_factory=time.time)
-    result: dict[str, Any] | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+JUDGE = "judge"  # the Compare page's judge jobs in the app's registry (evolab/app/jobs.py), one per comparison
 
 
-_JUDGE_JOBS: dict[str, BackgroundJob] = {}
-_JUDGE_LOCK = threading.Lock()
-
-
-def judge_job(comparison: str) -> BackgroundJob | None:
-    return _JUDGE_JOBS.get(comparison)
+def judge_job(comparison: str) -> Job | None:
+    return jobs.get(JUDGE, comparison)
 
 
 def start_judge(db_path: str, config: RunConfig, comparison: str, *, run_id: str, round_a: int | None = None,
-                round_b: int | None = None, run_b: str | None = None, backend_factory: Any = None) -> BackgroundJob:
+                round_b: int | None = None, run_b: str | None = None, backend_factory: Any = None) -> Job:
     """Judge two rounds of a run (round_a, round_b) or two runs (run_id vs run_b) in a worker thread;
-    each judgment row is stored as it completes (store.judgments(comparison))."""
+    each judgment row is stored as it completes (store.judgments(comparison)); `job.result` is the summary."""
 
-    with _JUDGE_LOCK:
-        job = _JUDGE_JOBS.get(comparison)
-        if job is not None and job.alive:
-            return job
-        job = BackgroundJob(key=comparison)
-
-        def work() -> None:
-            store = Store(db_path)
-            client = None
+    def work(store: Store, job: Job) -> dict[str, Any]:
+        backend = backend_factory() if backend_factory else make_backend(config)
+        client = LLMClient(backend, store, concurrency=config.concurrency, structured=config.structured)
+        try:
+            kw = {"max_tokens": config.max_tokens_judge, "temperature": config.temperature_judge}
+            if run_b is None:
+                return judge.judge_rounds_sync(store, client, run_id, int(round_a), int(round_b), **kw)
+            return judge.judge_runs_sync(store, client, run_id, run_b, **kw)
+        finally:
             try:
-                job.status = "running"
-                backend = backend_factory() if backend_factory else make_backend(config)
-                client = LLMClient(backend, store, concurrency=config.concurrency, structured=config.structured)
-                kw = {"max_tokens": config.max_tokens_judge, "temperature": config.temperature_judge}
-                if run_b is None:
-                    job.result = judge.judge_rounds_sync(store, client, run_id, int(round_a), int(round_b), **kw)
-                else:
-                    job.result = judge.judge_runs_sync(store, client, run_id, run_b, **kw)
-                job.status = "finished"
-            except Exception as e:  # shown on the page
-                job.status, job.error = "failed", f"{type(e).__name__}: {e}"
-                traceback.print_exc()
-            finally:
-                if client is not None:
-                    try:
-                        asyncio.run(client.aclose())
-                    except Exception:
-                        pass
-                store.close()
+                asyncio.run(client.aclose())
+            except Exception:
+                pass
 
-        job.thread = threading.Thread(target=work, name=f"evolab-judge-{comparison}", daemon=True)
-        _JUDGE_JOBS[comparison] = job
-        job.thread.start()
-        return job
+    return jobs.start(JUDGE, comparison, work, db_path=db_path)
 
 
 def judgments_table(rows: list[dict[str, Any]], store: Store) -> pd.DataFrame:

@@ -1,16 +1,15 @@
 """The Templates page's logic without Streamlit: version tables, the template choices of the Runs page, and tuning
-sessions and version comparisons in background threads of the server process (they survive page changes; the page
-polls the store, where every step is written)."""
+sessions and version comparisons as jobs of the app's background registry (evolab/app/jobs.py: they survive page
+changes; the page polls the store, where every step is written)."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import traceback
 from typing import Any, Callable
 
 import pandas as pd
 
-from evolab.app.support import BackgroundJob
+from evolab.app import jobs
+from evolab.app.jobs import Job
 from evolab.audit import tuning
 from evolab.engine.operations import operation_names
 from evolab.engine.templates import SHIPPED, TemplateVersion, all_versions, versions
@@ -19,9 +18,7 @@ from evolab.llm.client import LLMClient, make_backend
 from evolab.schema import RunConfig
 from evolab.store import Store
 
-_JOBS: dict[str, BackgroundJob] = {}
-_LOCK = threading.Lock()
-_STOPS: dict[str, threading.Event] = {}
+TUNE, COMPARE = "tune", "compare-versions"  # their kinds in the registry
 
 
 def versions_table(store: Store, operation: str, language: str) -> pd.DataFrame:
@@ -76,59 +73,29 @@ def session_progress(store: Store, session: dict[str, Any]) -> tuple[int, int]:
 
 
 # -- background work ---------------------------------------------------------------------------------------
-def job(key: str) -> BackgroundJob | None:
-    return _JOBS.get(key)
+def job(key: str) -> Job | None:
+    """A tuning session's job ("tune:SESSION") or a version comparison's (tuning.versions_comparison(a, b))."""
+    kind, _, rest = key.partition(":")
+    return jobs.get(TUNE, rest) if kind == TUNE else jobs.get(COMPARE, key)
 
 
-def _start(key: str, work: Callable[[Store, BackgroundJob], Any], db_path: str) -> BackgroundJob:
-    with _LOCK:
-        current = _JOBS.get(key)
-        if current is not None and current.alive:
-            return current
-        new = BackgroundJob(key=key)
-
-        def target() -> None:
-            store = Store(db_path)
-            try:
-                new.status = "running"
-                new.result = work(store, new)
-                new.status = "finished"
-            except Exception as e:  # shown on the page; the store has every finished step
-                new.status, new.error = "failed", str(e) if isinstance(e, tuning.TuningError) else \
-                    f"{type(e).__name__}: {e}"
-                if not isinstance(e, tuning.TuningError):
-                    traceback.print_exc()
-            finally:
-                store.close()
-
-        new.thread = threading.Thread(target=target, name=f"evolab-{key}", daemon=True)
-        _JOBS[key] = new
-        new.thread.start()
-        return new
-
-
-def start_tuning(db_path: str, session_id: str) -> BackgroundJob:
+def start_tuning(db_path: str, session_id: str) -> Job:
     """Run (or go on with) a stored session in a thread; `stop_tuning` stops its dev run after the steps in
     flight (resume it later)."""
-    stop = _STOPS.setdefault(session_id, threading.Event())
-    stop.clear()
-    return _start(f"tune:{session_id}",
-                  lambda store, j: asyncio.run(tuning.run_session(store, session_id, stop_event=stop)), db_path)
+    return jobs.start(TUNE, session_id,
+                      lambda store, j: asyncio.run(tuning.run_session(store, session_id, stop_event=j.stop_event)),
+                      db_path=db_path, shown=(tuning.TuningError,))
 
 
 def stop_tuning(session_id: str) -> bool:
-    current = _JOBS.get(f"tune:{session_id}")
-    if current is None or not current.alive:
-        return False
-    _STOPS[session_id].set()
-    return True
+    return jobs.stop(TUNE, session_id)
 
 
 def start_compare(db_path: str, config: RunConfig, a: TemplateVersion, b: TemplateVersion,
-                  backend_factory: Callable[[], Backend] | None = None) -> BackgroundJob:
+                  backend_factory: Callable[[], Backend] | None = None) -> Job:
     """Judge what two versions kept (tuning.compare_versions) with the sidebar's endpoint as the judge."""
 
-    def work(store: Store, j: BackgroundJob) -> dict[str, Any]:
+    def work(store: Store, j: Job) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             client = LLMClient(backend_factory() if backend_factory else make_backend(config), store,
                                concurrency=config.concurrency, structured=config.structured)
@@ -140,4 +107,4 @@ def start_compare(db_path: str, config: RunConfig, a: TemplateVersion, b: Templa
 
         return asyncio.run(go())
 
-    return _start(tuning.versions_comparison(a, b), work, db_path)
+    return jobs.start(COMPARE, tuning.versions_comparison(a, b), work, db_path=db_path, shown=(tuning.TuningError,))

@@ -25,7 +25,6 @@ import random
 import re
 import threading
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -437,87 +436,6 @@ def grow_cli(store: Store, config: RunConfig, spec: GrowSpec, *, out: str, max_c
     if result.status != "finished":
         print_fn(f"{result.message or result.status}; run the same command again to continue")
     return 1 if result.status == "failed" else 0
-
-
-# -- background grow jobs for the app -------------------------------------------------------------------------
-@dataclass
-class Job:
-    key: str
-    thread: threading.Thread | None = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    status: str = "starting"
-    error: str | None = None
-    job_id: str | None = None
-    result: Any = None
-
-    @property
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-
-_JOBS: dict[str, Job] = {}
-_LOCK = threading.Lock()
-
-
-def _start_job(key: str, db_path: str, thread_name: str, body: Callable[[Store, Job], None]) -> Job:
-    """Run `body(store, job)` in a worker thread of the server process (it survives page changes) with its own
-    store; one job per key at a time (a live one is returned as it is). `body` sets the job's result and status;
-    an exception marks the job failed with its message, shown on the page."""
-    with _LOCK:
-        job = _JOBS.get(key)
-        if job is not None and job.alive:
-            return job
-        job = Job(key=key)
-
-        def work() -> None:
-            store = Store(db_path)
-            try:
-                job.status = "running"
-                body(store, job)
-            except Exception as e:  # shown on the page
-                job.status, job.error = "failed", f"{type(e).__name__}: {e}"
-                traceback.print_exc()
-            finally:
-                store.close()
-
-        job.thread = threading.Thread(target=work, name=thread_name, daemon=True)
-        _JOBS[key] = job
-        job.thread.start()
-        return job
-
-
-def start_grow(db_path: str, config: RunConfig, spec: GrowSpec, *, backend_factory: Any = None,
-               embedder: Any = "default") -> Job:
-    """Grow in a worker thread of the server process (it survives page changes); the page polls the store."""
-    def body(store: Store, job: Job) -> None:
-        def on_progress(p: dict[str, Any]) -> None:
-            job.job_id = p["job_id"]
-
-        job.result = grow_sync(store, config, spec, backend=backend_factory() if backend_factory else None,
-                               embedder=embedder, stop_event=job.stop_event, progress=on_progress)
-        job.status = job.result.status
-        job.error = job.result.message if job.result.status == "failed" else None
-
-    return _start_job(f"grow:{db_path}", db_path, "evolab-grow", body)
-
-
-def grow_job_for(db_path: str) -> Job | None:
-    return _JOBS.get(f"grow:{db_path}")
-
-
-def start_tag(db_path: str, config: RunConfig, seeds: list[Seed], *, backend_factory: Any = None) -> Job:
-    """Propose tags in a worker thread (calls are recorded and cached in the store); `job.result` is the list of
-    TagProposal when done."""
-    def body(store: Store, job: Job) -> None:
-        job.result = tag_sync(config, list(seeds), store, backend=backend_factory() if backend_factory else None,
-                              max_tokens=max(96, config.max_tokens_judge))
-        job.status = "finished"
-
-    return _start_job(f"tag:{db_path}", db_path, "evolab-tag", body)
-
-
-def tag_job_for(db_path: str) -> Job | None:
-    return _JOBS.get(f"tag:{db_path}")
 
 
 def cell_label(row: dict[str, Any] | pd.Series) -> str:
