@@ -111,7 +111,7 @@ with new_col:
         config = settings.run_config(
             rounds=int(rounds), fanout=int(fanout), concurrency=int(concurrency),
             budget_usd=float(budget) or None, budget_tokens=int(budget_tokens) or None,
-            price=app_support.parse_price_field(price_field), random_seed=int(random_seed), language=language,
+            price=price_field, random_seed=int(random_seed), language=language,
             operation_weights=weights, operation_sampling="adaptive" if adaptive_ops else "weights",
             templates=chosen_templates(template_picks),
             name=name.strip() or None, max_tokens_respond=int(max_respond),
@@ -121,8 +121,10 @@ with new_col:
             rules={"use_equal_judge": equal_judge, "duplicate": dedup, "quality_filter": quality_filter,
                    "quality_min": float(quality_min)})
         problems += app_support.budget_problems(config)
-    except (ValueError, KeyError) as e:
-        problems.append(str(e).strip("'\""))
+    except (ValueError, KeyError) as e:  # RunConfigError: the CLI's words for the same bad choice
+        problem = str(e).strip("'\"")
+        if problem not in problems:  # the sidebar's endpoint problem is the builder's first check too
+            problems.append(problem)
 
     if config is not None and seeds:
         est = estimate_run(seeds, config)

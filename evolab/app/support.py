@@ -6,7 +6,6 @@ DataFrames, so the pages stay thin and the logic is tested without a browser.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 import math
@@ -26,13 +25,13 @@ from evolab.app.jobs import Job
 from evolab.audit import judge
 from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
 from evolab.engine.estimate import price_text as text
-from evolab.engine.operations import operation_names
+from evolab.engine.operations import check_weights, operation_names
 from evolab.engine.pipeline import expected_steps
+from evolab.engine.runconfig import RunConfigError, build_run_config, check_budget_price, endpoint_problem, price_of
 from evolab.export.formats import count_selected, dataset_card, write_export
-from evolab.llm.client import LLMClient, budget_price_problem, make_backend, structured_meta_key
+from evolab.llm.client import LLMClient, make_backend, structured_meta_key
 from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from evolab.llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
-from evolab.llm.pricing import parse_price, resolve_price
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Seed
 from evolab.seeds.files import EXAMPLE_SETS, load_example, summarize
 from evolab.store import Store
@@ -76,12 +75,9 @@ class Settings:
     def problems(self) -> list[str]:
         """What stops a run from starting with these settings, each with what to do."""
         out = []
-        url = self.base_url.strip()
-        if url and not re.match(r"^https?://", url):
-            out.append(f"The endpoint URL {url!r} must start with http:// or https:// "
-                       "(e.g. https://api.openai.com/v1); leave it empty for the embedded local model.")
-        if url and not self.model.strip():
-            out.append("With an endpoint URL, name the model too (e.g. gpt-4o-mini).")
+        problem = endpoint_problem(self.base_url, self.model)  # the CLI's words: one check for both
+        if problem:
+            out.append(problem)
         name = self.api_key_env.strip()
         if name and not _ENV_NAME.match(name):
             out.append(f"{name!r} is not a variable name: give the NAME of the environment variable or secret "
@@ -129,21 +125,13 @@ class Settings:
         base = RunConfig()
         return {k: getattr(base, k) for k in LOCAL_TOKEN_LIMITS}
 
-    def run_config(self, **overrides: Any) -> RunConfig:
-        """A RunConfig for these settings; `overrides` set any other RunConfig field (rules: a dict)."""
-        rules = overrides.pop("rules", None)
-        cfg = RunConfig(model=self.model_name, base_url=self.base_url.strip() or None,
-                        api_key_env=self.api_key_env.strip() or None, structured=self.structured,
-                        restrict_key_env=True, **self.token_defaults())
-        known = {f.name for f in dataclasses.fields(RunConfig)}
-        for k, v in overrides.items():
-            if k not in known:
-                raise TypeError(f"RunConfig has no field {k!r}")
-            setattr(cfg, k, v)
-        if rules:
-            for k, v in rules.items():
-                setattr(cfg.rules, k, v)
-        return cfg
+    def run_config(self, **choices: Any) -> RunConfig:
+        """A RunConfig for these settings and the Runs page's `choices`, built and checked by the CLI's own
+        builder (evolab.engine.runconfig.build_run_config: any RunConfig field, rules as a dict, price as
+        "IN,OUT"); a bad choice raises RunConfigError with the CLI's words."""
+        return build_run_config(model=self.model_name, base_url=self.base_url, api_key_env=self.api_key_env.strip()
+                                or None, structured=self.structured, restrict_key_env=True,
+                                **{**self.token_defaults(), **choices})
 
 
 # -- seed sources -------------------------------------------------------------------------------------
@@ -286,7 +274,7 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
 def run_price(config: RunConfig):
     """The Price a run's calls are billed at (None: unknown)."""
 
-    return resolve_price(config.model, price=config.price, prices_file=config.prices_file)
+    return price_of(config)
 
 
 def price_text(config: RunConfig) -> str:
@@ -296,18 +284,12 @@ def price_text(config: RunConfig) -> str:
 
 
 def budget_problems(config: RunConfig) -> list[str]:
-    """A dollar budget without a known price cannot hold: the run must not start (say what to do)."""
-    problem = budget_price_problem(config.model, config.budget_usd, run_price(config))
-    if not problem:
-        return []
-    return [problem.replace("with --price IN,OUT", "in the price field").replace(
-        "budget in tokens instead with --budget-tokens N", "set a token budget instead")]
-
-
-def parse_price_field(text: str) -> list[float] | None:
-    """The Runs page's price field: "" -> None, "0.5, 1.5" -> [0.5, 1.5]; ValueError says what is wrong."""
-
-    return list(parse_price(text)) if (text or "").strip() else None
+    """A dollar budget without a known price cannot hold: the run must not start (the CLI's words)."""
+    try:
+        check_budget_price(config)
+    except RunConfigError as e:
+        return [str(e)]
+    return []
 
 
 def eta_seconds(done_since_start: int, remaining: int, elapsed_s: float) -> float | None:
@@ -576,7 +558,7 @@ def operation_weights_frame(weights: dict[str, float] | None = None) -> pd.DataF
 
 
 def weights_from_frame(frame: pd.DataFrame) -> dict[str, float]:
-    """Operation weights from the edited table; raises ValueError with what to fix."""
+    """Operation weights from the edited table; raises RunConfigError (a ValueError) with what to fix."""
     out: dict[str, float] = {}
     for row in frame.to_dict("records"):
         op, w = row.get("operation"), row.get("weight")
@@ -585,13 +567,12 @@ def weights_from_frame(frame: pd.DataFrame) -> dict[str, float]:
         try:
             w = float(w) if w is not None and not (isinstance(w, float) and math.isnan(w)) else 0.0
         except (TypeError, ValueError):
-            raise ValueError(f"The weight of {op} must be a number.") from None
-        if w < 0:
-            raise ValueError(f"The weight of {op} is negative: use 0 to switch an operation off.")
+            raise RunConfigError(f"--ops: Weight {w!r} for {op} is not a number.") from None
         out[op] = w
-    if not any(v > 0 for v in out.values()):
-        raise ValueError("Every operation weight is 0: give at least one operation a weight above 0.")
-    return out
+    try:  # the same check as --ops, in the same words
+        return check_weights(out)
+    except ValueError as e:
+        raise RunConfigError(f"--ops: {e}") from None
 
 
 # -- batch jobs (issue 13, evolab/engine/batch.py) ----------------------------------------------------------------

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -27,21 +26,19 @@ from evolab.cli.batch import add_batch_commands, add_batch_options, batch_option
 from evolab.cli.common import DEFAULT_DB, BadInput, _run_id, _store
 from evolab.cli.embed import add_embed_parser
 from evolab.cli.tune import add_tune_arguments, tune_command
-from evolab.engine.adaptive import parse_ops_option
 from evolab.engine.batch import BatchError
 from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share, parse_checked
-from evolab.engine.eliminator import rule_ids
 from evolab.engine.estimate import estimate_run, format_estimate
-from evolab.engine.operations import default_weights
 from evolab.engine.pipeline import create_run, run_sync
 from evolab.engine.plugins import PluginError, load_plugins, plugin_errors
-from evolab.engine.scoring import chosen_scorers_or_registered, default_scorers, parse_scorers
+from evolab.engine.runconfig import (RunConfigError, apply_price_choices, build_run_config, check_budget_price,
+                                     price_of)
+from evolab.engine.scoring import chosen_scorers_or_registered, default_scorers
 from evolab.engine.templates import parse_template_options
 from evolab.export.formats import write_export
 from evolab.llm.base import LLMError
-from evolab.llm.client import LLMClient, budget_price_problem, make_backend
-from evolab.llm.local import DEFAULT_PORT, LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS, LocalModelError, serve_forever
-from evolab.llm.pricing import PricesError, parse_price, price_table, resolve_price
+from evolab.llm.client import LLMClient, make_backend
+from evolab.llm.local import DEFAULT_PORT, LocalModelError, serve_forever
 from evolab.llm.ratelimit import describe
 from evolab.schema import RunConfig
 from evolab.seeds.craft import GrowSpec, SeedcraftError, check_spec, grow_cli
@@ -63,96 +60,51 @@ def _load_seeds(path: str, mapping: str | None = None):
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    if args.rounds < 1:
-        raise BadInput("--rounds must be at least 1.")
-    if args.fanout < 1:
-        raise BadInput("--fanout must be at least 1.")
-    if getattr(args, "base_url", None) and not args.model:
-        raise BadInput("With --base-url, name the model too: --model NAME.")
-    try:
-        weights, sampling = parse_ops_option(args.ops) if args.ops else (default_weights(), "weights")
-    except ValueError as e:
-        raise BadInput(f"--ops: {e}") from e
-    cfg = RunConfig(model=args.model or "smollm2", base_url=getattr(args, "base_url", None),
-                    api_key_env=getattr(args, "api_key_env", None), rounds=args.rounds, fanout=args.fanout,
-                    operation_weights=weights, operation_sampling=sampling, language=getattr(args, "language", "auto"))
-    if not cfg.base_url:  # the embedded model: short replies so trying the workflow takes minutes
-        for key, value in LOCAL_TOKEN_LIMITS.items():
-            setattr(cfg, key, value)
-    for key in ("max_tokens_evolve", "max_tokens_respond", "max_tokens_judge"):
-        value = getattr(args, key, None)
-        if value is not None:
-            if value < 1:
-                raise BadInput(f"--{key.replace('_', '-')} must be at least 1.")
-            setattr(cfg, key, value)
-    for key in ("concurrency", "seed", "budget_usd", "name", "rpm", "tpm"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(cfg, "random_seed" if key == "seed" else key, value)
+    """The run's RunConfig from the command line: evolab.engine.runconfig builds and checks it (the Runs page
+    uses the same builder, so both say the same words about the same bad choice); a bad choice is exit 2."""
+    rules: dict = {}
     if getattr(args, "no_equal_judge", False):
-        cfg.rules.use_equal_judge = False
+        rules["use_equal_judge"] = False
     if getattr(args, "dedup", False):
-        cfg.rules.duplicate = True
-    if getattr(args, "check_answers", False):  # issue 12: checked answers (evolab/engine/checking.py)
-        if args.check_k < 1:
-            raise BadInput("--check-k must be at least 1.")
-        cfg.check_answers, cfg.check_k = True, args.check_k
+        rules["duplicate"] = True
     if getattr(args, "quality_filter", None) is not None:
-        cfg.rules.quality_filter, cfg.rules.quality_min = True, args.quality_filter
-    for rule in getattr(args, "rule_off", None) or []:
-        known = rule_ids() + ["equal_judge"]
-        if rule not in known:
-            raise BadInput(f"--rule-off {rule}: not a rule; the rules are {', '.join(known)}.")
-        if isinstance(getattr(cfg.rules, rule, None), bool):
-            setattr(cfg.rules, rule, False)
-        else:
-            cfg.rules.off.append(rule)
-    if getattr(args, "structured", None):
-        cfg.structured = args.structured
-    if getattr(args, "scorers", None) is not None:
-        try:
-            cfg.scorers = parse_scorers(args.scorers)
-        except ValueError as e:
-            raise BadInput(f"--scorers: {e}") from None
-    if cfg.concurrency < 1:
-        raise BadInput("--concurrency must be at least 1.")
-    for key in ("rpm", "tpm"):
-        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
-            raise BadInput(f"--{key} must be at least 1.")
-    _price_options(args, cfg)
-    return cfg
+        rules["quality_filter"], rules["quality_min"] = True, args.quality_filter
+    check = bool(getattr(args, "check_answers", False))  # issue 12: checked answers (evolab/engine/checking.py)
+    try:
+        return build_run_config(
+            model=args.model, base_url=getattr(args, "base_url", None), api_key_env=getattr(args, "api_key_env", None),
+            rounds=args.rounds, fanout=args.fanout, ops=args.ops, language=getattr(args, "language", "auto"),
+            max_tokens_evolve=getattr(args, "max_tokens_evolve", None),
+            max_tokens_respond=getattr(args, "max_tokens_respond", None),
+            max_tokens_judge=getattr(args, "max_tokens_judge", None),
+            concurrency=getattr(args, "concurrency", None), random_seed=getattr(args, "seed", None),
+            budget_usd=getattr(args, "budget_usd", None), name=getattr(args, "name", None),
+            rpm=getattr(args, "rpm", None), tpm=getattr(args, "tpm", None),
+            check_answers=check or None, check_k=args.check_k if check else None,
+            rules=rules, rule_off=getattr(args, "rule_off", None), structured=getattr(args, "structured", None),
+            scorers=getattr(args, "scorers", None), price=getattr(args, "price", None),
+            prices_file=getattr(args, "prices", None), budget_tokens=getattr(args, "budget_tokens", None))
+    except RunConfigError as e:
+        raise BadInput(str(e)) from None
 
 
 def _price_options(args: argparse.Namespace, cfg) -> None:
-    """--price IN,OUT, --prices FILE and --budget-tokens N into `cfg`; a bad price file, EVOLAB_PRICES or
-    --price is bad input (exit 2)."""
+    """--price IN,OUT, --prices FILE and --budget-tokens N into a stored run's `cfg` (resume); exit 2 on a bad one."""
 
     try:
-        if getattr(args, "price", None):
-            cfg.price = list(parse_price(args.price))
-        if getattr(args, "prices", None):
-            cfg.prices_file = str(Path(args.prices).resolve())
-        price_table(cfg.prices_file)  # reads the file and EVOLAB_PRICES now, so mistakes show before a run
-    except PricesError as e:
+        apply_price_choices(cfg, price=getattr(args, "price", None), prices_file=getattr(args, "prices", None),
+                            budget_tokens=getattr(args, "budget_tokens", None))
+    except RunConfigError as e:
         raise BadInput(str(e)) from None
-    if getattr(args, "budget_tokens", None) is not None:
-        if args.budget_tokens < 1:
-            raise BadInput("--budget-tokens must be at least 1.")
-        cfg.budget_tokens = args.budget_tokens
-
-
-def _price_of(cfg):
-    """The Price a run's calls will be billed at (None: unknown)."""
-
-    return resolve_price(cfg.model if cfg.base_url else LOCAL_MODEL_ALIAS, price=cfg.price, prices_file=cfg.prices_file)
 
 
 def _check_budget_price(cfg) -> None:
     """A dollar budget needs a price: without one the run does not start (exit 2, saying what to do)."""
 
-    problem = budget_price_problem(cfg.model, cfg.budget_usd, _price_of(cfg))
-    if problem:
-        raise BadInput(problem)
+    try:
+        check_budget_price(cfg)
+    except RunConfigError as e:
+        raise BadInput(str(e)) from None
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -290,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = create_run(store, seeds, config, name=args.name, seed_set=args.seed_set)
     print(f"run {run_id}: {len(seeds)} seeds x {config.rounds} rounds, fan-out {config.fanout}, "
           f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
-    price = _price_of(config)
+    price = price_of(config)
     print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
     if args.batch_export:  # the first stage's requests to a file, for vLLM run-batch (evolab/cli/batch.py)
         return export_new_run(store, run_id, args.batch_export)

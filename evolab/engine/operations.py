@@ -182,9 +182,17 @@ def parse_operation_list(text: str) -> dict[str, float]:
             weights[name.strip()] = float(weight) if weight else 1.0
         except ValueError:
             raise ValueError(f"Weight {weight!r} for {name} is not a number.") from None
-        if weights[name.strip()] < 0:
-            raise ValueError(f"Weight for {name} is negative.")
-    if not weights or not any(weights.values()):
+    return check_weights(weights)
+
+
+def check_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Operation weights as a run may use them: known operations, none negative, at least one above 0 (`--ops`
+    and the Runs page's table). Raises ValueError naming the bad part; returns the weights."""
+    for name, weight in weights.items():
+        get_operation(name)
+        if weight < 0:
+            raise ValueError(f"Weight for {name} is negative: use 0 to switch an operation off.")
+    if not weights or not any(w > 0 for w in weights.values()):
         raise ValueError("Give at least one operation with a positive weight.")
     return weights
 

@@ -65,8 +65,9 @@ def budget_price_problem(model: str, budget_usd: float | None, price: Price | No
     if budget_usd is None or price is not None:
         return None
     return (f"No price is known for model {model!r}, so a budget in USD cannot stop the run in time. Give its "
-            "price with --price IN,OUT (USD per million input and output tokens, e.g. --price 0.5,1.5), add it "
-            "to a --prices FILE or EVOLAB_PRICES, or budget in tokens instead with --budget-tokens N.")
+            "price with --price IN,OUT (the Runs page's price field; USD per million input and output tokens, e.g. "
+            "0.5,1.5), add it to a --prices FILE or EVOLAB_PRICES, or budget in tokens instead with --budget-tokens "
+            "N (the Runs page's token budget).")
 
 
 def make_backend(config: RunConfig) -> Backend:
