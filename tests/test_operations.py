@@ -21,6 +21,7 @@ from evolab.engine.operations import (
     operation_names,
     parse_operation_list,
     sample_operation,
+    weights_of,
 )
 from evolab.schema import RunConfig
 
@@ -31,7 +32,8 @@ def test_a_default_run_samples_the_papers_six_operations_evenly():
     """Evol-Instruct samples its five in-depth operations and in-breadth uniformly: so does a run left at
     its defaults."""
     rng = random.Random(0)
-    counts = Counter(sample_operation(RunConfig().operation_weights, rng) for _ in range(6000))
+    weights = weights_of(RunConfig().operation_weights)  # an empty table: every registered operation at 1
+    counts = Counter(sample_operation(weights, rng) for _ in range(6000))
     assert set(counts) == {"constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth"}
     assert all(850 < c < 1150 for c in counts.values()), counts
 
