@@ -30,7 +30,7 @@ def test_lineage_traces_carry_ids_colours_and_symbols(nodes):
     assert sorted(ids) == sorted(nodes["id"])  # every node once
     by_id = nodes.set_index("id")
     for t in traces:
-        assert t.marker.color == viz.OPERATION_COLORS[t.name]
+        assert t.marker.color == viz.operation_color(t.name)
         assert {by_id.loc[i, "operation"] for i in t.customdata} == {t.name}
         for i, symbol, x in zip(t.customdata, t.marker.symbol, t.x):
             assert symbol == viz.STATUS_SYMBOLS[by_id.loc[i, "status"]]
@@ -128,7 +128,7 @@ def test_eliminations_figure_stacks_counts(nodes):
     assert {t.name for t in fig.data} == set(frame["rule"])
     assert sum(sum(t.y) for t in fig.data) == frame["count"].sum()
     for t in fig.data:
-        assert t.marker.color == viz.RULE_COLORS[t.name]
+        assert t.marker.color == viz.rule_color(t.name)
     by_op = viz.eliminations_figure(analysis.eliminations_frame(nodes, "operation"))
     assert set(by_op.data[0].x) <= set(nodes["operation"])
 
@@ -157,7 +157,7 @@ def test_umap_figure_colours_and_duplicates(nodes, color_by):
     assert "near-duplicate of" in host.text[list(host.customdata).index(dup_id)]
     if color_by == "operation":
         for t in groups:
-            assert t.marker.color == viz.OPERATION_COLORS[t.name]
+            assert t.marker.color == viz.operation_color(t.name)
     with pytest.raises(ValueError, match="Cannot colour"):
         viz.umap_figure(df, "nope")
 
