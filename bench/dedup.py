@@ -31,12 +31,21 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, args.repo)
 
-    from evolab.engine import pipeline
     from evolab.llm import FakeBackend
-    from evolab.engine.operations import in_depth_operations
     from evolab.schema import RunConfig
-    from evolab.seeds.files import load_seeds
     from evolab.store import Store
+
+    try:  # evolab in packages (this checkout)
+        from evolab.engine import pipeline
+        from evolab.seeds.files import load_seeds
+    except ImportError:  # a checkout from before the move into packages (e.g. 92462f9)
+        from evolab import pipeline
+        from evolab.seeds import load_seeds
+    try:  # the operation registry
+        from evolab.engine.operations import in_depth_operations
+        in_depth = tuple(in_depth_operations())
+    except ImportError:  # before it: a constant in schema
+        from evolab.schema import IN_DEPTH_OPERATIONS as in_depth
 
     seeds = load_seeds(args.seeds)
     rows = []
@@ -44,7 +53,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(Path(tmp) / "dedup.db")
             config = RunConfig(model="fake", base_url="http://fake", rounds=args.rounds, concurrency=16,
-                               operation_weights={op: 1.0 for op in in_depth_operations()})
+                               operation_weights={op: 1.0 for op in in_depth})
             config.rules.duplicate = dedup
             run_id = pipeline.create_run(store, seeds, config)
             pipeline.run_sync(store, run_id, backend=FakeBackend())

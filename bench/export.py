@@ -1,6 +1,6 @@
 """Peak memory of exports: `python -m evolab export` streams records from the store, so its peak memory
-should not grow with the run; the in-memory path (`export.export_run`, the whole text at once) is shown
-for comparison.
+should not grow with the run; the in-memory path (`evolab.export.formats.export_run`, the whole text at once)
+is shown for comparison.
 
     .venv/bin/python bench/export.py --nodes 100000          # builds a store of that many answered nodes
     .venv/bin/python bench/export.py --nodes 100000 --db /tmp/x.db   # reuse a store built before
@@ -31,7 +31,7 @@ start = time.perf_counter()
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 CLI = "from evolab.cli.main import main\nassert main(sys.argv[1:]) == 0"
-IN_MEMORY = ("from evolab.store import Store\nfrom evolab import export\ns = Store(sys.argv[2])\n"
+IN_MEMORY = ("from evolab.store import Store\nfrom evolab.export import formats as export\ns = Store(sys.argv[2])\n"
              "text = export.export_run(s, s.latest_run_id(), sys.argv[1], status='all')\n"
              "open(sys.argv[3], 'w', encoding='utf-8').write(text)")
 BASELINE = "import evolab.cli.main, evolab.export.formats, evolab.store"
