@@ -9,7 +9,9 @@ from collections import Counter
 
 import pytest
 
-from evolab.cli.main import BadInput, _config, build_parser, main
+from evolab.cli.common import BadInput
+from evolab.cli.main import build_parser, main
+from evolab.cli.runs import config_from_args
 from evolab.engine import pipeline
 from evolab.engine.adaptive import AdaptiveOperations, ThompsonSampler, parse_ops_option, reward_for
 from evolab.engine.operations import get_operation, load_template, operation_names
@@ -44,11 +46,11 @@ def test_ops_option_parses_adaptive_and_keeps_weights_as_before():
 
 def test_cli_ops_adaptive_sets_the_run_config(tmp_path, capsys):
     args = build_parser().parse_args(["run", "seeds.jsonl", "--ops", "adaptive:constraints,breadth"])
-    cfg = _config(args)
+    cfg = config_from_args(args)
     assert cfg.operation_sampling == "adaptive" and cfg.operation_weights == {"constraints": 1.0, "breadth": 1.0}
-    assert _config(build_parser().parse_args(["run", "s.jsonl"])).operation_sampling == "weights"
+    assert config_from_args(build_parser().parse_args(["run", "s.jsonl"])).operation_sampling == "weights"
     with pytest.raises(BadInput, match="--ops"):
-        _config(build_parser().parse_args(["run", "s.jsonl", "--ops", "adaptive:nope"]))
+        config_from_args(build_parser().parse_args(["run", "s.jsonl", "--ops", "adaptive:nope"]))
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("Explain tides.\n", encoding="utf-8")
     assert main(["run", str(seeds), "--db", str(tmp_path / "e.db"), "--ops", "adaptive:nope"]) == 2

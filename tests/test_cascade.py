@@ -80,8 +80,8 @@ def test_a_custom_rule_takes_one_class_and_one_line_and_its_verdicts_are_stored_
 
 
 def test_a_custom_rule_can_be_switched_off_by_id(custom_rule, store):
-    from evolab.cli.main import _config as config_from_args
     from evolab.cli.main import build_parser
+    from evolab.cli.runs import config_from_args
 
     args = build_parser().parse_args(["run", "seeds.jsonl", "--rule-off", "quotes_price"])
     cfg = config_from_args(args)

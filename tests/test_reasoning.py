@@ -270,8 +270,9 @@ def test_a_truncated_answer_is_flagged_and_shown(stub, store):
 
 
 def test_rule_off_truncated_keeps_a_cut_evolution_going(stub, store):
-    from evolab.cli.main import _config, build_parser
+    from evolab.cli.main import build_parser
+    from evolab.cli.runs import config_from_args
 
     args = build_parser().parse_args(["run", "seeds.jsonl", "--rule-off", "truncated"])
-    cfg = _config(args)
+    cfg = config_from_args(args)
     assert "truncated" in cfg.rules.off and not eliminator.CASCADE[0].enabled(cfg)

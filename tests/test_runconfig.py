@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401
 from streamlit.testing.v1 import AppTest
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401
 
 from evolab.app import support as app_support
 from evolab.app.support import Settings

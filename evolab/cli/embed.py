@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evolab.cli.common import BadInput, _store
+from evolab.cli.common import BadInput, open_store
 from evolab.embeddings import calibration as cal
 from evolab.embeddings import embed
 from evolab.store import Store
@@ -57,7 +57,7 @@ def cmd_embed_calibrate(args: argparse.Namespace) -> int:
                               languages=args.languages)
     except ValueError as e:
         raise BadInput(str(e)) from None
-    store = _store(args.db, must_exist=False)
+    store = open_store(args.db, must_exist=False)
     cal.save_to_store(store, embedder.name, entry)
     print(f"{embedder.name}: near-duplicate at cosine >= {entry['near_duplicate']:.4f}, "
           f"novelty filter at >= {entry['novelty']:.4f}")

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 
 from evolab.audit import tuning
-from evolab.cli.common import BadInput, _run_id
+from evolab.cli.common import BadInput, open_store, pick_run_id
 from evolab.engine.operations import operation_names
 from evolab.engine.templates import all_versions
 from evolab.llm.base import LLMError
@@ -69,7 +69,7 @@ def _start(store, args: argparse.Namespace) -> str:
         raise BadInput("Name the operation to tune: --operation OP (e.g. constraints).")
     if args.base_url and not args.model:
         raise BadInput("With --base-url, name the optimizer model too: --model NAME.")
-    return tuning.start_session(store, _run_id(store, args.run), args.operation, candidates=args.candidates,
+    return tuning.start_session(store, pick_run_id(store, args.run), args.operation, candidates=args.candidates,
                                 dev_seeds=args.dev_seeds, language=args.language,
                                 optimizer={"base_url": args.base_url, "model": args.model,
                                            "api_key_env": args.api_key_env})
@@ -155,3 +155,7 @@ def _compare(store, args: argparse.Namespace) -> int:
         return 1
     print(tuning.format_comparison(result, a, b))
     return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    return tune_command(args, open_store(args.db))
