@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from evolab.cli.common import DEFAULT_DB, open_store, pick_run_id
 from evolab.engine.batch import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MB,
@@ -61,8 +62,7 @@ def batch_options(args: argparse.Namespace) -> Any:
 def export_new_run(store: Any, run_id: str, out: str) -> int:
     """`run --batch-export FILE`: the new run's first stage written out, nothing sent (but the structured-output
     probe, which fails fast when the endpoint is not up)."""
-    args = argparse.Namespace(db=store.path, run=run_id, out=out, until_round=None)
-    return _export(args, lambda _db: store, lambda _store, run: run)
+    return _write_requests(store, run_id, out, None)
 
 
 def run_with_batches(store: Any, run_id: str, options: BatchOptions, until_round: int | None,
@@ -72,41 +72,41 @@ def run_with_batches(store: Any, run_id: str, options: BatchOptions, until_round
                        log=lambda msg: print(msg, file=sys.stderr))
 
 
-def add_batch_commands(sub: Any, default_db: str, func_store: Callable, func_run_id: Callable) -> None:
-    """`batch cancel|export|import|status`; `func_store(db)` and `func_run_id(store, run)` are the CLI's own."""
+def add_batch_commands(sub: Any) -> None:
+    """`batch cancel|export|import|status`."""
     group = sub.add_parser("batch", help="batch jobs: cancel them, or hand a stage to vLLM run-batch / another service"
                            ).add_subparsers(dest="batch_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--db", default=default_db)
+        p.add_argument("--db", default=DEFAULT_DB)
         p.add_argument("--run", help="run id (default: the latest)")
 
     p = group.add_parser("cancel", help="cancel the run's batch jobs in progress (the answers already in are kept)")
     common(p)
-    p.set_defaults(func=lambda a: _cancel(a, func_store, func_run_id))
+    p.set_defaults(func=_cancel)
 
     p = group.add_parser("export", help="write the pending stage's requests as batch JSONL (custom_id, method, url, "
                                         "body), e.g. for python -m vllm.entrypoints.openai.run_batch")
     common(p)
     p.add_argument("--out", required=True, help="the JSONL file to write")
     p.add_argument("--until-round", type=int)
-    p.set_defaults(func=lambda a: _export(a, func_store, func_run_id))
+    p.set_defaults(func=_export)
 
     p = group.add_parser("import", help="read a batch output file (OpenAI's or vLLM run-batch's format) and go on "
                                         "as far as the answers allow")
     common(p)
     p.add_argument("--results", required=True, help="the output JSONL")
     p.add_argument("--until-round", type=int)
-    p.set_defaults(func=lambda a: _import(a, func_store, func_run_id))
+    p.set_defaults(func=_import)
 
     p = group.add_parser("status", help="the run's batch jobs")
     common(p)
-    p.set_defaults(func=lambda a: _status(a, func_store, func_run_id))
+    p.set_defaults(func=_status)
 
 
-def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    store = func_store(args.db)
-    run_id = func_run_id(store, args.run)
+def _cancel(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    run_id = pick_run_id(store, args.run)
     cancelled = cancel_run_batches(store, run_id)
     if not cancelled:
         print(f"run {run_id} has no batch job in progress.")
@@ -116,23 +116,26 @@ def _cancel(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
     return 0
 
 
-def _export(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    store = func_store(args.db)
-    run_id = func_run_id(store, args.run)
-    n = export_requests(store, run_id, args.out, until_round=args.until_round)
+def _export(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    return _write_requests(store, pick_run_id(store, args.run), args.out, args.until_round)
+
+
+def _write_requests(store: Any, run_id: str, out: str, until_round: int | None) -> int:
+    n = export_requests(store, run_id, out, until_round=until_round)
     if n == 0:
         print(f"run {run_id} needs no more requests: it is {store.get_run(run_id)['status']}.")
         return 0
-    print(f"{n} requests -> {args.out}. Run them, e.g. on a GPU machine:\n"
-          f"  python -m vllm.entrypoints.openai.run_batch -i {args.out} -o results.jsonl --model "
+    print(f"{n} requests -> {out}. Run them, e.g. on a GPU machine:\n"
+          f"  python -m vllm.entrypoints.openai.run_batch -i {out} -o results.jsonl --model "
           f"{store.get_run(run_id)['config'].model}\n"
           f"then: python -m evolab batch import --db {store.path} --run {run_id} --results results.jsonl")
     return 0
 
 
-def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    store = func_store(args.db)
-    run_id = func_run_id(store, args.run)
+def _import(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    run_id = pick_run_id(store, args.run)
     r = import_results_file(store, run_id, args.results, until_round=args.until_round)
     print(f"{r['answered']} answers imported, {r['failed']} failed lines, {r['unknown']} lines not asked for by "
           f"this run (ignored).")
@@ -144,9 +147,9 @@ def _import(args: argparse.Namespace, func_store: Callable, func_run_id: Callabl
     return 0
 
 
-def _status(args: argparse.Namespace, func_store: Callable, func_run_id: Callable) -> int:
-    store = func_store(args.db)
-    run_id = func_run_id(store, args.run)
+def _status(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    run_id = pick_run_id(store, args.run)
     s = batch_summary(store, run_id)
     print(f"run {run_id}: {len(s['jobs'])} batch jobs, {s['batch_calls']} calls answered by batch")
     for j in s["jobs"]:

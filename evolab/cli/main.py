@@ -12,7 +12,7 @@ import os
 import sys
 
 from evolab.cli.batch import add_batch_commands, add_batch_options
-from evolab.cli.common import DEFAULT_DB, BadInput, add_map_option, open_store, pick_run_id
+from evolab.cli.common import DEFAULT_DB, BadInput, add_map_option
 from evolab.cli.embed import add_embed_parser
 from evolab.cli.results import cmd_agreement, cmd_check, cmd_export, cmd_judge, cmd_report
 from evolab.cli.runs import (
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.html")
     p.set_defaults(func=cmd_report)
 
-    add_batch_commands(sub, DEFAULT_DB, open_store, pick_run_id)  # batch cancel|export|import|status (evolab/cli/batch.py)
+    add_batch_commands(sub)  # batch cancel|export|import|status (evolab/cli/batch.py)
     return parser
 
 
