@@ -9,6 +9,7 @@ import streamlit as st
 from evolab.app import support as app_support
 from evolab.engine import checking
 from evolab.engine.eliminator import all_rule_ids
+from evolab.engine.scoring import SCORERS
 from evolab.export import formats as export
 from ui import common as app_common
 
@@ -39,15 +40,20 @@ with c2:
     rules = st.multiselect("Only eliminated nodes with these rules (kept nodes always stay)", list(all_rule_ids()),
                            key="export_rules", disabled=status != "all",
                            help="With every node: keep the kept ones plus those eliminated by the rules chosen.")
-    t1, t2 = st.columns(2)
-    min_difficulty = t1.number_input("Minimum difficulty (0 = any)", 0.0, 10.0, 0.0, 0.5, key="export_min_difficulty")
-    min_quality = t2.number_input("Minimum quality (0 = any)", 0.0, 5.0, 0.0, 0.5, key="export_min_quality")
+    # A minimum per scorer with one score on a scale (difficulty, quality, a plugin's), from the registry.
+    on_a_scale = [s for s in SCORERS.values() if s.scale and len(s.metric_names()) == 1]
+    min_scores = {}
+    for col, scorer in zip(st.columns(max(len(on_a_scale), 1)), on_a_scale):
+        low, high = scorer.scale
+        value = col.number_input(f"Minimum {scorer.name} (0 = any)", 0.0, float(high), 0.0, 0.5,
+                                 key=f"export_min_{scorer.name}", help=scorer.label or None)
+        if value > 0:
+            min_scores[scorer.name] = value
     checked = st.multiselect("Only these answer checks (none chosen = any)", list(checking.CHECK_STATUSES)
                              + [checking.UNCHECKED], key="export_checked",
                              help="Checked answers (self-consistency): consistent = the answer's number came back "
                                   "in most of k new samples; see the Drift page and `python -m evolab check`.")
 
-min_scores = {k: v for k, v in (("difficulty", min_difficulty), ("quality", min_quality)) if v > 0}
 select = {"status": status, "include_seeds": include_seeds, "rules": rules if status == "all" else None,
           "min_scores": min_scores or None, "checked": checked or None}
 count = app_support.export_count(db, run_id, select)

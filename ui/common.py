@@ -46,7 +46,7 @@ KEEP_ACROSS_PAGES = (
     "evolve_source", "evolve_session_name", "evolve_op", "seed_example", "seed_set_name",
     "seed_cov_bins", "seed_cov_thin", "seed_cov_n", "seed_grow_n",
     "drift_which", "diversity_color", "diversity_threshold", "compare_mode",
-    "export_format", "export_status", "export_seeds", "export_rules", "export_min_difficulty", "export_min_quality",
+    "export_format", "export_status", "export_seeds", "export_rules",
     "export_checked", "run_check_answers",
     "review_runs", "review_margin", "review_audit", "review_quality", "review_difficulty", "review_name",
     "review_apply",
@@ -59,7 +59,8 @@ def keep_widget_state() -> None:
     is mirrored in a plain session key (never cleaned up) and written back through the Session State
     API, which a widget drawn later in the run honours; Streamlit alone drops the state of widgets a
     run does not draw, and can lose it when a page change interrupts a fragment's rerun."""
-    for key in KEEP_ACROSS_PAGES + tuple(f"run_scorer_{name}" for name in SCORERS):
+    per_scorer = tuple(f"{prefix}_{name}" for name in SCORERS for prefix in ("run_scorer", "export_min"))
+    for key in KEEP_ACROSS_PAGES + per_scorer:
         mirror = f"_kept_{key}"
         if key in st.session_state:
             st.session_state[mirror] = st.session_state[key]
