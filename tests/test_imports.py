@@ -24,7 +24,7 @@ LAYERS = [
     {"evolab.audit"},
     {"evolab.analysis", "evolab.export"},
     {"evolab.app", "evolab.cli"},
-    {"evolab.plugins", "evolab", "evolab.__main__"},  # the plugin API and the public API over everything
+    {"evolab.plugins", "evolab.api", "evolab", "evolab.__main__"},  # the plugin API and the public API
 ]
 ASIDE = {"evolab.testing"}  # imports the engine to stand in for endpoints; nothing in evolab imports it
 # Heavy optional libraries: imported inside the function that needs them, so `python -m evolab --help`, the
