@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -328,14 +329,22 @@ def _requests_with_key(stub: StubServer, key: str) -> int:
 
 
 class _GateAfterTwoChildren:
-    """The scripted model, but once the killed run has stored two children every reply waits until the test has
-    killed it: the run is stalled mid-way when it is killed, however fast or slow the machine."""
+    """The scripted model, but from the 30th request on (of about 55 in the run: seeds and four or so children
+    answered and scored) every reply waits until the test has killed the run: the run is stalled mid-way when it
+    is killed, however fast or slow the machine. The test then waits until two children are in the store (the
+    store's writer thread goes on while the replies are held)."""
+
+    HOLD_FROM = 30
 
     def __init__(self, db: Path):
         self.db, self.killed, self.blocked = db, threading.Event(), threading.Event()
+        self._lock, self._seen = threading.Lock(), 0
 
     def __call__(self, messages, purpose):
-        if not self.killed.is_set() and _child_nodes(self.db) >= 2:
+        with self._lock:
+            self._seen += 1
+            hold = self._seen >= self.HOLD_FROM
+        if hold and not self.killed.is_set():
             self.blocked.set()
             self.killed.wait(120)
         return scripted_reply(messages, purpose)
@@ -355,7 +364,11 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, STUB_KEY_ENV: keys["killed"]},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            assert gate.blocked.wait(120), "the run never stored two children"
+            assert gate.blocked.wait(120), "the run never got to its 30th request"
+            deadline = time.monotonic() + 120
+            while _child_nodes(killed_db) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling a condition: the writer stores the steps whose replies came back
+            assert _child_nodes(killed_db) >= 2, "the run never stored two children"
             assert proc.poll() is None, "the run finished before it could be killed"
             proc.kill()  # SIGKILL: no cleanup, no final status
         finally:
@@ -371,6 +384,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
             assert 2 <= children_at_kill < 9
             done_before = {c.request_hash for c in store.calls(run_id) if c.error is None and not c.cached}
             rows_before = len(store.calls(run_id))
+            stored_before = sum(1 for c in store.calls(run_id) if not c.cached)
         finally:
             store.close()
 
@@ -381,7 +395,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
         r = cli({**env, STUB_KEY_ENV: keys["ref"]}, "run", seeds_file, "--db", ref_db, *stub_args(stub), *args)
         assert r.returncode == 0, r.stderr
         ref_total = _requests_with_key(stub, keys["ref"])
-        killed_total = _requests_with_key(stub, keys["killed"]) + resumed_requests
+        killed_requests = _requests_with_key(stub, keys["killed"])
+        killed_total = killed_requests + resumed_requests
 
     killed, ref = Store(killed_db), Store(ref_db)
     try:
@@ -392,7 +407,11 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
         new_rows = killed.calls(run_id)[rows_before:]
         assert not [c for c in new_rows if c.request_hash in done_before and not c.cached]  # none sent again
         assert resumed_requests == sum(1 for c in new_rows if not c.cached)
-        assert killed_total <= ref_total + concurrency  # at most the calls in flight at the kill repeat
+        # What is paid twice is at most what the killed run had sent but not stored: the calls in flight at the kill
+        # and any answered in the writer's queue (DESIGN: a crash loses only the queue's tail; the endpoint's
+        # structured-output probe is remembered, not stored as a call), never a stored one (checked above).
+        sent_not_stored = killed_requests - stored_before
+        assert ref_total <= killed_total <= ref_total + sent_not_stored
     finally:
         killed.close()
         ref.close()
