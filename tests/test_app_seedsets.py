@@ -103,7 +103,8 @@ def test_history_lists_versions_and_diffs_any_two(tmp_path, stub_module):
     assert [s.instruction for s in at.session_state["seeds"]] == [s.instruction for s in LINTED[:2]]
 
 
-def test_import_a_csv_with_other_column_names(tmp_path, stub_module):
+def test_import_a_csv_with_other_column_names(tmp_path, stub_module, monkeypatch):
+    monkeypatch.setenv("EVOLAB_SEED_DIRS", str(tmp_path))  # the path box reads only there
     path = tmp_path / "qa.csv"
     path.write_text("question,topic,level,answer\nWhat is duration?,rates,3,...\n듀레이션이란 무엇인가요?,금리,4,...\n",
                     encoding="utf-8")
@@ -123,7 +124,8 @@ def test_import_a_csv_with_other_column_names(tmp_path, stub_module):
     assert at.session_state["seed_source"] == f"import {path}"
 
 
-def test_import_a_save_to_disk_folder_and_a_path_that_is_not_there(tmp_path, stub_module):
+def test_import_a_save_to_disk_folder_and_a_path_that_is_not_there(tmp_path, stub_module, monkeypatch):
+    monkeypatch.setenv("EVOLAB_SEED_DIRS", str(tmp_path))  # the path box reads only there
     folder = tmp_path / "ds"
     folder.mkdir()
     t = pa.table({"instruction": ["Explain NPV.", "NPV를 설명하세요."], "context": ["", "투자안 A"],

@@ -8,6 +8,7 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
+from evolab.app import support as app_support
 from evolab.schema import Seed
 from evolab.seeds import importing as seedimport
 from evolab.seeds import lint as seedlint
@@ -29,12 +30,22 @@ def import_panel(set_table: SetTable) -> None:
         upload = st.file_uploader("CSV, JSON, JSONL, parquet or arrow file",
                                   type=["csv", "tsv", "json", "jsonl", "ndjson", "parquet", "arrow"],
                                   key="seed_import_upload")
-        path = st.text_input("…or a path on this machine (a file, or a folder made by datasets' save_to_disk)",
-                             key="seed_import_path", placeholder="/data/finance_qa/train")
+        path = ""
+        if app_support.seed_dirs():  # only under the folders the server's owner allowed ($EVOLAB_SEED_DIRS)
+            path = st.text_input("…or a path on this machine (a file, or a folder made by datasets' save_to_disk)",
+                                 key="seed_import_path", placeholder="/data/finance_qa/train",
+                                 help=app_support.seed_dirs_note())
+        else:
+            st.caption(app_support.seed_dirs_note())
         if upload is not None:
             source, name = upload.getvalue(), upload.name
         elif path.strip():
-            source = name = path.strip()
+            name = path.strip()
+            try:
+                source = str(app_support.seed_path(name))
+            except SeedFileError as e:
+                st.error(str(e))
+                return
         else:
             st.caption("Choose a file or type a path: its columns appear here to map onto the seed fields.")
             return

@@ -33,6 +33,7 @@ from evolab.llm.client import LLMClient, make_backend, structured_meta_key
 from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from evolab.llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Seed
+from evolab.seeds.fields import SeedFileError, inside
 from evolab.seeds.files import EXAMPLE_SETS, load_example, summarize
 from evolab.store import Store
 
@@ -163,6 +164,42 @@ def load_seed_source(store: Store, source: SeedSource, table_seeds: list[Seed] |
     if kind == "set":
         return store.load_seed_set(name)
     return load_example(name)
+
+
+# The Seeds page's "path on this machine" box reads only under the folders the server's owner lists here
+# (os.pathsep-separated); none by default, and then only uploads work.
+SEED_DIRS_ENV = "EVOLAB_SEED_DIRS"
+
+
+def seed_dirs() -> list[Path]:
+    """The folders the app may read seed files from ($EVOLAB_SEED_DIRS), resolved; [] when none is set."""
+    return [Path(os.path.realpath(os.path.expanduser(d.strip())))
+            for d in os.environ.get(SEED_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+
+
+def seed_dirs_note() -> str:
+    """What the path box says: where it may read, or that it is off and how to turn it on."""
+    dirs = seed_dirs()
+    if dirs:
+        return "Paths under: " + ", ".join(map(str, dirs)) + f" (set by the server's {SEED_DIRS_ENV})."
+    return (f"Reading paths on this machine is off: upload the file above instead. To allow folders, whoever runs "
+            f"the app sets {SEED_DIRS_ENV} to them (separated by '{os.pathsep}') and restarts it, e.g. "
+            f"{SEED_DIRS_ENV}=/data/seeds streamlit run app.py.")
+
+
+def seed_path(text: str) -> Path:
+    """The path typed in the app's box, resolved (symlinks, "..", "~"; a relative path is taken in the first allowed
+    folder), if it lies under a folder of $EVOLAB_SEED_DIRS. Raises SeedFileError naming the path otherwise."""
+    dirs = seed_dirs()
+    if not dirs:
+        raise SeedFileError(text, None, seed_dirs_note())
+    path = Path(os.path.expanduser(text.strip()))
+    resolved = Path(os.path.realpath(path if path.is_absolute() else dirs[0] / path))
+    if not any(inside(resolved, d) for d in dirs):
+        raise SeedFileError(text, None, "is outside the folders this app may read ("
+                                        + ", ".join(map(str, dirs)) + f", set by {SEED_DIRS_ENV}); upload the "
+                                        "file instead, or copy it into one of them")
+    return resolved
 
 
 def seed_counts(seeds: list[Seed]) -> dict[str, pd.DataFrame]:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from evolab.cli.common import DEFAULT_DB, open_store, pick_run_id
+from evolab.cli.common import DEFAULT_DB, check_out_path, check_until_round, open_store, pick_run_id
 from evolab.engine.batch import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MB,
@@ -118,7 +118,10 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     store = open_store(args.db)
-    return _write_requests(store, pick_run_id(store, args.run), args.out, args.until_round)
+    run_id = pick_run_id(store, args.run)
+    check_out_path(args.out)  # before the pass, not after it
+    check_until_round(args.until_round, store=store, run_id=run_id)
+    return _write_requests(store, run_id, args.out, args.until_round)
 
 
 def _write_requests(store: Any, run_id: str, out: str, until_round: int | None) -> int:
@@ -136,6 +139,7 @@ def _write_requests(store: Any, run_id: str, out: str, until_round: int | None) 
 def _import(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     run_id = pick_run_id(store, args.run)
+    check_until_round(args.until_round, store=store, run_id=run_id)
     r = import_results_file(store, run_id, args.results, until_round=args.until_round)
     print(f"{r['answered']} answers imported, {r['failed']} failed lines, {r['unknown']} lines not asked for by "
           f"this run (ignored).")

@@ -15,7 +15,6 @@ from pathlib import Path
 from evolab.cli.common import BadInput, open_store
 from evolab.embeddings import calibration as cal
 from evolab.embeddings import embed
-from evolab.store import Store
 
 
 def add_embed_parser(sub, default_db: str) -> None:
@@ -50,6 +49,7 @@ def _embedder(args: argparse.Namespace):
 
 
 def cmd_embed_calibrate(args: argparse.Namespace) -> int:
+    store = open_store(args.db, must_exist=False)  # a bad --db fails now, not after embedding every pair
     embedder = _embedder(args)
     try:
         pairs = cal.load_pairs(args.pairs)
@@ -57,7 +57,6 @@ def cmd_embed_calibrate(args: argparse.Namespace) -> int:
                               languages=args.languages)
     except ValueError as e:
         raise BadInput(str(e)) from None
-    store = open_store(args.db, must_exist=False)
     cal.save_to_store(store, embedder.name, entry)
     print(f"{embedder.name}: near-duplicate at cosine >= {entry['near_duplicate']:.4f}, "
           f"novelty filter at >= {entry['novelty']:.4f}")
@@ -74,7 +73,7 @@ def cmd_embed_show(args: argparse.Namespace) -> int:
     name = args.model or embed.DEFAULT_MODEL_NAME
     if args.base_url or (args.model and Path(args.model).expanduser().is_dir()):
         name = _embedder(args).name
-    store = Store(args.db) if Path(args.db).exists() else None
+    store = open_store(args.db) if Path(args.db).exists() else None  # README.md: exit 2, not a DatabaseError
     info = embed.threshold_info(name, store)
     print(f"{info.model}: near-duplicate at cosine >= {info.near_duplicate:.4f}, novelty filter at >= "
           f"{info.novelty:.4f} ({info.source})")

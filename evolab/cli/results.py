@@ -9,7 +9,7 @@ import sys
 from evolab.analysis.report import write_report
 from evolab.audit import judge
 from evolab.audit.review import agreement_text, judge_footer
-from evolab.cli.common import BadInput, open_store, pick_run_id
+from evolab.cli.common import BadInput, check_out_path, open_store, pick_run_id
 from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share, parse_checked
 from evolab.export.formats import write_export
 from evolab.llm.base import LLMError
@@ -34,6 +34,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             select["checked"] = parse_checked("consistent" if args.consistent_only else args.checked)
         except ValueError as e:
             raise BadInput(f"--checked: {e}") from None
+    check_out_path(args.out)
     count = write_export(store, run_id, args.format, args.out, **select)  # streamed: bounded memory
     print(f"wrote {count} records ({args.format}) to {args.out}")
     return 0
@@ -128,6 +129,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     run_id = pick_run_id(store, args.run)
+    check_out_path(args.out)
     path = write_report(store, run_id, args.out)
     print(f"wrote {path}")
     return 0

@@ -12,7 +12,7 @@ from evolab.analysis.frames import warm_map
 from evolab.analysis.opstats import run_operation_table
 from evolab.app.support import seed_set_label
 from evolab.cli.batch import batch_options, export_new_run, run_with_batches
-from evolab.cli.common import BadInput, load_seed_file, open_store, pick_run_id
+from evolab.cli.common import BadInput, check_out_path, check_until_round, load_seed_file, open_store, pick_run_id
 from evolab.engine.batch import BatchError
 from evolab.engine.estimate import estimate_run, format_estimate
 from evolab.engine.pipeline import create_run, run_sync
@@ -161,6 +161,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     require_price_for_budget(config)
     batch = _batch_options(args)  # a bad --batch-* value stops here, before a run is created
+    check_until_round(args.until_round, rounds=config.rounds)  # so are a bad --until-round and --batch-export
+    if args.batch_export:
+        check_out_path(args.batch_export, "--batch-export")
     store = open_store(args.db, must_exist=seeds is None)
     if seeds is None:
         try:
@@ -186,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     run_id = pick_run_id(store, args.run)
+    check_until_round(args.until_round, store=store, run_id=run_id)  # before the lease, a write or a call
     cfg = store.get_run(run_id)["config"]
     before = json.dumps(cfg.to_dict())
     if args.budget_usd is not None:  # raising the budget is the usual reason to resume

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from evolab.cli.common import BadInput, load_seed_file, open_store
+from evolab.cli.common import BadInput, check_out_path, load_seed_file, open_store
 from evolab.cli.runs import config_from_args, require_price_for_budget
 from evolab.seeds.craft import GrowSpec, SeedcraftError, check_spec, grow_cli
 from evolab.seeds.files import format_summary, summarize
@@ -27,6 +27,7 @@ def cmd_seeds_lint(args: argparse.Namespace) -> int:
 def cmd_seeds_grow(args: argparse.Namespace) -> int:
     """Grow a seed set Self-Instruct's way (evolab.seeds.craft); re-running the same command resumes the job."""
 
+    check_out_path(args.out)  # before any call: a folder that is not there fails now, not after paying
     seeds = load_seed_file(args.seeds)
     config = config_from_args(args)
     require_price_for_budget(config)
@@ -41,6 +42,7 @@ def cmd_seeds_grow(args: argparse.Namespace) -> int:
         check_spec(spec)
     except SeedcraftError as e:
         raise BadInput(str(e)) from None
-    return grow_cli(open_store(args.db, must_exist=False), config, spec, out=args.out, max_calls=args.max_calls)
+    store = open_store(args.db, must_exist=False)
+    return grow_cli(store, config, spec, out=args.out, max_calls=args.max_calls)
 
 

@@ -425,6 +425,7 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
                progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
                until_round: int | None = None) -> str:
     """Run (or resume) a stored run. Returns the final status."""
+    check_until_round(until_round)  # before any call: 0 is not "every round"
     run = store.get_run(run_id)
     if run is None:
         raise KeyError(f"No run {run_id!r} in {store.path}.")
@@ -445,6 +446,15 @@ async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
         raise
     finally:
         await client.aclose()
+
+
+def check_until_round(until_round: int | None) -> None:
+    """until_round is None (every round) or a round number of at least 1: ValueError otherwise (0 would otherwise
+    read as "every round", and pay for them)."""
+    if until_round is not None and (isinstance(until_round, bool) or not isinstance(until_round, int)
+                                    or until_round < 1):
+        raise ValueError(f"until_round must be a round number of at least 1 (or None for every round), "
+                         f"not {until_round!r}.")
 
 
 def run_sync(store: Store, run_id: str, **kwargs: Any) -> str:

@@ -155,6 +155,8 @@ def write_export(store: Store, run_id: str, fmt: str, out: str | Path | TextIO, 
         with tmp.open("w", encoding="utf-8", newline="\n") as f:
             count = _write_records(f, records, fmt)
         tmp.replace(path)
+    except OSError as e:  # name the path the caller gave, not the hidden temporary file
+        raise OSError(e.errno, f"cannot write the export ({e.strerror or e})", str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return count

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from evolab.schema import Seed
 from evolab.seeds import importing as seedimport
-from evolab.seeds.fields import FIELD_NAMES, MAX_BYTES, SeedFileError
+from evolab.seeds.fields import FIELD_NAMES, MAX_BYTES, SeedFileError, over_limit, read_file
 from evolab.text.language import detect_language
 
 FORMATS = ("jsonl", "json", "csv", "txt")
@@ -129,17 +129,9 @@ def _read_bytes(source: Any, name: str | None) -> tuple[bytes, str]:
         _check_size(len(source), name)
         return bytes(source), name
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
         name = name or str(source)
-        try:
-            if path.is_dir():
-                raise SeedFileError(name, None, "is a folder, not a file")
-            _check_size(path.stat().st_size, name)  # before reading: never load a huge file to refuse it
-            return path.read_bytes(), name
-        except FileNotFoundError:
-            raise SeedFileError(name, None, "no such file") from None
-        except OSError as e:
-            raise SeedFileError(name, None, f"cannot read it ({e.strerror or e})") from None
+        # A regular file only (not /dev/zero, a FIFO or a socket), and never more than MAX_BYTES of it.
+        return read_file(source, name), name
     if hasattr(source, "read"):
         name = name or str(getattr(source, "name", "") or "<upload>")
         size = getattr(source, "size", None)  # Streamlit's UploadedFile knows its size
@@ -156,7 +148,7 @@ def _read_bytes(source: Any, name: str | None) -> tuple[bytes, str]:
 
 def _check_size(size: int, name: str) -> None:
     if size > MAX_BYTES:
-        raise SeedFileError(name, None, f"{size / 2**20:.1f} MB is over the {MAX_BYTES // 2**20} MB limit")
+        raise over_limit(size, name)
 
 
 def _pick_format(fmt: str | None, name: str) -> str:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evolab.seeds.fields import FIELD_NAMES, MAX_BYTES, SeedFileError
+from evolab.seeds.fields import FIELD_NAMES, MAX_BYTES, SeedFileError, inside, over_limit, read_file
 
 SEED_FIELDS = ("instruction", "input", "skill", "difficulty")
 DATASET_SUFFIXES = (".parquet", ".arrow")
@@ -69,12 +69,11 @@ def read_dataset(source: Any, name: str | None = None) -> tuple[list[str], list[
             raise SeedFileError(name, None, "no such file or folder")
         if path.is_dir():
             table, features = _read_saved_folder(path, name)
-        else:
-            _check_size(path.stat().st_size, name)
-            table, features = _read_table(path.read_bytes(), name)
+        else:  # a regular file only, never more than MAX_BYTES of it (evolab.seeds.fields.read_file)
+            table, features = _read_table(read_file(path, name), name)
     else:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else (
-            source.getvalue() if hasattr(source, "getvalue") else source.read())
+            source.getvalue() if hasattr(source, "getvalue") else source.read(MAX_BYTES + 1))
         name = name or str(getattr(source, "name", "") or "<upload>")
         _check_size(len(data), name)
         table, features = _read_table(bytes(data), name)
@@ -92,7 +91,18 @@ def read_dataset(source: Any, name: str | None = None) -> tuple[list[str], list[
 
 def _check_size(size: int, name: str) -> None:
     if size > MAX_BYTES:
-        raise SeedFileError(name, None, f"{size / 2**20:.1f} MB is over the {MAX_BYTES // 2**20} MB limit")
+        raise over_limit(size, name)
+
+
+_SMALL = 1024 * 1024  # state.json, dataset_info.json, dataset_dict.json: metadata, never this big
+
+
+def _read_json(path: Path, name: str) -> Any:
+    """A metadata file of a save_to_disk folder (a regular file, capped); SeedFileError if unreadable."""
+    try:
+        return json.loads(read_file(path, f"{name}/{path.name}", _SMALL).decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad JSON or bad UTF-8
+        raise SeedFileError(f"{name}/{path.name}", None, f"is not readable JSON ({e})") from None
 
 
 def _read_table(data: bytes, name: str):
@@ -118,28 +128,41 @@ def _read_saved_folder(path: Path, name: str):
 
     if (path / "dataset_dict.json").exists():  # DatasetDict.save_to_disk: one folder per split
         try:
-            splits = json.loads((path / "dataset_dict.json").read_text("utf-8")).get("splits") or []
-        except (ValueError, OSError):
+            splits = _read_json(path / "dataset_dict.json", name).get("splits") or []
+        except (SeedFileError, AttributeError):
             splits = []
-        splits = [s for s in splits if (path / s).is_dir()] or sorted(p.name for p in path.iterdir() if p.is_dir())
+        splits = [s for s in splits if isinstance(s, str) and (path / s).is_dir() and inside(path / s, path)] \
+            or sorted(p.name for p in path.iterdir() if p.is_dir())
         raise SeedFileError(name, None, "a dataset with several splits; give one split's folder: "
                                         + ", ".join(str(path / s) for s in splits))
     files: list[Path] = []
     state = path / "state.json"
     if state.exists():
         try:
-            files = [path / f["filename"] for f in json.loads(state.read_text("utf-8")).get("_data_files", [])]
-        except (ValueError, OSError, KeyError, TypeError) as e:
-            raise SeedFileError(name, None, f"state.json is not readable ({e})") from None
+            entries = _read_json(state, name).get("_data_files", [])
+            files = [path / f["filename"] for f in entries]
+        except (AttributeError, KeyError, TypeError) as e:
+            raise SeedFileError(name, None, f"state.json is not readable ({type(e).__name__}: {e})") from None
     files = files or sorted(path.glob("*.arrow")) or sorted(path.glob("*.parquet"))
     if not files:
         raise SeedFileError(name, None, "is a folder without .arrow or .parquet files; give a seed file, a "
                                         "parquet/arrow file or a folder made by datasets' save_to_disk")
+    # Every shard stays inside the folder once symlinks and ".." are resolved: a state.json (or a symlinked
+    # shard) never makes this read another file of the machine.
+    outside = [_shown(f, path) for f in files if not inside(f, path)]
+    if outside:
+        raise SeedFileError(name, None, f"names files outside its folder: {', '.join(outside)}; a dataset "
+                                        "folder's files must be inside it")
     missing = [f.name for f in files if not f.exists()]
     if missing:
         raise SeedFileError(name, None, f"state.json lists files that are not there: {', '.join(missing)}")
-    _check_size(sum(f.stat().st_size for f in files), name)
-    tables = [_read_table(f.read_bytes(), str(f))[0] for f in files]
+    tables, total = [], 0
+    for f in files:
+        data = read_file(f, str(f))  # a regular file, capped while reading
+        total += len(data)
+        if total > MAX_BYTES:  # the cap is on all the shards together
+            raise SeedFileError(name, None, f"its files together are over the {MAX_BYTES // 2**20} MB limit")
+        tables.append(_read_table(data, str(f))[0])
     try:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     except pa.ArrowException as e:
@@ -148,10 +171,17 @@ def _read_saved_folder(path: Path, name: str):
     info = path / "dataset_info.json"
     if info.exists():
         try:
-            features = json.loads(info.read_text("utf-8")).get("features")
-        except (ValueError, OSError):
+            features = _read_json(info, name).get("features")
+        except (SeedFileError, AttributeError):
             features = None  # the features only name ClassLabel values; the data reads without them
     return table, features
+
+
+def _shown(file: Path, folder: Path) -> str:
+    try:
+        return str(file.relative_to(folder))
+    except ValueError:  # an absolute path in state.json
+        return str(file)
 
 
 def _features_from_metadata(metadata: dict | None) -> dict | None:
