@@ -8,7 +8,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import streamlit as st  # noqa: E402
 
+from evolab.llm.openai_backend import restrict_key_names  # noqa: E402
 from ui import common as app_common  # noqa: E402
+
+# Every key variable this process reads for a run, judge or tuning session follows the app's allow-list
+# (key_env_allowed), whatever a store's run config says (someone else's store, resumed here).
+restrict_key_names()
 
 app_common.ensure_frame()
 st.set_page_config(page_title="evolab", page_icon="🧬", layout="wide")

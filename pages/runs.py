@@ -14,6 +14,7 @@ from evolab.engine import pipeline
 from evolab.engine.adaptive import REWARD_TEXT
 from evolab.engine.estimate import estimate_run
 from evolab.engine.scoring import SCORERS
+from evolab.llm.base import redact_url
 from evolab.llm.ratelimit import describe as describe_limits
 from evolab.schema import RunConfig
 from ui import common as app_common
@@ -170,7 +171,7 @@ with run_col:
     run_id = run["id"]
     cfg: RunConfig = run["config"]
     st.caption(f"{len(run['seeds'])} seeds · {cfg.rounds} rounds · fan-out {cfg.fanout} · model {cfg.model} at "
-               f"{cfg.base_url or 'the embedded local model'} · concurrency {cfg.concurrency}"
+               f"{redact_url(cfg.base_url) or 'the embedded local model'} · concurrency {cfg.concurrency}"
                + (f" · at most {cfg.rpm:,} requests/min" if cfg.rpm else "")
                + (f" · at most {cfg.tpm:,} tokens/min" if cfg.tpm else "")
                + (f" · budget ${cfg.budget_usd:g}" if cfg.budget_usd else "")

@@ -21,6 +21,7 @@ from evolab.llm import (  # noqa: E402
     OpenAICompatibleBackend,
     pricing,  # noqa: E402
 )
+from evolab.llm import openai_backend  # noqa: E402
 from evolab.store import Store  # noqa: E402
 from evolab.testing.stub_server import StubServer  # noqa: E402
 
@@ -37,6 +38,9 @@ def _test_environment(monkeypatch):
     monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
     monkeypatch.setenv("EVOLAB_WARM", "0")  # CLI runs skip preparing the Diversity map (test_warm.py turns it on)
     monkeypatch.setattr(pricing, "_overrides", dict(pricing._overrides))
+    # The stub's key variable is one the server's owner allowed; app.py's restriction of its process ends with the test.
+    monkeypatch.setenv("EVOLAB_KEY_VARS", STUB_KEY_ENV)
+    monkeypatch.setattr(openai_backend, "_RESTRICTED_PROCESS", False)
 
 
 @pytest.fixture

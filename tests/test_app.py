@@ -363,12 +363,12 @@ def test_a_step_that_cannot_reach_the_model_shows_an_error(tmp_path, monkeypatch
     store = Store(db)
     run_id, roots = pipeline.start_interactive(store, [Seed("Explain inflation.")],
                                                RunConfig(model=MODEL, base_url="http://127.0.0.1:9/v1",
-                                                         api_key_env="EVOLAB_MISSING_KEY"))
-    monkeypatch.delenv("EVOLAB_MISSING_KEY", raising=False)
+                                                         api_key_env="EVOLAB_MISSING_API_KEY"))
+    monkeypatch.delenv("EVOLAB_MISSING_API_KEY", raising=False)
     at = open_page(db, "evolve", query={"run": run_id})
     button(at, "Evolve").click().run()
     clean(at)
-    assert at.error and "EVOLAB_MISSING_KEY is not set" in at.error[0].value
+    assert at.error and "EVOLAB_MISSING_API_KEY is not set" in at.error[0].value
     store.close()
 
 

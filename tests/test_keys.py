@@ -1,6 +1,8 @@
 """Keys and endpoints: the OpenAI key goes only to api.openai.com itself; the app listens on 127.0.0.1; the
-app reads only key-like variable names; error texts are stored with keys masked; and the request cache is
-keyed by endpoint (two servers serving the same model name never share answers)."""
+app reads only the key variables its allow-list names (never a cloud's or a code host's secret), in its whole
+process whatever a store says; a judge or optimizer on another server never inherits a run's key variable; error
+texts are stored with keys masked; and the request cache is keyed by endpoint (two servers serving the same model
+name never share answers)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,16 +10,27 @@ import subprocess
 import tomllib
 
 import pytest
-from conftest import ROOT, STUB_KEY, openai_backend_for
+from conftest import ROOT, STUB_KEY, STUB_KEY_ENV, openai_backend_for
 
 from evolab.app import support as app_support
+from evolab.app import worker
 from evolab.app.support import Settings
+from evolab.audit import tuning
+from evolab.cli.main import main as cli_main
 from evolab.engine import pipeline
 from evolab.llm import LLMClient, LLMError, OpenAICompatibleBackend
 from evolab.llm.base import mask_secrets
 from evolab.llm.client import make_backend
-from evolab.llm.openai_backend import PLACEHOLDER_KEY, key_env_allowed, resolve_api_key
+from evolab.llm.openai_backend import (
+    PLACEHOLDER_KEY,
+    key_env_allowed,
+    key_names_restricted,
+    resolve_api_key,
+    restrict_key_names,
+    with_endpoint,
+)
 from evolab.schema import RunConfig, Seed
+from evolab.store import Store
 from evolab.testing.stub_server import StubServer
 
 OPENAI_KEY = "sk-proj-realLookingKey0123456789"
@@ -68,14 +81,16 @@ def test_the_app_listens_on_localhost_unless_told_otherwise():
 
 
 # -- which variables the app may read ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "MY_API_KEY", "ANTHROPIC_KEY", "HF_TOKEN", "together_api_key"])
-def test_key_like_names_are_accepted(name):
+@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "MY_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY",
+                                  "together_api_key"])
+def test_provider_key_names_are_accepted(name):
     assert key_env_allowed(name)
     assert Settings(base_url="http://localhost:8000/v1", model="m", api_key_env=name).problems() == []
 
 
 @pytest.mark.parametrize("name", ["PATH", "HOME", "DATABASE_URL", "AWS_SECRET_ACCESS", "KEY", "MY_KEYS",
-                                  "TOKEN_FILE", "EVOLAB_DB"])
+                                  "TOKEN_FILE", "EVOLAB_DB", "ANTHROPIC_KEY", "HF_TOKEN", "DEPLOY_TOKEN",
+                                  "SESSION_KEY"])
 def test_other_names_are_refused_by_the_app(name, monkeypatch):
     monkeypatch.setenv(name, "some-value")
     s = Settings(base_url="http://localhost:8000/v1", model="m", api_key_env=name)
@@ -89,12 +104,43 @@ def test_other_names_are_refused_by_the_app(name, monkeypatch):
 
 
 def test_evolab_key_vars_allows_more_names(monkeypatch):
-    monkeypatch.setenv("EVOLAB_KEY_VARS", "DATABASE_URL, VLLM_SECRET")
+    monkeypatch.setenv("EVOLAB_KEY_VARS", "HF_TOKEN, VLLM_SECRET")
     monkeypatch.setenv("VLLM_SECRET", "abc")
-    assert key_env_allowed("DATABASE_URL") and key_env_allowed("VLLM_SECRET") and not key_env_allowed("PATH")
+    assert key_env_allowed("HF_TOKEN") and key_env_allowed("VLLM_SECRET") and not key_env_allowed("PATH")
     s = Settings(base_url="http://localhost:8000/v1", model="m", api_key_env="VLLM_SECRET")
     assert s.problems() == [] and s.key_status() == "VLLM_SECRET is set"
     assert make_backend(s.run_config()).model == "m"
+
+
+# Credentials of other services, by their usual names: refused whatever their suffix, even when listed.
+CLOUD_SECRETS = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+                 "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEJr//////////wEaDEXAMPLEsessionTOKEN",
+                 "GITHUB_TOKEN": "ghp_R8exampleGithubTokenValue0123456789ab",
+                 "GH_TOKEN": "gho_R8exampleGithubTokenValue0123456789ab",
+                 "AZURE_OPENAI_API_KEY": "azureKeyExampleValue0123456789abcdef",
+                 "GOOGLE_API_KEY": "AIzaSyExampleGoogleKeyValue0123456789",
+                 "GCP_SERVICE_KEY": "gcpServiceKeyExampleValue0123456789"}
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["by-suffix", "listed-in-EVOLAB_KEY_VARS"])
+@pytest.mark.parametrize("name", sorted(CLOUD_SECRETS))
+def test_a_cloud_secret_never_reaches_the_url_typed_into_the_app(name, listed, store, monkeypatch):
+    """The issue's finding 1: AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and GITHUB_TOKEN passed the sidebar's
+    allow-list by their suffix, and the run's first call (the endpoint check) sent the value as a bearer token."""
+    secret = CLOUD_SECRETS[name]
+    monkeypatch.setenv(name, secret)
+    if listed:
+        monkeypatch.setenv("EVOLAB_KEY_VARS", f"{STUB_KEY_ENV},{name}")
+    with StubServer() as stub:
+        s = Settings(db_path=str(store.path), base_url=stub.base_url, model="gpt-4o-mini", api_key_env=name)
+        assert not key_env_allowed(name)
+        (problem,) = s.problems()
+        assert f"never reads {name!r}" in problem and "even when listed" in problem
+        assert s.key_status().startswith("not read")
+        run_id = pipeline.create_run(store, [Seed("Explain why the sky is blue.")], s.run_config(rounds=1))
+        with pytest.raises(LLMError, match="never reads"):
+            pipeline.run_sync(store, run_id)  # the backend the run builds from its stored config
+        assert stub.requests == []  # not even the endpoint check
 
 
 def test_the_command_line_may_name_any_variable(monkeypatch):
@@ -104,6 +150,123 @@ def test_the_command_line_may_name_any_variable(monkeypatch):
     assert cfg.restrict_key_env is False
     assert make_backend(cfg).model == "m"
     assert Settings(api_key_env="OPENAI_API_KEY").run_config().restrict_key_env is True
+
+
+# -- a store's run config never widens what the app may send ----------------------------------------------------
+def test_the_app_restricts_its_whole_process():
+    """app.py turns the restriction on for its process: from then on a run config's own flag cannot lift it."""
+    from streamlit.testing.v1 import AppTest  # Streamlit only where a test drives the app
+
+    assert not key_names_restricted(False)
+    AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert key_names_restricted(False)
+
+
+def test_resuming_someone_elses_store_in_the_app_follows_the_apps_rules(tmp_path, monkeypatch):
+    """A store made elsewhere says restrict_key_env=False for a variable the app may not read: resumed in the app,
+    the run fails before any request, with the app's words; the CLI (the user's own shell) still may."""
+    secret = "deployTokenValue0123456789abcdef"
+    monkeypatch.setenv("DEPLOY_TOKEN", secret)
+    db = str(tmp_path / "foreign.db")
+    with StubServer() as stub:
+        foreign = Store(db)
+        config = RunConfig(model="gpt-4o-mini", base_url=stub.base_url, api_key_env="DEPLOY_TOKEN", rounds=1,
+                           restrict_key_env=False)
+        run_id = pipeline.create_run(foreign, [Seed("Explain why the sky is blue.")], config)
+        foreign.close()
+        restrict_key_names()  # what app.py does
+        job = worker.start(db, run_id, warm_analysis=False)
+        worker.wait(run_id)
+        assert job.status == "failed" and "EVOLAB_KEY_VARS" in job.error and "DEPLOY_TOKEN" in job.error
+        assert stub.requests == []
+        again = Store(db)
+        try:
+            assert again.get_run(run_id)["status"] == "failed"
+            assert "EVOLAB_KEY_VARS" in again.get_run(run_id)["error"]
+        finally:
+            again.close()
+
+
+# -- a changed base URL never inherits a key variable -------------------------------------------------------------
+RUN_KEY = "sk-run-serverA-key-0123456789abcdef"
+OTHER_KEY = "sk-other-serverB-key-0123456789abcd"
+
+
+@pytest.fixture
+def judged_run(tmp_path, monkeypatch):
+    """A one-round run made against server A with A's key variable; the test judges it elsewhere."""
+    monkeypatch.setenv("RUN_API_KEY", RUN_KEY)
+    monkeypatch.setenv("OTHER_API_KEY", OTHER_KEY)
+    db = str(tmp_path / "judge.db")
+    with StubServer() as a:
+        store = Store(db)
+        config = RunConfig(model="gpt-4o-mini", base_url=a.base_url, api_key_env="RUN_API_KEY", rounds=1,
+                           structured="off")
+        run_id = pipeline.create_run(store, [Seed("Explain why the sky is blue."),
+                                             Seed("Write a short poem about the sea.")], config)
+        assert pipeline.run_sync(store, run_id) == "finished"
+        assert {r["headers"]["authorization"] for r in a.requests} == {f"Bearer {RUN_KEY}"}
+        store.close()
+        yield db, run_id, a
+
+
+def _auths(stub: StubServer) -> set[str]:
+    return {r["headers"].get("authorization") for r in stub.requests}
+
+
+def test_judge_on_another_server_does_not_get_the_runs_key(judged_run, capsys):
+    db, run_id, _ = judged_run
+    with StubServer() as b:
+        assert cli_main(["judge", "--db", db, "--run", run_id, "--rounds", "0,1", "--base-url", b.base_url,
+                         "--model", "judge-model"]) == 0
+        assert b.requests and RUN_KEY not in str([r["headers"] for r in b.requests])
+        assert _auths(b) == {f"Bearer {PLACEHOLDER_KEY}"}
+    err = capsys.readouterr().err
+    assert "RUN_API_KEY is not sent" in err and "--api-key-env" in err
+
+
+def test_judge_on_another_server_gets_the_key_named_for_it(judged_run):
+    db, run_id, _ = judged_run
+    with StubServer() as b:
+        assert cli_main(["judge", "--db", db, "--run", run_id, "--rounds", "0,1", "--base-url", b.base_url,
+                         "--model", "judge-model", "--api-key-env", "OTHER_API_KEY"]) == 0
+        assert _auths(b) == {f"Bearer {OTHER_KEY}"}
+
+
+def test_judge_with_another_model_on_the_runs_own_server_keeps_its_key(judged_run):
+    db, run_id, a = judged_run
+    before = len(a.requests)
+    assert cli_main(["judge", "--db", db, "--run", run_id, "--rounds", "0,1", "--model", "judge-model"]) == 0
+    assert len(a.requests) > before and _auths(a) == {f"Bearer {RUN_KEY}"}
+    assert cli_main(["judge", "--db", db, "--run", run_id, "--rounds", "0,1", "--base-url", a.base_url + "/",
+                     "--model", "judge-model-2"]) == 0  # the same server, written another way
+    assert _auths(a) == {f"Bearer {RUN_KEY}"}
+
+
+@pytest.mark.parametrize("other,expected", [
+    ("http://evil.example:8000/v1", None),
+    ("https://api.openai.com/v1", None),  # then OPENAI_API_KEY, for OpenAI itself only (resolve_api_key)
+    ("http://127.0.0.1:9/v1", None),  # the same host, another port: another server
+    ("http://127.0.0.1:8000/v1/", "RUN_API_KEY"),
+    ("HTTP://127.0.0.1:8000/other", "RUN_API_KEY"),
+    (None, "RUN_API_KEY"),  # another model on the run's own endpoint
+])
+def test_a_changed_base_url_never_inherits_the_key_variable(other, expected):
+    run = RunConfig(model="m", base_url="http://127.0.0.1:8000/v1", api_key_env="RUN_API_KEY")
+    config, note = with_endpoint(run, base_url=other, model="judge")
+    assert config.api_key_env == expected and config.model == "judge"
+    assert (note is not None) == (expected is None)
+    # The tuning session's optimizer follows the same rule (a session stored with only --base-url/--model).
+    assert tuning._optimizer_config(run, {"optimizer": {"base_url": other, "model": "judge"}}).api_key_env == expected
+    assert tuning._optimizer_config(run, {"optimizer": {"base_url": other, "api_key_env": "OTHER_API_KEY"}}
+                                    ).api_key_env == "OTHER_API_KEY"
+
+
+def test_a_name_given_on_the_command_line_is_not_restricted_by_the_store():
+    """An app-made run judged from the CLI with --api-key-env: the name is the CLI user's, not the store's."""
+    run = RunConfig(model="m", base_url="http://127.0.0.1:8000/v1", api_key_env="MY_API_KEY", restrict_key_env=True)
+    assert with_endpoint(run, model="j")[0].restrict_key_env is True
+    assert with_endpoint(run, base_url="http://b:1/v1", api_key_env="B_SECRET")[0].restrict_key_env is False
 
 
 # -- error texts are stored with keys masked -----------------------------------------------------------------------

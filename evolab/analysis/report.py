@@ -19,6 +19,7 @@ from evolab.audit import judge, review
 from evolab.embeddings import novelty
 from evolab.embeddings.embed import threshold_info
 from evolab.engine import adaptive, checking
+from evolab.llm.base import mask_secrets, redact_url
 from evolab.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,6 +111,7 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
     ]))
     config = {k: overview[k] for k in ("model", "base_url", "rounds", "fanout", "random_seed", "language",
                                        "concurrency", "budget_usd")}
+    config["base_url"] = redact_url(config["base_url"])  # never a URL's user:pass@
     counts = {"nodes by status": ", ".join(f"{k}: {v}" for k, v in sorted(by_status.items())) or "none",
               "eliminations by rule": ", ".join(f"{k}: {v}" for k, v in sorted(overview["by_rule"].items()))
               or "none",
@@ -230,7 +232,7 @@ def write_report(store: Store, run_id: str, out_path: str | Path, *, embedder: "
         f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{_esc(title)}</h1><p class='sub'>run {_esc(run_id)} · status {_esc(overview['status'])} · "
         f"created {_esc(_when(overview['created_at']))} · report written {_esc(time.strftime('%Y-%m-%d %H:%M'))}</p>"
-        + (f"<p class='note'>Run error: {_esc(overview['error'])}</p>" if overview.get("error") else "")
+        + (f"<p class='note'>Run error: {_esc(mask_secrets(overview['error']))}</p>" if overview.get("error") else "")
         + "".join(parts)
         + "</body></html>\n"
     )

@@ -10,12 +10,14 @@ starting an id that is still running returns the running job. Thread-safe.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evolab.llm.base import mask_secrets
 from evolab.store import Store
 
 
@@ -84,9 +86,10 @@ def start(kind: str, key: str, work: Callable[..., Any], *, db_path: str | None 
                     job.status = "finished"
             except Exception as e:  # shown on the page; the store has every finished step
                 job.status = "failed"
-                job.error = str(e) if isinstance(e, shown) else f"{type(e).__name__}: {e}"
+                # Shown on the page and stored as the run's error: keys and URL credentials masked, in the log too.
+                job.error = mask_secrets(str(e) if isinstance(e, shown) else f"{type(e).__name__}: {e}")
                 if not isinstance(e, shown):
-                    traceback.print_exc()
+                    print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")
                 if on_error is not None:
                     try:
                         on_error(job, e)

@@ -31,7 +31,8 @@ from evolab.engine.runconfig import RunConfigError, build_run_config, check_budg
 from evolab.export.formats import count_selected, dataset_card, write_export
 from evolab.llm.client import LLMClient, make_backend, structured_meta_key
 from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
-from evolab.llm.openai_backend import KEY_ENV_SUFFIXES, KEY_VARS_ENV, key_env_allowed
+from evolab.llm.base import mask_secrets, redact_url
+from evolab.llm.openai_backend import key_env_problem
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Seed
 from evolab.seeds.fields import SeedFileError, inside
 from evolab.seeds.files import EXAMPLE_SETS, load_example, summarize
@@ -71,7 +72,7 @@ class Settings:
     def endpoint_label(self) -> str:
         if self.uses_local_model:
             return f"embedded local model ({LOCAL_MODEL_ALIAS})"
-        return f"{self.model_name or '(no model)'} at {self.base_url.strip()}"
+        return f"{self.model_name or '(no model)'} at {redact_url(self.base_url.strip())}"
 
     def problems(self) -> list[str]:
         """What stops a run from starting with these settings, each with what to do."""
@@ -83,16 +84,14 @@ class Settings:
         if name and not _ENV_NAME.match(name):
             out.append(f"{name!r} is not a variable name: give the NAME of the environment variable or secret "
                        "that holds the key (e.g. OPENAI_API_KEY), never the key itself.")
-        elif name and not key_env_allowed(name):
-            out.append(f"The app reads only key variables whose names end in {', '.join(KEY_ENV_SUFFIXES)}; "
-                       f"{name!r} does not. Use such a name, or list it in {KEY_VARS_ENV} (comma-separated) in "
-                       "the environment the app starts in.")
+        elif name and key_env_problem(name):  # the allow-list: *_API_KEY or EVOLAB_KEY_VARS, no secret family
+            out.append(key_env_problem(name))
         return out
 
     @property
     def endpoint_id(self) -> str:
-        """The endpoint as the cache and the structured-output probe know it."""
-        return "embedded" if self.uses_local_model else self.base_url.strip().rstrip("/")
+        """The endpoint as the cache and the structured-output probe know it (credentials masked, as the backend's)."""
+        return "embedded" if self.uses_local_model else redact_url(self.base_url.strip().rstrip("/"))
 
     def structured_status(self, store: Store) -> str:
         """What the sidebar says about structured output for this endpoint and model."""
@@ -115,8 +114,8 @@ class Settings:
             return "no key variable named (fine for local servers that need no key)"
         if not _ENV_NAME.match(name):
             return "not a variable name"
-        if not key_env_allowed(name):
-            return f"not read: a key variable's name ends in {', '.join(KEY_ENV_SUFFIXES)} (or is in {KEY_VARS_ENV})"
+        if key_env_problem(name):
+            return "not read: " + key_env_problem(name)
         return f"{name} is set" if os.environ.get(name) else f"{name} is not set"
 
     def token_defaults(self) -> dict[str, int]:
@@ -230,7 +229,7 @@ def runs_frame(store: Store, runs: list[dict[str, Any]] | None = None) -> pd.Dat
         s = store.run_summary(run["id"])
         rows.append({
             "run": run["id"], "name": run["name"], "status": run["status"], "model": cfg.model,
-            "endpoint": cfg.base_url or "embedded local model", "seeds": len(run["seeds"]),
+            "endpoint": redact_url(cfg.base_url) or "embedded local model", "seeds": len(run["seeds"]),
             "seed set": seed_set_label(run), "rounds": cfg.rounds, "fan-out": cfg.fanout, "nodes": s["nodes"],
             "kept": s["by_status"].get(KEPT, 0), "eliminated": s["by_status"].get(ELIMINATED, 0),
             "failed": s["by_status"].get(FAILED, 0), "calls": s["calls"],
@@ -294,7 +293,7 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
         eta = eta_seconds(fresh, expected - done_until, now - job.started_at)
     max_round = max((n.round for n in children), default=0)
     return {
-        "status": run["status"], "error": run["error"], "until_round": until, "rounds": cfg.rounds,
+        "status": run["status"], "error": mask_secrets(run["error"]) or None, "until_round": until, "rounds": cfg.rounds,
         "done": done_until, "expected": expected, "fraction": (done_until / expected) if expected else 1.0,
         "by_status": summary["by_status"], "by_rule": summary["by_rule"], "calls": summary["calls"],
         "cached_calls": summary["cached_calls"], "failed_calls": summary["failed_calls"],

@@ -40,6 +40,7 @@ from evolab.engine.templates import (
 )
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient, make_backend
+from evolab.llm.openai_backend import with_endpoint
 from evolab.schema import ELIMINATED, KEPT, Node, RunConfig, Seed
 from evolab.store import Store, text_hash
 from evolab.text.language import detect_language
@@ -219,9 +220,11 @@ def start_session(store: Store, run_id: str, operation: str, *, candidates: int 
 
 
 def _optimizer_config(run_config: RunConfig, settings: dict[str, Any]) -> RunConfig:
-    data = run_config.to_dict()
-    data.update(settings.get("optimizer") or {})
-    return RunConfig.from_dict(data)
+    """The run's config with the session's optimizer endpoint; another server never gets the run's key variable."""
+    optimizer = settings.get("optimizer") or {}
+    config, _ = with_endpoint(run_config, base_url=optimizer.get("base_url"), model=optimizer.get("model"),
+                              api_key_env=optimizer.get("api_key_env"))
+    return config
 
 
 async def _ask_optimizer(store: Store, session: dict[str, Any], current: TemplateVersion,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
 
 from evolab.analysis.report import write_report
@@ -14,6 +13,7 @@ from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, 
 from evolab.export.formats import write_export
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient, make_backend
+from evolab.llm.openai_backend import with_endpoint
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -83,10 +83,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if args.base_url and not args.model:
         raise BadInput("With --base-url, name the judge model too: --model NAME.")
     config = store.get_run(run_id)["config"]
-    if args.base_url or args.model:  # another judge than the run's own model
-        config = dataclasses.replace(config, base_url=args.base_url or config.base_url,
-                                     model=args.model or config.model,
-                                     api_key_env=args.api_key_env or config.api_key_env)
+    if args.base_url or args.model:  # another judge than the run's own model: never the run's key on another host
+        config, note = with_endpoint(config, base_url=args.base_url, model=args.model, api_key_env=args.api_key_env)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
 
     async def go() -> dict:
         client = LLMClient(make_backend(config), store, concurrency=config.concurrency,

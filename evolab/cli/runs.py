@@ -19,7 +19,7 @@ from evolab.engine.pipeline import create_run, run_sync
 from evolab.engine.runconfig import RunConfigError, apply_price_choices, build_run_config, check_budget_price, price_of
 from evolab.engine.scoring import chosen_scorers_or_registered, default_scorers
 from evolab.engine.templates import parse_template_options
-from evolab.llm.base import LLMError
+from evolab.llm.base import LLMError, mask_secrets, redact_url
 from evolab.llm.local import LocalModelError, serve_forever
 from evolab.llm.ratelimit import describe
 from evolab.schema import RunConfig
@@ -145,7 +145,7 @@ def _execute(store, run_id: str, until_round: int | None, warm: bool = True, bat
     if warm and status in ("finished", "budget") and os.environ.get("EVOLAB_WARM", "1") != "0":
         _warm_map(store, run_id)
     if status == "failed":
-        print(f"error: {store.get_run(run_id)['error']}", file=sys.stderr)
+        print(f"error: {mask_secrets(store.get_run(run_id)['error'])}", file=sys.stderr)
         print(f"Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
         return 1
     if status == "budget":
@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BadInput(str(e)) from None
     run_id = create_run(store, seeds, config, name=args.name, seed_set=args.seed_set)
     print(f"run {run_id}: {len(seeds)} seeds x {config.rounds} rounds, fan-out {config.fanout}, "
-          f"model {config.model} at {config.base_url or 'the embedded local model'} -> {args.db}", file=sys.stderr)
+          f"model {config.model} at {redact_url(config.base_url) or 'the embedded local model'} -> {args.db}", file=sys.stderr)
     price = price_of(config)
     print(f"price: {price.describe() if price else 'unknown (calls are counted as $0)'}", file=sys.stderr)
     if args.batch_export:  # the first stage's requests to a file, for vLLM run-batch (evolab/cli/batch.py)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
 
 from evolab.audit import tuning
@@ -19,6 +18,7 @@ from evolab.engine.operations import operation_names
 from evolab.engine.templates import all_versions
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient, make_backend
+from evolab.llm.openai_backend import with_endpoint
 
 
 def add_tune_arguments(p: argparse.ArgumentParser, db_default: str) -> None:
@@ -31,7 +31,8 @@ def add_tune_arguments(p: argparse.ArgumentParser, db_default: str) -> None:
     p.add_argument("--language", choices=["en", "ko"], help="template language (default: that of most failures)")
     p.add_argument("--base-url", help="optimizer endpoint (default: the run's own)")
     p.add_argument("--model", help="optimizer model (default: the run's own)")
-    p.add_argument("--api-key-env", help="NAME of the variable holding the optimizer's key")
+    p.add_argument("--api-key-env", help="NAME of the variable holding the optimizer's key (the run's own is never "
+                                         "sent to another --base-url)")
     p.add_argument("--adopt", type=int, metavar="N", help="save candidate N as a new template version (without it, "
                                                           "a terminal asks)")
     p.add_argument("--name", help="name of the adopted version (default OP-HASH)")
@@ -69,7 +70,13 @@ def _start(store, args: argparse.Namespace) -> str:
         raise BadInput("Name the operation to tune: --operation OP (e.g. constraints).")
     if args.base_url and not args.model:
         raise BadInput("With --base-url, name the optimizer model too: --model NAME.")
-    return tuning.start_session(store, pick_run_id(store, args.run), args.operation, candidates=args.candidates,
+    run_id = pick_run_id(store, args.run)
+    if args.base_url:  # the optimizer on another server gets no key of the run's (tuning._optimizer_config)
+        _, note = with_endpoint(store.get_run(run_id)["config"], base_url=args.base_url, model=args.model,
+                                api_key_env=args.api_key_env)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    return tuning.start_session(store, run_id, args.operation, candidates=args.candidates,
                                 dev_seeds=args.dev_seeds, language=args.language,
                                 optimizer={"base_url": args.base_url, "model": args.model,
                                            "api_key_env": args.api_key_env})
@@ -135,10 +142,10 @@ def _compare(store, args: argparse.Namespace) -> int:
     config = store.get_run(items[0].a.node.run_id)["config"]
     if args.base_url and not args.model:
         raise BadInput("With --base-url, name the judge model too: --model NAME.")
-    if args.base_url or args.model:
-        config = dataclasses.replace(config, base_url=args.base_url or config.base_url,
-                                     model=args.model or config.model,
-                                     api_key_env=args.api_key_env or config.api_key_env)
+    if args.base_url or args.model:  # never the run's key on another host
+        config, note = with_endpoint(config, base_url=args.base_url, model=args.model, api_key_env=args.api_key_env)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
 
     async def go() -> dict:
         client = LLMClient(make_backend(config), store, concurrency=config.concurrency, structured=config.structured)

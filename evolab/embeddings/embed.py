@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from evolab.embeddings import thresholds
+from evolab.llm.base import mask_secrets, redact_url
 from evolab.llm.openai_backend import resolve_api_key
 from evolab.store import Store, text_hash
 from evolab.text.language import detect_language
@@ -139,7 +140,8 @@ class OpenAIEmbedder:
         self.batch_size = batch_size
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self.name = name or f"{model}@{base_url or 'api.openai.com'}"
+        # The name keys its cached vectors in the store and is shown: the URL's credentials masked.
+        self.name = name or f"{model}@{redact_url(base_url) or 'api.openai.com'}"
         self.texts_embedded = 0
         self._client = None
 
@@ -147,9 +149,10 @@ class OpenAIEmbedder:
         if self._client is None:
             import openai  # heavy: about 0.4 s, only when an endpoint is called
 
-
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=resolve_api_key(self.api_key_env, self.base_url),
-                                         timeout=self.timeout_s, max_retries=self.max_retries)
+            # The key variable's name comes from the server's owner (EVOLAB_EMBED_KEY_ENV) or the command line.
+            key = resolve_api_key(self.api_key_env, self.base_url, owner_named=True)
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s,
+                                         max_retries=self.max_retries)
         return self._client
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -166,8 +169,9 @@ class OpenAIEmbedder:
                 resp = client.embeddings.create(model=self.model, input=batch)
             except openai.APIError as e:
                 raise RuntimeError(
-                    f"The embeddings endpoint {self.base_url or 'api.openai.com'} failed for model "
-                    f"{self.model!r}: {str(e)[:300]} -- check the URL, model name and key variable.") from e
+                    f"The embeddings endpoint {redact_url(self.base_url) or 'api.openai.com'} failed for model "
+                    f"{self.model!r}: {mask_secrets(str(e)[:300])} -- check the URL, model name and key "
+                    "variable.") from e
             data = sorted(resp.data, key=lambda d: d.index)
             if len(data) != len(batch):
                 raise RuntimeError(f"The embeddings endpoint returned {len(data)} vectors for {len(batch)} texts.")

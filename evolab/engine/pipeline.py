@@ -25,7 +25,7 @@ from evolab.engine.adaptive import ADAPTIVE, AdaptiveOperations
 from evolab.engine.checking import check_in_run
 from evolab.engine.operations import sample_operation, weights_of
 from evolab.engine.templates import run_templates
-from evolab.llm.base import Backend, BudgetExceeded, LLMError
+from evolab.llm.base import Backend, BudgetExceeded, LLMError, mask_secrets
 from evolab.llm.client import LLMClient, client_for, make_backend
 from evolab.llm.ratelimit import CallsStopped
 from evolab.schema import ELIMINATED, FAILED, KEPT, PENDING, SEED, Node, RunConfig, Score, Seed
@@ -366,7 +366,8 @@ class Engine:
             results.append(e)
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, RunStopped)]
         if errors:
-            self.store.set_run_status(self.run_id, "failed", f"{type(errors[0]).__name__}: {errors[0]}")
+            self.store.set_run_status(self.run_id, "failed",  # stored and shown: keys and URL credentials masked
+                                      f"{type(errors[0]).__name__}: {mask_secrets(str(errors[0]))}")
             raise errors[0]
         if self.stop_reason == "endpoint":
             self.store.set_run_status(self.run_id, "failed",

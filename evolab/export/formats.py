@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, TextIO
 
 from evolab.engine.checking import UNCHECKED, check_statuses, parse_checked
 from evolab.engine.operations import weights_of
+from evolab.llm.base import redact_url
 from evolab.schema import KEPT, SEED, Node
 from evolab.store import Store
 
@@ -188,7 +189,7 @@ def dataset_card(store: Store, run_id: str) -> str:
         "Made with evolab (Evol-Instruct, WizardLM 2023).",
         "",
         f"- Run: `{run_id}` ({run['status']}), created {_ts(run['created_at'])}",
-        f"- Model: `{cfg.model}` at `{cfg.base_url or 'embedded local model'}`",
+        f"- Model: `{cfg.model}` at `{redact_url(cfg.base_url) or 'embedded local model'}`",
         f"- Rounds: {cfg.rounds}, fan-out: {cfg.fanout}, random seed: {cfg.random_seed}, language: {cfg.language}",
         (f"- Operations: adaptive (Thompson sampling on kept and harder) among "
          + ", ".join(k for k, v in weights_of(cfg.operation_weights).items() if v > 0) if cfg.operation_sampling == "adaptive"

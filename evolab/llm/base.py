@@ -40,7 +40,14 @@ class LLMError(RuntimeError):
 
 # Key values read in this process (openai_backend.resolve_api_key adds them): masked wherever they appear.
 _KNOWN_SECRETS: set[str] = set()
-_SECRET_PATTERNS = [
+# Credentials inside a URL: `user:pass@` after the scheme (up to the last @ before the path, so a password with
+# an unescaped @ is masked whole), and the value of a key-like query parameter (?api_key=..., &token=...).
+_URL_PATTERNS = [
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^ \t\r\n/?#@]*(?:@[^ \t\r\n/?#@]*)*@"), lambda m: m.group(1) + "***@"),
+    (re.compile(r"(?i)([?&;](?:[a-z0-9_\-]*(?:key|token|secret|password|passwd|pwd|auth|sig|signature|"
+                r"credential)s?)=)[^&#;\s\"'<>]+"), lambda m: m.group(1) + "***"),
+]
+_SECRET_PATTERNS = [*_URL_PATTERNS,
     # OpenAI-style keys (sk-..., sk-proj-...), Hugging Face, GitHub, Google, AWS access key ids
     (re.compile(r"\b(sk-|hf_|gh[pousr]_|AIza)[A-Za-z0-9_\-]{8,}"), lambda m: m.group(1) + "***"),
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), lambda m: "AKIA***"),
@@ -64,6 +71,17 @@ def mask_secrets(text: str | None) -> str:
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
     return text
+
+
+def redact_url(url: str | None) -> str | None:
+    """`url` as it may be stored or shown: credentials (`https://user:pass@host/...`) and key-like query values
+    (`?api_key=...`) replaced by `***`; anything else, and None, as it is. It depends on the URL only (not on the
+    keys this process has read), so it can name an endpoint in cache keys and embedder names."""
+    if not url:
+        return url
+    for pattern, repl in _URL_PATTERNS:
+        url = pattern.sub(repl, url)
+    return url
 
 
 class BudgetExceeded(RuntimeError):

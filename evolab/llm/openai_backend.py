@@ -7,6 +7,7 @@ ratelimit.py). We turn a final failure into an LLMError with a message that says
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -22,17 +23,85 @@ from evolab.llm.base import (
     LLMError,
     Messages,
     mask_secrets,
+    redact_url,
     register_backend,
 )
 from evolab.llm.base import response_format as format_for
 from evolab.llm.ratelimit import RateLimited, RateLimiter, parse_retry_after
+from evolab.schema import RunConfig
 
 # Many local servers ignore the key but the client insists on one.
 PLACEHOLDER_KEY = "not-needed"
 OPENAI_HOST = "api.openai.com"
-# Names the app's sidebar may give for the key variable (see key_env_allowed).
-KEY_ENV_SUFFIXES = ("_API_KEY", "_KEY", "_TOKEN")
+# Which key variables the app may read (key_env_allowed; docs/endpoints.md, "Keys"): an LLM provider's key by its
+# usual name (*_API_KEY: OPENAI_API_KEY, ANTHROPIC_API_KEY, GROQ_API_KEY, ...) or a name the server's owner lists in
+# EVOLAB_KEY_VARS, and never a variable of a known secret family, even when listed: a cloud account's or a code
+# host's credentials are not an LLM key, and whoever opens the page chooses the URL they are sent to.
+KEY_ENV_SUFFIX = "_API_KEY"
+KEY_ENV_SUFFIXES = (KEY_ENV_SUFFIX,)
 KEY_VARS_ENV = "EVOLAB_KEY_VARS"
+SECRET_FAMILIES = (
+    # clouds
+    "AWS", "AMAZON", "AZURE", "ARM", "GOOGLE", "GCP", "GCLOUD", "CLOUDSDK", "FIREBASE", "ALIBABA", "ALICLOUD",
+    "OCI", "IBM", "DIGITALOCEAN", "HEROKU", "CLOUDFLARE", "CF", "VERCEL", "NETLIFY", "LINODE", "HCLOUD", "SCW",
+    # code hosts, CI and package registries
+    "GITHUB", "GH", "GITLAB", "BITBUCKET", "ACTIONS", "RUNNER", "CI", "CIRCLECI", "TRAVIS", "JENKINS", "NPM",
+    "PYPI", "TWINE", "DOCKER", "DOCKERHUB", "CODECOV", "SONAR", "SNYK",
+    # infrastructure, databases, identity, secret stores
+    "KUBE", "K8S", "VAULT", "TF", "SSH", "GPG", "DATABASE", "DB", "POSTGRES", "PG", "MYSQL", "REDIS", "MONGO",
+    "MONGODB", "OKTA", "AUTH0", "OP", "BW",
+    # payments, messaging, monitoring
+    "STRIPE", "PAYPAL", "SLACK", "TWILIO", "SENDGRID", "MAILGUN", "DATADOG", "DD", "SENTRY", "NEWRELIC",
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The app sets this for its whole process (restrict_key_names): every key variable a run, judge or tuning session of
+# the app reads follows key_env_allowed, whatever a store's run config says (RunConfig.restrict_key_env).
+_RESTRICTED_PROCESS = False
+
+
+def restrict_key_names() -> None:
+    """Called by the app (app.py) once: from now on this process reads only allowed key variables
+    (key_env_allowed) for any run config, a resumed run's from someone else's store included."""
+    global _RESTRICTED_PROCESS
+    _RESTRICTED_PROCESS = True
+
+
+def key_names_restricted(config_says: bool = False) -> bool:
+    """Whether a key variable named by a run config must pass key_env_allowed: when the config came from the app
+    (`config_says`), or always in the app's process. A store can ask for more restriction, never for less."""
+    return _RESTRICTED_PROCESS or bool(config_says)
+
+
+def owner_key_vars() -> set[str]:
+    """The names the server's owner listed in EVOLAB_KEY_VARS (comma-separated)."""
+    return {v.strip() for v in os.environ.get(KEY_VARS_ENV, "").split(",") if v.strip()}
+
+
+def secret_family(name: str) -> str | None:
+    """The known secret family `name` belongs to (AWS for AWS_SECRET_ACCESS_KEY), or None."""
+    upper = (name or "").strip().upper()
+    for family in SECRET_FAMILIES:
+        if upper == family or upper.startswith(family + "_"):
+            return family
+    return None
+
+
+def key_env_problem(name: str) -> str | None:
+    """Why the app may not read the variable `name` as a key, with what to do; None when it may."""
+    name = (name or "").strip()
+    if not _ENV_NAME.fullmatch(name):
+        return (f"{name!r} is not a variable name: give the NAME of the environment variable that holds the key "
+                "(e.g. OPENAI_API_KEY), never the key itself.")
+    family = secret_family(name)
+    if family:
+        return (f"The app never reads {name!r}: {family}_* variables hold credentials of another service, not an "
+                f"LLM key, and are refused even when listed in {KEY_VARS_ENV}. Put the LLM key in a variable of its "
+                f"own (e.g. MY_LLM{KEY_ENV_SUFFIX}) where the app is started.")
+    if name.upper().endswith(KEY_ENV_SUFFIX) or name in owner_key_vars():
+        return None
+    return (f"The app reads only key variables named *{KEY_ENV_SUFFIX} (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or "
+            f"listed by the server's owner in {KEY_VARS_ENV} (comma-separated, where the app is started); {name!r} "
+            "is neither.")
 
 
 def is_openai_url(base_url: str | None) -> bool:
@@ -48,31 +117,72 @@ def is_openai_url(base_url: str | None) -> bool:
 
 
 def key_env_allowed(name: str) -> bool:
-    """Whether the app may read the variable `name` as a key: a name ending in _API_KEY, _KEY or _TOKEN,
-    or one listed in EVOLAB_KEY_VARS (comma-separated). Anything else (PATH, AWS_SECRET_ACCESS... of the
-    server's environment) is not sent to a URL someone typed into the page."""
-    name = (name or "").strip()
-    extra = {v.strip() for v in os.environ.get(KEY_VARS_ENV, "").split(",") if v.strip()}
-    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)) and (
-        name in extra or name.upper().endswith(KEY_ENV_SUFFIXES))
+    """Whether the app may read the variable `name` as a key (key_env_problem says why not): a name ending in
+    _API_KEY or one listed in EVOLAB_KEY_VARS, and in no known secret family (AWS_*, GITHUB_*, GH_*, AZURE_*,
+    GOOGLE_*, GCP_*, ...: SECRET_FAMILIES), even when listed. Anything else of the server's environment (PATH,
+    AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, ...) is not sent to a URL someone typed into the page."""
+    return key_env_problem(name) is None
 
 
-def resolve_api_key(api_key_env: str | None, base_url: str | None = None, *, restrict_names: bool = False) -> str:
+def same_endpoint_host(a: str | None, b: str | None) -> bool:
+    """Whether two base URLs are the same server: same scheme, host and port (no URL is api.openai.com)."""
+    def origin(url: str | None) -> tuple[str, str, int | None] | None:
+        try:
+            parts = urlsplit((url or "https://api.openai.com/v1").strip())
+            return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or (
+                443 if parts.scheme.lower() == "https" else 80 if parts.scheme.lower() == "http" else None)
+        except ValueError:
+            return None
+    first, second = origin(a), origin(b)
+    return first is not None and first == second and bool(first[1])
+
+
+def key_env_for(base_url: str | None, api_key_env: str | None, *, run_base_url: str | None,
+                run_key_env: str | None) -> str | None:
+    """The key variable for calls to `base_url` when a command names another endpoint than a run's (judge,
+    tune): the one given for it, else the run's own only when `base_url` is the run's own server. A changed base
+    URL never inherits the run's key variable: None (then no key, or OPENAI_API_KEY for api.openai.com itself)."""
+    if api_key_env:
+        return api_key_env
+    if not base_url or same_endpoint_host(base_url, run_base_url):
+        return run_key_env
+    return None
+
+
+def with_endpoint(config: RunConfig, *, base_url: str | None = None, model: str | None = None,
+                  api_key_env: str | None = None) -> tuple[RunConfig, str | None]:
+    """`config` with another endpoint or model (a judge's, an optimizer's: `judge`, `tune`), and a note for the user
+    when the run's key variable was not carried over to another server (None otherwise). The key variable follows
+    key_env_for; a name given here is the command line's, so a stored restrict_key_env does not apply to it
+    (in the app's process, restrict_key_names applies to every name anyway)."""
+    key_env = key_env_for(base_url, api_key_env, run_base_url=config.base_url, run_key_env=config.api_key_env)
+    note = None
+    if config.api_key_env and not key_env:
+        note = (f"--base-url names another server than the run's ({redact_url(config.base_url) or OPENAI_HOST}), so "
+                f"the run's key variable {config.api_key_env} is not sent to it; name its key with --api-key-env NAME.")
+    return dataclasses.replace(config, base_url=base_url or config.base_url, model=model or config.model,
+                               api_key_env=key_env,
+                               restrict_key_env=bool(config.restrict_key_env and not api_key_env)), note
+
+
+def resolve_api_key(api_key_env: str | None, base_url: str | None = None, *, restrict_names: bool = False,
+                    owner_named: bool = False) -> str:
     """Read the key from the environment variable whose *name* is configured. The key is never stored.
 
     With no name configured, OPENAI_API_KEY is used only for OpenAI itself: an OpenAI key is not sent
     to some other server just because it is in the environment. `restrict_names` (a name that came from
-    the app) refuses variables that do not look like keys (key_env_allowed)."""
+    the app), and any name in the app's process (restrict_key_names), refuses variables the app may not read
+    (key_env_allowed). `owner_named`: the name comes from the server's environment or the command line, never
+    from a page or a store (EVOLAB_EMBED_KEY_ENV, `embed --api-key-env`), and is read as it is."""
     if not api_key_env:
         value = os.environ.get("OPENAI_API_KEY") if is_openai_url(base_url) else None
         if value:
             _KNOWN_SECRETS.add(value)
         return value or PLACEHOLDER_KEY
-    if restrict_names and not key_env_allowed(api_key_env):
-        raise LLMError(
-            f"The app reads only key variables whose names end in {', '.join(KEY_ENV_SUFFIXES)} (or are listed "
-            f"in {KEY_VARS_ENV}); {api_key_env!r} is not one. Rename the variable, or add it to {KEY_VARS_ENV} "
-            "where the app is started.")
+    if not owner_named and key_names_restricted(restrict_names):
+        problem = key_env_problem(api_key_env)
+        if problem:
+            raise LLMError(problem)
     value = os.environ.get(api_key_env)
     if not value:
         raise LLMError(
@@ -133,7 +243,8 @@ class OpenAICompatibleBackend:
 
         self.model = model
         self.base_url = base_url
-        self.endpoint = endpoint or (base_url or "https://api.openai.com/v1").rstrip("/")
+        # The endpoint as cache keys, the store's notes on it and messages name it: credentials in the URL masked.
+        self.endpoint = endpoint or redact_url((base_url or "https://api.openai.com/v1").rstrip("/"))
         self.max_retries = max_retries
         self._openai = openai
         # Parameter quirks of this model (reasoning models): known families now, others learned from a 400;
