@@ -1046,6 +1046,21 @@ class Store:
     # -- batch jobs (issue 13, evolab/engine/batch.py) --------------------------------------------------------
     BATCH_OPEN = ("submitting", "validating", "in_progress", "finalizing", "cancelling", "exported")
 
+    @contextmanager
+    def durable(self) -> Iterator[None]:
+        """The transactions inside commit with synchronous=FULL: on disk when each commits, even across a power
+        loss (WAL with synchronous=NORMAL, the store's setting, may roll back the last commits). For what must
+        survive before money is spent: a batch job's row before the job is submitted, its provider id right
+        after (issue 22). Not inside a transaction: SQLite changes the setting only outside one."""
+        with self._lock:
+            if self._conn.in_transaction:
+                raise RuntimeError("Store.durable() inside a transaction")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            try:
+                yield
+            finally:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+
     def add_batch(self, run_id: str, pass_no: int, engine: str, lines: list[tuple[str, str]],
                   input_file_id: str | None = None, status: str = "submitting") -> int:
         """A job about to be created (or a file written for another engine), with its (custom_id, request_hash)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from evolab.cli.common import DEFAULT_DB, check_out_path, check_until_round, open_store, pick_run_id
+from evolab.cli.common import DEFAULT_DB, BadInput, check_out_path, check_until_round, open_store, pick_run_id
 from evolab.engine.batch import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_MB,
@@ -13,6 +13,7 @@ from evolab.engine.batch import (
     FALLBACKS,
     BatchOptions,
     PollPolicy,
+    ResultsFileError,
     batch_summary,
     cancel_run_batches,
     export_requests,
@@ -140,7 +141,10 @@ def _import(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     run_id = pick_run_id(store, args.run)
     check_until_round(args.until_round, store=store, run_id=run_id)
-    r = import_results_file(store, run_id, args.results, until_round=args.until_round)
+    try:
+        r = import_results_file(store, run_id, args.results, until_round=args.until_round)
+    except ResultsFileError as e:  # the file and the line, checked before anything is written: exit 2
+        raise BadInput(str(e)) from None
     print(f"{r['answered']} answers imported, {r['failed']} failed lines, {r['unknown']} lines not asked for by "
           f"this run (ignored).")
     if r["pending"]:

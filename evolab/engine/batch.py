@@ -21,7 +21,7 @@ import json
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,7 +30,7 @@ from evolab.engine.pipeline import MAX_FAILED_STEPS_IN_A_ROW, Engine, RunStopped
 from evolab.engine.scoring import chosen_scorers
 from evolab.llm.base import Backend, Completion, LLMError, Messages, mask_secrets
 from evolab.llm.client import LLMClient, make_backend, params_meta_key
-from evolab.llm.openai_backend import _count, _reasoning_tokens, quirks_from_error, resolve_api_key, sampling_params
+from evolab.llm.openai_backend import quirks_from_error, resolve_api_key, sampling_params
 from evolab.llm.pricing import Price, resolve_batch_price
 from evolab.schema import LLMCall, Node, RunConfig
 from evolab.store import Store
@@ -425,47 +425,195 @@ class OpenAIBatches:
 
 
 # -- results ----------------------------------------------------------------------------------------------
-def read_results(text: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """An output or error file (OpenAI's format, also vLLM run-batch's): ({custom_id: chat body} answered,
-    {custom_id: error} failed). A line that is not JSON is an error of the whole file."""
-    answered: dict[str, dict[str, Any]] = {}
-    failed: dict[str, str] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-            custom_id = line["custom_id"]
-        except (ValueError, KeyError, TypeError):
-            raise BatchError(f"Line {n} of the results is not a batch result (JSON with custom_id): "
-                             f"{raw[:120]!r}") from None
-        response = line.get("response") or {}
-        body = response.get("body") if isinstance(response, dict) else None
-        status = response.get("status_code") if isinstance(response, dict) else None
-        if line.get("error"):
-            err = line["error"]
-            failed[custom_id] = f"{err.get('code')}: {err.get('message')}" if isinstance(err, dict) else str(err)
-        elif status == 200 and isinstance(body, dict) and body.get("choices"):
-            answered[custom_id] = body
-        else:
-            err = body.get("error") if isinstance(body, dict) else None
-            message = err.get("message") if isinstance(err, dict) else json.dumps(body)[:200]
-            failed[custom_id] = f"HTTP {status}: {message}"
-    return answered, failed
+class ResultsFileError(BatchError):
+    """A results file evolab cannot read: missing, not a regular file, not UTF-8, or a line that is not a batch
+    result (not JSON, no string custom_id, usage that is not counts). The message names the file and the line;
+    raised before anything is written. `batch import` turns it into exit status 2."""
+
+
+# A usage count above this is no reply's (and a number SQLite and the prices could not hold).
+MAX_TOKEN_COUNT = 2 ** 53
+
+
+class _BadLine(ValueError):
+    """Why one line of a results file is not a batch result; `custom_id` when the line still names its request."""
+
+    def __init__(self, reason: str, custom_id: str | None = None):
+        super().__init__(reason)
+        self.custom_id = custom_id
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a message: "a number", "a list", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__)
+
+
+def _lines(data: bytes | str) -> Iterable[tuple[int, bytes]]:
+    """A JSONL file's lines, numbered from 1. Split on "\\n" only: U+2028 and the other characters str.splitlines
+    breaks at may sit unescaped inside a JSON string."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        yield n, line[3:] if n == 1 and line.startswith(b"\xef\xbb\xbf") else line  # a BOM is not the line's
+
+
+def _usage_count(usage: dict[str, Any], name: str, where: str = "usage") -> int:
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise _BadLine(f"{where}.{name} must be a whole number of tokens, 0 or more, not {_short_json(value)}")
+    return value
+
+
+def _usage(body: dict[str, Any]) -> tuple[int, int, int]:
+    """(prompt, completion, reasoning) tokens of a chat body's usage: non-negative integers, or the line is bad
+    (a negative count would be a negative cost that slips past the budget)."""
+    usage = body.get("usage")
+    if usage is None:
+        return 0, 0, 0
+    if not isinstance(usage, dict):
+        raise _BadLine(f"usage must be an object of token counts, not {_kind(usage)}")
+    details = usage.get("completion_tokens_details")
+    if details is not None and not isinstance(details, dict):
+        raise _BadLine(f"usage.completion_tokens_details must be an object, not {_kind(details)}")
+    return (_usage_count(usage, "prompt_tokens"), _usage_count(usage, "completion_tokens"),
+            _usage_count(details or {}, "reasoning_tokens", "usage.completion_tokens_details"))
+
+
+def _short_json(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, int) or isinstance(value, bool) \
+        else (str(value) if value.bit_length() < 200 else "a number of %d bits" % value.bit_length())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def reply_text(message: Any) -> str:
+    """A chat message's text as the online backend reads it: the content string; no content is an empty reply;
+    a list of text parts (OpenAI's content parts, [{"type": "text", "text": ...}]) is their text joined. Anything
+    else is a ValueError: the reply is not text, and is never cached."""
+    if not isinstance(message, dict):
+        raise ValueError(f"the message is {_kind(message)}, not an object")
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not (isinstance(part, dict) and part.get("type", "text") in ("text", "output_text")
+                    and isinstance(part.get("text"), str)):
+                raise ValueError(f"a part of the content is {_kind(part) if not isinstance(part, dict) else 'not text'}"
+                                 f": {_short_json(part)}")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise ValueError(f"the content is {_kind(content)}, not text: {_short_json(content)}")
 
 
 def completion_from_body(body: dict[str, Any], model: str) -> Completion:
-    """The Completion the online backend reads from the same chat body (text, usage, finish reason)."""
+    """The Completion the online backend reads from the same chat body (text, usage, finish reason). A body
+    whose reply is not text (see reply_text) is a ValueError; so is usage that is not token counts."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError(f"choices must be a list of objects, not {_short_json(choices)}")
+    choice = choices[0]
+    text = reply_text(choice.get("message"))
+    finish = choice.get("finish_reason")
+    if finish is not None and not isinstance(finish, str):
+        raise ValueError(f"finish_reason must be a string, not {_short_json(finish)}")
+    name = body.get("model")
+    try:
+        prompt, completion, reasoning = _usage(body)
+    except _BadLine as e:
+        raise ValueError(str(e)) from None
+    return Completion(text=text, model=name if isinstance(name, str) and name else model, prompt_tokens=prompt,
+                      completion_tokens=completion, finish_reason=finish, reasoning_tokens=reasoning)
 
-    choice = body["choices"][0]
-    usage = body.get("usage")
-    return Completion(text=(choice.get("message") or {}).get("content") or "", model=body.get("model") or model,
-                      prompt_tokens=_count(usage, "prompt_tokens"), completion_tokens=_count(usage, "completion_tokens"),
-                      finish_reason=choice.get("finish_reason"), reasoning_tokens=_reasoning_tokens(usage))
+
+def _read_line(raw: bytes) -> tuple[str, Completion | None, str | None] | None:
+    """One line of a results file: (custom_id, the answer, None) or (custom_id, None, the error); None for a
+    blank line. _BadLine when it is not a batch result (with its custom_id when it has a readable one)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadLine("not UTF-8 text") from None
+    if not text.strip():
+        return None
+    try:
+        line = json.loads(text)
+    except RecursionError:
+        raise _BadLine("nested too deeply to be a batch result") from None
+    except ValueError as e:
+        raise _BadLine(f"not JSON ({e})") from None
+    if not isinstance(line, dict):
+        raise _BadLine(f"a batch result is a JSON object with a custom_id, not {_kind(line)}")
+    custom_id = line.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise _BadLine(f"custom_id must be a string, not {_short_json(custom_id)}")
+    response = line.get("response")
+    if response is not None and not isinstance(response, dict):
+        raise _BadLine(f"response must be an object, not {_kind(response)}", custom_id)
+    response = response or {}
+    status, body = response.get("status_code"), response.get("body")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+        raise _BadLine(f"response.status_code must be a number, not {_short_json(status)}", custom_id)
+    err = line.get("error")
+    if err:
+        message = f"{err.get('code')}: {err.get('message')}" if isinstance(err, dict) else str(err)
+        return custom_id, None, message[:500]
+    if status == 200 and isinstance(body, dict) and body.get("choices"):
+        _usage(body)  # bad counts: a bad file (they would be billed)
+        try:
+            return custom_id, completion_from_body(body, ""), None
+        except ValueError as e:  # a reply that is not text: a failed line, asked again (never cached)
+            return custom_id, None, f"unreadable reply: {e}"
+    err = body.get("error") if isinstance(body, dict) else None
+    message = err.get("message") if isinstance(err, dict) else json.dumps(body, ensure_ascii=False)[:200]
+    return custom_id, None, f"HTTP {status}: {str(message)[:400]}"
+
+
+def read_results(data: bytes | str, source: str = "the results",
+                 problems: list[str] | None = None) -> tuple[dict[str, Completion], dict[str, str]]:
+    """An output or error file (OpenAI's format, also vLLM run-batch's): ({custom_id: its answer} answered,
+    {custom_id: error} failed). Every line is checked. A line that is not a batch result is a ResultsFileError
+    naming `source` and the line; with `problems` (a provider's file, which nobody can fix) it is listed there
+    instead, and its request, when the line names one, is a failed line."""
+    answered: dict[str, Completion] = {}
+    failed: dict[str, str] = {}
+    for n, raw in _lines(data):
+        try:
+            read = _read_line(raw)
+        except (_BadLine, RecursionError) as e:
+            reason = str(e) if isinstance(e, _BadLine) else "nested too deeply to be a batch result"
+            shown = raw[:120].decode("utf-8", "replace")
+            message = f"Line {n} of {source} is not a batch result: {reason}. It reads {shown!r}"
+            if problems is None:
+                raise ResultsFileError(message + "; fix or remove that line, then import again (nothing was "
+                                                 "imported).") from None
+            problems.append(message)
+            custom_id = getattr(e, "custom_id", None)
+            if custom_id:
+                answered.pop(custom_id, None)
+                failed[custom_id] = f"unreadable result: {reason}"
+            continue
+        if read is None:
+            continue
+        custom_id, comp, error = read
+        if comp is not None:
+            failed.pop(custom_id, None)
+            answered[custom_id] = comp
+        else:
+            answered.pop(custom_id, None)
+            failed[custom_id] = error or "failed"
+    return answered, failed
 
 
 def import_results(store: Store, run_id: str, batch_id: int, requests: dict[str, BatchRequest],
-                   answered: dict[str, dict[str, Any]], failed: dict[str, str], price: Price | None,
+                   answered: dict[str, Completion], failed: dict[str, str], price: Price | None,
                    *, missing_error: str | None = None,
                    delivered: dict[str, tuple[dict[str, Any], LLMCall]] | None = None) -> tuple[int, int]:
     """Write a job's results as online calls are written (cache row, call row flagged batch, at the batch
@@ -473,14 +621,10 @@ def import_results(store: Store, run_id: str, batch_id: int, requests: dict[str,
     Returns (answered, failed) counts; `delivered` gets each answered request's cache row and call row."""
     lines = store.batch_line_hashes(batch_id)
     rows, bad = [], []
-    for custom_id, body in answered.items():
+    for custom_id, answer in answered.items():
         key = lines.get(custom_id) or custom_id.split(":", 1)[-1]
         req = requests.get(key)
-        try:
-            comp = completion_from_body(body, req.body["model"] if req else "")
-        except (KeyError, IndexError, TypeError, AttributeError) as e:
-            bad.append((custom_id, f"unreadable result: {e}"))
-            continue
+        comp = replace(answer, model=answer.model or (str(req.body.get("model") or "") if req else ""))
         cost = price.cost(comp.prompt_tokens, comp.completion_tokens) if price else 0.0
         call = LLMCall(purpose=req.purpose if req else custom_id.split(":", 1)[0], model=comp.model,
                        prompt_tokens=comp.prompt_tokens, completion_tokens=comp.completion_tokens, latency_s=0.0,
@@ -689,12 +833,15 @@ def batch_jsonl(requests: Iterable[BatchRequest]) -> bytes:
 def _submit(store: Store, run_id: str, pass_no: int, transport: Any, requests: list[BatchRequest],
             data: bytes) -> dict[str, Any]:
     """Upload `data` (the requests' JSONL, from split_jobs), store the job (before it exists, with its file id),
-    create it, store its id at once."""
+    create it, store its id at once. Both writes are durable (synchronous=FULL): a job whose row a power loss
+    rolled back would be submitted and paid again on resume; one whose id was lost is found by its file."""
     file_id = transport.upload(data)
-    job_id = store.add_batch(run_id, pass_no, transport.engine, [(r.custom_id, r.key) for r in requests],
-                             input_file_id=file_id)
+    with store.durable():
+        job_id = store.add_batch(run_id, pass_no, transport.engine, [(r.custom_id, r.key) for r in requests],
+                                 input_file_id=file_id)
     created = transport.create(file_id)
-    store.update_batch(job_id, provider_batch_id=created["id"], status=created["status"])
+    with store.durable():
+        store.update_batch(job_id, provider_batch_id=created["id"], status=created["status"])
     return next(j for j in store.batches(run_id) if j["id"] == job_id)
 
 
@@ -736,11 +883,18 @@ def _finish_job(store: Store, run_id: str, job: dict[str, Any], transport: Any, 
         if stop_event.wait(next(waits)):
             raise _Stopped()
     status = info["status"]
-    answered: dict[str, dict[str, Any]] = {}
+    answered: dict[str, Completion] = {}
     failed: dict[str, str] = {}
     for file_key in ("output_file_id", "error_file_id"):
         if info.get(file_key):
-            a, f = read_results(_download(transport, info[file_key], waits, stop_event, log).decode("utf-8"))
+            # A line of the provider's file evolab cannot read is named in the log; its request (or, when the line
+            # names none, every request the job did not answer) is a failed line, sent again or given up as the
+            # fallback says. Nothing unreadable is cached.
+            problems: list[str] = []
+            a, f = read_results(_download(transport, info[file_key], waits, stop_event, log),
+                                f"the results file {info[file_key]} of job {provider_id}", problems)
+            for problem in problems:
+                log(mask_secrets(problem))
             answered.update(a)
             failed.update(f)
     error = None
@@ -843,11 +997,7 @@ def import_results_file(store: Store, run_id: str, results: str | Path, *, backe
     as the answers allow. Returns {answered, failed, unknown, pending, status}."""
     config: RunConfig = _run_config(store, run_id)
     _check_endpoint_named(config)
-    try:
-        text = Path(results).read_text(encoding="utf-8")
-    except OSError as e:
-        raise BatchError(f"Cannot read the results file {results}: {e.strerror or e}.") from None
-    answered, failed = read_results(text)
+    answered, failed = read_results(read_results_file(results), str(results))  # every line checked first
     result = asyncio.run(run_pass(store, run_id, backend, until_round=until_round))
     requests = {r.key: r for r in result.requests}
     ids = {r.custom_id for r in result.requests}
@@ -869,6 +1019,20 @@ def import_results_file(store: Store, run_id: str, results: str | Path, *, backe
         store.set_run_status(run_id, "paused", f"{len(after.requests)} batch requests pending: batch export them")
     return {"answered": len(answered), "failed": len(failed), "unknown": len(unknown),
             "pending": len(after.requests), "status": status}
+
+
+def read_results_file(results: str | Path) -> bytes:
+    """A results file's bytes: a regular file (a folder, a device such as /dev/zero or a pipe is refused, not
+    read until memory runs out), or ResultsFileError naming it."""
+    path = Path(results)
+    try:
+        if not path.exists():
+            raise ResultsFileError(f"Cannot read the results file {results}: no such file.")
+        if not path.is_file():
+            raise ResultsFileError(f"Cannot read the results file {results}: not a regular file.")
+        return path.read_bytes()
+    except OSError as e:
+        raise ResultsFileError(f"Cannot read the results file {results}: {e.strerror or e}.") from None
 
 
 def _run_config(store: Store, run_id: str) -> RunConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -84,6 +85,28 @@ def make_backend(config: RunConfig) -> Backend:
                               timeout_s=config.timeout_s, max_retries=config.max_retries,
                               restrict_key_names=getattr(config, "restrict_key_env", False),
                               concurrency=config.concurrency)
+
+
+# A cache row's fields and the types a reply's fields must have.
+_CACHED_FIELDS: dict[str, tuple[type, ...]] = {
+    "text": (str,), "model": (str,), "prompt_tokens": (int,), "completion_tokens": (int,),
+    "latency_s": (int, float), "finish_reason": (str, type(None)), "reasoning_tokens": (int,)}
+
+
+def cached_completion(hit: Any, key: str) -> Completion | None:
+    """A cache row as the Completion it stores; None when it is not one (an older evolab cached a batch reply
+    whose content was a number or a list): then the request is a miss, asked again, and its answer replaces it."""
+    if not isinstance(hit, dict) or not isinstance(hit.get("text"), str) or not isinstance(hit.get("model"), str):
+        return None
+    fields = {}
+    for name, kinds in _CACHED_FIELDS.items():
+        if name in hit:
+            value = hit[name]
+            if not isinstance(value, kinds) or isinstance(value, bool) or (
+                    isinstance(value, (int, float)) and value < 0):
+                return None
+            fields[name] = value
+    return Completion(**fields, cached=True, request_hash=key)
 
 
 class LLMClient:
@@ -237,11 +260,15 @@ class LLMClient:
                           response_format=response_format)
         if self.use_cache:
             hit = self.store.cache_get(key)
-            if hit is not None:
-                comp = Completion(**hit, cached=True, request_hash=key)
+            comp = cached_completion(hit, key) if hit is not None else None
+            if comp is not None:
                 comp.price_known = self.price is not None
                 self._record(purpose, node_id, comp, None)
                 return comp
+            if hit is not None:  # asked again below; its answer replaces the row
+                logging.getLogger(__name__).warning(
+                    "The cached reply to request %s could not be read (not text: an older evolab cached a batch "
+                    "reply it could not read); asking again.", key[:12])
 
         # Budget: reserve the worst case (prompt + max_tokens) of every call in flight, in USD and in tokens,
         # so the run stops before it could overspend, never after.
