@@ -80,7 +80,7 @@ st.subheader("Pairwise judge")
 st.warning(review.JUDGE_CAVEAT, icon=":material/balance:")
 checked = review.checked_share(db, compared_runs)
 job = app_support.judge_job(comparison)
-st.caption(f"{len(items)} pair(s) to judge: {2 * len(items)} calls to **{settings.endpoint_label}** "
+st.caption(f"{len(items)} pair(s) to judge: {2 * len(items)} calls to **{app_common.md(settings.endpoint_label)}** "
            "(change the judge model in the sidebar). Judgments are stored and shown again on reload.")
 if not items:
     st.info("No seed has a usable answer on both sides yet (seeds and kept nodes with a response). Runs answer "
@@ -101,7 +101,7 @@ def judgments() -> None:
         st.rerun(scope="app")
     st.session_state["_judge_alive"] = alive
     if current is not None and current.status == "failed":
-        st.error(f"The judge failed: {current.error}. Check the endpoint, model and key in the sidebar, then "
+        st.error(f"The judge failed: {app_common.md(current.error)}. Check the endpoint, model and key in the sidebar, then "
                  "judge again (finished judgments are kept).")
     rows = db.judgments(comparison)
     if alive:

@@ -31,7 +31,7 @@ thresholds = embed.threshold_info(map_model, db)  # the model's own calibrated t
 app_common.forget_when_changed("diversity_threshold", map_model.name)
 threshold = c2.slider("Near-duplicate at cosine ≥", 0.30, 0.99, round(thresholds.run_map, 3), 0.001,
                       format="%.3f", key="diversity_threshold",
-                      help=f"Calibrated for {map_model.name}: {thresholds.run_map:.3f}. Cosines crowd differently "
+                      help=f"Calibrated for {app_common.md(map_model.name)}: {thresholds.run_map:.3f}. Cosines crowd differently "
                            "per model, so a threshold belongs to its model; an evolved rewrite is as close as a "
                            "paraphrase, so a mark means nearly the same text.")
 try:
@@ -39,17 +39,17 @@ try:
     with st.spinner("Marking near-duplicates..."):
         frame, div, pairs = app_common.diversity(db, run_id, threshold)
 except Exception as e:  # missing model files, an embeddings endpoint that fails: the message says what to do
-    st.error(f"The map could not be computed: {e}. Set EVOLAB_EMBED_MODEL to a local sentence-transformers "
+    st.error(f"The map could not be computed: {app_common.md(e)}. Set EVOLAB_EMBED_MODEL to a local sentence-transformers "
              "folder or EVOLAB_EMBED_BASE_URL to an embeddings endpoint, then reload.")
     st.stop()
 
 language_warning = embed_calibration.english_only_warning(list(nodes["language"].dropna().unique()), map_model.name)
 if language_warning:
     st.warning(language_warning, icon=":material/translate:")
-st.caption(f"Map and marks: {thresholds.caption}" + ("" if abs(threshold - thresholds.run_map) < 5e-4
+st.caption(f"Map and marks: {app_common.md(thresholds.caption)}" + ("" if abs(threshold - thresholds.run_map) < 5e-4
                                                       else f"; shown at your cosine ≥ {threshold:.3f}"))
 if thresholds.note:
-    st.caption(thresholds.note)
+    st.caption(app_common.md(thresholds.note))
 
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -60,7 +60,7 @@ with right:
     if picked and picked in set(frame["id"]):
         row = frame[frame["id"] == picked].iloc[0]
         st.markdown(f"{app_common.status_badge(row['status'], row['rule'] if isinstance(row['rule'], str) else None)}"
-                    f" round **{row['round']}** · **{row['operation']}**")
+                    f" round **{row['round']}** · **{app_common.md(row['operation'])}**")
         app_common.text_block("Instruction", row["instruction"])
         if row["near_duplicate"]:
             near = frame[frame["id"] == row["nearest_id"]]

@@ -89,7 +89,7 @@ st.caption(f"{viz.CONSISTENCY_QUESTION} Items whose answer is a number were answ
 consistency = checking.share_with_intervals(checking.consistent_share(db, [run_id]))
 st.plotly_chart(viz.consistency_figure(consistency, title=""), key="drift_consistency")
 if consistency.empty:
-    st.caption(f"Not checked yet: `python -m evolab check --db {db.path} --run {run_id}` (k calls per numeric "
-               "item), or start runs with --check-answers.")
+    st.caption(f"Not checked yet: {app_common.md_code(f'python -m evolab check --db {db.path} --run {run_id}')} (k "
+               "calls per numeric item), or start runs with --check-answers.")
 else:
     st.dataframe(consistency.drop(columns=["run_id"]), hide_index=True, width="stretch")

@@ -27,12 +27,12 @@ with st.expander("Start a new step-through session", expanded=not sessions):
     source = st.selectbox("Seeds", sources, key="evolve_source",
                           format_func=lambda s: app_support.seed_source_label(s, table_seeds))
     name = st.text_input("Session name", key="evolve_session_name", placeholder="step-through")
-    st.caption(f"Model: **{settings.endpoint_label}** (change it in the sidebar).")
+    st.caption(f"Model: **{app_common.md(settings.endpoint_label)}** (change it in the sidebar).")
     if st.button("Start a session", key="evolve_start", type="primary"):
         problems = settings.problems()
         if problems:
             for p in problems:
-                st.error(p)
+                st.error(app_common.md(p))
         else:
             seeds = app_support.load_seed_source(db, source, table_seeds)
             run_id, roots = pipeline.start_interactive(db, seeds, settings.run_config(),
@@ -81,13 +81,13 @@ with left:
                           format_func=lambda o: "sample one (by the run's weights)" if o == "sample" else o)
         go = c2.button("Evolve", key="evolve_go", type="primary", width="stretch")
         if go:
-            with st.spinner(f"Evolving with {run['config'].model}: evolve, check, answer, judge, score..."):
+            with st.spinner(f"Evolving with {app_common.md(run['config'].model)}: evolve, check, answer, judge, score..."):
                 try:
                     result = pipeline.step_sync(db, run_id, node_id, None if op == "sample" else op)
                 except LLMError as e:
-                    st.error(f"The model could not be reached: {e}")
+                    st.error(f"The model could not be reached: {app_common.md(e)}")
                 except Exception as e:  # e.g. the embedded model failed to start: its message says why
-                    st.error(f"The step failed: {e}. Check the endpoint settings in the sidebar and try again.")
+                    st.error(f"The step failed: {app_common.md(e)}. Check the endpoint settings in the sidebar and try again.")
                 else:
                     app_common.select_widget_value("evolve_node", result.node.id)
                     st.rerun()

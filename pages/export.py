@@ -63,7 +63,7 @@ if count == 0:
                "loosen the filters, or let the run finish on the Runs page.")
 else:
     st.download_button(
-        f"Download {app_support.export_filename(run_id, fmt)}",
+        f"Download {app_common.md(app_support.export_filename(run_id, fmt))}",
         data=functools.partial(app_support.export_bytes, db.path, run_id, fmt, select),
         file_name=app_support.export_filename(run_id, fmt),
         mime="application/json" if fmt in ("alpaca", "sharegpt") else "application/jsonl",

@@ -68,6 +68,6 @@ with right:
     if detail.children:
         st.markdown(f"**Children** ({len(detail.children)})")
         for child in detail.children:
-            if st.button(app_support.node_label(child), key=f"lineage_child_{child.id}", width="stretch"):
+            if st.button(app_common.md(app_support.node_label(child)), key=f"lineage_child_{child.id}", width="stretch"):
                 app_common.remember("node", child.id)
                 st.rerun()

@@ -91,7 +91,7 @@ else:
             review.record_review(db, node_id, choice, reasons=list(item["reasons"]), reviewer=reviewer, note=note,
                                  apply=apply)
         except (ValueError, KeyError) as e:
-            st.error(f"The review was not stored: {e}")
+            st.error(f"The review was not stored: {app_common.md(e)}")
         else:
             st.toast(f"{choice.capitalize()} stored" + (" and applied to the data set." if apply and
                                                           choice != review.SKIP else "."))

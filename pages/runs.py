@@ -35,7 +35,7 @@ with new_col:
     app_common.valid_choice("run_source", sources)
     source = st.selectbox("Seeds", sources, key="run_source",
                           format_func=lambda s: app_support.seed_source_label(s, table_seeds))
-    st.caption(f"Endpoint and model: **{settings.endpoint_label}** (change them in the sidebar).")
+    st.caption(f"Endpoint and model: **{app_common.md(settings.endpoint_label)}** (change them in the sidebar).")
     name = st.text_input("Run name", key="run_name", placeholder="e.g. finance-4-rounds")
     limit = st.number_input("Use only the first N seeds (0 = all)", 0, 1_000_000, 0, key="run_limit",
                             help="Try a few seeds first, see what they cost, then run them all.")
@@ -140,7 +140,7 @@ with new_col:
                            "as batch USD": st.column_config.NumberColumn(format="$%.4f")})
         st.caption(f"Price: {est['price_text']} · as batch jobs: {est['batch_price_text']}")
     for p in problems:
-        st.error(p)
+        st.error(app_common.md(p))
     as_batch = st.checkbox("Run each stage as a batch job", key="run_as_batch",
                            help="The endpoint's Batch API (OpenAI: half price, each job may take up to 24 h; a round "
                                 "is about 4 jobs). The run resumes by polling its jobs, never submitting them twice.")
@@ -170,8 +170,8 @@ with run_col:
     run = app_common.pick_run(db, key="runs_run", runs=batch_runs)
     run_id = run["id"]
     cfg: RunConfig = run["config"]
-    st.caption(f"{len(run['seeds'])} seeds · {cfg.rounds} rounds · fan-out {cfg.fanout} · model {cfg.model} at "
-               f"{redact_url(cfg.base_url) or 'the embedded local model'} · concurrency {cfg.concurrency}"
+    st.caption(f"{len(run['seeds'])} seeds · {cfg.rounds} rounds · fan-out {cfg.fanout} · model {app_common.md(cfg.model)} "
+               f"at {app_common.md(redact_url(cfg.base_url)) or 'the embedded local model'} · concurrency {cfg.concurrency}"
                + (f" · at most {cfg.rpm:,} requests/min" if cfg.rpm else "")
                + (f" · at most {cfg.tpm:,} tokens/min" if cfg.tpm else "")
                + (f" · budget ${cfg.budget_usd:g}" if cfg.budget_usd else "")
@@ -222,7 +222,7 @@ with run_col:
             st.markdown("**Eliminated or failed, by rule**")
             st.dataframe(app_support.counts_frame(info["by_rule"], "rule"), hide_index=True)
         if status == "failed":
-            st.error(f"The run failed: {info['error'] or (job.error if job else 'unknown error')}. Every finished "
+            st.error(f"The run failed: {app_common.md(info['error'] or (job.error if job else 'unknown error'))}. Every finished "
                      "step is stored: fix the cause (endpoint, key, model) and press Resume.")
         elif status == "budget":
             st.warning("The budget ran out. Start a new run with a higher budget, or resume to use what is left.")
@@ -232,7 +232,7 @@ with run_col:
 
         batches = app_support.batch_info(db, run_id)
         if batches["text"]:
-            st.caption(batches["text"])
+            st.caption(app_common.md(batches["text"]))
         batch = app_support.batch_options() if batches["uses_batch"] else None  # resume the way it ran
         action = app_support.next_action(status, info["max_round"], cfg.rounds)
         c1, c2, c3 = st.columns(3)

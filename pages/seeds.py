@@ -42,7 +42,7 @@ with upload_col.container(border=True):
             try:
                 seeds = load_seeds(uploaded.getvalue(), name=uploaded.name)
             except SeedFileError as e:
-                st.error(f"{e}\n\nFix the file and upload it again.")
+                st.error(f"{app_common.md(e)}\n\nFix the file and upload it again.")
             else:
                 st.session_state["seed_upload_done"] = marker
                 set_table(seeds, f"file {uploaded.name}")
@@ -74,7 +74,7 @@ if editor_key not in st.session_state and st.session_state.get("seeds"):
     # Back from another page: Streamlit dropped the editor's edits, the seeds made from them are kept.
     records = st.session_state["seed_records"] = seeds_to_records(st.session_state["seeds"])
 
-st.subheader(f"Table ({st.session_state.get('seed_source', 'edited')})")
+st.subheader(f"Table ({app_common.md(st.session_state.get('seed_source', 'edited'))})")
 st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them.")
 edited = st.data_editor(
     pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]
@@ -92,7 +92,7 @@ edited = st.data_editor(
 try:
     seeds = seeds_from_records(edited)
 except SeedFileError as e:
-    st.error(f"{e}\n\nCorrect that cell in the table.")
+    st.error(f"{app_common.md(e)}\n\nCorrect that cell in the table.")
     st.stop()
 st.session_state["seeds"] = seeds  # what Step through and Runs offer as "the table on the Seeds page"
 if not seeds:
@@ -129,4 +129,4 @@ with st.form("save_seed_set", border=False):
                                                       f"{version}. Use them on Step through or Runs.")
             st.rerun()  # so the History tab above lists the new version
 if "seed_saved_message" in st.session_state:
-    st.success(st.session_state.pop("seed_saved_message"))
+    st.success(app_common.md(st.session_state.pop("seed_saved_message")))

@@ -55,14 +55,14 @@ dev_seeds = t2.number_input("Dev seeds (one round each)", 1, 500, tuning.DEFAULT
 rules = pd.Series([f["rule"] for f in failures]).value_counts().to_dict() if failures else {}
 st.caption(f"{len(failures)} {language} children of **{operation}** were eliminated in this run"
            + (": " + ", ".join(f"{k} {v}" for k, v in rules.items()) if rules else "")
-           + f". The optimizer and the dev runs use the run's own endpoint and model ({run['config'].model}); each "
+           + f". The optimizer and the dev runs use the run's own endpoint and model ({app_common.md(run['config'].model)}); each "
              f"candidate costs about {int(dev_seeds)} evolution steps.")
 if st.button("Start tuning", key="templates_start", type="primary", disabled=not failures):
     try:
         sid = tuning.start_session(db, run["id"], operation, candidates=int(candidates), dev_seeds=int(dev_seeds),
                                    language=language)
     except tuning.TuningError as e:
-        st.error(str(e))
+        st.error(app_common.md(e))
     else:
         tuning_app.start_tuning(db.path, sid)
         st.session_state["templates_session"] = sid
@@ -91,7 +91,7 @@ def session_view() -> None:
     st.session_state["_tuning_alive"] = alive
     result = tuning.summary(db, session_id)
     s = result["session"]
-    st.markdown(f"**Status:** {s['status']} · {s['detail'] or ''}")
+    st.markdown(f"**Status:** {app_common.md(s['status'])} · {app_common.md(s['detail'] or '')}")
     if alive:
         done, total = tuning_app.session_progress(db, s)
         st.progress(done / total if total else 0.0, text=f"{done} of {total} dev children evolved" if total
@@ -100,7 +100,7 @@ def session_view() -> None:
             tuning_app.stop_tuning(session_id)
     elif s["status"] not in ("measured", "adopted"):
         if current is not None and current.error:
-            st.error(current.error)
+            st.error(app_common.md(current.error))
         if st.button("Go on with this session", key="templates_resume"):
             tuning_app.start_tuning(db.path, session_id)
             st.rerun()
@@ -124,9 +124,9 @@ def session_view() -> None:
     for c in result["candidates"]:
         if c["idx"] == 0:
             continue
-        with st.expander(f"Candidate {c['idx']} ({c['status']}) · {c['rationale'] or ''}"[:120]):
+        with st.expander(app_common.md(f"Candidate {c['idx']} ({c['status']}) · {c['rationale'] or ''}"[:120])):
             if c["reason"]:
-                st.error(f"Rejected: {c['reason']}")
+                st.error(f"Rejected: {app_common.md(c['reason'])}")
             st.code(c["diff"] or "(no change)", language="diff")
     adoptable = [c["idx"] for c in result["candidates"] if c["status"] == tuning.MEASURED]
     if adoptable and not alive:
@@ -139,10 +139,10 @@ def session_view() -> None:
             try:
                 version = tuning.adopt(db, session_id, int(idx), name=name.strip() or None)
             except tuning.TuningError as e:
-                st.error(str(e))
+                st.error(app_common.md(e))
             else:
-                st.success(f"Saved as {version.label}. Pick it on the Runs page, or run with "
-                           f"`--template {version.operation}={version.name}`.")
+                st.success(f"Saved as {app_common.md(version.label)}. Pick it on the Runs page, or run with "
+                           f"{app_common.md_code(f'--template {version.operation}={version.name}')}.")
 
 
 session_view()
@@ -161,7 +161,7 @@ a, b = by_version[ref_a], by_version[ref_b]
 items = tuning.version_items(db, a, b) if a.version != b.version else []
 comparison = tuning.versions_comparison(a, b)
 cmp_job = tuning_app.job(comparison)
-st.caption(f"{len(items)} pair(s): {2 * len(items)} calls to **{settings.endpoint_label}**.")
+st.caption(f"{len(items)} pair(s): {2 * len(items)} calls to **{app_common.md(settings.endpoint_label)}**.")
 if st.button("Judge these pairs", key="templates_judge", disabled=not items or bool(cmp_job and cmp_job.alive)
              or bool(settings.problems())):
     tuning_app.start_compare(db.path, settings.run_config(), a, b)
@@ -173,16 +173,16 @@ if st.button("Judge these pairs", key="templates_judge", disabled=not items or b
 def comparison_view() -> None:
     current = tuning_app.job(comparison)
     if current is not None and current.status == "failed":
-        st.error(f"The judge failed: {current.error}")
+        st.error(f"The judge failed: {app_common.md(current.error)}")
     rows = db.judgments(comparison)
     if not rows:
         st.caption("Not judged yet.")
         return
     s = judge.summarize_judgments(rows)
     m = st.columns(4)
-    m[0].metric(f"A ({a.name}) wins", s["win"], f"{s['win_rate']:.0%}", delta_color="off")
+    m[0].metric(f"A ({app_common.md(a.name)}) wins", s["win"], f"{s['win_rate']:.0%}", delta_color="off")
     m[1].metric("Ties", s["tie"], f"{s['tie_rate']:.0%}", delta_color="off")
-    m[2].metric(f"B ({b.name}) wins", s["lose"], f"{s['lose_rate']:.0%}", delta_color="off")
+    m[2].metric(f"B ({app_common.md(b.name)}) wins", s["lose"], f"{s['lose_rate']:.0%}", delta_color="off")
     m[3].metric("Unparsed", s["unknown"])
     swap = judge.position_swap_counts(rows)
     st.markdown(f"**Position swap:** the verdict for A was the same in both orders for {swap['same']} of "

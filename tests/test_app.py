@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -32,6 +33,7 @@ from evolab.schema import KEPT, PENDING, Node, RunConfig, Score, Seed
 from evolab.seeds.files import load_example
 from evolab.store import Store
 from evolab.testing.stub_server import StubServer
+from evolab.text import markup
 from ui import common as app_common
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -132,15 +134,21 @@ def clean(at: AppTest) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    """Every text a user can read on the page (markdown, captions, alerts, titles, metrics, buttons)."""
+    """Every text a user can read on the page (markdown, captions, alerts, titles, metrics, buttons), with the
+    backslash escapes that keep model and user text literal (`app_common.md`) resolved, as a reader sees them."""
     parts = []
     for group in (at.title, at.header, at.subheader, at.markdown, at.caption, at.info, at.warning, at.error,
-                  at.success, at.text):
+                  at.success):
         parts += [str(e.value) for e in group]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     parts += [b.label for b in at.button]
-    parts += [str(c.value) for c in at.code]
-    return "\n".join(parts)
+    text = read_markdown("\n".join(parts))
+    return "\n".join([text] + [str(e.value) for e in at.text] + [str(c.value) for c in at.code])  # not Markdown
+
+
+def read_markdown(source: str) -> str:
+    """A Markdown source as its text reads: `\\*` is `*` (the escapes `app_common.md` adds), the word joiner gone."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", source).replace(markup.WORD_JOINER, "")
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -188,7 +196,7 @@ def test_sidebar_settings_are_checked_and_never_hold_a_key(tmp_path, monkeypatch
     at.sidebar.text_input(key="set_url").set_value("api.example.com/v1")
     at.sidebar.text_input(key="set_key_env").set_value("sk-live-123 456")
     button(at, "Use these settings").click().run()
-    errors = "\n".join(e.value for e in at.sidebar.error)
+    errors = read_markdown("\n".join(e.value for e in at.sidebar.error))
     assert "must start with http:// or https://" in errors
     assert "not a variable name" in errors and "never the key itself" in errors
     assert at.session_state["settings"].base_url == ""  # nothing taken over
@@ -200,7 +208,7 @@ def test_sidebar_settings_are_checked_and_never_hold_a_key(tmp_path, monkeypatch
     assert not at.sidebar.error
     s = at.session_state["settings"]
     assert (s.base_url, s.model, s.api_key_env) == ("https://api.example.com/v1", "some-model", STUB_KEY_ENV)
-    assert f"{STUB_KEY_ENV} is set" in "\n".join(c.value for c in at.sidebar.caption)
+    assert f"{STUB_KEY_ENV} is set" in read_markdown("\n".join(c.value for c in at.sidebar.caption))
     cfg = s.run_config(rounds=2)
     assert cfg.api_key_env == STUB_KEY_ENV and STUB_KEY not in json.dumps(cfg.to_dict())
 
@@ -222,7 +230,7 @@ def test_a_failing_page_shows_words_not_a_traceback(data, monkeypatch):
     at.run()
     at.switch_page("pages/runs.py").run()
     assert not at.exception
-    message = at.error[0].value
+    message = read_markdown(at.error[0].value)
     assert message.startswith(app_common.UNEXPECTED) and "disk I/O error" in message
     assert "Reload the page" in message and "Traceback" not in message
 
@@ -284,7 +292,7 @@ def test_seed_upload_shows_the_loader_error_and_accepts_a_good_file(tmp_path, mo
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.file_uploader[0].upload("bad.jsonl", b'{"instruction": "ok"}\n{"instruction": \n', "application/jsonl").run()
     clean(at)
-    assert at.error and "bad.jsonl, line 2" in at.error[0].value and "upload it again" in at.error[0].value
+    assert at.error and "bad.jsonl, line 2" in read_markdown(at.error[0].value) and "upload it again" in at.error[0].value
     at = AppTest.from_file(APP, default_timeout=60).run()
     csv = "Instruction,Skill,Difficulty\n요약해 주세요,writing,2\nExplain compound interest,finance,3\n".encode()
     at.file_uploader[0].upload("seeds.csv", csv, "text/csv").run()
@@ -368,7 +376,7 @@ def test_a_step_that_cannot_reach_the_model_shows_an_error(tmp_path, monkeypatch
     at = open_page(db, "evolve", query={"run": run_id})
     button(at, "Evolve").click().run()
     clean(at)
-    assert at.error and "EVOLAB_MISSING_API_KEY is not set" in at.error[0].value
+    assert at.error and "EVOLAB_MISSING_API_KEY is not set" in read_markdown(at.error[0].value)
     store.close()
 
 
@@ -572,9 +580,9 @@ def test_export_counts_filters_card_and_files(data):
 
     kept = select_nodes(data.store, data.batch)
     assert metric(at, "Records") == str(len(kept))
-    labels = [b.label for b in at.get("download_button")]
+    labels = [read_markdown(b.label) for b in at.get("download_button")]
     assert any("alpaca.json" in label for label in labels) and len(labels) == 3
-    assert any("Dataset card: stub-batch" in m.value for m in at.markdown)
+    assert any("Dataset card: stub-batch" in read_markdown(m.value) for m in at.markdown)
     at.radio(key="export_status").set_value("all").run()
     assert metric(at, "Records") == str(len(data.store.nodes(data.batch)))
     at.multiselect(key="export_rules").set_value(["refusal"]).run()

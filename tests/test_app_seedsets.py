@@ -7,7 +7,7 @@ import json
 
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
-from test_app import APP, _app_env, _fresh_resources, _navigation_mode, button, clean, stub_module, stub_settings, texts  # noqa: F401
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, button, clean, read_markdown, stub_module, stub_settings, texts  # noqa: F401,E501
 
 from evolab.schema import Seed
 from evolab.seeds.files import seeds_to_records
@@ -30,7 +30,7 @@ def seeds_page(db: str, stub, seeds: list[Seed] | None = None) -> AppTest:
 
 
 def findings(at: AppTest) -> list[str]:
-    return [m.value for m in at.markdown if m.value.startswith("**Row ")]
+    return [read_markdown(m.value) for m in at.markdown if m.value.startswith("**Row ")]  # as a reader sees it
 
 
 def test_lint_lists_findings_and_fixes_change_the_table(tmp_path, stub_module):
@@ -41,7 +41,7 @@ def test_lint_lists_findings_and_fixes_change_the_table(tmp_path, stub_module):
     assert any(f.startswith("**Row 2** · `duplicate` · the same as row 1") for f in shown), shown
     assert any(f.startswith("**Row 3** · `not_a_task`") for f in shown), shown
     assert any(f.startswith("**Row 4** · `missing_tags` · no skill and no difficulty") for f in shown), shown
-    assert any("embedding near-duplicates: stub-embed" in c.value for c in at.caption)  # the embedder was asked
+    assert any("embedding near-duplicates: stub-embed" in read_markdown(c.value) for c in at.caption)  # the embedder was asked
 
     assert any(f.startswith("**Row 1** · `missing_tags` · no difficulty") for f in shown), shown
     button(at, "Merge into 1").click().run()  # row 2 into row 1: what row 1 lacks, nothing it has
@@ -137,7 +137,7 @@ def test_import_a_save_to_disk_folder_and_a_path_that_is_not_there(tmp_path, stu
         {"features": {"category": {"names": ["설명", "explain"], "_type": "ClassLabel"}}}, ensure_ascii=False))
     at = seeds_page(str(tmp_path / "ds.db"), stub_module)
     at.text_input(key="seed_import_path").set_value(str(tmp_path / "missing")).run()
-    assert any("missing: no such file" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("missing: no such file" in read_markdown(e.value) for e in at.error), [e.value for e in at.error]
     at.text_input(key="seed_import_path").set_value(str(folder)).run()
     clean(at)
     # the usual names are the defaults: instruction, context as the input, category as the skill

@@ -23,6 +23,7 @@ from evolab.app.support import Settings  # noqa: E402
 from evolab.engine import plugins  # noqa: E402
 from evolab.engine.scoring import SCORERS  # noqa: E402
 from evolab.store import Store  # noqa: E402
+from evolab.text import markup  # noqa: E402
 
 STATUS_BADGE = {"seed": "gray", "kept": "green", "eliminated": "red", "failed": "orange", "pending": "yellow"}
 RUN_STATUS_BADGE = {"running": "blue", "finished": "green", "paused": "violet", "stopped": "orange",
@@ -82,6 +83,19 @@ def valid_choice(key: str, options: list) -> None:
     """Drop a remembered selectbox value that is no longer among the options (e.g. a deleted seed set)."""
     if key in st.session_state and st.session_state[key] not in options:
         del st.session_state[key]
+
+
+def md(text: object) -> str:
+    """Text from a model, a seed file, the store or a user, for any call that renders Markdown (st.markdown,
+    st.caption, the alerts, and the labels and help of buttons, expanders, checkboxes, radios, tabs and metrics):
+    it shows as exactly its characters, never as an image, a link, emphasis or HTML. Selectbox and multiselect
+    options are plain text already and need nothing."""
+    return markup.plain(text)
+
+
+def md_code(text: object) -> str:
+    """Such a text as an inline code span it cannot end early (a path, an id, a command)."""
+    return markup.code(text)
 
 
 # -- store and settings ------------------------------------------------------------------------------
@@ -157,7 +171,7 @@ def store() -> Store:
     try:
         return _open_store(path)
     except Exception as e:  # a folder we cannot write, a newer schema, not a database
-        st.error(f"Cannot open the store {path!r}: {e}. Choose another file in the sidebar "
+        st.error(f"Cannot open the store {md(repr(path))}: {md(e)}. Choose another file in the sidebar "
                  "(Store) and press Use these settings.")
         st.stop()
 
@@ -167,7 +181,7 @@ def load_plugins() -> None:
     to load is named in the sidebar and everything else works."""
     plugins.load_plugins()
     for error in plugins.plugin_errors():
-        st.sidebar.warning(error, icon=":material/extension_off:")
+        st.sidebar.warning(md(error), icon=":material/extension_off:")
 
 
 def sidebar() -> None:
@@ -204,7 +218,7 @@ def sidebar() -> None:
             problems = new.problems()
             if problems:
                 for p in problems:
-                    st.error(p)
+                    st.error(md(p))
             else:
                 if new.db_path != s.db_path:  # another store: its runs are not the remembered ones
                     remember("run", None)
@@ -213,17 +227,17 @@ def sidebar() -> None:
                 try:
                     _save_settings(new)
                 except Exception as e:  # the settings still apply to this session
-                    st.warning(f"Could not remember these settings in {new.db_path}: {e}")
+                    st.warning(f"Could not remember these settings in {md(new.db_path)}: {md(e)}")
                 st.success("Settings in use.")
-        st.caption(f"In use: **{s.endpoint_label}** · store `{s.db_path}`")
+        st.caption(f"In use: **{md(s.endpoint_label)}** · store {md_code(s.db_path)}")
         try:
-            st.caption(f"Structured output: {s.structured_status(_open_store(s.db_path))}")
+            st.caption(f"Structured output: {md(s.structured_status(_open_store(s.db_path)))}")
         except Exception:  # an unreadable store is reported by store()
             pass
         if s.uses_local_model:
             _local_model_box()
         else:
-            st.caption(f"Key: {s.key_status()}")
+            st.caption(f"Key: {md(s.key_status())}")
 
 
 def _local_model_box() -> None:
@@ -242,7 +256,7 @@ def _local_model_box() -> None:
                 try:
                     server.ensure()
                 except Exception as e:  # LocalModelError: its message says what to do
-                    st.error(str(e))
+                    st.error(md(e))
                 else:
                     st.rerun()
     elif server.started_here:
@@ -312,7 +326,7 @@ def new_chart_selection(chart_key: str) -> str | None:
 def status_badge(status: str, rule: str | None = None) -> str:
     color = STATUS_BADGE.get(status) or RUN_STATUS_BADGE.get(status, "gray")
     text = status + (f": {rule}" if rule else "")
-    return f":{color}-badge[{text}]"
+    return f":{color}-badge[{md(text)}]"
 
 
 # -- cached tables -------------------------------------------------------------------------------------
@@ -414,7 +428,7 @@ def warm_up() -> bool:
 def text_block(label: str, text: str | None, *, empty: str = "(empty)", exact: bool = False) -> None:
     """A labelled text that wraps. `exact`: monospace, for prompts and raw model output; otherwise the
     body font (Korean reads better) with no Markdown parsing, so every character shows as it is."""
-    st.markdown(f"**{label}**")
+    st.markdown(f"**{md(label)}**")
     if text is None or not str(text).strip():
         st.caption(empty)
     elif exact:
@@ -428,10 +442,10 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
     """One node as the step-through and lineage pages show it: instruction, input, response, the exact
     prompt and raw output, every rule's verdict, the scores and the calls it took."""
     n = detail.node
-    st.markdown(f"{status_badge(n.status, n.rule)} round **{n.round}** · operation **{n.operation}**"
-                + (f" · skill {n.skill}" if n.skill else "") + f" · language {n.language} · `{n.id}`")
-    if n.detail:
-        st.caption(n.detail)
+    st.markdown(f"{status_badge(n.status, n.rule)} round **{n.round}** · operation **{md(n.operation)}**"
+                + (f" · skill {md(n.skill)}" if n.skill else "") + f" · language {md(n.language)} · {md_code(n.id)}")
+    if n.detail:  # a judge's excerpt, a review note: model and user text
+        st.caption(md(n.detail))
     text_block("Instruction", n.instruction)
     if n.input:
         text_block("Input", n.input)
@@ -461,7 +475,7 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
             cols = st.columns(max(1, len(llm)))
             for col, row in zip(cols, llm.to_dict("records")):
                 value = "unparsed" if row["value"] is None or pd.isna(row["value"]) else f"{row['value']:g}"
-                col.metric(row["metric"], value, help=f"judge: {row['judge']}")
+                col.metric(md(row["metric"]), value, help=f"judge: {md(row['judge'])}")
         with st.expander("All scores (LLM and heuristic complexity)"):
             st.dataframe(detail.scores, hide_index=True, width="stretch")
     if not detail.calls.empty:
@@ -514,8 +528,8 @@ def unexpected_error(error: Exception) -> None:
     import logging
 
     logging.getLogger("evolab.app").exception("page failed")
-    st.error(f"{UNEXPECTED}: {type(error).__name__}: {error}\n\nEverything finished so far is safe in the "
-             f"store ({settings().db_path}). Reload the page; if it happens again, report it with the server "
+    st.error(f"{UNEXPECTED}: {type(error).__name__}: {md(error)}\n\nEverything finished so far is safe in the "
+             f"store ({md(settings().db_path)}). Reload the page; if it happens again, report it with the server "
              "log, which has the full traceback.", icon=":material/error:")
 
 
@@ -534,7 +548,7 @@ def guarded(func):
 
 
 def no_runs(db: Store, what: str = "runs") -> None:
-    st.info(f"No {what} in `{db.path}` yet. Load seeds on the Seeds page, then start a run on the Runs page "
+    st.info(f"No {what} in {md_code(db.path)} yet. Load seeds on the Seeds page, then start a run on the Runs page "
             "(or step through one seed on Step through).", icon=":material/arrow_forward:")
     c1, c2, c3 = st.columns(3)
     c1.page_link(PAGES["seeds"], label="Seeds", icon=":material/grass:")

@@ -34,7 +34,7 @@ def panels(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
 def _settings_ok() -> bool:
     problems = app_common.settings().problems()
     for p in problems:
-        st.error(p)
+        st.error(app_common.md(p))
     return not problems
 
 
@@ -49,7 +49,7 @@ def _start_grow(db: Store, spec: seedcraft.GrowSpec) -> bool:
     try:
         seedcraft.check_spec(spec)
     except seedcraft.SeedcraftError as e:
-        st.error(str(e))
+        st.error(app_common.md(e))
         return False
     if not _settings_ok():
         return False
@@ -94,7 +94,7 @@ def _grow_running(db: Store) -> bool:
 
 def grow_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
     settings = app_common.settings()
-    st.caption(f"Self-Instruct's recipe: each call to **{settings.endpoint_label}** shows 8 seeds (6 of yours, 2 "
+    st.caption(f"Self-Instruct's recipe: each call to **{app_common.md(settings.endpoint_label)}** shows 8 seeds (6 of yours, 2 "
                "generated) and asks for new ones in the same domain and language; a new seed is kept only when its "
                "ROUGE-L to every seed is below 0.7 and it is no embedding near-duplicate. Every candidate is stored; "
                "starting again with the same seeds and settings continues where it stopped.")
@@ -133,10 +133,10 @@ def grow_progress(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
         if alive and st.button("Stop", key="seed_grow_stop"):
             current.stop_event.set()
         if current.status == "failed":
-            st.error(f"Growing failed: {current.error}. Check the endpoint, model and key in the sidebar, then grow "
+            st.error(f"Growing failed: {app_common.md(current.error)}. Check the endpoint, model and key in the sidebar, then grow "
                      "again: what was kept is stored and the job continues.")
         elif not alive and current.result is not None and current.result.message:
-            st.warning(current.result.message)
+            st.warning(app_common.md(current.result.message))
         if p["by_reason"]:
             st.caption("Rejected: " + ", ".join(f"{seedcraft.REASONS.get(k, k)} ×{v}" for k, v in p["by_reason"].items()))
         frame = seedcraft.candidates_frame(db, grow_id)
@@ -178,7 +178,7 @@ def tag_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
             st.progress(0.5, text="Asking the model...")
             return
         if current is not None and current.status == "failed":
-            st.error(f"Tagging failed: {current.error}. Check the endpoint, model and key in the sidebar.")
+            st.error(f"Tagging failed: {app_common.md(current.error)}. Check the endpoint, model and key in the sidebar.")
         asked = (current.result or []) if current is not None and current.status == "finished" else []
         if asked and st.session_state.get("seed_tag_for") != [s.to_dict() for s in seeds]:
             st.warning("The table changed since the tags were proposed: propose them again.")
@@ -204,7 +204,7 @@ def tag_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
             try:
                 tagged = seedcraft.apply_tags(seeds, pd.DataFrame(reviewed))
             except seedcraft.SeedcraftError as e:
-                st.error(f"{e} Correct it in the table.")
+                st.error(f"{app_common.md(e)} Correct it in the table.")
                 return
             if current is not None:
                 current.result = None  # applied: the table holds them now

@@ -44,7 +44,7 @@ def import_panel(set_table: SetTable) -> None:
             try:
                 source = str(app_support.seed_path(name))
             except SeedFileError as e:
-                st.error(str(e))
+                st.error(app_common.md(e))
                 return
         else:
             st.caption("Choose a file or type a path: its columns appear here to map onto the seed fields.")
@@ -52,13 +52,13 @@ def import_panel(set_table: SetTable) -> None:
         try:
             columns = table_columns(source, name)
         except SeedFileError as e:
-            st.error(str(e))
+            st.error(app_common.md(e))
             return
         if not columns:
-            st.warning(f"{name} has no columns to map (a plain text file?): upload it above as it is.")
+            st.warning(f"{app_common.md(name)} has no columns to map (a plain text file?): upload it above as it is.")
             return
         guess = seedimport.guess_mapping(columns)
-        st.caption(f"Columns in {name}: {', '.join(map(str, columns))}")
+        st.caption(f"Columns in {app_common.md(name)}: {app_common.md(', '.join(map(str, columns)))}")
         cols = st.columns(4)
         mapping: dict[str, str | None] = {}
         for col, field in zip(cols, seedimport.SEED_FIELDS):
@@ -71,7 +71,7 @@ def import_panel(set_table: SetTable) -> None:
             try:
                 seeds = load_seeds(source, name=name, mapping=mapping)
             except SeedFileError as e:
-                st.error(f"{e}\n\nChange the mapping or fix the file.")
+                st.error(f"{app_common.md(e)}\n\nChange the mapping or fix the file.")
                 return
             set_table(seeds, f"import {name}")
             st.rerun()
@@ -118,7 +118,7 @@ def lint_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
         return
     report = _lint(db, seeds, use_embeddings)
     for note in report.notes:
-        st.caption(note)
+        st.caption(app_common.md(note))
     if report.clean:
         st.success(f"No findings ({len(seeds)} seed{'' if len(seeds) == 1 else 's'} checked).")
         return
@@ -136,8 +136,8 @@ def lint_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
     for i, finding in enumerate(report.findings[:MAX_FINDINGS_SHOWN]):
         text, actions = st.columns([5, 2], vertical_alignment="center")
         instruction = seeds[finding.row - 1].instruction
-        text.markdown(f"**Row {finding.row}** · `{finding.kind}` · {finding.message}  \n"
-                      f":gray[{_short(instruction)}]")
+        text.markdown(f"**Row {finding.row}** · `{finding.kind}` · {app_common.md(finding.message)}  \n"
+                      f":gray[{app_common.md(_short(instruction))}]")
         buttons = actions.columns(len(finding.fixes))
         for col, fix in zip(buttons, finding.fixes):
             if fix == "tag":
@@ -162,7 +162,7 @@ def _tag_form(seeds: list[Seed], finding: seedlint.Finding, set_table: SetTable,
     seed = seeds[finding.row - 1]
     skills = sorted({s.skill for s in seeds if s.skill})
     skill = st.text_input("Skill", value=seed.skill or "", key=f"seed_lint_skill_{key}",
-                          help=("Skills in this set: " + ", ".join(skills)) if skills else None)
+                          help=("Skills in this set: " + app_common.md(", ".join(skills))) if skills else None)
     difficulty = st.number_input("Difficulty (1-10)", min_value=1, max_value=10, step=1,
                                  value=int(seed.difficulty) if seed.difficulty is not None else None,
                                  key=f"seed_lint_difficulty_{key}")
@@ -174,7 +174,7 @@ def _apply(seeds: list[Seed], finding: seedlint.Finding, fix: str, set_table: Se
     try:
         fixed = seedlint.apply_fix(seeds, finding, fix, **tags)
     except ValueError as e:
-        st.error(str(e))
+        st.error(app_common.md(e))
         return
     set_table(fixed, _linted_source())
     st.rerun()
