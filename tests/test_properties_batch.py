@@ -83,8 +83,8 @@ def test_read_results_reads_or_names_the_bad_line(lines):
         n = int(message.split()[1])
         assert 1 <= n <= len(lines)
         batch.read_results(as_file(lines[:n - 1]), "f.jsonl")  # the lines before it are fine
-        with pytest.raises(batch.ResultsFileError, match="^Line 1 of"):
-            batch.read_results(as_file(lines[n - 1:n]), "f.jsonl")  # and that one is not
+        with pytest.raises(batch.ResultsFileError, match="^Line 2 of"):  # and that one is not (after a blank line:
+            batch.read_results(as_file([b"", *lines[n - 1:n]]), "f.jsonl")  # a BOM is only the first line's)
     else:
         event("read")
         check_answers(answered)
@@ -111,6 +111,16 @@ def exported_run(tmp_path_factory):
         yield tmp / "b.db", ids, good
 
 
+def _mutate(drawn: tuple) -> bytes:
+    """A good result line with its content replaced, and its prompt_tokens too unless None was drawn."""
+    raw, content, prompt_tokens = drawn
+    line = json.loads(raw)
+    line["response"]["body"]["choices"][0]["message"]["content"] = content
+    if prompt_tokens is not None:
+        line["response"]["body"]["usage"]["prompt_tokens"] = prompt_tokens
+    return json.dumps(line, ensure_ascii=False).encode("utf-8")
+
+
 def snapshot(db: Path) -> dict:
     with sqlite3.connect(db) as conn:
         return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
@@ -123,7 +133,9 @@ def snapshot(db: Path) -> dict:
 def test_import_imports_or_names_the_line_and_never_caches_what_is_not_text(exported_run, data):
     db, ids, good = exported_run
     ours = st.sampled_from(ids)
-    lines = data.draw(st.lists(st.sampled_from(good) | raw_line(ours | st.text(max_size=8)), max_size=8))
+    mutated = st.tuples(st.sampled_from(good), contents, st.none() | counts).map(_mutate)  # one field changed
+    lines = data.draw(st.lists(st.sampled_from(good) | mutated | mutated | raw_line(ours | st.text(max_size=8)),
+                               max_size=8))
     with tempfile.TemporaryDirectory() as tmp:
         copy, results = Path(tmp) / "b.db", Path(tmp) / "results.jsonl"
         shutil.copy(db, copy)
