@@ -293,6 +293,19 @@ MIGRATIONS: list[str] = [
         SELECT name, 1, seeds_json, NULL, 'saved before versions were kept', updated_at FROM seed_sets;
     ALTER TABLE runs ADD COLUMN seed_set_version INTEGER;
     """,
+    # issue 22: a run's lease (evolab/engine/lease.py): the one engine that may run it, in any process; the holder
+    # (host, pid, a random token) beats every few seconds and is taken over once it missed `expiry_s`
+    """
+    CREATE TABLE run_leases (
+        run_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        token TEXT NOT NULL,
+        since REAL NOT NULL,
+        heartbeat REAL NOT NULL,
+        expiry_s REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -473,6 +486,39 @@ class Store:
         d["config"] = RunConfig.from_dict(json.loads(d.pop("config_json")))
         d["seeds"] = [Seed(**s) for s in json.loads(d.pop("seeds_json"))]
         return d
+
+    # -- run leases (evolab/engine/lease.py) ---------------------------------------------------------
+    def take_lease(self, run_id: str, *, host: str, pid: int, token: str, expiry_s: float,
+                   take_over: bool = False) -> tuple[bool, dict[str, Any] | None]:
+        """Take the run's lease in one BEGIN IMMEDIATE transaction (of two takers in any processes, one wins): when
+        it is free, already ours (`token`), expired (no heartbeat for longer than its holder's `expiry_s`) or
+        `take_over`. Returns (taken, the row before): the live holder's row when not taken."""
+        now = time.time()
+        with self.transaction() as c:
+            row = c.execute("SELECT * FROM run_leases WHERE run_id=?", (run_id,)).fetchone()
+            before = dict(row) if row is not None else None
+            if before is not None and before["token"] != token and not take_over \
+                    and now - before["heartbeat"] <= before["expiry_s"]:
+                return False, before
+            since = before["since"] if before is not None and before["token"] == token else now
+            c.execute("INSERT OR REPLACE INTO run_leases (run_id, host, pid, token, since, heartbeat, expiry_s) "
+                      "VALUES (?,?,?,?,?,?,?)", (run_id, host, pid, token, since, now, expiry_s))
+        return True, before
+
+    def renew_lease(self, run_id: str, token: str) -> bool:
+        """The holder's heartbeat; False when the lease is no longer ours (taken over after it expired)."""
+        with self.transaction() as c:
+            return c.execute("UPDATE run_leases SET heartbeat=? WHERE run_id=? AND token=?",
+                             (time.time(), run_id, token)).rowcount == 1
+
+    def release_lease(self, run_id: str, token: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM run_leases WHERE run_id=? AND token=?", (run_id, token))
+
+    def lease(self, run_id: str) -> dict[str, Any] | None:
+        """The run's lease row (host, pid, token, since, heartbeat, expiry_s), live or expired; None when free."""
+        rows = self.query("SELECT * FROM run_leases WHERE run_id=?", (run_id,))
+        return dict(rows[0]) if rows else None
 
     # -- nodes ----------------------------------------------------------------------------------
     def record_step(self, node: Node | None = None, scores: Iterable[Score] = (),

@@ -179,7 +179,8 @@ with run_col:
                + f" · random seed {cfg.random_seed}")
     st.caption(f"Price: {app_support.price_text(cfg)}")
 
-    @st.fragment(run_every=2.0 if worker.is_running(run_id) else None)
+    # Polls while a worker here runs it, or another process's engine does (its lease: evolab/engine/lease.py).
+    @st.fragment(run_every=2.0 if worker.is_running(run_id) or app_support.running_elsewhere(db, run_id) else None)
     @app_common.guarded
     def run_panel() -> None:
         """Polls the store every 2 s while a worker runs this run; a full rerun when the run ends."""
@@ -226,6 +227,9 @@ with run_col:
                      "step is stored: fix the cause (endpoint, key, model) and press Resume.")
         elif status == "budget":
             st.warning("The budget ran out. Start a new run with a higher budget, or resume to use what is left.")
+        if info["elsewhere"]:
+            st.info(f"Running elsewhere: {info['elsewhere']}. Resume is offered here once that engine ends or "
+                    "its lease expires.")
         elif status == "running" and not running:
             st.warning("The store says this run is running, but no worker of this app process runs it (was the "
                        "app restarted?). Press Resume to continue it here.")
@@ -243,6 +247,8 @@ with run_col:
             if c1.button("Stop", key="run_stop", type="primary", width="stretch"):
                 worker.stop(run_id)
                 st.toast("Stopping after the steps in flight; finished steps are kept.")
+        elif info["elsewhere"]:
+            c1.button("Running elsewhere", key="run_elsewhere", disabled=True, width="stretch")
         elif action != "done":
             next_round = min(pipeline.next_round(db, run_id), cfg.rounds)
             if status == "paused" and info["max_round"] < cfg.rounds:

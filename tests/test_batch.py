@@ -282,8 +282,9 @@ def test_sigkill_while_a_job_runs_resumes_by_polling_it(tmp_path):
         killed = open_jobs(db)
         assert len(killed) == 1 and stub.batches_created() == 1
         stub.batch_timing = {"validating": 0.01, "per_line": 0.0, "finalizing": 0.01}
-        r = subprocess.run([sys.executable, "-m", "evolab", "resume", "--db", str(db), "--batch", "--batch-poll",
-                            "0.05", "--batch-poll-max", "0.1"], cwd=ROOT, env=cli_env(tmp_path),
+        # --take-over: the killed process is gone (checked above), so its run lease need not expire first
+        r = subprocess.run([sys.executable, "-m", "evolab", "resume", "--db", str(db), "--take-over", "--batch",
+                            "--batch-poll", "0.05", "--batch-poll-max", "0.1"], cwd=ROOT, env=cli_env(tmp_path),
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert f"polling job {killed[0][0]} submitted earlier" in r.stderr

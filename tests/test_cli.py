@@ -388,7 +388,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_nodes_without_repeating_c
         finally:
             store.close()
 
-        r = cli({**env, STUB_KEY_ENV: keys["resumed"]}, "resume", "--db", killed_db)
+        # --take-over: the killed process is gone (checked above), so its run lease need not expire first
+        # (tests/test_lease.py: without it, exit 2 naming the holder; `resume --wait` takes it once it expired)
+        r = cli({**env, STUB_KEY_ENV: keys["resumed"]}, "resume", "--db", killed_db, "--take-over")
         assert r.returncode == 0, r.stderr
         resumed_requests = _requests_with_key(stub, keys["resumed"])
 

@@ -25,6 +25,7 @@ from evolab.app.jobs import Job
 from evolab.audit import judge
 from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
 from evolab.engine.estimate import price_text as text
+from evolab.engine.lease import describe_holder, live_holder
 from evolab.engine.operations import check_weights, operation_names
 from evolab.engine.pipeline import expected_steps
 from evolab.engine.runconfig import RunConfigError, build_run_config, check_budget_price, endpoint_problem, price_of
@@ -293,6 +294,7 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
         eta = eta_seconds(fresh, expected - done_until, now - job.started_at)
     max_round = max((n.round for n in children), default=0)
     return {
+        "elsewhere": None if running else running_elsewhere(store, run_id),  # another process's engine (lease)
         "status": run["status"], "error": mask_secrets(run["error"]) or None, "until_round": until, "rounds": cfg.rounds,
         "done": done_until, "expected": expected, "fraction": (done_until / expected) if expected else 1.0,
         "by_status": summary["by_status"], "by_rule": summary["by_rule"], "calls": summary["calls"],
@@ -305,6 +307,13 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
         "kept": summary["by_status"].get(KEPT, 0), "eliminated": summary["by_status"].get(ELIMINATED, 0),
         "failed": summary["by_status"].get(FAILED, 0), "seeds": summary["by_status"].get(SEED, 0),
     }
+
+
+def running_elsewhere(store: Store, run_id: str) -> str | None:
+    """Who runs this run while its lease is live (host, pid, since when: evolab/engine/lease.py), else None. The
+    Runs page shows it and offers no Resume meanwhile (when this process's worker runs it, `running` says so)."""
+    holder = live_holder(store, run_id)
+    return describe_holder(holder) if holder else None
 
 
 def run_price(config: RunConfig):

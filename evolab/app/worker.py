@@ -15,6 +15,7 @@ from evolab.analysis import frames as analysis
 from evolab.app import jobs
 from evolab.app.jobs import Job
 from evolab.engine.batch import run_batched
+from evolab.engine.lease import LeaseError
 from evolab.engine.pipeline import run_sync
 from evolab.llm.base import Backend
 from evolab.schema import RunConfig, Seed
@@ -45,14 +46,16 @@ def start(db_path: str, run_id: str, *, until_round: int | None = None,
             jobs.start(WARM_MAP, run_id, _warm_analysis, db_path=db_path)
 
     def failed(job: Job, e: Exception) -> None:  # the Runs page reads the status from the store
+        if isinstance(e, LeaseError):  # another engine runs it: its status is not this job's to change
+            return
         store = Store(db_path)
         try:
             store.set_run_status(run_id, "failed", job.error)
         finally:
             store.close()
 
-    return jobs.start(RUN, run_id, work, db_path=db_path, on_error=failed, until_round=until_round,
-                      warm_analysis=warm_analysis)
+    return jobs.start(RUN, run_id, work, db_path=db_path, on_error=failed, shown=(LeaseError,),
+                      until_round=until_round, warm_analysis=warm_analysis)
 
 
 def _warm_analysis(store: Store, job: Job) -> None:

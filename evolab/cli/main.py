@@ -16,6 +16,7 @@ from evolab.cli.common import DEFAULT_DB, BadInput, add_map_option
 from evolab.cli.embed import add_embed_parser
 from evolab.cli.results import cmd_agreement, cmd_check, cmd_export, cmd_judge, cmd_report
 from evolab.cli.runs import (
+    add_lease_options,
     add_price_options,
     add_run_options,
     add_warm_option,
@@ -27,6 +28,7 @@ from evolab.cli.runs import (
 )
 from evolab.cli.seeds import cmd_seeds_check, cmd_seeds_grow, cmd_seeds_lint
 from evolab.cli.tune import add_tune_arguments, cmd_tune
+from evolab.engine.lease import LeaseError
 from evolab.engine.plugins import PluginError, load_plugins, plugin_errors
 from evolab.engine.scoring import default_scorers
 from evolab.llm.local import DEFAULT_PORT
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-tokens", type=int, metavar="N", help="a new token budget")
     add_price_options(p)
     add_batch_options(p)
+    add_lease_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("runs", help="list runs with counts by status and rule, tokens and cost")
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port = DEFAULT_PORT
     try:
         return int(args.func(args) or 0)
-    except (BadInput, PluginError) as e:
+    except (BadInput, PluginError, LeaseError) as e:  # LeaseError: another engine runs the run (named)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from evolab.cli.batch import batch_options, export_new_run, run_with_batches
 from evolab.cli.common import BadInput, check_out_path, check_until_round, load_seed_file, open_store, pick_run_id
 from evolab.engine.batch import BatchError
 from evolab.engine.estimate import estimate_run, format_estimate
+from evolab.engine.lease import describe_holder, hold
 from evolab.engine.pipeline import create_run, run_sync
 from evolab.engine.runconfig import RunConfigError, apply_price_choices, build_run_config, check_budget_price, price_of
 from evolab.engine.scoring import chosen_scorers_or_registered, default_scorers
@@ -190,16 +191,30 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     run_id = pick_run_id(store, args.run)
     check_until_round(args.until_round, store=store, run_id=run_id)  # before the lease, a write or a call
-    cfg = store.get_run(run_id)["config"]
-    before = json.dumps(cfg.to_dict())
-    if args.budget_usd is not None:  # raising the budget is the usual reason to resume
-        cfg.budget_usd = args.budget_usd
-    _price_options(args, cfg)
-    require_price_for_budget(cfg)
-    if json.dumps(cfg.to_dict()) != before:
-        store.update_run_config(run_id, cfg)
-    print(f"resuming run {run_id}", file=sys.stderr)
-    return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=_batch_options(args))
+
+    def waiting(holder: dict) -> None:
+        print(f"Run {run_id} is being run by another engine: {describe_holder(holder)}. Waiting until it ends or "
+              f"its lease expires ({holder['expiry_s']:g} s without a heartbeat); Ctrl-C gives up.",
+              file=sys.stderr, flush=True)
+
+    # The run's lease first, before any write (evolab/engine/lease.py): another engine's run is refused (exit 2,
+    # naming it), waited for (--wait) or taken over (--take-over); the engine below runs under this lease.
+    with hold(store, run_id, wait=args.wait, take_over=args.take_over, on_wait=waiting) as lease:
+        if lease.previous is not None:
+            gap = (lease.taken_at or 0) - lease.previous["heartbeat"]
+            print(f"Took the run over from host {lease.previous['host']}, pid {lease.previous['pid']} (no heartbeat "
+                  f"for {gap:.1f} s; its lease expires after {lease.previous['expiry_s']:g} s"
+                  + ("; --take-over" if args.take_over else "") + ").", file=sys.stderr, flush=True)
+        cfg = store.get_run(run_id)["config"]
+        before = json.dumps(cfg.to_dict())
+        if args.budget_usd is not None:  # raising the budget is the usual reason to resume
+            cfg.budget_usd = args.budget_usd
+        _price_options(args, cfg)
+        require_price_for_budget(cfg)
+        if json.dumps(cfg.to_dict()) != before:
+            store.update_run_config(run_id, cfg)
+        print(f"resuming run {run_id}", file=sys.stderr)
+        return _execute(store, run_id, args.until_round, warm=not args.no_warm, batch=_batch_options(args))
 
 
 def _batch_options(args: argparse.Namespace):
@@ -276,6 +291,13 @@ def add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:
                                           "(default: the embedded local model)")
         p.add_argument("--api-key-env", help="NAME of the environment variable that holds the key "
                                              "(default OPENAI_API_KEY); the key is never stored")
+
+
+def add_lease_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="while another engine runs the run (another terminal, the "
+                   "app), wait until it ends or its lease expires, then go on (default: exit 2 naming it)")
+    p.add_argument("--take-over", action="store_true", help="take the run over from the engine that holds it now, "
+                   "without waiting for its lease to expire: only once you have checked that process is gone")
 
 
 def add_price_options(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from evolab.engine import eliminator
+from evolab.engine.lease import leased
 from evolab.engine.pipeline import MAX_FAILED_STEPS_IN_A_ROW, Engine, RunStopped, expected_steps
 from evolab.engine.scoring import chosen_scorers
 from evolab.llm.base import Backend, Completion, LLMError, Messages, mask_secrets
@@ -659,6 +660,7 @@ class BatchOptions:
             raise ValueError("max_requests and max_bytes must be at least 1")
 
 
+@leased  # one engine per run, in any process (evolab/engine/lease.py)
 def run_batched(store: Store, run_id: str, *, backend: Backend | None = None, transport: Any = None,
                 options: BatchOptions | None = None, until_round: int | None = None,
                 stop_event: threading.Event | None = None, progress: Callable | None = None,
@@ -970,6 +972,7 @@ def cancel_run_batches(store: Store, run_id: str, transport: Any = None) -> list
     return done
 
 
+@leased
 def export_requests(store: Store, run_id: str, out: str | Path, *, backend: Backend | None = None,
                     until_round: int | None = None) -> int:
     """Write the pending stage's requests as batch JSONL (for vLLM run-batch or any compatible service);
@@ -991,6 +994,7 @@ def export_requests(store: Store, run_id: str, out: str | Path, *, backend: Back
     return len(result.requests)
 
 
+@leased
 def import_results_file(store: Store, run_id: str, results: str | Path, *, backend: Backend | None = None,
                         until_round: int | None = None) -> dict[str, Any]:
     """Read an output file (OpenAI's or vLLM run-batch's format) for the run's pending requests, then go on as far

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from evolab.engine import eliminator, evolver, plugins, responder, scoring
 from evolab.engine.adaptive import ADAPTIVE, AdaptiveOperations
 from evolab.engine.checking import check_in_run
+from evolab.engine.lease import leased
 from evolab.engine.operations import sample_operation, weights_of
 from evolab.engine.templates import run_templates
 from evolab.llm.base import Backend, BudgetExceeded, LLMError, mask_secrets
@@ -422,6 +423,7 @@ def create_run(store: Store, seeds: list[Seed], config: RunConfig, name: str | N
     return store.create_run(config, seeds, name=name, seed_set=seed_set)
 
 
+@leased  # one engine per run, in any process (evolab/engine/lease.py): a second one is refused, naming the holder
 async def arun(store: Store, run_id: str, *, backend: Backend | None = None,
                progress: ProgressCallback | None = None, stop_event: threading.Event | None = None,
                until_round: int | None = None) -> str:
