@@ -513,3 +513,16 @@ def test_requests_go_out_as_chat_completions_create_sends_them(stub):
         assert comp.model == resp.model
         assert (comp.prompt_tokens, comp.completion_tokens) == (resp.usage.prompt_tokens, resp.usage.completion_tokens)
         assert comp.finish_reason == resp.choices[0].finish_reason
+
+
+def test_a_reply_whose_content_is_not_text_is_unreadable_online_as_in_batch():
+    """The online backend reads a message as batch import does (evolab.llm.base.message_text): text parts are
+    joined, no content is an empty reply, and anything else (a number, an object) is an error, never cached text."""
+    from evolab.llm.base import message_text
+
+    assert message_text({"content": "ok"}) == "ok"
+    assert message_text({"content": None}) == ""
+    assert message_text({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}) == "ab"
+    for bad in (5, {"text": "x"}, [{"type": "image_url", "image_url": "u"}], [3]):
+        with pytest.raises(ValueError):
+            message_text({"content": bad})

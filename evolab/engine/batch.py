@@ -30,6 +30,9 @@ from evolab.engine.lease import leased
 from evolab.engine.pipeline import MAX_FAILED_STEPS_IN_A_ROW, Engine, RunStopped, expected_steps
 from evolab.engine.scoring import chosen_scorers
 from evolab.llm.base import Backend, Completion, LLMError, Messages, mask_secrets
+from evolab.llm.base import json_kind as _kind
+from evolab.llm.base import message_text as reply_text
+from evolab.llm.base import short_json as _short_json
 from evolab.llm.client import LLMClient, make_backend, params_meta_key
 from evolab.llm.openai_backend import quirks_from_error, resolve_api_key, sampling_params
 from evolab.llm.pricing import Price, resolve_batch_price
@@ -444,16 +447,6 @@ class _BadLine(ValueError):
         self.custom_id = custom_id
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is, for a message: "a number", "a list", ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
-        type(value), type(value).__name__)
-
-
 def _lines(data: bytes | str) -> Iterable[tuple[int, bytes]]:
     """A JSONL file's lines, numbered from 1. Split on "\\n" only: U+2028 and the other characters str.splitlines
     breaks at may sit unescaped inside a JSON string."""
@@ -484,35 +477,6 @@ def _usage(body: dict[str, Any]) -> tuple[int, int, int]:
         raise _BadLine(f"usage.completion_tokens_details must be an object, not {_kind(details)}")
     return (_usage_count(usage, "prompt_tokens"), _usage_count(usage, "completion_tokens"),
             _usage_count(details or {}, "reasoning_tokens", "usage.completion_tokens_details"))
-
-
-def _short_json(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, int) or isinstance(value, bool) \
-        else (str(value) if value.bit_length() < 200 else "a number of %d bits" % value.bit_length())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def reply_text(message: Any) -> str:
-    """A chat message's text as the online backend reads it: the content string; no content is an empty reply;
-    a list of text parts (OpenAI's content parts, [{"type": "text", "text": ...}]) is their text joined. Anything
-    else is a ValueError: the reply is not text, and is never cached."""
-    if not isinstance(message, dict):
-        raise ValueError(f"the message is {_kind(message)}, not an object")
-    content = message.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not (isinstance(part, dict) and part.get("type", "text") in ("text", "output_text")
-                    and isinstance(part.get("text"), str)):
-                raise ValueError(f"a part of the content is {_kind(part) if not isinstance(part, dict) else 'not text'}"
-                                 f": {_short_json(part)}")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise ValueError(f"the content is {_kind(content)}, not text: {_short_json(content)}")
 
 
 def completion_from_body(body: dict[str, Any], model: str) -> Completion:

@@ -1,6 +1,7 @@
 """The one interface every LLM backend implements, and the registry that names them."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -141,3 +142,43 @@ def register_backend(name: str) -> Callable[[Callable[..., Backend]], Callable[.
         BACKENDS[name] = factory
         return factory
     return wrap
+
+
+# -- reading a chat reply's message (the online backend and batch results read it the same way) ---------
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for a message: "a number", "a list", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__)
+
+
+def short_json(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, int) or isinstance(value, bool) \
+        else (str(value) if value.bit_length() < 200 else "a number of %d bits" % value.bit_length())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def message_text(message: Any) -> str:
+    """A chat message's text as the online backend reads it: the content string; no content is an empty reply;
+    a list of text parts (OpenAI's content parts, [{"type": "text", "text": ...}]) is their text joined. Anything
+    else is a ValueError: the reply is not text, and is never cached."""
+    if not isinstance(message, dict):
+        raise ValueError(f"the message is {json_kind(message)}, not an object")
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not (isinstance(part, dict) and part.get("type", "text") in ("text", "output_text")
+                    and isinstance(part.get("text"), str)):
+                raise ValueError(f"a part of the content is {json_kind(part) if not isinstance(part, dict) else 'not text'}"
+                                 f": {short_json(part)}")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise ValueError(f"the content is {json_kind(content)}, not text: {short_json(content)}")

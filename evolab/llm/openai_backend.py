@@ -23,6 +23,7 @@ from evolab.llm.base import (
     LLMError,
     Messages,
     mask_secrets,
+    message_text,
     redact_url,
     register_backend,
 )
@@ -370,7 +371,7 @@ class OpenAICompatibleBackend:
         latency = time.perf_counter() - start
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            text = message_text(choice["message"])  # a reply that is not text is unreadable, never cached
             usage = data.get("usage")
             return Completion(
                 text=text, model=data.get("model") or self.model,
