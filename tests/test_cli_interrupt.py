@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from test_cli import ROOT, SEED_LINES, _child_nodes, cli, env, stub_args  # noqa: F401  (env is a fixture)
 
 from evolab.llm.fake import scripted_reply
@@ -28,7 +29,10 @@ class _HoldAfterFirstChild:
         return scripted_reply(messages, purpose)
 
 
-def test_ctrl_c_exits_130_and_the_run_resumes(env, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_exits_130_and_the_run_resumes_at_once(env, tmp_path, sig):
+    """Ctrl-C (SIGINT) or `kill PID` (SIGTERM): exit 130, the resume command named, and the run lease released, so
+    `resume` goes on at once (no --take-over, no waiting for the lease to expire)."""
     seeds_file = tmp_path / "three.txt"
     seeds_file.write_text("\n".join(SEED_LINES[:3]) + "\n", encoding="utf-8")
     db = tmp_path / "interrupted.db"
@@ -43,7 +47,7 @@ def test_ctrl_c_exits_130_and_the_run_resumes(env, tmp_path):
         try:
             assert gate.holding.wait(120), "the run never stored a child"
             assert proc.poll() is None, "the run finished before it could be interrupted"
-            proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            proc.send_signal(sig)  # what Ctrl-C sends, or `kill`
             gate.interrupted.set()  # the calls in flight are answered, as a real endpoint would
             _, err = proc.communicate(timeout=120)
         finally:
