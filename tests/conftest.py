@@ -37,6 +37,9 @@ def _test_environment(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv(STUB_KEY_ENV, STUB_KEY)
     monkeypatch.setenv("EVOLAB_WARM", "0")  # CLI runs skip preparing the Diversity map (test_warm.py turns it on)
+    # The app's background warm-up loads torch and umap in a thread of the test process, and those imports swap
+    # sys.stderr under pytest's capture (a later test's print then hits a closed file): no test relies on it.
+    monkeypatch.setenv("EVOLAB_APP_WARMUP", "0")
     monkeypatch.setattr(pricing, "_overrides", dict(pricing._overrides))
     # The stub's key variable is one the server's owner allowed; app.py's restriction of its process ends with the test.
     monkeypatch.setenv("EVOLAB_KEY_VARS", STUB_KEY_ENV)

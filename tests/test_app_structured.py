@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import STUB_KEY_ENV
 from streamlit.testing.v1 import AppTest
-from test_app import APP, _fresh_resources, _navigation_mode, button, stub_module  # noqa: F401 (fixtures)
+from test_app import APP, _fresh_resources, _navigation_mode, button, read_markdown, stub_module  # noqa: F401
 
 from evolab.app import support as app_support
 from evolab.engine import pipeline
@@ -26,7 +26,7 @@ def test_structured_setting_is_kept_and_reaches_the_run_config(tmp_path, monkeyp
     assert not at.sidebar.error
     s = at.session_state["settings"]
     assert s.structured == "off" and s.run_config(rounds=1).structured == "off"
-    assert "Structured output: off" in "\n".join(c.value for c in at.sidebar.caption)
+    assert "Structured output: off" in "\n".join(read_markdown(c.value) for c in at.sidebar.caption)
     at = AppTest.from_file(APP, default_timeout=60).run()  # a reload starts from what the store remembers
     assert at.session_state["settings"].structured == "off"
 
@@ -45,7 +45,7 @@ def test_sidebar_says_what_the_probe_found(tmp_path, monkeypatch):
         at = AppTest.from_file(APP, default_timeout=60)
         at.session_state["settings"] = settings
         at.run()
-        assert any("llama.cpp grammar" in c.value for c in at.sidebar.caption)
+        assert any("llama.cpp grammar" in read_markdown(c.value) for c in at.sidebar.caption)
 
 
 def test_an_unreadable_verdict_shows_as_neither_passed_nor_failed(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, stub_module  # noqa: F401
+from test_app import APP, _app_env, _fresh_resources, _navigation_mode, clean, read_markdown, stub_module  # noqa: F401
 
 from evolab.app import support as app_support
 from evolab.app.support import Settings
@@ -45,9 +45,9 @@ def seed_file(tmp_path):
     return str(path)
 
 
-def cli_error(capsys, tmp_path, seed_file: str, args: list[str]) -> str:
+def cli_error(capfd, tmp_path, seed_file: str, args: list[str]) -> str:
     assert main(["run", seed_file, "--db", str(tmp_path / "cli.db"), *args]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert err.startswith("error: ")
     return err.strip().removeprefix("error: ")
 
@@ -59,37 +59,37 @@ def app_error(settings: Settings, choices: dict) -> str:
 
 
 @pytest.mark.parametrize("args, choices, message", CASES, ids=[c[2][:28] for c in CASES])
-def test_the_cli_and_the_app_give_the_same_message(args, choices, message, capsys, tmp_path, seed_file):
-    from_cli = cli_error(capsys, tmp_path, seed_file, args)
+def test_the_cli_and_the_app_give_the_same_message(args, choices, message, capfd, tmp_path, seed_file):
+    from_cli = cli_error(capfd, tmp_path, seed_file, args)
     from_app = app_error(Settings(db_path=str(tmp_path / "app.db")), choices)
     assert from_cli == from_app and from_cli.startswith(message)
 
 
-def test_the_weights_table_says_what_ops_says(capsys, tmp_path, seed_file):
+def test_the_weights_table_says_what_ops_says(capfd, tmp_path, seed_file):
     for weight, arg in ((-1, "deepen=-1"), (0, "deepen=0")):
         with pytest.raises(RunConfigError) as e:
             app_support.weights_from_frame(pd.DataFrame({"operation": ["deepen"], "weight": [weight]}))
-        assert str(e.value) == cli_error(capsys, tmp_path, seed_file, ["--ops", arg])
+        assert str(e.value) == cli_error(capfd, tmp_path, seed_file, ["--ops", arg])
 
 
-def test_an_endpoint_needs_a_model_and_a_scheme(capsys, tmp_path, seed_file):
-    no_model = cli_error(capsys, tmp_path, seed_file, ["--base-url", URL])
+def test_an_endpoint_needs_a_model_and_a_scheme(capfd, tmp_path, seed_file):
+    no_model = cli_error(capfd, tmp_path, seed_file, ["--base-url", URL])
     settings = Settings(db_path=str(tmp_path / "app.db"), base_url=URL)
     assert settings.problems() == [no_model] and app_error(settings, {}) == no_model
     assert "name the model too" in no_model
-    no_scheme = cli_error(capsys, tmp_path, seed_file, ["--base-url", "localhost:8000/v1", "--model", "m"])
+    no_scheme = cli_error(capfd, tmp_path, seed_file, ["--base-url", "localhost:8000/v1", "--model", "m"])
     settings = Settings(db_path=str(tmp_path / "app.db"), base_url="localhost:8000/v1", model="m")
     assert settings.problems() == [no_scheme] and "must start with http:// or https://" in no_scheme
 
 
-def test_a_dollar_budget_without_a_price_is_refused_in_the_same_words(capsys, tmp_path, seed_file):
-    from_cli = cli_error(capsys, tmp_path, seed_file, ["--base-url", URL, "--model", UNPRICED, "--budget-usd", "1"])
+def test_a_dollar_budget_without_a_price_is_refused_in_the_same_words(capfd, tmp_path, seed_file):
+    from_cli = cli_error(capfd, tmp_path, seed_file, ["--base-url", URL, "--model", UNPRICED, "--budget-usd", "1"])
     config = Settings(db_path=str(tmp_path / "app.db"), base_url=URL, model=UNPRICED).run_config(budget_usd=1.0)
     assert app_support.budget_problems(config) == [from_cli]
     assert "--price IN,OUT" in from_cli and "price field" in from_cli
 
 
-def test_the_runs_page_shows_the_cli_message(capsys, tmp_path, seed_file):
+def test_the_runs_page_shows_the_cli_message(capfd, tmp_path, seed_file):
     db = str(tmp_path / "page.db")
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["settings"] = Settings(db_path=db, base_url=URL, model=UNPRICED)
@@ -97,12 +97,12 @@ def test_the_runs_page_shows_the_cli_message(capsys, tmp_path, seed_file):
     at.switch_page("pages/runs.py").run()
     at.number_input(key="run_budget").set_value(1.0).run()
     clean(at)
-    budget = cli_error(capsys, tmp_path, seed_file, ["--base-url", URL, "--model", UNPRICED, "--budget-usd", "1"])
-    assert budget in [e.value for e in at.error]
+    budget = cli_error(capfd, tmp_path, seed_file, ["--base-url", URL, "--model", UNPRICED, "--budget-usd", "1"])
+    assert budget in [read_markdown(e.value) for e in at.error]
     at.text_input(key="run_price").set_value("abc").run()
     clean(at)
-    price = cli_error(capsys, tmp_path, seed_file, ["--base-url", URL, "--model", UNPRICED, "--price", "abc"])
-    assert price in [e.value for e in at.error]
+    price = cli_error(capfd, tmp_path, seed_file, ["--base-url", URL, "--model", UNPRICED, "--price", "abc"])
+    assert price in [read_markdown(e.value) for e in at.error]
     assert all(b.disabled for b in at.button if b.label in ("Start run", "Run round 1 only"))
 
 
