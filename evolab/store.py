@@ -326,6 +326,19 @@ def seed_set_hash(seeds: Iterable[Seed]) -> str:
     return text_hash(json.dumps([s.to_dict() for s in seeds], ensure_ascii=False, sort_keys=True))
 
 
+
+def peek_schema(path: str | Path) -> tuple[set[str], str | None]:
+    """The tables of the SQLite file at `path` and evolab's schema version in it (None: not an evolab store),
+    read without writing anything: another program's database is never touched. Raises sqlite3.Error."""
+    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if "meta" in tables else None
+    finally:
+        conn.close()
+    return tables, (row[0] if row else None)
+
+
 class Store:
     """One SQLite file. Safe to share between threads of one process and between processes."""
 

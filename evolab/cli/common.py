@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evolab.seeds.files import SeedFileError, load_seeds
 from evolab.seeds.importing import parse_mapping
-from evolab.store import Store
+from evolab.store import Store, peek_schema
 
 DEFAULT_DB = os.environ.get("EVOLAB_DB", "evolab.db")
 
@@ -56,13 +56,7 @@ def check_store_path(path: str, must_exist: bool = True) -> None:
         raise BadInput(f"--db {path} is not an evolab store (not an SQLite database); give the store a run "
                        f"wrote (`python -m evolab run SEEDS --db FILE`).")
     try:  # read-only: another program's database is never touched
-        conn = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True)
-        try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() \
-                if "meta" in tables else None
-        finally:
-            conn.close()
+        tables, version = peek_schema(p)
     except sqlite3.Error as e:
         raise BadInput(f"--db {path}: not a readable SQLite database ({e}).") from None
     if version is None and (tables or must_exist):
