@@ -32,7 +32,8 @@ DATA = ROOT / "tests" / "data"
 # every set is tuned too, and the next unseen measure needs a new set.
 CORPORA = {"tuned": DATA / "replies", "held-out 1 (then fixed)": DATA / "replies_heldout",
            "held-out 2 (then fixed)": DATA / "replies_heldout2", "held-out 3 (then fixed)": DATA / "replies_heldout3",
-           "held-out 4 (then fixed)": DATA / "replies_heldout4"}
+           "held-out 4 (then fixed)": DATA / "replies_heldout4",
+           "held-out 5": DATA / "replies_heldout5"}
 REFUSAL_CORPORA = {"tuned": DATA / "refusals", "held-out 1 (then fixed)": DATA / "refusals_heldout",
                    "held-out 2 (then fixed)": DATA / "refusals_heldout2",
                    "held-out 3 (then fixed)": DATA / "refusals_heldout3",

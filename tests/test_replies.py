@@ -37,6 +37,9 @@ HELDOUT3 = Path(__file__).parent / "data" / "replies_heldout3"
 # before an empty header, and the model's remarks after the rewrite as a class), so it is no longer held out
 # either: another regression floor.
 HELDOUT4 = Path(__file__).parent / "data" / "replies_heldout4"
+# The fifth, evolver replies only (issues 23 and 28: quoted rewrites whose text carries quotes, header names
+# inside sentences), written before the fix and measured unseen (docs/reading-replies.md), then fixed.
+HELDOUT5 = Path(__file__).parent / "data" / "replies_heldout5"
 SEEDS = Path(__file__).parent.parent / "evolab" / "data"
 
 
@@ -122,6 +125,57 @@ def test_heldout_unreadable_reply_is_never_turned_into_a_value(kind, corpus):
     assert invented == []
 
 
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_heldout5_evolver_accuracy_and_nothing_invented(lang):
+    rows = [r for r in load("evolver", HELDOUT5) if r["lang"] == lang]
+    assert rows
+    misses = [(r["reply"], r["expected"], got) for r in rows if (got := read("evolver", r["reply"])) != r["expected"]]
+    assert 1 - len(misses) / len(rows) >= 0.90, misses
+    assert not [m for m in misses if not m[1]["instruction"] and m[2]["instruction"]]
+
+
+# -- issue 23: a header name inside a sentence is no header; issue 28: a quoted rewrite unwrapped by structure ------
+def test_the_issue_23_reply_is_unreadable_not_a_slice():
+    reply = ('그렇다.\nThe given prompt is a classic example of a "Created Prompt#" in the context of the '
+             '"Given Prompt#" category. It asks for a compound sum.')
+    assert read_evolved(reply) == ("", None)
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('Below, the Created Prompt# keeps the domain.\n\n#Created Prompt#:\nDescribe catastrophe bonds.',
+     "Describe catastrophe bonds."),
+    ("Sure! #Rewritten Prompt#: Explain dollar-cost averaging.", "Explain dollar-cost averaging."),
+    ("#Rewritten Prompt# Explain dollar-cost averaging.", "Explain dollar-cost averaging."),
+])
+def test_a_header_opens_its_line_or_ends_in_a_colon(reply, expected):
+    assert read_evolved(reply)[0] == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('#Rewritten Prompt#:\n"[s09] Format the dict {"rate": 0.05, "term": 12} as a table."',
+     '[s09] Format the dict {"rate": 0.05, "term": 12} as a table.'),
+    ('#Rewritten Prompt#:\n"Explain what "mark-to-market" means."', 'Explain what "mark-to-market" means.'),
+    ('#Rewritten Prompt#:\n"Bid" versus "ask": explain the spread', '"Bid" versus "ask": explain the spread'),
+    ('#Rewritten Prompt#:\n"Bid" versus "ask"', '"Bid" versus "ask"'),
+    ("#Rewritten Prompt#:\n'Describe a company's free cash flow.'", "Describe a company's free cash flow."),
+    ('#Rewritten Prompt#:\n"Compute the payment on a $300,000 loan.', "Compute the payment on a $300,000 loan."),
+    ('#Rewritten Prompt#:\n"Summarize the "Risk Factors" section."\n\nThis adds a format constraint.',
+     'Summarize the "Risk Factors" section.'),
+    # outside the quotes, a paragraph that asks something is part of the task: nothing is unwrapped
+    ('#Rewritten Prompt#:\n"Buy low, sell high."\n\nExplain when this rule fails.',
+     '"Buy low, sell high."\n\nExplain when this rule fails.'),
+    ('#Rewritten Prompt#:\n"다음 딕셔너리 {"금리": 0.035}를 표로 정리하세요."', '다음 딕셔너리 {"금리": 0.035}를 표로 정리하세요.'),
+    ('#Rewritten Prompt#:\n"PER"과 "PBR"을 비교하세요', '"PER"과 "PBR"을 비교하세요'),
+])
+def test_a_quoted_rewrite_is_unwrapped_by_its_structure(reply, expected):
+    assert read_evolved(reply)[0] == expected
+
+
+def test_a_quoted_rewrite_keeps_its_json_input():
+    reply = '#Rewritten Prompt#:\n"Convert the record below to CSV."\n#Input#:\n{"name": "Lee, J.", "n": 1}'
+    assert read_evolved(reply) == ("Convert the record below to CSV.", '{"name": "Lee, J.", "n": 1}')
+
+
 KO_TASK = "고정금리와 변동금리 대출을 비교하고, 근거를 들어 어느 쪽이 유리한지 설명하세요."
 
 
@@ -191,7 +245,7 @@ def _seeds() -> list[tuple[str, str | None]]:
 def _instructions() -> list[tuple[str, str | None]]:
     """Every instruction a reader must keep whole: the corpora's expected rewrites and the seed tasks."""
     found = []
-    for corpus in (CORPUS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4):
+    for corpus in (CORPUS, HELDOUT, HELDOUT2, HELDOUT3, HELDOUT4, HELDOUT5):
         found += [(r["expected"]["instruction"], r["expected"]["input"]) for r in load("evolver", corpus)
                   if r["expected"]["instruction"]]
     return found + _seeds()

@@ -1057,19 +1057,103 @@ _QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("「", "」"
 
 
 def _is_header(text: str, m: re.Match) -> bool:
-    """A header is marked (`#`, `**` or a colon) or stands on a line of its own; "a new instruction set"
-    or "this rewritten prompt adds ..." inside a sentence is not one."""
-    if any(c in m.group(0) for c in "#*:："):
+    """A header opens the rewrite: it ends in a colon ("#Rewritten Prompt#:", "Rewritten Prompt:"), or it is
+    marked (`#`, `**`) and opens its line, or it stands on a line of its own. A header name inside a sentence
+    ("a classic example of a "Created Prompt#" in the context of ...", "a new instruction set", "this rewritten
+    prompt adds ...") is the model talking about the prompt's sections: cutting there would slice a sentence."""
+    found = m.group(0)
+    if any(c in found for c in ":："):
         return True
-    starts_line = m.start() == 0 or text[m.start() - 1] == "\n"
-    ends_line = m.end() == len(text) or "\n" in m.group(0)
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    starts_line = not text[line_start:m.start()].strip(" \t#*>-")
+    line_end = text.find("\n", m.start())
+    ends_line = "\n" in found or not text[m.end():len(text) if line_end < 0 else line_end].strip()
+    if starts_line and any(c in found for c in "#*"):
+        return True
     return starts_line and ends_line
 
 
+# A header name used as a word inside prose ("a "Created Prompt#"", "the #Rewritten Prompt# section"): the
+# evolving prompt's section markers, which only a model talking about the prompt writes in a sentence.
+_HEADER_NAME = re.compile(r"#\s*(?:given|rewritten|created)\s+prompt|(?:given|rewritten|created)\s+prompt\s*#", re.I)
+
+
+def _asks_nothing(paragraph: str) -> bool:
+    """No question, no imperative or request: every sentence a statement (Korean by its ending, English by
+    opening with its subject). Such text gives the model that will answer an instruction nothing to do."""
+    sentences = [x.strip() for x in _SENTENCE_END.split(paragraph.strip().strip("()")) if x.strip()]
+    if not sentences or any("?" in x for x in sentences):
+        return False
+    if re.search(r"[가-힣]", paragraph):
+        return not any(_KO_ASKS.search(x) or _KO_REQUEST.search(x) or not _KO_STATEMENT.search(x) for x in sentences)
+    return all(_EN_REMARK_FIRST.match(x) for x in sentences)
+
+
+def _quote_role(text: str, i: int) -> int:
+    """+1 when the quote at text[i] opens (after a space, a bracket or the start, before a non-space), -1 when it
+    closes, 0 for an apostrophe (a straight single quote between two letters: "company's")."""
+    before = text[i - 1] if i > 0 else " "
+    after = text[i + 1] if i + 1 < len(text) else " "
+    if text[i] == "'" and before.isalnum() and after.isalnum():
+        return 0
+    return 1 if (before.isspace() or before in "([{:,=<") and not after.isspace() else -1
+
+
+def _wraps(inner: str, left: str, right: str) -> bool:
+    """Can `left` + inner + `right` be one pair of quotes around the whole text? Quotes of the same kind inside
+    must pair up on their own: none closes before it opened ('"Bid" versus "ask"' is two quoted words, not a
+    wrap; '"Format the dict {"rate": 0.05}"' is a wrap)."""
+    if left == "`":
+        return "`" not in inner  # backticks inside belong to a fence or to code, not to a quoted rewrite
+    depth = 0
+    for i, c in enumerate(inner):
+        if left == right:
+            if c != left:
+                continue
+            step = _quote_role(inner, i)
+        else:
+            step = 1 if c == left else -1 if c == right else 0
+        depth += step
+        if depth < 0:
+            return False
+    return True
+
+
 def _strip_quotes(text: str) -> str:
+    """The text without one pair of quotes around all of it, told by structure: the quotes inside (a JSON
+    dict, a quoted term) pair up on their own."""
     for left, right in _QUOTES:
-        if len(text) >= 2 and text.startswith(left) and text.endswith(right) and text.count(left) <= 2:
+        if len(text) >= 2 and text.startswith(left) and text.endswith(right) and _wraps(text[len(left):-len(right)],
+                                                                                        left, right):
             return text[len(left):-len(right)].strip()
+    return text
+
+
+def _unquote(text: str) -> str:
+    """A rewrite the model put in quotes, by structure: the quote that opens the text and the quote that ends
+    a line and pairs with it (`_wraps`). Text after that closing quote, past a blank line, is outside the
+    rewrite: it goes when it asks nothing (a remark, "This adds a format constraint."). An opening quote
+    never closed, with no other quote of its kind in the text, goes alone. An "#Input#" section keeps its own."""
+    m = _INPUT.search(text)
+    head, tail = (text[:m.start()], text[m.start():]) if m else (text, "")
+    head = head.strip()
+    for left, right in _QUOTES:
+        if not head.startswith(left):
+            continue
+        for j in [k for k in range(len(left), len(head)) if head.startswith(right, k)]:
+            after = head[j + len(right):]
+            if after.split("\n", 1)[0].strip() or not _wraps(head[len(left):j], left, right):
+                continue  # the closing quote ends its line, and what it closes pairs up inside
+            rest = after.strip()
+            if not any(c.isalnum() for c in head[:j]):
+                break
+            if not rest or (re.match(r"[ \t]*\n[ \t]*\n", after) and _asks_nothing(rest)):
+                return head[len(left):j].strip() + tail
+            break
+        if (head.count(left) == 1 and head.count(right) == (1 if left == right else 0)
+                and any(c.isalnum() for c in head)):
+            return head[len(left):].strip() + tail  # opened, never closed
+        return text
     return text
 
 
@@ -1109,6 +1193,11 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
         # rewrite; what stands before the first header is a preamble announcing it ("주어진 프롬프트를 더
         # 복잡하게 만들어 보겠습니다.\n\n#Rewritten Prompt#:"), never the instruction: then there is none.
         text = next((p for p in reversed(pieces[1:]) if p), "")
+    elif _HEADER_NAME.search(text):
+        # It names the prompt's section markers in its sentences and gives none as a header: a remark on the
+        # prompt, not a rewrite that can be unwrapped cleanly (issue 23: "그렇다.\nThe given prompt is a classic
+        # example of a "Created Prompt#" ..."). Unreadable, never a slice or a line of the remark.
+        return "", None
     text = _PREAMBLE.sub("", text, count=1).strip()
     text = _TRAILER.sub("", text).strip()
     text = _without_remarks(text)
@@ -1122,7 +1211,7 @@ def read_evolved(text: str | None) -> tuple[str, str | None]:
         text = "\n".join(re.sub(r"^\s*>\s?", "", line) for line in lines).strip()  # a markdown blockquote
     text = re.sub(r"\n\s*(?:-{3,}|\*{3,}|_{3,})\s*\Z", "", text).strip()  # a rule left before a trailer
     text = _GIVEN.sub("", text).strip()
-    text = _unfence(_strip_quotes(text)).strip()
+    text = _unfence(_unquote(_strip_quotes(text))).strip()
     input_text: str | None = None
     parts = _INPUT.split(text, maxsplit=1)
     if len(parts) == 2:
