@@ -11,6 +11,8 @@ seconds behind both (wall clock on a shared machine depends on its load; CPU tim
 
     .venv/bin/python bench/embeddings.py                      # the table
     .venv/bin/python bench/embeddings.py --write-thresholds   # also recalibrate evolab/data/embedding_thresholds.json
+    .venv/bin/python bench/embeddings.py --off-topic          # the off_topic rule's cuts: tuning and held-out figures
+    .venv/bin/python bench/embeddings.py --off-topic --write-thresholds   # ... and store them (only "off_topic")
 
 Thresholds: see evolab/embeddings/calibration.py (lowest cosine marking at most 5% / 1% of unrelated pairs).
 """
@@ -101,6 +103,39 @@ def one(name: str) -> dict:
     return out
 
 
+def off_topic(write: bool) -> None:
+    """The off_topic rule's cuts per shipped model (MiniLM on English only: it is English-only), set on
+    tests/data/topic/tuning.jsonl and measured on tests/data/topic/heldout.jsonl, written before the cuts."""
+    from evolab.embeddings import calibration as cal
+
+    tuning, heldout = cal.load_topic_pairs(cal.TOPIC_PATH), cal.load_topic_pairs(cal.TOPIC_HELDOUT_PATH)
+    entries = {}
+    print("| embedder | set | parent lang | child lang | kind | cut | rewrites | false positives | off-topic | "
+          "caught (recall) |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
+    for name in SHIPPED:
+        emb, langs = _make(name), EMBEDDERS[name]
+        entry = cal.calibrate_off_topic(emb, tuning, source="tests/data/topic/tuning.jsonl", languages=langs)
+        held = heldout[heldout["language"].isin(langs)] if langs else heldout
+        entry["heldout"] = cal.off_topic_figures(entry, cal.measure_topic(emb, held))
+        entry["heldout_corpus"] = "tests/data/topic/heldout.jsonl"
+        entries[name] = entry
+        for which in ("tuning", "heldout"):
+            for r in entry[which]:
+                fp = f"{r['false_positives']} ({r['false_positives'] / r['rewrites']:.0%})" if r["rewrites"] else "-"
+                rec = f"{r['caught']} ({r['caught'] / r['off_topic']:.0%})" if r["off_topic"] else "-"
+                print(f"| {name} | {which} | {r['language']} | {r['child_language']} | {r['kind']} | {r['cut']:.4f} | "
+                      f"{r['rewrites']} | {fp} | {r['off_topic']} | {rec} |")
+    if write:
+        from evolab.embeddings.calibration import THRESHOLDS_PATH
+
+        doc = json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8"))
+        for name, entry in entries.items():
+            doc["models"].setdefault(name, {})["off_topic"] = entry
+        THRESHOLDS_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote the off_topic entries of {THRESHOLDS_PATH}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -108,7 +143,11 @@ def main() -> None:
     ap.add_argument("--write-thresholds", action="store_true",
                     help="write the shipped models' thresholds to evolab/data/embedding_thresholds.json")
     ap.add_argument("--json", help="also save the raw results here")
+    ap.add_argument("--off-topic", action="store_true", help="calibrate and measure the off_topic rule's cuts only")
     args = ap.parse_args()
+    if args.off_topic:
+        off_topic(args.write_thresholds)
+        return
     if args.one:
         print(json.dumps(one(args.one)))
         return
@@ -149,6 +188,10 @@ def main() -> None:
         from evolab.embeddings.calibration import THRESHOLDS_PATH
 
         models = {r["embedder"]: r["thresholds"] for r in results if r.get("thresholds")}
+        kept = json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8")).get("models", {})
+        for name, entry in models.items():  # the off_topic cuts have their own run (--off-topic): kept as they are
+            if "off_topic" in kept.get(name, {}):
+                entry["off_topic"] = kept[name]["off_topic"]
         doc = {"about": "Near-duplicate and novelty cosine thresholds per embedding model, written by "
                         "bench/embeddings.py --write-thresholds (criterion: evolab/embeddings/calibration.py).",
                "models": models}

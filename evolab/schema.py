@@ -76,6 +76,10 @@ class RuleConfig:
     refusal_max_words: int = 80  # the paper: a refusal that is also short (< 80 words)
     empty_response: bool = True
     prompt_leak: bool = True
+    # the child (its instruction, then its answer) is not in the run's language (evolab/engine/drift_rules.py)
+    language_drift: bool = True
+    # the child left its parent's subject, by the embedder's calibrated cosine (evolab/engine/drift_rules.py)
+    off_topic: bool = True
     duplicate: bool = False  # novelty filter inside a run
     rouge_l_max: float = 0.7  # Self-Instruct keeps an instruction with ROUGE-L <= 0.7
     quality_filter: bool = False  # AlpaGasus filter, off by default

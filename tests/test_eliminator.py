@@ -272,9 +272,10 @@ def test_every_verdict_is_stored_with_its_rule_and_a_detail(stub, store):
         else:
             assert all(s.value == 1.0 for s in verdicts)
             assert sorted((s.metric, s.judge) for s in verdicts) == [
-                ("rule:empty_response", "heuristic"), ("rule:no_new_information", "gpt-4o-mini"),
-                ("rule:no_new_information", "heuristic"), ("rule:prompt_leak", "heuristic"),
-                ("rule:refusal", "heuristic"), ("rule:truncated", "heuristic")]
+                ("rule:empty_response", "heuristic"), ("rule:language_drift", "heuristic"),
+                ("rule:language_drift", "heuristic (answer)"), ("rule:no_new_information", "gpt-4o-mini"),
+                ("rule:no_new_information", "heuristic"), ("rule:off_topic", "heuristic"),
+                ("rule:prompt_leak", "heuristic"), ("rule:refusal", "heuristic"), ("rule:truncated", "heuristic")]
     # The judge's verdict names the model that gave it; the cheap one is labelled heuristic.
     same = {s.judge: s for s in rows[kids["SAME"].id] if s.metric == "rule:no_new_information"}
     assert same["gpt-4o-mini"].value == 0.0 and same["heuristic"].value == 1.0

@@ -478,7 +478,9 @@ ALL_RULE_SEEDS = {
     "LEAK": "LEAK Summarise the causes of the French Revolution.",
     "LOWQ": "LOWQ Explain how tides are caused by the moon.",
     "BROKEN": "BROKEN Describe the water cycle in detail.",
-    "DUP": "DUP Suggest a name for a bakery.",
+    "DUP": "DUP Explain photosynthesis in plants.",
+    "DRIFT": "DRIFT Explain how a savings account earns interest.",
+    "OFFTOPIC": "OFFTOPIC Describe how to care for a houseplant.",
     "PLAIN": "PLAIN Explain how photosynthesis works in green plants today.",
 }
 LONG_CLAUSE = ("while comparing at least three historical perspectives, citing two concrete numeric examples, "
@@ -495,8 +497,12 @@ def all_rules_handler(messages, purpose):
             return "#Rewritten Prompt#:\n" + given
         if "LEAK" in given:
             return "#Rewritten Prompt#:\nMake the given prompt harder: " + given
-        if "DUP" in given:  # a copy of another seed
+        if "DUP" in given:  # a copy of another seed, on its parent's subject
             return "#Rewritten Prompt#:\nExplain how photosynthesis works in green plants."
+        if "DRIFT" in given:  # the English seed's child comes back in Korean
+            return "#Rewritten Prompt#:\n예금 계좌에 이자가 붙는 원리를 월복리 예시와 함께 설명하세요."
+        if "OFFTOPIC" in given:  # a child about something else
+            return "#Rewritten Prompt#:\nWrite a SQL query that lists the five customers with the largest total orders."
         return f"#Rewritten Prompt#:\n{given} {LONG_CLAUSE}"
     if purpose == "respond" and "REFUSE" in text:
         return "Sorry, I can't help with that."
@@ -521,7 +527,8 @@ def test_every_rule_is_triggered_and_stored(stub, store):
         "ECHO": ("eliminated", "no_new_information"), "SAME": ("eliminated", "no_new_information"),
         "REFUSE": ("eliminated", "refusal"), "EMPTY": ("eliminated", "empty_response"),
         "LEAK": ("eliminated", "prompt_leak"), "LOWQ": ("eliminated", "low_quality"),
-        "BROKEN": ("failed", "llm_error"), "DUP": ("eliminated", "duplicate"), "PLAIN": ("kept", None)}
+        "BROKEN": ("failed", "llm_error"), "DUP": ("eliminated", "duplicate"), "PLAIN": ("kept", None),
+        "DRIFT": ("eliminated", "language_drift"), "OFFTOPIC": ("eliminated", "off_topic")}
     assert kids["ECHO"].detail == "identical to the parent"  # the cheap check
     assert "judge says Equal" in kids["SAME"].detail  # the LLM judge
     assert "ROUGE-L" in kids["DUP"].detail and "quality 2" in kids["LOWQ"].detail
@@ -537,7 +544,7 @@ def test_every_rule_is_triggered_and_stored(stub, store):
     assert sum("BROKEN" in r["body"]["messages"][-1]["content"] for r in stub.chat_requests("evolve")) == 2
     assert store.run_summary(run_id)["by_rule"] == {"no_new_information": 2, "refusal": 1, "empty_response": 1,
                                                     "prompt_leak": 1, "low_quality": 1, "llm_error": 1,
-                                                    "duplicate": 1}
+                                                    "duplicate": 1, "language_drift": 1, "off_topic": 1}
 
 
 class StormStub(StubServer):

@@ -214,3 +214,107 @@ def english_only_warning(languages: Sequence[str], embedder_name: str) -> str | 
             f"model {embedder_name} is English-only: on Korean paraphrases it is near chance (AUC 0.47 on evolab's "
             f"corpus), so these distances and near-duplicate marks are noise. Unset EVOLAB_EMBED_MODEL, or set it "
             f"to {E5_MODEL_NAME}, and reload.")
+
+
+# -- the off_topic rule's thresholds (evolab/engine/drift_rules.py) -------------------------------------------------
+# A child has left its parent's subject when the cosine of (parent, child) falls under a cut calibrated per model,
+# per language (the parent's: the run's) and per kind of operation: an in-depth rewrite keeps the parent's subject,
+# an in-breadth one its domain. The pairs (tests/data/topic/tuning.jsonl) hold, for each parent, a real in-depth
+# rewrite, a new instruction of the same domain, and an unrelated instruction; tests/data/topic/heldout.jsonl,
+# written with it before any calibration, holds other parents (and, for Korean ones, an English off-topic child and
+# the English translation of the rewrite) and measures what the cuts do on texts they were not set on.
+# The criterion: no real rewrite of the tuning set flagged (the rule eliminates, so a false positive costs a good
+# child), and the cut halfway between the lowest rewrite and the highest unrelated pair under it, stored rounded
+# DOWN to 4 decimals so the stored number flags no tuning rewrite either.
+TOPIC_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "topic" / "tuning.jsonl"
+TOPIC_HELDOUT_PATH = TOPIC_PATH.with_name("heldout.jsonl")
+TOPIC_LABELS = ("rewrite", "off_topic")
+TOPIC_KINDS = {"in-depth": "in_depth", "in-breadth": "in_breadth"}
+
+
+def load_topic_pairs(path: str | Path | None = None) -> pd.DataFrame:
+    """Labelled (parent, child) pairs: parent, child, label (rewrite|off_topic), kind (in-depth|in-breadth|any: an
+    off-topic child is off topic for both), language (the parent's), child_language. A bad row raises a
+    ValueError naming its line."""
+    path = Path(path) if path else TOPIC_PATH
+    if not path.exists():
+        raise ValueError(f"No pairs file at {path}: give a JSONL file of {{parent, child, label, kind, language}} rows.")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not JSON ({e.msg}).") from e
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip()
+                                                for k in ("parent", "child", "label", "kind", "language")):
+            raise ValueError(f"{path}:{n}: each row needs text fields parent, child, label, kind and language.")
+        if row["label"] not in TOPIC_LABELS or row["kind"] not in (*TOPIC_KINDS, "any"):
+            raise ValueError(f"{path}:{n}: label must be one of {', '.join(TOPIC_LABELS)} and kind one of "
+                             f"{', '.join([*TOPIC_KINDS, 'any'])}.")
+        rows.append({**{k: row[k] for k in ("parent", "child", "label", "kind", "language")},
+                     "child_language": row.get("child_language") or row["language"]})
+    return pd.DataFrame(rows, columns=["parent", "child", "label", "kind", "language", "child_language"])
+
+
+def measure_topic(embedder: Embedder, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs with the cosine of parent and child under `embedder`."""
+    texts = list(dict.fromkeys(list(pairs["parent"]) + list(pairs["child"])))
+    vectors = embedder.encode(texts)
+    index = {t: i for i, t in enumerate(texts)}
+    out = pairs.copy()
+    out["cosine"] = [float(vectors[index[a]] @ vectors[index[b]]) for a, b in zip(pairs["parent"], pairs["child"])]
+    return out
+
+
+def off_topic_cut(rewrites: Sequence[float], unrelated: Sequence[float]) -> float:
+    """The cosine under which a child is off topic: halfway between the lowest real rewrite and the highest
+    unrelated pair below it (the lowest rewrite when none is below), rounded down to 4 decimals."""
+    low = float(min(rewrites))
+    below = [float(u) for u in unrelated if u < low]
+    cut = (low + max(below)) / 2 if below else low
+    step = 10.0 ** -THRESHOLD_DECIMALS
+    return round(float(np.floor(round(cut / step, 6)) * step), THRESHOLD_DECIMALS)
+
+
+def off_topic_figures(cuts: dict[str, dict[str, float]], measured: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per parent language, child language and kind: rewrites and how many the cut flags (false positives),
+    unrelated children and how many it flags (recall)."""
+    rows = []
+    for (lang, child_lang), group in measured.groupby(["language", "child_language"], sort=True):
+        for kind, key in TOPIC_KINDS.items():
+            cut = cuts.get(key, {}).get(lang)
+            if cut is None:
+                continue
+            rewrites = group[(group["label"] == "rewrite") & (group["kind"] == kind)]["cosine"]
+            unrelated = group[group["label"] == "off_topic"]["cosine"]
+            rows.append({"language": lang, "child_language": child_lang, "kind": kind, "cut": cut,
+                         "rewrites": len(rewrites), "false_positives": int((rewrites < cut).sum()),
+                         "off_topic": len(unrelated), "caught": int((unrelated < cut).sum())})
+    return rows
+
+
+def calibrate_off_topic(embedder: Embedder, pairs: pd.DataFrame | None = None, *, source: str | None = None,
+                        languages: Sequence[str] | None = None,
+                        measured: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The off_topic cuts for `embedder`, per kind and language, from the tuning pairs (same-language children
+    only: a drifted language is language_drift's to judge), with their figures on those pairs."""
+    if pairs is None:
+        pairs, source = load_topic_pairs(), source or "tests/data/topic/tuning.jsonl"
+    pairs = pairs[pairs["language"] == pairs["child_language"]]
+    if languages:
+        pairs = pairs[pairs["language"].isin(list(languages))]
+    m = measured if measured is not None else measure_topic(embedder, pairs)
+    cuts: dict[str, dict[str, float]] = {key: {} for key in TOPIC_KINDS.values()}
+    for lang, group in m.groupby("language", sort=True):
+        unrelated = group[group["label"] == "off_topic"]["cosine"]
+        for kind, key in TOPIC_KINDS.items():
+            rewrites = group[(group["label"] == "rewrite") & (group["kind"] == kind)]["cosine"]
+            if len(rewrites) and len(unrelated):
+                cuts[key][lang] = off_topic_cut(rewrites, unrelated)
+    if not any(cuts.values()):
+        raise ValueError("No rewrite and off-topic pairs to calibrate the off_topic rule on.")
+    return {"criterion": "per parent language and kind: halfway between the lowest real rewrite and the highest "
+                         "unrelated child under it (no tuning rewrite flagged), rounded down",
+            "corpus": source or "user pairs", **cuts, "tuning": off_topic_figures(cuts, m)}

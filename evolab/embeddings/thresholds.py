@@ -64,6 +64,13 @@ class ThresholdInfo:
         return f"embedder {self.model}; near-duplicate at cosine ≥ {self.run_map:.3f} ({where})"
 
 
+def off_topic_thresholds(model_name: str) -> dict | None:
+    """The off-topic cosines calibrated for this model (`calibration.calibrate_off_topic`): {"in_depth":
+    {language: cosine}, "in_breadth": {...}, ...}, or None when nobody calibrated it."""
+    entry = (shipped_thresholds().get(model_name) or {}).get("off_topic")
+    return entry if isinstance(entry, dict) and isinstance(entry.get("in_depth"), dict) else None
+
+
 def threshold_info(model_name: str, store: Store | None = None) -> ThresholdInfo:
     """User calibration (store meta) first, then the shipped file, then the global fallback."""
     for source, entry in (("calibrated", from_store(store, model_name)),

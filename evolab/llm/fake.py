@@ -42,6 +42,22 @@ EXTRA_CLAUSES = [
     "Address one common misconception along the way.",
 ]
 
+# A cooperative model rewrites and answers a Korean prompt in Korean (evolab's language_drift rule checks that).
+EXTRA_CLAUSES_KO = [
+    "추론 과정을 단계별로 설명하세요.",
+    "답변은 세 문단 이내로 하고 구체적인 예를 하나 드세요.",
+    "두 가지 이상의 접근법을 비교하고 선택한 이유를 밝히세요.",
+    "핵심 수치를 정리한 짧은 표를 포함하세요.",
+    "예산이 제한된 소규모 사업자의 경우를 고려하세요.",
+    "흔한 오해 하나를 함께 짚어 주세요.",
+]
+
+
+def _korean(text: str) -> bool:
+    """Hangul makes up at least a fifth of the letters (evolab.text.language's rule; llm sits below text)."""
+    hangul = len(re.findall("[\uac00-\ud7a3]", text))
+    return hangul > 0 and hangul / max(1, sum(map(str.isalpha, text))) >= 0.2
+
 
 def scripted_reply(messages: Messages, purpose: str) -> str:
     """A deterministic reply that exercises the whole pipeline like a cooperative model would."""
@@ -50,8 +66,12 @@ def scripted_reply(messages: Messages, purpose: str) -> str:
     if purpose == "evolve":
         given = given_prompt(messages).split("\n#Input#")[0].strip()
         header = "#Created Prompt#" if "#Created Prompt#" in text else "#Rewritten Prompt#"
-        return f"{header}:\n{given} {EXTRA_CLAUSES[h % len(EXTRA_CLAUSES)]}"
+        clauses = EXTRA_CLAUSES_KO if _korean(given) else EXTRA_CLAUSES
+        return f"{header}:\n{given} {clauses[h % len(clauses)]}"
     if purpose == "respond":
+        if _korean(text):
+            words = " ".join(f"요점{(h >> i) % 97}" for i in range(90))
+            return f"자세한 답변입니다. 먼저 핵심 개념을 살펴보겠습니다. {words}. 요약하면, 상황에 따라 다릅니다."
         words = " ".join(f"point{(h >> i) % 97}" for i in range(90))
         return f"Here is a careful answer. First, consider the main idea. {words}. In summary, it depends."
     if purpose == "equal":
