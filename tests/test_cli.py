@@ -84,7 +84,10 @@ def test_run_with_every_option_against_the_stub(stub, env, seeds_file, tmp_path)
         assert {n.operation for n in nodes if n.round} <= {"constraints", "deepen"}
         assert {(n.skill, n.seed_difficulty) for n in nodes if n.round == 0} == {("general", float(i + 1))
                                                                                   for i in range(4)}
-        assert len(store.calls(run_["id"])) == stub.count()
+        # Every request sent is stored; a request made again once its twin was answered is a cache hit, stored
+        # as such and never sent (fan-out 2 gives the scripted model the same prompt twice: how many twins come
+        # after their first depends on timing).
+        assert len([c for c in store.calls(run_["id"]) if not c.cached]) == stub.count()
         assert stub.max_in_flight <= 3
     finally:
         store.close()

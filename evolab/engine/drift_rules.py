@@ -37,6 +37,12 @@ MIN_LETTERS = 8
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"https?://\S+")
+# Code outside a fence: a line with no Hangul that opens with an (upper-case) SQL keyword, opens with a keyword of a
+# programming language and carries code punctuation or an indent, or ends as code lines do (";", "{", "}", "):").
+_CODE_LINE = re.compile(
+    r"^(?:[ \t]*(?:SELECT|FROM|WHERE|GROUP BY|ORDER BY|HAVING|JOIN|LEFT JOIN|INSERT|UPDATE|DELETE|CREATE|LIMIT|UNION)\b"
+    r"|[ \t]*(?:def|class|import|from|return|for|while|if|elif|else|try|except|print|const|let|var|function|public|"
+    r"private|#include)\b(?=[^\n]*[:;(){}=\[])|[ \t]{4,}\S|[^\n]*(?:;|\{|\}|\):)[ \t]*$)[^\n가-힣]*$", re.M)
 # An instruction that asks for another language (a translation, "answer in English", "한국어로 쓰세요") makes an
 # answer in that language the right one.
 ASKS_FOR = {
@@ -46,9 +52,11 @@ ASKS_FOR = {
 _TRANSLATE = re.compile(r"translat|번역|옮겨|옮기", re.I)
 
 
-def prose(text: str) -> str:
-    """The text a language is read from: without code blocks, inline code and links."""
-    return _URL.sub(" ", _INLINE_CODE.sub(" ", _FENCED.sub(" ", text or "")))
+def prose(text: str, *, code_lines: bool = False) -> str:
+    """The text a language is read from: without code (fenced, inline and, in an answer, lines that are code) and
+    links. An instruction keeps its lines: a one-line task may end in its data ("... on {"principal": 1000}")."""
+    text = _URL.sub(" ", _INLINE_CODE.sub(" ", _FENCED.sub(" ", text or "")))
+    return _CODE_LINE.sub(" ", text) if code_lines else text
 
 
 def letters(text: str) -> int:
@@ -63,7 +71,7 @@ def language_verdict(text: str, wanted: str, what: str, *, instruction: str = ""
     """Is `text` (the child's `what`: "instruction" or "answer") in `wanted`? evolab.text.language's detector
     (Hangul at least 20% of the letters is Korean, so Korean with English terms, tickers and numbers stays
     Korean), on its prose only. An answer may be in the language its instruction asks for."""
-    body, judge = prose(text), STAGE_JUDGE.get(what, "heuristic")
+    body, judge = prose(text, code_lines=what == "answer"), STAGE_JUDGE.get(what, "heuristic")
     n = letters(body)
     if n < MIN_LETTERS:
         return Verdict("language_drift", True, f"{what}: too little prose to tell its language ({n} letters)",
@@ -112,7 +120,7 @@ def run_embedder() -> embed.Embedder:
 
 class OffTopic(Rule):
     """The child left its parent's subject (in-depth) or domain (in-breadth): the cosine of parent and child
-    under the run's embedder is under the cut calibrated for the model, language and kind. A model with no cut,
+    instructions under the run's embedder is under the cut calibrated for the model, language and kind. A model with no cut,
     or a child in another language than its parent (cosines across languages run lower: language_drift's to
     judge), passes, and says why."""
 
@@ -137,8 +145,9 @@ class OffTopic(Rule):
 
     async def check(self, ctx: StepContext) -> Verdict:
         language = ctx.node.language
-        parent = embed.node_text(ctx.parent.instruction, ctx.parent.input)
-        child = embed.node_text(ctx.node.instruction, ctx.node.input)
+        # The instructions only, as calibrated: a child keeps its parent's input (a table, code), which would
+        # make a chess question asked over a bond table look on topic.
+        parent, child = ctx.parent.instruction, ctx.node.instruction
         child_language = detect_language(prose(ctx.node.instruction))
         if child_language != language:
             return Verdict(self.id, True, f"child in {LANGUAGE_NAMES.get(child_language, child_language)}, its "
