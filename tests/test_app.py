@@ -340,7 +340,8 @@ def test_step_through_shows_everything_a_step_did_and_survives_a_reload(tmp_path
     assert child.instruction in [t.value for t in at.text]  # the parsed instruction
     verdicts = [d.value for d in at.dataframe if "passed" in getattr(d.value, "columns", [])][0]
     assert child.status == KEPT
-    assert set(verdicts["rule"]) == {"truncated", "no_new_information", "prompt_leak", "refusal", "empty_response"}
+    assert set(verdicts["rule"]) == {"truncated", "no_new_information", "prompt_leak", "refusal", "empty_response",
+                                     "language_drift", "off_topic"}
     assert verdicts["passed"].all()
     assert metric(at, "difficulty") and metric(at, "quality")
     assert at.query_params["node"] == [child.id] or at.query_params["node"] == child.id

@@ -146,6 +146,9 @@ def test_the_issue_23_reply_is_unreadable_not_a_slice():
      "Describe catastrophe bonds."),
     ("Sure! #Rewritten Prompt#: Explain dollar-cost averaging.", "Explain dollar-cost averaging."),
     ("#Rewritten Prompt# Explain dollar-cost averaging.", "Explain dollar-cost averaging."),
+    ("Here it is — #Rewritten Prompt# Explain dollar-cost averaging.", "Explain dollar-cost averaging."),
+    ('The "#Rewritten Prompt#" section should hold a harder version of the given prompt.', ""),
+    ("This is a Rewritten Prompt# that adds depth to the original question.", ""),
 ])
 def test_a_header_opens_its_line_or_ends_in_a_colon(reply, expected):
     assert read_evolved(reply)[0] == expected

@@ -1070,6 +1070,12 @@ def _is_header(text: str, m: re.Match) -> bool:
     ends_line = "\n" in found or not text[m.end():len(text) if line_end < 0 else line_end].strip()
     if starts_line and any(c in found for c in "#*"):
         return True
+    # "#Rewritten Prompt#" marked on both sides, not in quotes, is the marker itself ("Sure! #Rewritten Prompt#
+    # Explain ..."); a name marked on one side or quoted ("a "Created Prompt#" in the context") is talked about.
+    quotes = "\"'“”‘’「」"
+    if (re.match(r"#+\s*\S[^#]*#", found) and (m.start() == 0 or text[m.start() - 1] not in quotes)
+            and not text[m.end():m.end() + 1] in quotes and quotes.find(found.rstrip()[-1:]) < 0):
+        return True
     return starts_line and ends_line
 
 
@@ -1132,8 +1138,9 @@ def _strip_quotes(text: str) -> str:
 def _unquote(text: str) -> str:
     """A rewrite the model put in quotes, by structure: the quote that opens the text and the quote that ends
     a line and pairs with it (`_wraps`). Text after that closing quote, past a blank line, is outside the
-    rewrite: it goes when it asks nothing (a remark, "This adds a format constraint."). An opening quote
-    never closed, with no other quote of its kind in the text, goes alone. An "#Input#" section keeps its own."""
+    rewrite: it goes when it asks nothing (a remark, "This adds a format constraint."). An opening double or
+    curly quote never closed, with no other quote of its kind in the text, goes alone (a single quote may be an
+    apostrophe: "'Tis"). An "#Input#" section keeps its own."""
     m = _INPUT.search(text)
     head, tail = (text[:m.start()], text[m.start():]) if m else (text, "")
     head = head.strip()
@@ -1150,7 +1157,7 @@ def _unquote(text: str) -> str:
             if not rest or (re.match(r"[ \t]*\n[ \t]*\n", after) and _asks_nothing(rest)):
                 return head[len(left):j].strip() + tail
             break
-        if (head.count(left) == 1 and head.count(right) == (1 if left == right else 0)
+        if (left not in "'`" and head.count(left) == 1 and head.count(right) == (1 if left == right else 0)
                 and any(c.isalnum() for c in head)):
             return head[len(left):].strip() + tail  # opened, never closed
         return text
