@@ -75,13 +75,15 @@ if editor_key not in st.session_state and st.session_state.get("seeds"):
     records = st.session_state["seed_records"] = seeds_to_records(st.session_state["seeds"])
 
 st.subheader(f"Table ({app_common.md(st.session_state.get('seed_source', 'edited'))})")
-st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them.")
+st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them. Rows are numbered "
+           "as Lint names them.")
+table = pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]
+                     + (["source"] if any(r.get("source") for r in records) else []))  # grown seeds' provenance
+table.index = pd.RangeIndex(1, len(table) + 1)  # row 1 is the first seed, as Lint's "Row 14 ... row 13" counts
 edited = st.data_editor(
-    pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]
-                 + (["source"] if any(r.get("source") for r in records) else [])),  # grown seeds' provenance
-    key=editor_key, num_rows="dynamic", width="stretch",
-    hide_index=True,
+    table, key=editor_key, num_rows="dynamic", width="stretch",
     column_config={
+        "_index": st.column_config.NumberColumn("row", disabled=True, help="the row number Lint uses"),
         "instruction": st.column_config.TextColumn("instruction", required=True, width="large"),
         "input": st.column_config.TextColumn("input", width="medium"),
         "skill": st.column_config.TextColumn("skill"),

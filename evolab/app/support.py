@@ -288,6 +288,7 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
     if run["status"] == "finished" or (run["status"] == "paused" and not (job and job.alive)):
         expected = done_until  # eliminated children end their branch: fewer steps than the K^r bound
     eta = eta_range = None
+    fresh = 0
     running = job is not None and getattr(job, "alive", False)
     if running:
         fresh = sum(1 for n in children if n.created_at >= job.started_at)
@@ -305,7 +306,7 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
         "reasoning_tokens": summary.get("reasoning_tokens", 0),
         "prompt_tokens": summary["prompt_tokens"], "completion_tokens": summary["completion_tokens"],
         "cost_usd": summary["cost_usd"], "price_known": summary["price_known"], "eta_s": eta,
-        "eta_range": eta_range, "remaining": max(0, expected - done_until), "activity": activity,
+        "eta_range": eta_range, "steps_seen": fresh, "remaining": max(0, expected - done_until), "activity": activity,
         "running": running, "max_round": max_round,
         "kept": summary["by_status"].get(KEPT, 0), "eliminated": summary["by_status"].get(ELIMINATED, 0),
         "failed": summary["by_status"].get(FAILED, 0), "seeds": summary["by_status"].get(SEED, 0),
@@ -360,6 +361,9 @@ def eta_interval(done_since_start: int, remaining: int, elapsed_s: float) -> tup
     return (remaining * elapsed_s / high_n, math.inf if low_n <= 0 else remaining * elapsed_s / low_n)
 
 
+MIN_STEPS_FOR_RANGE = 3
+
+
 def eta_text(info: dict[str, Any]) -> str:
     """The ETA as the Runs page says it: the observed rate's estimate with its 95% range; "finishing" once every
     expected step is done while the last answers and scores come in (never "0 s" while work remains); before the
@@ -372,8 +376,9 @@ def eta_text(info: dict[str, Any]) -> str:
         return "after the first step"
     low, high = info["eta_range"] or (None, None)
     text = format_duration(max(1.0, info["eta_s"]))
-    if low is None:
-        return text
+    seen = info.get("steps_seen", 0)
+    if low is None or seen < MIN_STEPS_FOR_RANGE:  # a range from one or two steps spans minutes to hours
+        return f"about {text} (rough: {seen} step{'' if seen == 1 else 's'} so far)"
     return f"{text} ({format_duration(max(1.0, low))} – " + (
         "longer" if not math.isfinite(high) or high > 100 * 3600 else format_duration(high)) + ")"
 
