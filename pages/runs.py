@@ -302,11 +302,13 @@ with run_col:
             kept = int((table["status"] == "kept").sum())
             st.caption(f"Round {rnd}: {len(table)} nodes made, {kept} kept, "
                        f"{len(table) - kept} eliminated or failed.")
+            # The columns that fit this panel at 1400 px (the rest, and whole texts, are on Lineage).
             st.dataframe(table, hide_index=True, width="stretch",
-                         column_config={"seed": st.column_config.TextColumn("seed", width="medium"),
-                                        "instruction": st.column_config.TextColumn("instruction", width="large"),
-                                        "detail": st.column_config.TextColumn("why", width="medium"),
-                                        "id": st.column_config.TextColumn("node")})
+                         column_order=["status", "operation", "instruction", "detail"],
+                         column_config={"status": st.column_config.TextColumn("status", width=70),
+                                        "operation": st.column_config.TextColumn("operation", width=100),
+                                        "instruction": st.column_config.TextColumn("instruction", width=170),
+                                        "detail": st.column_config.TextColumn("why", width=110)})
         elif not running:
             st.caption("Nothing evolved yet.")
 

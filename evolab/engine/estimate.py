@@ -127,7 +127,7 @@ class CallTiming:
 
     def describe(self, config: RunConfig) -> str:
         overlap = ("one call at a time (the embedded model serves one request at once)" if self.one_at_a_time else
-                   f"{self.overlap(config):g} calls in flight")
+                   f"{self.overlap(config):.1f} calls in flight")
         return (f"{self.basis}: {self.overhead_s:.2f} s a call + {self.s_per_output_token * 1000:.0f} ms per output "
                 f"token, {overlap}")
 
