@@ -343,7 +343,7 @@ def test_step_through_shows_everything_a_step_did_and_survives_a_reload(tmp_path
     # one row per rule: the cheap check and the equality judge are two stages of no_new_information's row
     assert sorted(verdicts["rule"]) == sorted({"truncated", "no_new_information", "prompt_leak", "refusal",
                                                "empty_response"})
-    assert (verdicts["verdict"] == "✓ passed").all()
+    assert (verdicts["verdict"] == "✓\u00a0passed").all()
     assert "cheap check ✓" in verdicts.set_index("rule").loc["no_new_information", "found"]
     assert re.search(r"difficulty \*\*[\d.]+\*\* · quality \*\*", shown)
     assert at.query_params["node"] == [child.id] or at.query_params["node"] == child.id

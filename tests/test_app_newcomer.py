@@ -30,12 +30,12 @@ def test_a_rule_with_a_cheap_check_and_a_judge_is_one_row_and_the_deciding_rule_
     rows = app_support.verdict_rows(stored, "eliminated", "no_new_information")
     assert list(rows["rule"]).count("no_new_information") == 1 and len(rows) == 5
     first = rows.iloc[0]
-    assert first["rule"] == "no_new_information" and first["verdict"] == "✗ failed ◀ decided"
+    assert first["rule"] == "no_new_information" and first["verdict"] == "✗\u00a0failed\u00a0◀\u00a0decided"
     assert first["found"] == ("cheap check ✓ similarity to parent 0.09 → judge smollm2 ✗ judge says Equal: "
                               "'{\"verdict\": \"Equal\"}'")
-    # the other failure next (not marked as deciding), then the passed rules in the order they ran
+    # the other failure next (not marked as deciding), then the passed rules in the cascade's order
     assert list(rows["rule"]) == ["no_new_information", "quotes_price", "truncated", "prompt_leak", "refusal"]
-    assert list(rows["verdict"])[1:] == ["✗ failed", "✓ passed", "✓ passed", "✓ passed"]
+    assert [v.replace("\u00a0", " ") for v in rows["verdict"]][1:] == ["✗ failed", "✓ passed", "✓ passed", "✓ passed"]
     assert list(rows["outcome"]) == [False, False, True, True, True]
 
 
@@ -44,7 +44,7 @@ def test_a_kept_node_has_no_deciding_rule_and_an_unreadable_judge_is_neither_pas
     kept = app_support.verdict_rows(stored, "kept", None)
     assert not any(v.endswith(app_support.DECIDED_MARK) for v in kept["verdict"])
     failed = app_support.verdict_rows(stored, "failed", "unreadable")
-    assert list(failed["verdict"]) == ["? unreadable", "✓ passed"]
+    assert [v.replace("\u00a0", " ") for v in failed["verdict"]] == ["? unreadable", "✓ passed"]
     assert app_support.verdict_rows(verdicts(), "seed", None).empty
 
 

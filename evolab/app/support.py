@@ -24,6 +24,7 @@ from evolab.app import jobs
 from evolab.app.jobs import Job
 from evolab.audit import judge
 from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
+from evolab.engine.eliminator import rule_ids
 from evolab.engine.estimate import price_text as text
 from evolab.engine.lease import describe_holder, live_holder
 from evolab.engine.operations import check_weights, operation_names
@@ -517,8 +518,8 @@ def node_detail(store: Store, node_id: str) -> NodeDetail | None:
     )
 
 
-VERDICT_WORDS = {True: "✓ passed", False: "✗ failed", None: "? unreadable"}
-DECIDED_MARK = " ◀ decided"
+VERDICT_WORDS = {True: "✓\u00a0passed", False: "✗\u00a0failed", None: "?\u00a0unreadable"}  # never split
+DECIDED_MARK = "\u00a0◀\u00a0decided"
 
 
 def verdict_rows(verdicts: pd.DataFrame, status: str, rule: str | None) -> pd.DataFrame:
@@ -531,7 +532,10 @@ def verdict_rows(verdicts: pd.DataFrame, status: str, rule: str | None) -> pd.Da
     if verdicts is None or verdicts.empty:
         return pd.DataFrame(columns=columns)
     rows: dict[str, dict[str, Any]] = {}
-    for v in verdicts.to_dict("records"):
+    cascade = {r: i for i, r in enumerate(rule_ids())}  # the store keeps no order: the cascade's, a judge last
+    records = sorted(verdicts.to_dict("records"), key=lambda v: (
+        cascade.get(v["rule"], len(cascade)), v["rule"], v.get("judge") not in (None, "", "heuristic")))
+    for v in records:
         passed = None if v["passed"] is None or (isinstance(v["passed"], float) and math.isnan(v["passed"])) \
             else bool(v["passed"])
         stage = "cheap check" if v.get("judge") in (None, "", "heuristic") else f"judge {v['judge']}"
@@ -545,7 +549,7 @@ def verdict_rows(verdicts: pd.DataFrame, status: str, rule: str | None) -> pd.Da
         if len(row["stages"]) == 1:
             found = row["stages"][0][2]
         else:  # the stages in the order they ran, each with its own outcome
-            found = " → ".join(f"{stage} {VERDICT_WORDS[p].split()[0]} {detail}".rstrip()
+            found = " → ".join(f"{stage} {VERDICT_WORDS[p][0]} {detail}".rstrip()
                                for stage, p, detail in row["stages"])
         is_decided = row["rule"] == decided
         out.append({"rule": row["rule"], "verdict": VERDICT_WORDS[outcome] + (DECIDED_MARK if is_decided else ""),
