@@ -122,3 +122,11 @@ def test_a_drift_axis_on_a_scale_never_runs_past_it():
     low, high = viz.drift_figure(frame, "difficulty").layout.yaxis.range
     assert 1 <= low < 9.2 and high == 10
     assert viz.scale_range(frame, "cx_index") is None  # no scale: plotly's own range
+
+
+def test_the_cli_estimate_prints_the_time_and_its_basis():
+    from evolab.engine.estimate import format_estimate, format_seconds
+
+    text = format_estimate(estimate_run(SEEDS, RunConfig(model="smollm2", rounds=4)))
+    assert "Time: assumed for the embedded model" in text and "time" in text.splitlines()[4]
+    assert [format_seconds(s) for s in (0.2, 45, 720, 4 * 3600)] == ["1 s", "45 s", "12 min", "4.0 h"]

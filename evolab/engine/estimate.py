@@ -213,17 +213,27 @@ def _mean_template_tokens(config: RunConfig, model: str) -> float:
                for op, w in weights.items()) / total
 
 
+def format_seconds(seconds: float) -> str:
+    """"45 s", "12 min", "3.5 h": an estimate's time, as precise as it is."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def format_estimate(est: dict) -> str:
     lines = [f"Estimate for {est['seeds']} seeds x {est['rounds']} rounds, fan-out {est['fanout']}, "
              f"model {est['model']} (tokens counted with {est['tokenizer']})",
              f"Price: {est['price_text']}",
              f"Batch price (--batch): {est['batch_price_text']}",
-             f"{'':10}{'calls':>10}{'prompt tok':>14}{'output tok':>14}{'cost USD':>12}{'batch USD':>12}"]
+             f"Time: {est['time_text']}",
+             f"{'':10}{'calls':>10}{'prompt tok':>14}{'output tok':>14}{'time':>12}{'cost USD':>12}{'batch USD':>12}"]
     for k in ("low", "expected", "high"):
         e = est[k]
         batch = f"{e['cost_usd_batch']:>12.4f}" if e.get("cost_usd_batch") is not None else f"{'unknown':>12}"
         lines.append(f"{k:10}{e['calls']:>10,}{e['prompt_tokens']:>14,}{e['completion_tokens']:>14,}"
-                     f"{e['cost_usd']:>12.4f}{batch}")
+                     f"{format_seconds(e['seconds']):>12}{e['cost_usd']:>12.4f}{batch}")
     if est.get("budget_tokens"):
         tokens = est["expected"]["prompt_tokens"] + est["expected"]["completion_tokens"]
         lines.append(f"Token budget {est['budget_tokens']:,}: the expected case needs {tokens:,}.")
