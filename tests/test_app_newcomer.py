@@ -35,7 +35,8 @@ def test_a_rule_with_a_cheap_check_and_a_judge_is_one_row_and_the_deciding_rule_
                               "'{\"verdict\": \"Equal\"}'")
     # the other failure next (not marked as deciding), then the passed rules in the cascade's order
     assert list(rows["rule"]) == ["no_new_information", "quotes_price", "truncated", "prompt_leak", "refusal"]
-    assert [v.replace("\u00a0", " ") for v in rows["verdict"]][1:] == ["✗ failed", "✓ passed", "✓ passed", "✓ passed"]
+    words = [v.replace("\u00a0", " ") for v in rows["verdict"]]
+    assert words[1:] == ["✗ failed", "✓ passed", "✓ passed", "✓ passed"]
     assert list(rows["outcome"]) == [False, False, True, True, True]
 
 
@@ -74,6 +75,7 @@ def test_the_activity_line_counts_the_calls_the_run_made_lately():
     assert act["by_purpose"] == {"evolve": 1, "respond": 1} and act["calls_per_min"] == pytest.approx(12.0)
     text = app_support.activity_text(act)
     assert text.startswith("Now: 12 calls/min · 2,100 tokens/min over the last 10 s") and "last call 3 s ago" in text
+    assert text.endswith(" · 1 answered from the cache")
     quiet = app_support.recent_activity(calls[3:], now)
     assert app_support.activity_text(quiet).startswith("Now: no call finished in the last minute")
 
@@ -96,7 +98,8 @@ def test_the_estimate_gives_time_from_stored_calls_or_a_stated_assumption():
     assert 0 < assumed["low"]["seconds"] <= assumed["expected"]["seconds"] <= assumed["high"]["seconds"]
     # a single-slot server seen with 4 calls in flight: latencies are 4x the service time; the fit takes that out
     timing = observed_timing(calls_of(40, in_flight=4), local)
-    assert timing.overhead_s == pytest.approx(0.5, rel=0.15) and timing.s_per_output_token == pytest.approx(0.01, rel=0.15)
+    assert timing.overhead_s == pytest.approx(0.5, rel=0.15)
+    assert timing.s_per_output_token == pytest.approx(0.01, rel=0.15)
     est = estimate_run(SEEDS, local, timing)
     expected = est["expected"]
     serial = expected["calls"] * 0.5 + expected["completion_tokens"] * 0.01

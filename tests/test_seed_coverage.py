@@ -73,7 +73,8 @@ def test_heat_map_marks_empty_and_thin_cells():
     frame = seedcraft.coverage_frame(SEEDS, thin=2)
     fig = coverage_figure(frame, thin=2)
     heat, empty, thin = fig.data
-    assert heat.type == "heatmap" and list(fig.layout.yaxis.ticktext) == ["math", "writing", "회계", seedcraft.NO_SKILL]
+    assert heat.type == "heatmap"
+    assert list(fig.layout.yaxis.ticktext) == ["math", "writing", "회계", seedcraft.NO_SKILL]
     assert heat.z[0][1] == 2 and heat.z[2][9] == 3  # math x 2, 회계 x 10
     assert empty.name == "empty" and len(empty.x) == (frame["state"] == "empty").sum()
     assert thin.name == "thin (< 2)" and {tuple(c) for c in thin.customdata} == {

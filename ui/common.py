@@ -484,11 +484,13 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
             st.markdown(" · ".join(f"{md(row['metric'])} **{score_text(row['value'])}**"
                                    for row in llm.to_dict("records")))
             st.caption("judged by " + ", ".join(md(j) for j in dict.fromkeys(llm["judge"])))
-        with st.expander("All scores (LLM and heuristic complexity)"):
-            st.dataframe(detail.scores, hide_index=True, width="stretch")
+        with st.expander("All scores (LLM and heuristic complexity)"):  # static tables wrap in a narrow column
+            st.table(detail.scores.assign(value=detail.scores["value"].map(score_text)).style.hide(axis="index"))
     if not detail.calls.empty:
         with st.expander(f"LLM calls of this step ({len(detail.calls)})"):
-            st.dataframe(detail.calls, hide_index=True, width="stretch")
+            quiet = [c for c in ("reasoning tokens", "error") if not detail.calls[c].astype(bool).any()]
+            calls = detail.calls.drop(columns=quiet)  # columns with nothing to say left out
+            st.table(calls.style.hide(axis="index").format({"cost USD": "${:.4f}", "latency s": "{:.2f}"}))
 
 
 def score_text(value: object) -> str:

@@ -392,6 +392,7 @@ def recent_activity(calls: Iterable[Any], now: float, window_s: float = 60.0,
     calls = list(calls)
     span = max(1.0, min(window_s, now - since) if since is not None else window_s)
     recent = [c for c in calls if now - c.created_at <= span and not c.cached]
+    cached = sum(1 for c in calls if now - c.created_at <= span and c.cached)
     last = max((c.created_at for c in calls), default=None) if not recent else max(c.created_at for c in recent)
     by_purpose: dict[str, int] = {}
     for c in recent:
@@ -399,7 +400,7 @@ def recent_activity(calls: Iterable[Any], now: float, window_s: float = 60.0,
     scale = 60.0 / span
     return {"span_s": span, "calls_per_min": len(recent) * scale,
             "tokens_per_min": sum(c.prompt_tokens + c.completion_tokens for c in recent) * scale,
-            "errors": sum(1 for c in recent if c.error), "by_purpose": by_purpose,
+            "errors": sum(1 for c in recent if c.error), "by_purpose": by_purpose, "cached": cached,
             "last_call_s": None if last is None else max(0.0, now - last)}
 
 
@@ -408,15 +409,17 @@ def activity_text(activity: dict[str, Any] | None) -> str:
     ago" """
     if not activity:
         return ""
+    from_cache = f" · {activity['cached']} answered from the cache" if activity.get("cached") else ""
     if not activity["by_purpose"]:
         since = activity["last_call_s"]
         return ("Now: no call finished in the last minute" +
-                (f" (the last {format_duration(since)} ago)" if since is not None else " (waiting for the first)"))
+                (f" (the last {format_duration(since)} ago)" if since is not None else " (waiting for the first)")
+                + from_cache)
     purposes = ", ".join(f"{p} {k}" for p, k in sorted(activity["by_purpose"].items(), key=lambda kv: -kv[1]))
     over = "the last minute" if activity["span_s"] >= 59.5 else f"the last {format_duration(activity['span_s'])}"
     return (f"Now: {activity['calls_per_min']:.0f} calls/min · {activity['tokens_per_min']:,.0f} tokens/min over "
             f"{over} ({purposes})" + (f" · {activity['errors']} failed" if activity["errors"] else "")
-            + f" · last call {format_duration(activity['last_call_s'])} ago")
+            + f" · last call {format_duration(activity['last_call_s'])} ago" + from_cache)
 
 
 def estimate_frame(est: dict[str, Any]) -> pd.DataFrame:
