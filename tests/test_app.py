@@ -338,7 +338,7 @@ def test_step_through_shows_everything_a_step_did_and_survives_a_reload(tmp_path
     codes = [c.value.strip() for c in at.code]
     assert child.prompt.strip() in codes and child.raw_output.strip() in codes  # exact prompt, raw output
     assert child.instruction in [t.value for t in at.text]  # the parsed instruction
-    verdicts = [t.value for t in at.table if "verdict" in getattr(t.value, "columns", [])][0]
+    verdicts = [t.value for t in at.table if "verdict" in getattr(t.value, "columns", [])][0].map(read_markdown)
     assert child.status == KEPT
     # one row per rule: the cheap check and the equality judge are two stages of no_new_information's row
     assert sorted(verdicts["rule"]) == sorted({"truncated", "no_new_information", "prompt_leak", "refusal",

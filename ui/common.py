@@ -485,12 +485,20 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
                                    for row in llm.to_dict("records")))
             st.caption("judged by " + ", ".join(md(j) for j in dict.fromkeys(llm["judge"])))
         with st.expander("All scores (LLM and heuristic complexity)"):  # static tables wrap in a narrow column
-            st.table(detail.scores.assign(value=detail.scores["value"].map(score_text)).style.hide(axis="index"))
+            scores = detail.scores.assign(value=detail.scores["value"].map(score_text))
+            st.table(literal_cells(scores).style.hide(axis="index"))
     if not detail.calls.empty:
         with st.expander(f"LLM calls of this step ({len(detail.calls)})"):
             quiet = [c for c in ("reasoning tokens", "error") if not detail.calls[c].astype(bool).any()]
             calls = detail.calls.drop(columns=quiet)  # columns with nothing to say left out
-            st.table(calls.style.hide(axis="index").format({"cost USD": "${:.4f}", "latency s": "{:.2f}"}))
+            st.table(literal_cells(calls).style.hide(axis="index").format({"cost USD": "${:.4f}",
+                                                                            "latency s": "{:.2f}"}))
+
+
+def literal_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame for st.table, which renders each cell as Markdown: every text cell (model text, judges' details) shows
+    as exactly its characters (`md`), never as a link or an image."""
+    return frame.map(lambda v: md(v) if isinstance(v, str) else v)
 
 
 def score_text(value: object) -> str:
@@ -513,7 +521,7 @@ def verdict_table(rows: pd.DataFrame) -> None:
             style += "; font-weight: 700"
         return [style] * len(row)
 
-    st.table(shown.style.apply(row_style, axis=1).hide(axis="index"))
+    st.table(literal_cells(shown).style.apply(row_style, axis=1).hide(axis="index"))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
