@@ -357,8 +357,11 @@ def test_step_through_shows_everything_a_step_did_and_survives_a_reload(tmp_path
     assert "3 node(s) in this tree" in texts(at)
 
     # discard by hand, then keep again
+    assert "a run never evolves it further" not in texts(at)  # a kept node: no word before evolving it
     button(at, "Discard").click().run()
     assert store.get_node(grandchild.id).status == "eliminated" and store.get_node(grandchild.id).rule == "manual"
+    # an eliminated node: a word before evolving it further (it is where the selector lands after a step)
+    assert "This node was eliminated by `manual`: a run never evolves it further" in texts(at)
     button(at, "Keep").click().run()
     assert store.get_node(grandchild.id).status == KEPT
 
