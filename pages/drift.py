@@ -89,7 +89,10 @@ st.caption(f"{viz.CONSISTENCY_QUESTION} Items whose answer is a number were answ
 consistency = checking.share_with_intervals(checking.consistent_share(db, [run_id]))
 st.plotly_chart(viz.consistency_figure(consistency, title=""), key="drift_consistency")
 if consistency.empty:
-    st.caption(f"Not checked yet: {app_common.md_code(f'python -m evolab check --db {db.path} --run {run_id}')} (k "
+    st.caption("Not checked yet. In the app: tick **Check numeric answers** under *Answers, judges and rules* on the "
+               f"Runs page before starting a run. From the command line: "
+               f"{app_common.md_code(f'python -m evolab check --db {db.path} --run {run_id}')} ({checking.DEFAULT_K} "
                "calls per numeric item), or start runs with --check-answers.")
+    st.page_link(app_common.PAGES["runs"], label="Runs", icon=":material/play_circle:")
 else:
     st.dataframe(consistency.drop(columns=["run_id"]), hide_index=True, width="stretch")

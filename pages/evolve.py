@@ -8,7 +8,7 @@ from evolab.app import support as app_support
 from evolab.engine import pipeline
 from evolab.engine.operations import operation_names
 from evolab.llm.base import LLMError
-from evolab.schema import SEED
+from evolab.schema import ELIMINATED, FAILED, SEED
 from ui import common as app_common
 
 db = app_common.store()
@@ -76,6 +76,11 @@ with left:
 
     with st.container(border=True):
         st.markdown("**Evolve this node**")
+        if node.status in (ELIMINATED, FAILED):  # after a step the selector is on the new child, often eliminated
+            st.warning(f"This node was {node.status}"
+                       + (f" by {app_common.md_code(node.rule)}" if node.rule else "")
+                       + ": a run never evolves it further. Evolve goes on from it anyway; **Back to the parent** "
+                       "evolves the node it came from instead.", icon=":material/warning:")
         c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
         op = c1.selectbox("Operation", ["sample"] + list(operation_names()), key="evolve_op",
                           format_func=lambda o: "sample one (by the run's weights)" if o == "sample" else o)

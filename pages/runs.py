@@ -128,17 +128,13 @@ with new_col:
             problems.append(problem)
 
     if config is not None and seeds:
-        est = estimate_run(seeds, config)
-        st.markdown(f"**Cost estimate** for {est['seeds']} seeds × {est['rounds']} rounds, fan-out {est['fanout']} "
-                    f"(tokens counted with {est['tokenizer']})")
-        st.dataframe(
-            [{"case": k, "calls": est[k]["calls"], "prompt tokens": est[k]["prompt_tokens"],
-              "output tokens": est[k]["completion_tokens"], "cost USD": est[k]["cost_usd"],
-              "as batch USD": est[k]["cost_usd_batch"]}
-             for k in ("low", "expected", "high")], hide_index=True, width="stretch",
-            column_config={"cost USD": st.column_config.NumberColumn(format="$%.4f"),
-                           "as batch USD": st.column_config.NumberColumn(format="$%.4f")})
-        st.caption(f"Price: {est['price_text']} · as batch jobs: {est['batch_price_text']}")
+        est = estimate_run(seeds, config, app_common.call_timing(db, config))
+        st.markdown(f"**Estimate** for {est['seeds']} seeds × {est['rounds']} rounds, fan-out {est['fanout']}: time "
+                    f"and cost (tokens counted with {est['tokenizer']})")
+        # A static table wraps: every column stays readable in this narrow column at any window width.
+        st.table(app_support.estimate_frame(est).style.hide(axis="index"))
+        st.caption(f"Time: {app_common.md(est['time_text'])} · Price: {est['price_text']} · as batch jobs: "
+                   f"{est['batch_price_text']}")
     for p in problems:
         st.error(app_common.md(p))
     as_batch = st.checkbox("Run each stage as a batch job", key="run_as_batch",
@@ -157,7 +153,31 @@ with new_col:
                      batch=app_support.batch_options() if as_batch else None)
         app_common.remember("run", run_id)
         st.session_state.pop("runs_run", None)
+        st.session_state["runs_started"] = run_id
         st.rerun()
+
+    # After Start the page stays scrolled down here, under the button, and the Run panel is at the top: the run's
+    # status shows here too, live, until it ends.
+    if (started := st.session_state.get("runs_started")) and db.get_run(started) is not None:
+        @st.fragment(run_every=2.0 if worker.is_running(started) else None)
+        @app_common.guarded
+        def started_status() -> None:
+            info = app_support.progress_info(db, started, worker.get(started))
+            was = st.session_state.get(f"_started_running_{started}", False)
+            st.session_state[f"_started_running_{started}"] = info["running"]
+            if was and not info["running"]:
+                st.rerun(scope="app")
+            with st.container(border=True, key="runs_started_status"):
+                st.markdown(f"**Started** {app_common.md(app_support.run_label(db.get_run(started)))}: "
+                            f"{app_common.status_badge(info['status'])}")
+                st.progress(min(1.0, info["fraction"]),
+                            text=f"{info['done']} of {info['expected']} evolution steps"
+                                 + (f" · ETA {app_support.eta_text(info)}" if info["running"] else ""))
+                if info["running"]:
+                    st.caption(app_support.activity_text(info["activity"]))
+                st.caption("Everything about it is in the Run panel at the top right.")
+
+        started_status()
 
 # -- the selected run ------------------------------------------------------------------------------------
 with run_col:
@@ -197,12 +217,17 @@ with run_col:
                        info["rounds"] else ""))
         st.progress(min(1.0, info["fraction"]),
                     text=f"{info['done']} of {info['expected']} evolution steps"
-                         + (f" · ETA {app_support.format_duration(info['eta_s'])}" if running else ""))
+                         + (f" · ETA {app_support.eta_text(info)}" if running else ""))
+        if running:  # what the run is doing, from its stored calls (the limiter's own window can lag)
+            st.caption(app_support.activity_text(info["activity"]))
         m = st.columns(4)
         m[0].metric("Kept", info["kept"])
         m[1].metric("Eliminated", info["eliminated"])
         m[2].metric("Failed", info["failed"])
-        m[3].metric("ETA", app_support.format_duration(info["eta_s"]) if running else "–")
+        m[3].metric("ETA", app_support.eta_text(info).split(" (")[0],
+                    help="At the pace of the steps finished since the worker started; the progress bar gives the "
+                         "95% range. 'finishing': every expected step is done, the last answers and scores are "
+                         "coming in.")
         m = st.columns(4)
         m[0].metric("Calls", f"{info['calls']:,}", help=f"{info['cached_calls']} from the cache, "
                                                          f"{info['failed_calls']} failed")
@@ -215,7 +240,7 @@ with run_col:
         # The rate limiter's numbers, which the engine keeps in the store every 2 s while it runs.
         limits = json.loads(db.get_meta(f"ratelimit|{run_id}") or "null")
         if limits and running and time.time() - limits.get("at", 0) < 30:
-            st.caption(f"Rate: {describe_limits(limits)}"
+            st.caption(f"Limiter: {describe_limits(limits)}"
                        + (f" · {limits['rate_limited']} answers were 429/503" if limits.get("rate_limited") else ""))
         elif limits:
             st.caption(f"Last rate while running: {describe_limits(limits)}")
@@ -277,11 +302,13 @@ with run_col:
             kept = int((table["status"] == "kept").sum())
             st.caption(f"Round {rnd}: {len(table)} nodes made, {kept} kept, "
                        f"{len(table) - kept} eliminated or failed.")
+            # The columns that fit this panel at 1400 px (the rest, and whole texts, are on Lineage).
             st.dataframe(table, hide_index=True, width="stretch",
-                         column_config={"seed": st.column_config.TextColumn("seed", width="medium"),
-                                        "instruction": st.column_config.TextColumn("instruction", width="large"),
-                                        "detail": st.column_config.TextColumn("why", width="medium"),
-                                        "id": st.column_config.TextColumn("node")})
+                         column_order=["status", "operation", "instruction", "detail"],
+                         column_config={"status": st.column_config.TextColumn("status", width=70),
+                                        "operation": st.column_config.TextColumn("operation", width=100),
+                                        "instruction": st.column_config.TextColumn("instruction", width=170),
+                                        "detail": st.column_config.TextColumn("why", width=110)})
         elif not running:
             st.caption("Nothing evolved yet.")
 

@@ -30,8 +30,8 @@ def set_table(seeds, source: str) -> None:
     st.session_state.pop("seeds", None)  # the new table, not the old one's edits
 
 
-upload_col, example_col, saved_col = st.columns(3)
-with upload_col.container(border=True):
+# The uploader spans the page: in a third of it, its list of file types is cut off at 1400 px.
+with st.container(border=True):
     st.markdown("**Upload a file**")
     uploaded = st.file_uploader("JSONL, JSON, CSV or TXT (one instruction a line), parquet or arrow",
                                 type=["jsonl", "ndjson", "json", "csv", "tsv", "txt", "parquet", "arrow"],
@@ -46,6 +46,7 @@ with upload_col.container(border=True):
             else:
                 st.session_state["seed_upload_done"] = marker
                 set_table(seeds, f"file {uploaded.name}")
+example_col, saved_col = st.columns(2)
 with example_col.container(border=True):
     st.markdown("**Example sets**")
     example = st.selectbox("Shipped with evolab", list(EXAMPLE_SETS), key="seed_example",
@@ -75,13 +76,15 @@ if editor_key not in st.session_state and st.session_state.get("seeds"):
     records = st.session_state["seed_records"] = seeds_to_records(st.session_state["seeds"])
 
 st.subheader(f"Table ({app_common.md(st.session_state.get('seed_source', 'edited'))})")
-st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them.")
+st.caption("Edit cells, add rows at the bottom, select rows and press Delete to remove them. Rows are numbered "
+           "as Lint names them.")
+table = pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]
+                     + (["source"] if any(r.get("source") for r in records) else []))  # grown seeds' provenance
+table.index = pd.RangeIndex(1, len(table) + 1)  # row 1 is the first seed, as Lint's "Row 14 ... row 13" counts
 edited = st.data_editor(
-    pd.DataFrame(records, columns=["instruction", "input", "skill", "difficulty"]
-                 + (["source"] if any(r.get("source") for r in records) else [])),  # grown seeds' provenance
-    key=editor_key, num_rows="dynamic", width="stretch",
-    hide_index=True,
+    table, key=editor_key, num_rows="dynamic", width="stretch", hide_index=False,
     column_config={
+        "_index": st.column_config.NumberColumn("row", disabled=True, help="the row number Lint uses"),
         "instruction": st.column_config.TextColumn("instruction", required=True, width="large"),
         "input": st.column_config.TextColumn("input", width="medium"),
         "skill": st.column_config.TextColumn("skill"),

@@ -338,12 +338,14 @@ def test_step_through_shows_everything_a_step_did_and_survives_a_reload(tmp_path
     codes = [c.value.strip() for c in at.code]
     assert child.prompt.strip() in codes and child.raw_output.strip() in codes  # exact prompt, raw output
     assert child.instruction in [t.value for t in at.text]  # the parsed instruction
-    verdicts = [d.value for d in at.dataframe if "passed" in getattr(d.value, "columns", [])][0]
+    verdicts = [t.value for t in at.table if "verdict" in getattr(t.value, "columns", [])][0].map(read_markdown)
     assert child.status == KEPT
-    assert set(verdicts["rule"]) == {"truncated", "no_new_information", "prompt_leak", "refusal", "empty_response",
-                                     "language_drift", "off_topic"}
-    assert verdicts["passed"].all()
-    assert metric(at, "difficulty") and metric(at, "quality")
+    # one row per rule: the cheap check and the equality judge are two stages of no_new_information's row
+    assert sorted(verdicts["rule"]) == sorted({"truncated", "no_new_information", "prompt_leak", "refusal",
+                                               "empty_response", "language_drift", "off_topic"})
+    assert (verdicts["verdict"] == "✓\u00a0passed").all()
+    assert "cheap check ✓" in verdicts.set_index("rule").loc["no_new_information", "found"]
+    assert re.search(r"difficulty \*\*[\d.]+\*\* · quality \*\*", shown)
     assert at.query_params["node"] == [child.id] or at.query_params["node"] == child.id
 
     # continue from the child: the second step is round 2
@@ -355,8 +357,11 @@ def test_step_through_shows_everything_a_step_did_and_survives_a_reload(tmp_path
     assert "3 node(s) in this tree" in texts(at)
 
     # discard by hand, then keep again
+    assert "a run never evolves it further" not in texts(at)  # a kept node: no word before evolving it
     button(at, "Discard").click().run()
     assert store.get_node(grandchild.id).status == "eliminated" and store.get_node(grandchild.id).rule == "manual"
+    # an eliminated node: a word before evolving it further (it is where the selector lands after a step)
+    assert "This node was eliminated by `manual`: a run never evolves it further" in texts(at)
     button(at, "Keep").click().run()
     assert store.get_node(grandchild.id).status == KEPT
 
@@ -407,9 +412,11 @@ def test_runs_estimate_start_one_round_then_continue(tmp_path, monkeypatch, stub
     at.selectbox(key="run_source").set_value(("example", "finance")).run()
     at.number_input(key="run_limit").set_value(3).run()
     at.number_input(key="run_rounds").set_value(2).run()
-    assert "Cost estimate" in texts(at) and "for 3 seeds × 2 rounds" in texts(at)
-    estimate = [d.value for d in at.dataframe if "case" in getattr(d.value, "columns", [])][0]
-    assert list(estimate["case"]) == ["low", "expected", "high"] and (estimate["calls"] > 0).all()
+    assert "Estimate" in texts(at) and "for 3 seeds × 2 rounds" in texts(at)
+    estimate = [t.value for t in at.table if "case" in getattr(t.value, "columns", [])][0]
+    assert list(estimate["case"]) == ["low", "expected", "high"]
+    assert all(int(c.replace(",", "")) > 0 for c in estimate["calls"]) and all(estimate["time"] != "–")
+    assert "assumed for a hosted model" in texts(at)  # no stored call of the stub yet: the assumption is stated
 
     button(at, "Run round 1 only").click().run()
     clean(at)
@@ -610,6 +617,7 @@ def test_progress_info_eta_and_actions(data):
     info = app_support.progress_info(data.store, data.batch, job, now=time.time())
     assert info["done"] == len(children) and info["running"]
     assert info["eta_s"] == 0  # every step done
+    assert app_support.eta_text(info) == "finishing"  # never "0 s" while the worker still runs
     assert app_support.eta_seconds(0, 10, 5.0) is None
     assert app_support.eta_seconds(5, 10, 20.0) == 40.0
     assert app_support.next_action("paused", 1, 2) == "continue"

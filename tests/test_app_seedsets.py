@@ -44,6 +44,9 @@ def test_lint_lists_findings_and_fixes_change_the_table(tmp_path, stub_module):
     assert any("embedding near-duplicates: stub-embed" in read_markdown(c.value) for c in at.caption)  # the embedder was asked
 
     assert any(f.startswith("**Row 1** · `missing_tags` · no difficulty") for f in shown), shown
+    # beside "Merge into 1", the text of row 1, the row the merge keeps
+    duplicate = next(f for f in shown if f.startswith("**Row 2** · `duplicate`"))
+    assert f"**Row 1** (kept by a merge): :gray[{' '.join(LINTED[0].instruction.split())[:60]}" in duplicate, duplicate
     button(at, "Merge into 1").click().run()  # row 2 into row 1: what row 1 lacks, nothing it has
     clean(at)
     seeds = at.session_state["seeds"]

@@ -368,7 +368,8 @@ def test_seeds_coverage_map_in_a_browser(app_server):
             ui.text("Cell to grow")
             heat = """() => [...document.querySelectorAll('.js-plotly-plot')].map(d => d.data || [])
                 .filter(d => d.length && d[0].type === 'heatmap')
-                .map(d => ({skills: d[0].y, names: d.map(t => t.name), marks: d.slice(1).map(t => t.x.length)}))"""
+                .map(d => ({skills: d[0].customdata.map(r => r[0][0]), names: d.map(t => t.name),
+                            marks: d.slice(1).map(t => t.x.length)}))"""
             ui.page.wait_for_function(f"({heat})().length === 1", timeout=60_000)
             figure = ui.page.evaluate(heat)[0]
             assert "accounting" in figure["skills"] and "empty" in figure["names"]

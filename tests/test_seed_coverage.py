@@ -73,9 +73,16 @@ def test_heat_map_marks_empty_and_thin_cells():
     frame = seedcraft.coverage_frame(SEEDS, thin=2)
     fig = coverage_figure(frame, thin=2)
     heat, empty, thin = fig.data
-    assert heat.type == "heatmap" and list(heat.y) == ["math", "writing", "회계", seedcraft.NO_SKILL]
+    assert heat.type == "heatmap"
+    assert list(fig.layout.yaxis.ticktext) == ["math", "writing", "회계", seedcraft.NO_SKILL]
     assert heat.z[0][1] == 2 and heat.z[2][9] == 3  # math x 2, 회계 x 10
     assert empty.name == "empty" and len(empty.x) == (frame["state"] == "empty").sum()
-    assert thin.name == "thin (< 2)" and set(zip(thin.y, thin.x)) == {
+    assert thin.name == "thin (< 2)" and {tuple(c) for c in thin.customdata} == {
         ("math", "9"), ("writing", "2"), ("writing", "7"), ("writing", seedcraft.NO_DIFFICULTY), (seedcraft.NO_SKILL, "1")}
+    # each mark sits in its own cell's corner, off the count printed at the cell's centre
+    columns, skills = list(fig.layout.xaxis.ticktext), list(fig.layout.yaxis.ticktext)
+    for marks in (empty, thin):
+        for x, y, (skill, difficulty) in zip(marks.x, marks.y, marks.customdata):
+            dx, dy = x - columns.index(difficulty), y - skills.index(skill)
+            assert 0.2 <= abs(dx) < 0.5 and 0.2 <= abs(dy) < 0.5, (skill, difficulty, dx, dy)
     assert is_empty_figure(coverage_figure(seedcraft.coverage_frame([])))

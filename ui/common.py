@@ -20,7 +20,7 @@ from evolab.analysis import frames as analysis
 from evolab.app import jobs  # noqa: E402
 from evolab.app import support as app_support  # noqa: E402
 from evolab.app.support import Settings  # noqa: E402
-from evolab.engine import plugins  # noqa: E402
+from evolab.engine import estimate, plugins  # noqa: E402
 from evolab.engine.scoring import SCORERS  # noqa: E402
 from evolab.store import Store  # noqa: E402
 from evolab.text import markup  # noqa: E402
@@ -424,6 +424,17 @@ def warm_up() -> bool:
     return True
 
 
+@st.cache_data(show_spinner=False, ttl=60, max_entries=16)
+def _call_timing(db_path: str, config_key: str, _config):
+    return estimate.observed_timing(estimate.endpoint_calls(_open_store(db_path), _config), _config)
+
+
+def call_timing(db: Store, config):
+    """How long calls take at the config's endpoint, from its stored calls (None: none stored yet), re-read at most
+    once a minute (the Runs page reruns on every widget change)."""
+    return _call_timing(db.path, f"{config.base_url or ''}|{config.model}", config)
+
+
 # -- views ---------------------------------------------------------------------------------------------
 def text_block(label: str, text: str | None, *, empty: str = "(empty)", exact: bool = False) -> None:
     """A labelled text that wraps. `exact`: monospace, for prompts and raw model output; otherwise the
@@ -463,24 +474,54 @@ def show_node(detail: app_support.NodeDetail, *, expanded: bool = False) -> None
         st.caption("No rule verdicts: seeds are not checked." if n.round == 0 else
                    "No verdicts stored (the step failed before the checks).")
     else:
-        st.dataframe(detail.verdicts, hide_index=True, width="stretch",
-                     column_config={"passed": st.column_config.CheckboxColumn("passed"),
-                                    "detail": st.column_config.TextColumn("detail", width="large")})
+        verdict_table(app_support.verdict_rows(detail.verdicts, n.status, n.rule))
     st.markdown("**Scores**")
     if detail.scores.empty:
         st.caption("No scores yet.")
     else:
         llm = detail.scores[~detail.scores["metric"].str.startswith("cx_")]
-        if not llm.empty:
-            cols = st.columns(max(1, len(llm)))
-            for col, row in zip(cols, llm.to_dict("records")):
-                value = "unparsed" if row["value"] is None or pd.isna(row["value"]) else f"{row['value']:g}"
-                col.metric(md(row["metric"]), value, help=f"judge: {md(row['judge'])}")
-        with st.expander("All scores (LLM and heuristic complexity)"):
-            st.dataframe(detail.scores, hide_index=True, width="stretch")
+        if not llm.empty:  # one line that wraps: metric columns cut long names ("truncated_…") at 1400 px
+            st.markdown(" · ".join(f"{md(row['metric'])} **{score_text(row['value'])}**"
+                                   for row in llm.to_dict("records")))
+            st.caption("judged by " + ", ".join(md(j) for j in dict.fromkeys(llm["judge"])))
+        with st.expander("All scores (LLM and heuristic complexity)"):  # static tables wrap in a narrow column
+            scores = detail.scores.assign(value=detail.scores["value"].map(score_text))
+            st.table(literal_cells(scores).style.hide(axis="index"))
     if not detail.calls.empty:
         with st.expander(f"LLM calls of this step ({len(detail.calls)})"):
-            st.dataframe(detail.calls, hide_index=True, width="stretch")
+            quiet = [c for c in ("reasoning tokens", "error") if not detail.calls[c].astype(bool).any()]
+            calls = detail.calls.drop(columns=quiet)  # columns with nothing to say left out
+            st.table(literal_cells(calls).style.hide(axis="index").format({"cost USD": "${:.4f}",
+                                                                            "latency s": "{:.2f}"}))
+
+
+def literal_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame for st.table, which renders each cell as Markdown: every text cell (model text, judges' details) shows
+    as exactly its characters (`md`), never as a link or an image."""
+    return frame.map(lambda v: md(v) if isinstance(v, str) else v)
+
+
+def score_text(value: object) -> str:
+    return "unparsed" if value is None or pd.isna(value) else f"{value:g}"
+
+
+VERDICT_COLORS = {True: "#e8f5e9", False: "#fdecea", None: "#fff4e5"}  # passed, failed, unreadable
+
+
+def verdict_table(rows: pd.DataFrame) -> None:
+    """`app_support.verdict_rows` as a static table that wraps its text (nothing is cut off): failed rows red,
+    unreadable ones amber, passed ones green, the deciding rule first and in bold."""
+    shown = rows.drop(columns="outcome")
+    outcomes = list(rows["outcome"])
+
+    def row_style(row: pd.Series) -> list[str]:
+        outcome = outcomes[row.name]
+        style = f"background-color: {VERDICT_COLORS[outcome]}"
+        if row["verdict"].endswith(app_support.DECIDED_MARK):
+            style += "; font-weight: 700"
+        return [style] * len(row)
+
+    st.table(literal_cells(shown).style.apply(row_style, axis=1).hide(axis="index"))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -136,8 +136,12 @@ def lint_panel(db: Store, seeds: list[Seed], set_table: SetTable) -> None:
     for i, finding in enumerate(report.findings[:MAX_FINDINGS_SHOWN]):
         text, actions = st.columns([5, 2], vertical_alignment="center")
         instruction = seeds[finding.row - 1].instruction
+        other = ""  # the row a merge keeps, beside the one it drops, so a person sees both before merging
+        if finding.other_row and 0 < finding.other_row <= len(seeds):
+            other = (f"  \n**Row {finding.other_row}** (kept by a merge): "
+                     f":gray[{app_common.md(_short(seeds[finding.other_row - 1].instruction))}]")
         text.markdown(f"**Row {finding.row}** · `{finding.kind}` · {app_common.md(finding.message)}  \n"
-                      f":gray[{app_common.md(_short(instruction))}]")
+                      f":gray[{app_common.md(_short(instruction))}]{other}")
         buttons = actions.columns(len(finding.fixes))
         for col, fix in zip(buttons, finding.fixes):
             if fix == "tag":

@@ -255,7 +255,25 @@ def drift_figure(frame: pd.DataFrame, metric: str = "difficulty", *, title: str 
     rounds = sorted(int(r) for r in df["round"].unique())
     fig.update_layout(title=title, template="plotly_white", yaxis_title=label,
                       xaxis={"title": "round", "tickmode": "array", "tickvals": rounds})
+    if (y_range := scale_range(df, metric)) is not None:
+        fig.update_layout(yaxis={"range": y_range})
+        fig.update_traces(cliponaxis=False)  # a mean at the scale's end shows whole
     return fig
+
+
+def scale_range(df: pd.DataFrame, metric: str) -> list[float] | None:
+    """A y range for a metric on a scale (difficulty 1-10, quality 0-5) that never runs past the scale's ends:
+    around the means and their intervals, with a little room, clipped to the scale."""
+    scorer = scoring.scorer_of(metric)  # a scorer's `scale`, as analysis.frames.metric_scale reads it
+    scale = scorer.scale if scorer is not None and metric == type(scorer).name else None
+    if scale is None:
+        return None
+    values = pd.concat([df[c] for c in (f"{metric}_mean", f"{metric}_lo", f"{metric}_hi") if c in df]).dropna()
+    if values.empty:
+        return [scale[0], scale[1]]
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.05 * (scale[1] - scale[0]), 0.1 * (high - low))
+    return [max(scale[0], low - pad), min(scale[1], high + pad)]
 
 
 def deltas_figure(deltas: pd.DataFrame, *, title: str = "Parent -> child change by operation") -> go.Figure:
@@ -563,7 +581,8 @@ def cost_figure(cost: pd.DataFrame, *, title: str = "Calls, tokens and cost per 
 def coverage_figure(frame: pd.DataFrame, *, thin: int | None = None,
                     title: str = "Coverage: seeds per skill and difficulty") -> go.Figure:
     """Skills (rows) x difficulty (columns) heat map of a seed set (evolab.seeds.craft.coverage_frame): the count in
-    each cell, empty cells crossed out and thin ones marked, each as its own legend entry."""
+    each cell, empty cells crossed out and thin ones marked in the cell's top-right corner (never over the count),
+    each mark its own legend entry."""
     if frame is None or frame.empty:
         return empty_figure(title, "No seeds yet")
     skills = [str(s) for s in (frame["skill"].cat.categories if hasattr(frame["skill"], "cat")
@@ -573,23 +592,30 @@ def coverage_figure(frame: pd.DataFrame, *, thin: int | None = None,
     df = frame.assign(skill=frame["skill"].astype(str), difficulty=frame["difficulty"].astype(str))
     grid = df.pivot(index="skill", columns="difficulty", values="count").reindex(index=skills, columns=columns)
     z = grid.fillna(0).to_numpy()
+    # Cells at integer positions (ticks carry the names), so a mark can sit in a corner of its cell.
+    xs, ys = list(range(len(columns))), list(range(len(skills)))
     fig = go.Figure(go.Heatmap(
-        z=z, x=columns, y=skills, colorscale="Blues", zmin=0, text=z.astype(int).astype(str),
-        texttemplate="%{text}", hovertemplate="%{y} at difficulty %{x}: %{z} seeds<extra></extra>",
+        z=z, x=xs, y=ys, colorscale="Blues", zmin=0, text=z.astype(int).astype(str),
+        customdata=[[[s, c] for c in columns] for s in skills],
+        texttemplate="%{text}", hovertemplate="%{customdata[0]} at difficulty %{customdata[1]}: %{z} seeds"
+                                               "<extra></extra>",
         colorbar={"title": "seeds"}, xgap=2, ygap=2, name="seeds"))
+    col_at, skill_at = {c: i for i, c in enumerate(columns)}, {s: i for i, s in enumerate(skills)}
     for state, symbol, color, label in (("empty", "x-thin-open", "#c0392b", "empty"),
                                         ("thin", "triangle-up", "#e67e22",
                                          f"thin (< {thin})" if thin is not None else "thin")):
         cells = df[df["state"] == state]
         if len(cells):
-            fig.add_trace(go.Scatter(x=cells["difficulty"], y=cells["skill"], mode="markers", name=label,
-                                     marker={"symbol": symbol, "size": 14, "color": color, "opacity": 0.45,
-                                             "line": {"width": 2, "color": color}},  # the count shows through
-                                     hovertemplate=f"%{{y}} at difficulty %{{x}}: {state}<extra></extra>"))
+            fig.add_trace(go.Scatter(
+                x=[col_at[c] + 0.3 for c in cells["difficulty"]], y=[skill_at[s] - 0.25 for s in cells["skill"]],
+                mode="markers", name=label, customdata=np.column_stack([cells["skill"], cells["difficulty"]]),
+                marker={"symbol": symbol, "size": 8, "color": color, "line": {"width": 2, "color": color}},
+                hovertemplate=f"%{{customdata[0]}} at difficulty %{{customdata[1]}}: {state}<extra></extra>"))
     fig.update_layout(title=title, template="plotly_white", height=max(300, 60 + 36 * len(skills)),
-                      xaxis={"title": "difficulty (1-10)", "type": "category", "categoryorder": "array",
-                             "categoryarray": columns},
-                      yaxis={"title": "skill", "type": "category", "autorange": "reversed",
-                             "categoryorder": "array", "categoryarray": skills},
+                      xaxis={"title": "difficulty (1-10)", "tickmode": "array", "tickvals": xs, "ticktext": columns,
+                             "range": [-0.5, len(columns) - 0.5], "showgrid": False, "zeroline": False},
+                      yaxis={"title": "skill", "tickmode": "array", "tickvals": ys, "ticktext": skills,
+                             "range": [len(skills) - 0.5, -0.5], "showgrid": False, "zeroline": False,
+                             "automargin": True},
                       legend={"orientation": "h", "y": -0.2})
     return fig

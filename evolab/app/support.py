@@ -24,6 +24,7 @@ from evolab.app import jobs
 from evolab.app.jobs import Job
 from evolab.audit import judge
 from evolab.engine.batch import BatchOptions, batch_summary, cancel_run_batches
+from evolab.engine.eliminator import rule_ids
 from evolab.engine.estimate import price_text as text
 from evolab.engine.lease import describe_holder, live_holder
 from evolab.engine.operations import check_weights, operation_names
@@ -287,12 +288,15 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
     expected = max(expected_steps(len(run["seeds"]), until, cfg.fanout), done_until)
     if run["status"] == "finished" or (run["status"] == "paused" and not (job and job.alive)):
         expected = done_until  # eliminated children end their branch: fewer steps than the K^r bound
-    eta = None
+    eta = eta_range = None
+    fresh = 0
     running = job is not None and getattr(job, "alive", False)
     if running:
         fresh = sum(1 for n in children if n.created_at >= job.started_at)
         eta = eta_seconds(fresh, expected - done_until, now - job.started_at)
+        eta_range = eta_interval(fresh, expected - done_until, now - job.started_at)
     max_round = max((n.round for n in children), default=0)
+    activity = recent_activity(store.calls(run_id), now, since=job.started_at) if running else None
     return {
         "elsewhere": None if running else running_elsewhere(store, run_id),  # another process's engine (lease)
         "status": run["status"], "error": mask_secrets(run["error"]) or None, "until_round": until, "rounds": cfg.rounds,
@@ -303,6 +307,7 @@ def progress_info(store: Store, run_id: str, job: Any = None, now: float | None 
         "reasoning_tokens": summary.get("reasoning_tokens", 0),
         "prompt_tokens": summary["prompt_tokens"], "completion_tokens": summary["completion_tokens"],
         "cost_usd": summary["cost_usd"], "price_known": summary["price_known"], "eta_s": eta,
+        "eta_range": eta_range, "steps_seen": fresh, "remaining": max(0, expected - done_until), "activity": activity,
         "running": running, "max_round": max_round,
         "kept": summary["by_status"].get(KEPT, 0), "eliminated": summary["by_status"].get(ELIMINATED, 0),
         "failed": summary["by_status"].get(FAILED, 0), "seeds": summary["by_status"].get(SEED, 0),
@@ -342,6 +347,91 @@ def eta_seconds(done_since_start: int, remaining: int, elapsed_s: float) -> floa
     if done_since_start <= 0 or elapsed_s <= 0:
         return None
     return max(0, remaining) * elapsed_s / done_since_start
+
+
+def eta_interval(done_since_start: int, remaining: int, elapsed_s: float) -> tuple[float, float] | None:
+    """A 95% range for the ETA: the remaining steps at the slowest and fastest step rates the count so far allows
+    (steps finished in `elapsed_s` read as a Poisson count; Wilson-Hilferty bounds). None before the first step."""
+    n = done_since_start
+    if n <= 0 or elapsed_s <= 0:
+        return None
+    z = 1.96
+    low_n = n * max(1 - 1 / (9 * n) - z / (3 * math.sqrt(n)), 0.0) ** 3
+    high_n = (n + 1) * (1 - 1 / (9 * (n + 1)) + z / (3 * math.sqrt(n + 1))) ** 3
+    remaining = max(0, remaining)
+    return (remaining * elapsed_s / high_n, math.inf if low_n <= 0 else remaining * elapsed_s / low_n)
+
+
+MIN_STEPS_FOR_RANGE = 3
+
+
+def eta_text(info: dict[str, Any]) -> str:
+    """The ETA as the Runs page says it: the observed rate's estimate with its 95% range; "finishing" once every
+    expected step is done while the last answers and scores come in (never "0 s" while work remains); before the
+    first step, that it waits for one."""
+    if not info.get("running"):
+        return "–"
+    if info.get("remaining", 0) <= 0:
+        return "finishing"
+    if info.get("eta_s") is None:
+        return "after the first step"
+    low, high = info["eta_range"] or (None, None)
+    text = format_duration(max(1.0, info["eta_s"]))
+    seen = info.get("steps_seen", 0)
+    if low is None or seen < MIN_STEPS_FOR_RANGE:  # a range from one or two steps spans minutes to hours
+        return f"about {text} (rough: {seen} step{'' if seen == 1 else 's'} so far)"
+    return f"{text} ({format_duration(max(1.0, low))} – " + (
+        "longer" if not math.isfinite(high) or high > 100 * 3600 else format_duration(high)) + ")"
+
+
+def recent_activity(calls: Iterable[Any], now: float, window_s: float = 60.0,
+                    since: float | None = None) -> dict[str, Any]:
+    """What the run is doing, from its stored calls: calls and tokens per minute over the last `window_s`
+    seconds, or since the worker started (`since`) when that is shorter (cache hits left out: they took no time),
+    how many of each purpose, and seconds since the last one."""
+    calls = list(calls)
+    span = max(1.0, min(window_s, now - since) if since is not None else window_s)
+    recent = [c for c in calls if now - c.created_at <= span and not c.cached]
+    cached = sum(1 for c in calls if now - c.created_at <= span and c.cached)
+    last = max((c.created_at for c in calls), default=None) if not recent else max(c.created_at for c in recent)
+    by_purpose: dict[str, int] = {}
+    for c in recent:
+        by_purpose[c.purpose] = by_purpose.get(c.purpose, 0) + 1
+    scale = 60.0 / span
+    return {"span_s": span, "calls_per_min": len(recent) * scale,
+            "tokens_per_min": sum(c.prompt_tokens + c.completion_tokens for c in recent) * scale,
+            "errors": sum(1 for c in recent if c.error), "by_purpose": by_purpose, "cached": cached,
+            "last_call_s": None if last is None else max(0.0, now - last)}
+
+
+def activity_text(activity: dict[str, Any] | None) -> str:
+    """ "Now: 24 calls/min · 3,100 tokens/min over the last minute (evolve 8, respond 8, equal 8) · last call 1 s
+    ago" """
+    if not activity:
+        return ""
+    from_cache = f" · {activity['cached']} answered from the cache" if activity.get("cached") else ""
+    if not activity["by_purpose"]:
+        since = activity["last_call_s"]
+        return ("Now: no call finished in the last minute" +
+                (f" (the last {format_duration(since)} ago)" if since is not None else " (waiting for the first)")
+                + from_cache)
+    purposes = ", ".join(f"{p} {k}" for p, k in sorted(activity["by_purpose"].items(), key=lambda kv: -kv[1]))
+    over = "the last minute" if activity["span_s"] >= 59.5 else f"the last {format_duration(activity['span_s'])}"
+    return (f"Now: {activity['calls_per_min']:.0f} calls/min · {activity['tokens_per_min']:,.0f} tokens/min over "
+            f"{over} ({purposes})" + (f" · {activity['errors']} failed" if activity["errors"] else "")
+            + f" · last call {format_duration(activity['last_call_s'])} ago" + from_cache)
+
+
+def estimate_frame(est: dict[str, Any]) -> pd.DataFrame:
+    """The Runs page's estimate table (`estimate_run`), one row per case, as text: calls, tokens (prompt + output),
+    time, cost and the cost as batch jobs."""
+    def money(v: float | None) -> str:
+        return "unknown" if v is None else f"${v:,.4f}" if v < 100 else f"${v:,.0f}"
+
+    return pd.DataFrame([{"case": k, "calls": f"{est[k]['calls']:,}",
+                          "tokens": f"{est[k]['prompt_tokens'] + est[k]['completion_tokens']:,}",
+                          "time": format_duration(est[k]["seconds"]), "cost": money(est[k]["cost_usd"]),
+                          "as batch": money(est[k]["cost_usd_batch"])} for k in ("low", "expected", "high")])
 
 
 def counts_frame(counts: dict[str, int], label: str) -> pd.DataFrame:
@@ -429,6 +519,47 @@ def node_detail(store: Store, node_id: str) -> NodeDetail | None:
         children=store.children(node_id),
         parent=store.get_node(node.parent_id) if node.parent_id else None,
     )
+
+
+VERDICT_WORDS = {True: "✓\u00a0passed", False: "✗\u00a0failed", None: "?\u00a0unreadable"}  # never split
+DECIDED_MARK = "\u00a0◀\u00a0decided"
+
+
+def verdict_rows(verdicts: pd.DataFrame, status: str, rule: str | None) -> pd.DataFrame:
+    """The rule verdicts as a person reads them: one row per rule id, whatever registered it (a rule with a cheap
+    check and an LLM judge, like no_new_information, is one row whose stages read in the order they ran), the rule
+    that eliminated or failed the node first and marked, then the other failures, then the rest in cascade order.
+    Columns: rule, verdict ("✓ passed", "✗ failed", "? unreadable"; the deciding one ends with " ◀ decided"),
+    found (each stage's finding) and `outcome` (True, False or None) for colouring."""
+    columns = ["rule", "verdict", "found", "outcome"]
+    if verdicts is None or verdicts.empty:
+        return pd.DataFrame(columns=columns)
+    rows: dict[str, dict[str, Any]] = {}
+    cascade = {r: i for i, r in enumerate(rule_ids())}  # the store keeps no order: the cascade's, a judge last
+    records = sorted(verdicts.to_dict("records"), key=lambda v: (
+        cascade.get(v["rule"], len(cascade)), v["rule"], v.get("judge") not in (None, "", "heuristic")))
+    for v in records:
+        passed = None if v["passed"] is None or (isinstance(v["passed"], float) and math.isnan(v["passed"])) \
+            else bool(v["passed"])
+        stage = "cheap check" if v.get("judge") in (None, "", "heuristic") else f"judge {v['judge']}"
+        row = rows.setdefault(v["rule"], {"rule": v["rule"], "stages": [], "outcomes": []})
+        row["stages"].append((stage, passed, str(v.get("detail") or "")))
+        row["outcomes"].append(passed)
+    decided = rule if status in (ELIMINATED, FAILED) else None
+    out = []
+    for order, row in enumerate(rows.values()):
+        outcome = False if False in row["outcomes"] else (None if None in row["outcomes"] else True)
+        if len(row["stages"]) == 1:
+            found = row["stages"][0][2]
+        else:  # the stages in the order they ran, each with its own outcome
+            found = " → ".join(f"{stage} {VERDICT_WORDS[p][0]} {detail}".rstrip()
+                               for stage, p, detail in row["stages"])
+        is_decided = row["rule"] == decided
+        out.append({"rule": row["rule"], "verdict": VERDICT_WORDS[outcome] + (DECIDED_MARK if is_decided else ""),
+                    "found": found, "outcome": outcome,
+                    "_o": (not is_decided, outcome is not False, outcome is not None, order)})
+    frame = pd.DataFrame(out).sort_values("_o", kind="stable").drop(columns="_o").reset_index(drop=True)
+    return frame[columns]
 
 
 def lineage_nodes(nodes: pd.DataFrame, root_id: str | None) -> pd.DataFrame:
