@@ -1,33 +1,46 @@
-"""How long the Review page's work takes on big runs, over a run written straight to the store with the verdict
-rows a real run stores (up to eight rule verdicts, difficulty, quality and three complexity scores per evolved
-node) and 200 reviews: reading the rows the queue needs (`review_frames`; the page caches it until the run
-changes), the queue, the agreement table; a first open does all three, a click (Keep, Discard, Skip) the last two.
-Best of 3, on the machine as it is (shared, so read the numbers as an order of magnitude).
+"""How long the Review page takes on big runs, over a run written straight to the store with the rows a real run
+stores (up to eight rule verdicts, difficulty, quality and three complexity scores and five LLM calls per evolved
+node) and 200 reviews.
 
-    .venv/bin/python bench/review.py --nodes 1000 10000
+The page's work, timed as functions (best of 3):
+- read: the rows the queue needs (`review_frames`; the page caches it until the run changes);
+- open: read + the queue + the agreement table + the first node's view (`node_detail`);
+- a key press (K, D or S): what the page does between the press and the next node. Before issue 28 the whole page
+  reran: the verdict written, the queue and the agreement computed again, the next node read. Since, a fragment
+  reruns only the node view: the verdict written, the session's queue advanced (`ReviewSession`), the next node read.
+With `--page`, also the whole page's first open under Streamlit's AppTest (the script as a server runs it, without
+the browser's drawing).
+
+    .venv/bin/python bench/review.py --nodes 1000 11112 [--page]    # 11,112 nodes: 10,000 evolved
+
+The code measured is the tree the script sits in; run a copy of this file inside an older tree for "before".
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from evolab.app import support as app_support  # noqa: E402
 from evolab.audit import review  # noqa: E402
-from evolab.schema import Node, RunConfig, Score, Seed  # noqa: E402
+from evolab.schema import LLMCall, Node, RunConfig, Score, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
 
 RULES = ["truncated", "no_new_information", "prompt_leak", "refusal", "empty_response", "duplicate", "low_quality"]
+PURPOSES = ["evolve", "respond", "equal", "difficulty", "quality"]
 
 
 def build(store: Store, n_nodes: int) -> str:
     rng = random.Random(0)
     run_id = store.create_run(RunConfig(model="m", rounds=5), [Seed("s")], name=f"review-{n_nodes}")
-    nodes, scores = [], []
+    nodes, scores, calls = [], [], []
     seeds = max(1, n_nodes // 10)
     for i in range(n_nodes):
         if i < seeds:
@@ -52,8 +65,10 @@ def build(store: Store, n_nodes: int) -> str:
         scores += verdicts + [Score(f"n{i}", "quality", rng.choice([3.0, 3.5, 4.0, 4.5, 5.0]), "m", "[json]"),
                               Score(f"n{i}", "difficulty", float(rng.randint(1, 10)), "m", "[json]")]
         scores += [Score(f"n{i}", f"cx_{k}", rng.random(), "heuristic") for k in ("index", "tokens", "steps")]
+        calls += [LLMCall(p, "m", 300, 100, 0.5, 0.0001, run_id=run_id, node_id=f"n{i}") for p in PURPOSES]
     store.save_nodes(nodes)
     store.add_scores(scores)
+    store.record_step(calls=calls)
     queue = review.review_queue(store, [run_id], margin=0.5, audit_size=20, thresholds={"quality": 4.5})
     for row in queue.head(200).to_dict("records"):
         review.record_review(store, row["node_id"], rng.choice(["keep", "discard"]), reasons=row["reasons"])
@@ -69,13 +84,46 @@ def timed(fn, repeat: int = 3) -> float:
     return best
 
 
+def page_open(db: str, run_id: str) -> tuple[float, float]:
+    """The Review page's open under AppTest, each in a fresh AppTest: (the first, in this process: nothing cached;
+    the best of the next 2: the run's rows cached, as a server has them after a first open)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    from ui.common import Settings
+
+    init = PagesManager.__init__
+
+    def init_v2(self, *args, **kwargs):  # as tests/test_app.py: start in the mode a server is in after its first run
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init_v2
+    os.environ["EVOLAB_APP_WARMUP"] = "0"
+    times = []
+    for _ in range(3):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        at.session_state["settings"] = Settings(db_path=db)
+        at.query_params["run"] = run_id
+        at.run()
+        t = time.perf_counter()
+        at.switch_page("pages/review.py").run()
+        times.append(time.perf_counter() - t)
+        assert not at.exception, [e.value for e in at.exception]
+    PagesManager.__init__ = init
+    return times[0], min(times[1:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 11112])
+    ap.add_argument("--page", action="store_true", help="also time the page's first open under AppTest")
     args = ap.parse_args()
-    print("| evolved nodes | score rows read | read the store (s) | queue (s) | agreement (s) | first open (s) "
-          "| a click (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    fragment = hasattr(review, "ReviewSession")
+    print(f"code: {'a fragment and a kept queue' if fragment else 'the whole page reruns'} ({ROOT})\n")
+    print("| evolved nodes | score rows read | read (s) | queue (s) | agreement (s) | a node's view (s) | open (s) "
+          "| a key press (s) |" + (" page open, AppTest: first / cached (s) |" if args.page else ""))
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.page else ""))
     args_q = dict(margin=0.5, audit_size=20, thresholds={"quality": 4.5}, include_reviewed=True)
     for n in args.nodes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -83,17 +131,35 @@ def main() -> None:
             run_id = build(store, n)
             nodes, scores = review.review_frames(store, [run_id])
             read = timed(lambda: review.review_frames(store, [run_id]))
-
-            def click() -> None:
-                reviews = store.reviews([run_id])
-                review.select_queue(nodes, scores, reviews, **args_q)
-                review.agreement_of(nodes, scores, reviews)
-
             q = timed(lambda: review.select_queue(nodes, scores, store.reviews([run_id]), **args_q))
             a = timed(lambda: review.agreement_of(nodes, scores, store.reviews([run_id])))
-            c = timed(click)
-            print(f"| {len(nodes):,} | {len(scores):,} | {read:.2f} | {q:.2f} | {a:.2f} | {read + c:.2f} | {c:.2f} |")
+            whole = review.select_queue(nodes, scores, store.reviews([run_id]), **args_q)
+            pending = whole[~whole["reviewed"]].to_dict("records")
+            view = timed(lambda: app_support.node_detail(store, pending[0]["node_id"]))
+            presses = iter(pending[1:])
+            session = review.ReviewSession.from_queue(whole) if fragment else None
+
+            def key_press() -> None:
+                row = next(presses)
+                review.record_review(store, row["node_id"], "skip", reasons=row["reasons"])
+                if fragment:  # the fragment: advance the kept queue, read the next node
+                    session.advance(row["node_id"], "skip")
+                    app_support.node_detail(store, session.current()["node_id"])
+                else:  # the whole page: the queue and the agreement again, then the next node
+                    reviews = store.reviews([run_id])
+                    queue = review.select_queue(nodes, scores, reviews, **args_q)
+                    review.agreement_of(nodes, scores, reviews)
+                    app_support.node_detail(store, queue[~queue["reviewed"]].iloc[0]["node_id"])
+
+            press = timed(key_press, repeat=5)
+            line = (f"| {len(nodes):,} | {len(scores):,} | {read:.2f} | {q:.2f} | {a:.2f} | {view:.3f} "
+                    f"| {read + q + a + view:.2f} | {press:.3f} |")
+            if args.page:
+                first, cached = page_open(str(store.path), run_id)
+                line += f" {first:.2f} / {cached:.2f} |"
+            print(line)
             store.close()
+
 
 if __name__ == "__main__":
     main()
