@@ -50,12 +50,16 @@ def _work(db, monkeypatch, stub):
 def wait_for_warm_up(db, timeout: float = 180) -> dict:
     """Poll the store until the run's background warm-up has ended and its process is gone; end it (by its pid,
     which this test started) if it has not by `timeout`, so no process outlives the test or holds its store."""
+    if not os.path.exists(db):
+        return {}
     store = Store(db)
     run_id = store.latest_run_id()
     deadline = time.monotonic() + timeout
     try:
-        while True:
+        while run_id is not None:
             state = warmup.read_state(store, run_id) or {}
+            if not state:  # the CLI has returned: no state means no warm-up was started
+                return state
             pid = int(state.get("pid") or 0)
             if state.get("state") in (warmup.DONE, warmup.FAILED) and not (pid and warmup._alive(pid)):
                 return state
@@ -64,6 +68,7 @@ def wait_for_warm_up(db, timeout: float = 180) -> dict:
                     os.kill(pid, signal.SIGTERM)
                 pytest.fail(f"the warm-up did not end in {timeout:.0f} s: {state}")
             time.sleep(0.2)
+        return {}
     finally:
         store.close()
 
@@ -71,12 +76,14 @@ def wait_for_warm_up(db, timeout: float = 180) -> dict:
 def test_a_cli_run_returns_when_stored_and_a_background_process_leaves_the_map_ready(warm_env, stub, seeds_file,
                                                                                     tmp_path, monkeypatch):
     db = tmp_path / "w.db"
-    r = cli(warm_env, "run", seeds_file, "--db", db, *stub_args(stub), "--rounds", 1)
+    try:
+        r = cli(warm_env, "run", seeds_file, "--db", db, *stub_args(stub), "--rounds", 1)
+    finally:  # whatever happens below, the background process ends before the test does
+        state = wait_for_warm_up(db)
     assert r.returncode == 0, r.stderr
     assert "[finished]" in r.stdout  # the summary, printed once the last step was stored
     assert "Preparing the Diversity map in the background (process" in r.stderr
     assert "Preparing the Diversity map: embedding" not in r.stderr  # not in the foreground
-    state = wait_for_warm_up(db)
     assert state["state"] == warmup.DONE, state
     assert any(r["path"].endswith("/embeddings") for r in stub.requests)
     assert _work(db, monkeypatch, stub) == {"to_embed": 0, "to_fit": False}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evolab.analysis.frames import warm_map
+from evolab.llm.base import mask_secrets
 from evolab.store import Store
 
 META_PREFIX = "warm_map:"
@@ -54,7 +55,10 @@ def _alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    return True
+    try:  # a zombie (exited, not yet reaped: a container's first process may never reap it) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def warm_state(store: Store, run_id: str) -> dict[str, Any] | None:
@@ -131,8 +135,9 @@ def run_warm(db_path: str, run_id: str) -> int:
         write_state(store, run_id, state=DONE, stage="done", done=result["nodes"], total=result["nodes"],
                     embedder=result["embedder"], finished=time.time(), **base)
     except Exception as e:  # noqa: BLE001 - the run is stored; the page computes the map itself
-        write_state(store, run_id, state=FAILED, error=f"{type(e).__name__}: {e}"[:500], **base)
-        print(f"failed: {type(e).__name__}: {e}", flush=True)
+        error = mask_secrets(f"{type(e).__name__}: {e}")[:500]  # an endpoint's message may echo a key
+        write_state(store, run_id, state=FAILED, error=error, **base)
+        print(f"failed: {error}", flush=True)
         return 1
     finally:
         store.close()

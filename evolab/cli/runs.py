@@ -9,8 +9,8 @@ import sys
 from tqdm import tqdm
 
 from evolab.analysis.frames import warm_map
-from evolab.analysis.warmup import log_path, start_background_warm
 from evolab.analysis.opstats import run_operation_table
+from evolab.analysis.warmup import log_path, start_background_warm
 from evolab.app.support import seed_set_label
 from evolab.cli.batch import batch_options, export_new_run, run_with_batches
 from evolab.cli.common import BadInput, check_out_path, check_until_round, load_seed_file, open_store, pick_run_id
@@ -161,7 +161,10 @@ def _execute(store, run_id: str, until_round: int | None, warm: bool = True, bat
     _print_summary(store, run_id, status)
     warming = os.environ.get("EVOLAB_WARM", "1").strip().lower()
     if warm and status in ("finished", "budget") and warming != "0":
-        _warm_map(store, run_id) if warming == "wait" else _start_warm(store, run_id)
+        if warming == "wait":  # the old way: ready when the command returns
+            _warm_map(store, run_id)
+        else:
+            _start_warm(store, run_id)
     if status == "failed":
         print(f"error: {mask_secrets(store.get_run(run_id)['error'])}", file=sys.stderr)
         print(f"Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
