@@ -9,9 +9,11 @@ The page's work, timed as functions (best of 3):
   reran: the verdict written, the queue and the agreement computed again, the next node read. Since, a fragment
   reruns only the node view: the verdict written, the session's queue advanced (`ReviewSession`), the next node read.
 With `--page`, also the whole page's first open under Streamlit's AppTest (the script as a server runs it, without
-the browser's drawing).
+the browser's drawing). With `--browser`, the page in chromium against `streamlit run app.py` on the largest run:
+the time from a K press to "Node k+1 of n" drawn (median of 10), and from opening the page's address to "Node 1 of
+n" (the server's first open, then a second one).
 
-    .venv/bin/python bench/review.py --nodes 1000 11112 [--page]    # 11,112 nodes: 10,000 evolved
+    .venv/bin/python bench/review.py --nodes 1000 11112 [--page] [--browser]    # 11,112 nodes: 10,000 evolved
 
 The code measured is the tree the script sits in; run a copy of this file inside an older tree for "before".
 """
@@ -114,10 +116,72 @@ def page_open(db: str, run_id: str) -> tuple[float, float]:
     return times[0], min(times[1:])
 
 
+def browser_times(db: str, run_id: str) -> dict[str, float]:
+    """Open the Review page in chromium (as NOTES.md says: the system's chromium, driven by playwright) against a
+    fresh `streamlit run app.py` on `db`; time the first and a second open, and K presses."""
+    import re
+    import shutil
+    import socket
+    import statistics
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "EVOLAB_DB": db, "EVOLAB_APP_WARMUP": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                               "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: dict[str, float] = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(300_000)
+            deadline = time.monotonic() + 120
+            while True:  # the server is up when its page loads
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/")
+                    page.wait_for_selector("h1")
+                    break
+                except Exception:  # noqa: BLE001 - not listening yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            for label in ("open, first", "open, again"):
+                t = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/review?run={run_id}")
+                page.get_by_text(re.compile(r"Node \d+ of \d+")).first.wait_for()
+                out[label] = time.perf_counter() - t
+                page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+            presses = []
+            for _ in range(10):
+                text = page.get_by_text(re.compile(r"Node \d+ of \d+")).first.inner_text()
+                k, n = map(int, re.search(r"Node (\d+) of (\d+)", text).groups())
+                page.get_by_role("heading", name="Review", exact=True).first.click()  # focus off the inputs
+                t = time.perf_counter()
+                page.keyboard.press("k")
+                page.get_by_text(f"Node {k + 1} of {n}").first.wait_for()
+                presses.append(time.perf_counter() - t)
+                page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+            out["key press, median"] = statistics.median(presses)
+            out["key press, slowest"] = max(presses)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 11112])
     ap.add_argument("--page", action="store_true", help="also time the page's first open under AppTest")
+    ap.add_argument("--browser", action="store_true", help="also time the page in chromium on the largest run")
     args = ap.parse_args()
     fragment = hasattr(review, "ReviewSession")
     print(f"code: {'a fragment and a kept queue' if fragment else 'the whole page reruns'} ({ROOT})\n")
@@ -158,7 +222,11 @@ def main() -> None:
                 first, cached = page_open(str(store.path), run_id)
                 line += f" {first:.2f} / {cached:.2f} |"
             print(line)
+            if args.browser and n == max(args.nodes):
+                times = browser_times(str(store.path), run_id)
             store.close()
+    if args.browser:
+        print("\nIn chromium (" + f"{len(nodes):,} evolved nodes): " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
 
 
 if __name__ == "__main__":

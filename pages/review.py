@@ -59,9 +59,19 @@ reviews = db.reviews(run_ids)
 # reruns only the node view), so a key press writes one row and reads one node, not the whole run again.
 queue_key = (tuple(run_ids), float(margin), int(audit_size), tuple(sorted(thresholds.items())), seed,
              tuple(app_support.run_version(db, r) for r in run_ids))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def queue_candidates(key: tuple, _nodes, _scores):
+    """review.queue_candidates, kept per runs' versions and settings (`key`): a second open, or another tab,
+    applies its reviews to it without computing the checks of the whole run again."""
+    _, margin_, audit_, thresholds_, seed_, _versions = key
+    return review.queue_candidates(_nodes, _scores, margin=margin_, audit_size=audit_, thresholds=dict(thresholds_),
+                                   seed=seed_)
+
+
 if st.session_state.get("review_queue_key") != queue_key:
-    whole = review.select_queue(nodes, scores, reviews, margin=float(margin), audit_size=int(audit_size),
-                                thresholds=thresholds, seed=seed, include_reviewed=True)
+    whole = review.order_queue(queue_candidates(queue_key, nodes, scores), reviews, include_reviewed=True)
     st.session_state["review_queue"] = review.ReviewSession.from_queue(whole)
     st.session_state["review_queue_key"] = queue_key
 session: review.ReviewSession = st.session_state["review_queue"]

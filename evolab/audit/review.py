@@ -141,6 +141,18 @@ def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[s
     review is keep or discard leaves the queue; one the person skipped goes to its end. Columns: node_id,
     run_id, round, operation, status, rule, reasons, skipped, reviewed. `include_reviewed`: the whole queue,
     reviewed nodes too (for "k of n"), in the same order."""
+    candidates = queue_candidates(nodes, scores, margin=margin, audit_size=audit_size, thresholds=thresholds,
+                                  seed=seed)
+    return order_queue(candidates, reviews, include_reviewed=include_reviewed)
+
+
+QUEUE_COLUMNS = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped", "reviewed"]
+
+
+def queue_candidates(nodes: pd.DataFrame, scores: pd.DataFrame, *, margin: float, audit_size: int,
+                     thresholds: dict[str, float] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Every node the queue holds before any review, with its reasons and their rank (`order`): the part of
+    `select_queue` that the reviews do not change, so a page can keep it per run version and settings."""
     checks = checks_frame(nodes, scores, thresholds)
     picked: list[pd.DataFrame] = []  # (node_id, reason) pairs
     unreadable = set(scores.loc[scores["unreadable"], "node_id"])
@@ -158,10 +170,7 @@ def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[s
         sample = decided.sort_values(["check", "rank"]).groupby("check", sort=False).head(audit_size)
         picked.append(pd.DataFrame({"node_id": sample["node_id"], "reason": "audit:" + sample["check"]}))
     pairs = pd.concat(picked, ignore_index=True).drop_duplicates()
-    columns = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped", "reviewed"]
-    latest = {r["node_id"]: r["verdict"] for r in reviews}
-    if not include_reviewed:
-        pairs = pairs[~pairs["node_id"].map(latest).isin([KEEP, DISCARD])]
+    columns = [c for c in QUEUE_COLUMNS if c not in ("skipped", "reviewed")] + ["order"]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
     reasons: dict[str, list[str]] = {}
@@ -171,11 +180,23 @@ def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[s
     grouped = pd.DataFrame({"node_id": list(reasons), "reasons": ordered,
                             "order": [REASON_ORDER.get(v[0].split(":")[0], 9) for v in ordered]})
     frame = grouped.merge(nodes, left_on="node_id", right_on="id", how="inner")
-    frame["skipped"] = frame["node_id"].map(latest).eq(SKIP)
-    frame["reviewed"] = frame["node_id"].map(latest).isin([KEEP, DISCARD])
-    frame = frame.sort_values(["skipped", "order", "run_id", "round", "node_id"], kind="stable")
     frame["rule"] = frame["rule"].astype(object).where(frame["rule"].notna(), None)
     return frame[columns].reset_index(drop=True)
+
+
+def order_queue(candidates: pd.DataFrame, reviews: list[dict[str, Any]], *,
+                include_reviewed: bool = False) -> pd.DataFrame:
+    """`queue_candidates` with the latest reviews applied: reviewed (keep, discard) nodes out, or marked when
+    `include_reviewed`; skipped ones last; then by reason, run, round and node."""
+    latest = {r["node_id"]: r["verdict"] for r in reviews}
+    verdicts = candidates["node_id"].map(latest)
+    frame = candidates.assign(skipped=verdicts.eq(SKIP), reviewed=verdicts.isin([KEEP, DISCARD]))
+    if not include_reviewed:
+        frame = frame[~frame["reviewed"]]
+    if frame.empty:
+        return pd.DataFrame(columns=QUEUE_COLUMNS)
+    frame = frame.sort_values(["skipped", "order", "run_id", "round", "node_id"], kind="stable")
+    return frame[QUEUE_COLUMNS].reset_index(drop=True)
 
 
 @dataclass
