@@ -187,11 +187,11 @@ def main() -> None:
     if args.write_thresholds:
         from evolab.embeddings.calibration import THRESHOLDS_PATH
 
-        models = {r["embedder"]: r["thresholds"] for r in results if r.get("thresholds")}
-        kept = json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8")).get("models", {})
-        for name, entry in models.items():  # the off_topic cuts have their own run (--off-topic): kept as they are
-            if "off_topic" in kept.get(name, {}):
-                entry["off_topic"] = kept[name]["off_topic"]
+        # keep what other benchmarks calibrated into a model's entry (e.g. bench/neardup_ko.py's per-language
+        # near_duplicate_by_language): this run rewrites only the keys it computes
+        kept = json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8")).get("models", {}) if THRESHOLDS_PATH.exists() else {}
+        models = {r["embedder"]: {**kept.get(r["embedder"], {}), **r["thresholds"]} for r in results
+                  if r.get("thresholds")}
         doc = {"about": "Near-duplicate and novelty cosine thresholds per embedding model, written by "
                         "bench/embeddings.py --write-thresholds (criterion: evolab/embeddings/calibration.py).",
                "models": models}

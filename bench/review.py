@@ -1,33 +1,48 @@
-"""How long the Review page's work takes on big runs, over a run written straight to the store with the verdict
-rows a real run stores (up to eight rule verdicts, difficulty, quality and three complexity scores per evolved
-node) and 200 reviews: reading the rows the queue needs (`review_frames`; the page caches it until the run
-changes), the queue, the agreement table; a first open does all three, a click (Keep, Discard, Skip) the last two.
-Best of 3, on the machine as it is (shared, so read the numbers as an order of magnitude).
+"""How long the Review page takes on big runs, over a run written straight to the store with the rows a real run
+stores (up to eight rule verdicts, difficulty, quality and three complexity scores and five LLM calls per evolved
+node) and 200 reviews.
 
-    .venv/bin/python bench/review.py --nodes 1000 10000
+The page's work, timed as functions (best of 3):
+- read: the rows the queue needs (`review_frames`; the page caches it until the run changes);
+- open: read + the queue + the agreement table + the first node's view (`node_detail`);
+- a key press (K, D or S): what the page does between the press and the next node. Before issue 28 the whole page
+  reran: the verdict written, the queue and the agreement computed again, the next node read. Since, a fragment
+  reruns only the node view: the verdict written, the session's queue advanced (`ReviewSession`), the next node read.
+With `--page`, also the whole page's first open under Streamlit's AppTest (the script as a server runs it, without
+the browser's drawing). With `--browser`, the page in chromium against `streamlit run app.py` on the largest run:
+the time from a K press to "Node k+1 of n" drawn (median of 10), and from opening the page's address to "Node 1 of
+n" (the server's first open, then a second one).
+
+    .venv/bin/python bench/review.py --nodes 1000 11112 [--page] [--browser]    # 11,112 nodes: 10,000 evolved
+
+The code measured is the tree the script sits in; run a copy of this file inside an older tree for "before".
 """
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from evolab.app import support as app_support  # noqa: E402
 from evolab.audit import review  # noqa: E402
-from evolab.schema import Node, RunConfig, Score, Seed  # noqa: E402
+from evolab.schema import LLMCall, Node, RunConfig, Score, Seed  # noqa: E402
 from evolab.store import Store  # noqa: E402
 
 RULES = ["truncated", "no_new_information", "prompt_leak", "refusal", "empty_response", "duplicate", "low_quality"]
+PURPOSES = ["evolve", "respond", "equal", "difficulty", "quality"]
 
 
 def build(store: Store, n_nodes: int) -> str:
     rng = random.Random(0)
     run_id = store.create_run(RunConfig(model="m", rounds=5), [Seed("s")], name=f"review-{n_nodes}")
-    nodes, scores = [], []
+    nodes, scores, calls = [], [], []
     seeds = max(1, n_nodes // 10)
     for i in range(n_nodes):
         if i < seeds:
@@ -52,8 +67,10 @@ def build(store: Store, n_nodes: int) -> str:
         scores += verdicts + [Score(f"n{i}", "quality", rng.choice([3.0, 3.5, 4.0, 4.5, 5.0]), "m", "[json]"),
                               Score(f"n{i}", "difficulty", float(rng.randint(1, 10)), "m", "[json]")]
         scores += [Score(f"n{i}", f"cx_{k}", rng.random(), "heuristic") for k in ("index", "tokens", "steps")]
+        calls += [LLMCall(p, "m", 300, 100, 0.5, 0.0001, run_id=run_id, node_id=f"n{i}") for p in PURPOSES]
     store.save_nodes(nodes)
     store.add_scores(scores)
+    store.record_step(calls=calls)
     queue = review.review_queue(store, [run_id], margin=0.5, audit_size=20, thresholds={"quality": 4.5})
     for row in queue.head(200).to_dict("records"):
         review.record_review(store, row["node_id"], rng.choice(["keep", "discard"]), reasons=row["reasons"])
@@ -69,13 +86,108 @@ def timed(fn, repeat: int = 3) -> float:
     return best
 
 
+def page_open(db: str, run_id: str) -> tuple[float, float]:
+    """The Review page's open under AppTest, each in a fresh AppTest: (the first, in this process: nothing cached;
+    the best of the next 2: the run's rows cached, as a server has them after a first open)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    from ui.common import Settings
+
+    init = PagesManager.__init__
+
+    def init_v2(self, *args, **kwargs):  # as tests/test_app.py: start in the mode a server is in after its first run
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    PagesManager.__init__ = init_v2
+    os.environ["EVOLAB_APP_WARMUP"] = "0"
+    times = []
+    for _ in range(3):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        at.session_state["settings"] = Settings(db_path=db)
+        at.query_params["run"] = run_id
+        at.run()
+        t = time.perf_counter()
+        at.switch_page("pages/review.py").run()
+        times.append(time.perf_counter() - t)
+        assert not at.exception, [e.value for e in at.exception]
+    PagesManager.__init__ = init
+    return times[0], min(times[1:])
+
+
+def browser_times(db: str, run_id: str) -> dict[str, float]:
+    """Open the Review page in chromium (as NOTES.md says: the system's chromium, driven by playwright) against a
+    fresh `streamlit run app.py` on `db`; time the first and a second open, and K presses."""
+    import re
+    import shutil
+    import socket
+    import statistics
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "EVOLAB_DB": db, "EVOLAB_APP_WARMUP": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                               "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: dict[str, float] = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(300_000)
+            deadline = time.monotonic() + 120
+            while True:  # the server is up when its page loads
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/")
+                    page.wait_for_selector("h1")
+                    break
+                except Exception:  # noqa: BLE001 - not listening yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            for label in ("open, first", "open, again"):
+                t = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/review?run={run_id}")
+                page.get_by_text(re.compile(r"Node \d+ of \d+")).first.wait_for()
+                out[label] = time.perf_counter() - t
+                page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+            presses = []
+            for _ in range(10):
+                text = page.get_by_text(re.compile(r"Node \d+ of \d+")).first.inner_text()
+                k, n = map(int, re.search(r"Node (\d+) of (\d+)", text).groups())
+                page.get_by_role("heading", name="Review", exact=True).first.click()  # focus off the inputs
+                t = time.perf_counter()
+                page.keyboard.press("k")
+                page.get_by_text(f"Node {k + 1} of {n}").first.wait_for()
+                presses.append(time.perf_counter() - t)
+                page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+            out["key press, median"] = statistics.median(presses)
+            out["key press, slowest"] = max(presses)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 11112])
+    ap.add_argument("--page", action="store_true", help="also time the page's first open under AppTest")
+    ap.add_argument("--browser", action="store_true", help="also time the page in chromium on the largest run")
     args = ap.parse_args()
-    print("| evolved nodes | score rows read | read the store (s) | queue (s) | agreement (s) | first open (s) "
-          "| a click (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    fragment = hasattr(review, "ReviewSession")
+    print(f"code: {'a fragment and a kept queue' if fragment else 'the whole page reruns'} ({ROOT})\n")
+    print("| evolved nodes | score rows read | read (s) | queue (s) | agreement (s) | a node's view (s) | open (s) "
+          "| a key press (s) |" + (" page open, AppTest: first / cached (s) |" if args.page else ""))
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.page else ""))
     args_q = dict(margin=0.5, audit_size=20, thresholds={"quality": 4.5}, include_reviewed=True)
     for n in args.nodes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -83,17 +195,39 @@ def main() -> None:
             run_id = build(store, n)
             nodes, scores = review.review_frames(store, [run_id])
             read = timed(lambda: review.review_frames(store, [run_id]))
-
-            def click() -> None:
-                reviews = store.reviews([run_id])
-                review.select_queue(nodes, scores, reviews, **args_q)
-                review.agreement_of(nodes, scores, reviews)
-
             q = timed(lambda: review.select_queue(nodes, scores, store.reviews([run_id]), **args_q))
             a = timed(lambda: review.agreement_of(nodes, scores, store.reviews([run_id])))
-            c = timed(click)
-            print(f"| {len(nodes):,} | {len(scores):,} | {read:.2f} | {q:.2f} | {a:.2f} | {read + c:.2f} | {c:.2f} |")
+            whole = review.select_queue(nodes, scores, store.reviews([run_id]), **args_q)
+            pending = whole[~whole["reviewed"]].to_dict("records")
+            view = timed(lambda: app_support.node_detail(store, pending[0]["node_id"]))
+            presses = iter(pending[1:])
+            session = review.ReviewSession.from_queue(whole) if fragment else None
+
+            def key_press() -> None:
+                row = next(presses)
+                review.record_review(store, row["node_id"], "skip", reasons=row["reasons"])
+                if fragment:  # the fragment: advance the kept queue, read the next node
+                    session.advance(row["node_id"], "skip")
+                    app_support.node_detail(store, session.current()["node_id"])
+                else:  # the whole page: the queue and the agreement again, then the next node
+                    reviews = store.reviews([run_id])
+                    queue = review.select_queue(nodes, scores, reviews, **args_q)
+                    review.agreement_of(nodes, scores, reviews)
+                    app_support.node_detail(store, queue[~queue["reviewed"]].iloc[0]["node_id"])
+
+            press = timed(key_press, repeat=5)
+            line = (f"| {len(nodes):,} | {len(scores):,} | {read:.2f} | {q:.2f} | {a:.2f} | {view:.3f} "
+                    f"| {read + q + a + view:.2f} | {press:.3f} |")
+            if args.page:
+                first, cached = page_open(str(store.path), run_id)
+                line += f" {first:.2f} / {cached:.2f} |"
+            print(line)
+            if args.browser and n == max(args.nodes):
+                times = browser_times(str(store.path), run_id)
             store.close()
+    if args.browser:
+        print("\nIn chromium (" + f"{len(nodes):,} evolved nodes): " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+
 
 if __name__ == "__main__":
     main()

@@ -391,6 +391,13 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
 
+    def query_tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """`query` as plain tuples: no Row object per row, for reads of tens of thousands of rows."""
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return cursor.execute(sql, tuple(params)).fetchall()
+
     def _migrate(self) -> None:
         with self.transaction() as c:
             c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -665,11 +672,17 @@ class Store:
     def add_call(self, call: LLMCall) -> None:
         self.record_step(calls=[call])
 
-    def calls(self, run_id: str | None = None) -> list[LLMCall]:
+    def calls(self, run_id: str | None = None, *, node_id: str | None = None) -> list[LLMCall]:
+        """Calls in the order made: all, a run's, or one node's (`node_id`: a node view reads its few calls, not
+        the run's tens of thousands)."""
         self.flush()  # this process's calls still on the writer thread are read too
         cols = ("purpose, model, prompt_tokens, completion_tokens, latency_s, cost_usd, price_known, cached, "
                 "error, run_id, node_id, request_hash, created_at, reasoning_tokens")
-        if run_id is None:
+        if node_id is not None and run_id is not None:  # the run's index, then its node's rows
+            rows = self.query(f"SELECT {cols} FROM calls WHERE run_id=? AND node_id=? ORDER BY id", (run_id, node_id))
+        elif node_id is not None:
+            rows = self.query(f"SELECT {cols} FROM calls WHERE node_id=? ORDER BY id", (node_id,))
+        elif run_id is None:
             rows = self.query(f"SELECT {cols} FROM calls ORDER BY id")
         else:
             rows = self.query(f"SELECT {cols} FROM calls WHERE run_id=? ORDER BY id", (run_id,))
@@ -954,13 +967,13 @@ class Store:
         if not ids:
             return [], []
         marks = ",".join("?" * len(ids))
-        nodes = self.query("SELECT id, run_id, round, operation, status, rule, language FROM nodes "
-                           f"WHERE run_id IN ({marks}) AND round > 0", ids)
-        scores = self.query(
+        nodes = self.query_tuples("SELECT id, run_id, round, operation, status, rule, language FROM nodes "
+                                  f"WHERE run_id IN ({marks}) AND round > 0", ids)
+        scores = self.query_tuples(
             "SELECT s.node_id, s.metric, s.value, s.judge, (s.value IS NULL AND (s.metric LIKE 'rule:%' OR "
             "lower(COALESCE(s.detail, '')) LIKE 'unreadable%')) FROM scores s JOIN nodes n ON n.id = s.node_id "
             f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'", ids)
-        return [tuple(r) for r in nodes], [tuple(r) for r in scores]
+        return nodes, scores
 
     # -- checked answers (issue 12, evolab/engine/checking.py) ----------------------------------------------
     def save_answer_check(self, row: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evolab.analysis import viz
+from evolab.analysis import viz, warmup
 from evolab.app import support as app_support
 from evolab.embeddings import calibration as embed_calibration
 from evolab.embeddings import embed
@@ -22,6 +22,22 @@ run_id = run["id"]
 nodes = app_common.nodes_frame(db, run_id)
 if nodes.empty:
     st.info("This run has no nodes yet: start it on the Runs page.", icon=":material/arrow_forward:")
+    st.stop()
+
+if warmup.warm_state(db, run_id) is not None:  # the CLI's background warm-up is embedding this run: wait on it
+    st.info("The map of this run is being prepared by the warm-up the CLI started after the run; this page opens "
+            "it when it is ready, instead of embedding the same texts a second time.", icon=":material/hourglass_top:")
+
+    @st.fragment(run_every=1.0)
+    def wait_for_warm_up() -> None:
+        state = warmup.warm_state(db, run_id)
+        if state is None:  # done (or gone): draw the page from the warmed caches
+            st.rerun(scope="app")
+        total = int(state.get("total") or 0)
+        st.progress(min(1.0, int(state.get("done") or 0) / total) if total and state.get("stage") == "embedding"
+                    else 0.0, text=f"Warm-up (process {state.get('pid')}): {warmup.describe(state)}")
+
+    wait_for_warm_up()
     st.stop()
 
 c1, c2 = st.columns([2, 1])

@@ -33,7 +33,7 @@ if not run_ids:
 if len(run_ids) == 1:
     app_common.remember("run", run_ids[0])
 
-default_quality = review.run_thresholds(db, run_ids).get("quality", 4.5)
+run_defaults = review.run_thresholds(db, run_ids)  # only the thresholds the runs applied (issue 23)
 with st.expander("What goes in the queue", expanded=False):
     c1, c2, c3, c4 = st.columns(4)
     margin = c1.number_input("Margin around a threshold", 0.0, 5.0, 0.5, 0.1, key="review_margin",
@@ -41,61 +41,99 @@ with st.expander("What goes in the queue", expanded=False):
     audit_size = c2.number_input("Audit sample per check", 0, 1000, 10, 1, key="review_audit",
                                  help="Random nodes per rule and scorer, kept ones too, for the agreement figures. "
                                       "The same nodes on every reload.")
-    quality_min = c3.number_input("Quality threshold (0-5)", 0.0, 5.0, float(default_quality), 0.5,
-                                  key="review_quality", help="Keep at or above this quality: the run's quality "
-                                                             "filter threshold unless you change it.")
+    quality_min = c3.number_input("Quality threshold (0 = none)", 0.0, 5.0, float(run_defaults.get("quality", 0.0)),
+                                  0.5, key="review_quality",
+                                  help="Also audit the quality scorer against this threshold (0-5): the run's quality "
+                                       "filter threshold when the filter was on, else none unless you set one.")
     difficulty_min = c4.number_input("Difficulty threshold (0 = none)", 0.0, 10.0, 0.0, 1.0, key="review_difficulty",
                                      help="Also audit the difficulty scorer against this threshold (1-10).")
-thresholds = {"quality": float(quality_min)}
-if difficulty_min > 0:
-    thresholds["difficulty"] = float(difficulty_min)
+    if "quality" not in run_defaults:
+        st.caption("The quality filter was off in these runs: no node was kept or dropped by its quality, so quality "
+                   "is not audited unless you set a threshold here.")
+thresholds = {metric: float(value) for metric, value in (("quality", quality_min), ("difficulty", difficulty_min))
+              if value > 0}
 seed = by_id[run_ids[0]]["config"].random_seed
 nodes, scores = app_common.review_frames(db, run_ids)
 reviews = db.reviews(run_ids)
-whole = review.select_queue(nodes, scores, reviews, margin=float(margin), audit_size=int(audit_size),
-                            thresholds=thresholds, seed=seed, include_reviewed=True)
-queue = whole[~whole["reviewed"]].reset_index(drop=True)
-done = len(whole) - len(queue)
+# The queue is computed once per runs and settings and kept in the session; each verdict advances it (a fragment
+# reruns only the node view), so a key press writes one row and reads one node, not the whole run again.
+queue_key = (tuple(run_ids), float(margin), int(audit_size), tuple(sorted(thresholds.items())), seed,
+             tuple(app_support.run_version(db, r) for r in run_ids))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def queue_candidates(key: tuple, _nodes, _scores):
+    """review.queue_candidates, kept per runs' versions and settings (`key`): a second open, or another tab,
+    applies its reviews to it without computing the checks of the whole run again."""
+    _, margin_, audit_, thresholds_, seed_, _versions = key
+    return review.queue_candidates(_nodes, _scores, margin=margin_, audit_size=audit_, thresholds=dict(thresholds_),
+                                   seed=seed_)
+
+
+if st.session_state.get("review_queue_key") != queue_key:
+    whole = review.order_queue(queue_candidates(queue_key, nodes, scores), reviews, include_reviewed=True)
+    st.session_state["review_queue"] = review.ReviewSession.from_queue(whole)
+    st.session_state["review_queue_key"] = queue_key
+session: review.ReviewSession = st.session_state["review_queue"]
 
 p1, p2 = st.columns([3, 2], vertical_alignment="bottom")
-reviewer = p2.text_input("Your name (optional)", key="review_name", placeholder="stored with each review")
-apply = p2.checkbox("Apply my verdicts to the data set", key="review_apply",
-                    help="Also keep or discard the node in the data set the export writes (a hand override, as on "
-                         "Step through). The rules' verdicts stay stored either way.")
-if queue.empty:
-    p1.progress(1.0 if len(whole) else 0.0, text=f"Reviewed {done} of {len(whole)}")
-    if whole.empty:
-        st.info("Nothing to review in these runs: no unreadable verdicts, no LLM-judge eliminations, no score near "
-                "a threshold, and no audit sample (set its size above 0).", icon=":material/check_circle:")
-    else:
-        st.success(f"The queue is empty: all {len(whole)} node(s) reviewed.", icon=":material/check_circle:")
-else:
-    item = queue.iloc[0]
-    p1.progress(done / max(1, len(whole)), text=f"Node {done + 1} of {len(whole)}"
-                + (f" · {int(queue['skipped'].sum())} skipped" if queue["skipped"].any() else ""))
+p1.text_input("Your name (optional)", key="review_name", placeholder="stored with each review")
+p2.checkbox("Apply my verdicts to the data set", key="review_apply",
+            help="Also keep or discard the node in the data set the export writes (a hand override, as on "
+                 "Step through). The rules' verdicts stay stored either way.")
+
+
+def store_verdict(node_id: str, reasons: list[str], choice: str) -> None:
+    """The buttons' callback: runs before the fragment redraws, so the redraw already shows the next node."""
+    apply = bool(st.session_state.get("review_apply"))
+    try:
+        review.record_review(db, node_id, choice, reasons=reasons, reviewer=st.session_state.get("review_name") or "",
+                             note=st.session_state.get(f"review_note_{node_id}") or "", apply=apply)
+    except (ValueError, KeyError) as e:
+        st.session_state["review_error"] = f"The review was not stored: {app_common.md(e)}"
+        return
+    session.advance(node_id, choice)
+    st.session_state["review_stored"] = (f"{choice.capitalize()} stored"
+                                         + (" and applied to the data set." if apply and choice != review.SKIP else "."))
+
+
+@st.fragment
+def review_node() -> None:
+    error = st.session_state.pop("review_error", None)
+    if error:
+        st.error(error)
+    stored = st.session_state.pop("review_stored", None)
+    if stored:
+        st.toast(stored)
+    item = session.current()
+    if item is None:
+        st.progress(1.0 if session.total else 0.0, text=f"Reviewed {session.done} of {session.total}")
+        if not session.total:
+            st.info("Nothing to review in these runs: no unreadable verdicts, no LLM-judge eliminations, no score "
+                    "near a threshold, and no audit sample (set its size above 0).", icon=":material/check_circle:")
+        else:
+            st.success(f"The queue is empty: all {session.total} node(s) reviewed.", icon=":material/check_circle:")
+        if stored:  # the last verdict of the queue: redraw the page once, so the agreement below counts it
+            st.rerun(scope="app")
+        return
+    st.progress(session.done / max(1, session.total), text=f"Node {session.done + 1} of {session.total}"
+                + (f" · {session.skipped} skipped" if session.skipped else ""))
     node_id = str(item["node_id"])
     detail = app_support.node_detail(db, node_id)
     st.markdown("**In the queue because:** " + "; ".join(review.describe_reason(r) for r in item["reasons"])
                 + ("  \n:orange-badge[skipped before]" if item["skipped"] else ""))
-    note = st.text_input("Note (optional)", key=f"review_note_{node_id}")
+    st.text_input("Note (optional)", key=f"review_note_{node_id}")
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-    choice = None
-    if b1.button("Keep", key="review_keep", shortcut="K", type="primary", width="stretch", icon=":material/check:"):
-        choice = review.KEEP
-    if b2.button("Discard", key="review_discard", shortcut="D", width="stretch", icon=":material/close:"):
-        choice = review.DISCARD
-    if b3.button("Skip", key="review_skip", shortcut="S", width="stretch", icon=":material/skip_next:"):
-        choice = review.SKIP
-    if choice is not None:
-        try:
-            review.record_review(db, node_id, choice, reasons=list(item["reasons"]), reviewer=reviewer, note=note,
-                                 apply=apply)
-        except (ValueError, KeyError) as e:
-            st.error(f"The review was not stored: {app_common.md(e)}")
-        else:
-            st.toast(f"{choice.capitalize()} stored" + (" and applied to the data set." if apply and
-                                                          choice != review.SKIP else "."))
-            st.rerun()
+    args = (node_id, list(item["reasons"]))
+    b1.button("Keep", key="review_keep", shortcut="K", type="primary", width="stretch", icon=":material/check:",
+              on_click=store_verdict, args=(*args, review.KEEP))
+    b2.button("Discard", key="review_discard", shortcut="D", width="stretch", icon=":material/close:",
+              on_click=store_verdict, args=(*args, review.DISCARD))
+    b3.button("Skip", key="review_skip", shortcut="S", width="stretch", icon=":material/skip_next:",
+              on_click=store_verdict, args=(*args, review.SKIP))
+    if detail is None:
+        st.warning("This node is no longer in the store.")
+        return
     left, right = st.columns([1, 2], gap="large")
     with left:
         st.subheader("Parent")
@@ -109,6 +147,10 @@ else:
         st.subheader("Child")
         app_common.show_node(detail)
 
+
+review_node()
+
 st.subheader("Agreement with a person")
+st.caption("As of when the page was drawn: your verdicts count here when the queue ends or the page reloads.")
 app_common.agreement_section(db, run_ids, key="review_agreement", link=False,
                             frame=review.agreement_of(nodes, scores, reviews))

@@ -509,7 +509,7 @@ def node_detail(store: Store, node_id: str) -> NodeDetail | None:
                   "completion tokens": c.completion_tokens, "reasoning tokens": c.reasoning_tokens,
                   "latency s": round(c.latency_s, 2),
                   "cost USD": c.cost_usd, "cached": c.cached, "error": c.error or ""}
-                 for c in store.calls(node.run_id) if c.node_id == node_id]
+                 for c in store.calls(node.run_id, node_id=node_id)]
     return NodeDetail(
         node=node,
         verdicts=pd.DataFrame(verdict_rows, columns=["rule", "passed", "detail", "judge"]),

@@ -25,6 +25,7 @@ score is at least the threshold. Too small to say anything: n < 10, or an interv
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -104,9 +105,31 @@ def checks_frame(nodes: pd.DataFrame, scores: pd.DataFrame,
     return out
 
 
-def audit_rank(seed: int, check: str, node_id: str) -> str:
-    """A node's place in a check's audit sample: fixed per (seed, check, node), whatever else is in the run."""
-    return hashlib.sha1(f"{seed}|{check}|{node_id}".encode()).hexdigest()
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 (wrapping arithmetic): every input bit moves every output bit."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def audit_ranks(seed: int, checks: list[str], node_ids: list[str]) -> np.ndarray:
+    """Each (check, node) pair's place in its check's audit sample: fixed per (seed, check, node), whatever else
+    is in the run. One hash per distinct node and per distinct check, mixed in numpy: a 10,000-node run has some
+    40,000 decided pairs, and a hash per pair in Python was a quarter of the Review page's opening time."""
+    nodes = {n: _hash64(n) for n in dict.fromkeys(node_ids)}
+    kinds = {c: _hash64(f"{seed}|{c}") for c in dict.fromkeys(checks)}
+    with np.errstate(over="ignore"):
+        return _mix64(np.fromiter((nodes[n] for n in node_ids), np.uint64, len(node_ids))
+                      ^ np.fromiter((kinds[c] for c in checks), np.uint64, len(checks)))
+
+
+def audit_rank(seed: int, check: str, node_id: str) -> int:
+    """One pair's `audit_ranks`."""
+    return int(audit_ranks(seed, [check], [node_id])[0])
 
 
 # -- the queue ------------------------------------------------------------------------------------------------
@@ -118,6 +141,18 @@ def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[s
     review is keep or discard leaves the queue; one the person skipped goes to its end. Columns: node_id,
     run_id, round, operation, status, rule, reasons, skipped, reviewed. `include_reviewed`: the whole queue,
     reviewed nodes too (for "k of n"), in the same order."""
+    candidates = queue_candidates(nodes, scores, margin=margin, audit_size=audit_size, thresholds=thresholds,
+                                  seed=seed)
+    return order_queue(candidates, reviews, include_reviewed=include_reviewed)
+
+
+QUEUE_COLUMNS = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped", "reviewed"]
+
+
+def queue_candidates(nodes: pd.DataFrame, scores: pd.DataFrame, *, margin: float, audit_size: int,
+                     thresholds: dict[str, float] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Every node the queue holds before any review, with its reasons and their rank (`order`): the part of
+    `select_queue` that the reviews do not change, so a page can keep it per run version and settings."""
     checks = checks_frame(nodes, scores, thresholds)
     picked: list[pd.DataFrame] = []  # (node_id, reason) pairs
     unreadable = set(scores.loc[scores["unreadable"], "node_id"])
@@ -127,19 +162,15 @@ def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[s
     picked.append(pd.DataFrame({"node_id": judged["node_id"], "reason": LLM_JUDGE}))
     scored = checks[(checks["kind"] == "scorer") & checks["value"].notna()]
     thresholds_of = {scorer_check(m, t): t for m, t in (thresholds or {}).items()}
-    near = scored[(scored["value"] - scored["check"].map(thresholds_of)).abs() <= margin + 1e-9]
+    near = scored[(scored["value"] - scored["check"].map(thresholds_of).astype(float)).abs() <= margin + 1e-9]
     picked.append(pd.DataFrame({"node_id": near["node_id"], "reason": "near:" + near["check"]}))
     if audit_size > 0:
         decided = checks.loc[checks["auto"].notna(), ["node_id", "check"]].drop_duplicates()
-        decided["rank"] = [audit_rank(seed, c, n) for n, c in zip(decided["node_id"].tolist(),
-                                                                  decided["check"].tolist())]
+        decided["rank"] = audit_ranks(seed, decided["check"].tolist(), decided["node_id"].tolist())
         sample = decided.sort_values(["check", "rank"]).groupby("check", sort=False).head(audit_size)
         picked.append(pd.DataFrame({"node_id": sample["node_id"], "reason": "audit:" + sample["check"]}))
     pairs = pd.concat(picked, ignore_index=True).drop_duplicates()
-    columns = ["node_id", "run_id", "round", "operation", "status", "rule", "reasons", "skipped", "reviewed"]
-    latest = {r["node_id"]: r["verdict"] for r in reviews}
-    if not include_reviewed:
-        pairs = pairs[~pairs["node_id"].map(latest).isin([KEEP, DISCARD])]
+    columns = [c for c in QUEUE_COLUMNS if c not in ("skipped", "reviewed")] + ["order"]
     if pairs.empty:
         return pd.DataFrame(columns=columns)
     reasons: dict[str, list[str]] = {}
@@ -149,19 +180,72 @@ def select_queue(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[s
     grouped = pd.DataFrame({"node_id": list(reasons), "reasons": ordered,
                             "order": [REASON_ORDER.get(v[0].split(":")[0], 9) for v in ordered]})
     frame = grouped.merge(nodes, left_on="node_id", right_on="id", how="inner")
-    frame["skipped"] = frame["node_id"].map(latest).eq(SKIP)
-    frame["reviewed"] = frame["node_id"].map(latest).isin([KEEP, DISCARD])
-    frame = frame.sort_values(["skipped", "order", "run_id", "round", "node_id"], kind="stable")
     frame["rule"] = frame["rule"].astype(object).where(frame["rule"].notna(), None)
     return frame[columns].reset_index(drop=True)
 
 
+def order_queue(candidates: pd.DataFrame, reviews: list[dict[str, Any]], *,
+                include_reviewed: bool = False) -> pd.DataFrame:
+    """`queue_candidates` with the latest reviews applied: reviewed (keep, discard) nodes out, or marked when
+    `include_reviewed`; skipped ones last; then by reason, run, round and node."""
+    latest = {r["node_id"]: r["verdict"] for r in reviews}
+    verdicts = candidates["node_id"].map(latest)
+    frame = candidates.assign(skipped=verdicts.eq(SKIP), reviewed=verdicts.isin([KEEP, DISCARD]))
+    if not include_reviewed:
+        frame = frame[~frame["reviewed"]]
+    if frame.empty:
+        return pd.DataFrame(columns=QUEUE_COLUMNS)
+    frame = frame.sort_values(["skipped", "order", "run_id", "round", "node_id"], kind="stable")
+    return frame[QUEUE_COLUMNS].reset_index(drop=True)
+
+
+@dataclass
+class ReviewSession:
+    """The review queue as a page keeps it between key presses: computed once (`select_queue` with
+    include_reviewed), then advanced by each verdict without reading the run again. Keep and discard take the node
+    out; skip sends it to the end, as `select_queue` would order it on the next open."""
+
+    pending: list[dict[str, Any]]  # the queue's rows still to review, next first
+    total: int  # reviewed and pending: the "n" of "Node k of n"
+
+    @classmethod
+    def from_queue(cls, whole: pd.DataFrame) -> "ReviewSession":
+        rows = whole.to_dict("records")
+        return cls([r for r in rows if not r["reviewed"]], len(rows))
+
+    @property
+    def done(self) -> int:
+        return self.total - len(self.pending)
+
+    @property
+    def skipped(self) -> int:
+        return sum(bool(r["skipped"]) for r in self.pending)
+
+    def current(self) -> dict[str, Any] | None:
+        return self.pending[0] if self.pending else None
+
+    def advance(self, node_id: str, verdict: str) -> None:
+        """After a stored verdict on `node_id`: out of the queue (keep, discard) or to its end (skip)."""
+        at = next((i for i, r in enumerate(self.pending) if r["node_id"] == node_id), None)
+        if at is None:
+            return
+        row = self.pending.pop(at)
+        if verdict == SKIP:
+            self.pending.append({**row, "skipped": True})
+
+
 def run_thresholds(store: Store, run_ids: Iterable[str]) -> dict[str, float]:
-    """The quality filter's threshold of the (first) run: the default the Review page starts from."""
+    """The scorer thresholds the runs applied, the defaults the Review page starts from: the quality filter's
+    threshold when a run had the filter on (`--quality-filter`, and the low_quality rule not switched off),
+    nothing when none had it, so the queue never says "random audit of quality >= 4.5" of a run that kept nodes
+    whatever their quality (issue 23). Runs with the filter on at different thresholds: the first one's."""
     for run_id in run_ids:
         run = store.get_run(run_id)
-        if run is not None:
-            return {"quality": float(run["config"].rules.quality_min)}
+        if run is None:
+            continue
+        rules = run["config"].rules
+        if rules.quality_filter and "low_quality" not in (rules.off or ()):
+            return {"quality": float(rules.quality_min)}
     return {}
 
 
@@ -250,6 +334,11 @@ def agreement(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
 
 def agreement_of(nodes: pd.DataFrame, scores: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.DataFrame:
     """`agreement` on frames already read (`review_frames`) and the latest reviews."""
+    # only reviewed nodes can count, and each node's outcomes depend on its own rows alone: the checks of a few
+    # hundred reviewed nodes, not of the whole run
+    reviewed = {r["node_id"] for r in reviews if r["verdict"] in (KEEP, DISCARD)}
+    nodes = nodes[nodes["id"].isin(reviewed)]
+    scores = scores[scores["node_id"].isin(reviewed)]
     thresholds: dict[str, set[float]] = {}
     for r in reviews:
         for reason in r.get("reasons") or []:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from evolab.analysis.frames import warm_map
 from evolab.analysis.opstats import run_operation_table
+from evolab.analysis.warmup import log_path, start_background_warm
 from evolab.app.support import seed_set_label
 from evolab.cli.batch import batch_options, export_new_run, run_with_batches
 from evolab.cli.common import BadInput, check_out_path, check_until_round, load_seed_file, open_store, pick_run_id
@@ -129,6 +130,21 @@ def _warm_map(store, run_id: str) -> None:
               f"instructions, {done['embedder']}; --no-warm skips this)", file=sys.stderr)
 
 
+def _start_warm(store, run_id: str) -> None:
+    """Warm the map in a detached process (evolab/analysis/warmup.py): the run is done when its last step is
+    stored, and embedding a large run takes minutes (e5: some 65 instructions a second here)."""
+    try:
+        store.flush()  # every step on disk before another process reads the run
+        pid = start_background_warm(store.path, run_id)
+    except Exception as e:  # noqa: BLE001 - the run is done and saved; the page computes the map itself
+        print(f"The Diversity map's warm-up did not start ({type(e).__name__}: {e}); the app computes the map "
+              "when the page opens.", file=sys.stderr)
+        return
+    print(f"Preparing the Diversity map in the background (process {pid}, log {log_path(store.path, run_id)}); "
+          "the app's Diversity page waits for it if opened first. --no-warm skips it, EVOLAB_WARM=wait waits for "
+          "it here.", file=sys.stderr)
+
+
 def _execute(store, run_id: str, until_round: int | None, warm: bool = True, batch=None) -> int:
     try:
         if batch is not None:  # --batch: each stage of a round as a batch job (evolab/cli/batch.py)
@@ -143,8 +159,12 @@ def _execute(store, run_id: str, until_round: int | None, warm: bool = True, bat
         print(f"\nStopped. Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
         return 130
     _print_summary(store, run_id, status)
-    if warm and status in ("finished", "budget") and os.environ.get("EVOLAB_WARM", "1") != "0":
-        _warm_map(store, run_id)
+    warming = os.environ.get("EVOLAB_WARM", "1").strip().lower()
+    if warm and status in ("finished", "budget") and warming != "0":
+        if warming == "wait":  # the old way: ready when the command returns
+            _warm_map(store, run_id)
+        else:
+            _start_warm(store, run_id)
     if status == "failed":
         print(f"error: {mask_secrets(store.get_run(run_id)['error'])}", file=sys.stderr)
         print(f"Go on with: python -m evolab resume --db {store.path} --run {run_id}", file=sys.stderr)
@@ -262,8 +282,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------------
 def add_warm_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-warm", action="store_true", help="skip embedding the run and fitting its Diversity map "
-                                                          "at the end (done by default so the page opens at once; "
-                                                          "EVOLAB_WARM=0 skips it too)")
+                                                          "after it (by default a background process does it, so "
+                                                          "the page opens at once; EVOLAB_WARM=0 skips it too, "
+                                                          "EVOLAB_WARM=wait does it before the command returns)")
 
 
 def add_run_options(p: argparse.ArgumentParser, endpoint: bool = True) -> None:

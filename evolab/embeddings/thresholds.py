@@ -47,6 +47,16 @@ class ThresholdInfo:
     novelty: float  # filters that drop texts
     source: str  # "shipped", "calibrated" (store meta) or "fallback"
     run_map: float = FALLBACK_THRESHOLD  # marks on a run's map: also above Evol-Instruct rewrites of a text
+    # seed lint's threshold for a pair whose two texts are in one language, where the model's cosines crowd
+    # differently (e5 on short Korean finance instructions that share a frame: "near_duplicate_by_language")
+    by_language: tuple[tuple[str, float], ...] = ()
+
+    def near_duplicate_for(self, language_a: str, language_b: str) -> float:
+        """The near-duplicate threshold of a pair in these languages: the language's own when both texts are in
+        it and it has one, else `near_duplicate`."""
+        if language_a == language_b:
+            return dict(self.by_language).get(language_a, self.near_duplicate)
+        return self.near_duplicate
 
     @property
     def note(self) -> str:
@@ -76,7 +86,10 @@ def threshold_info(model_name: str, store: Store | None = None) -> ThresholdInfo
     for source, entry in (("calibrated", from_store(store, model_name)),
                           ("shipped", shipped_thresholds().get(model_name))):
         if entry and isinstance(entry.get("near_duplicate"), (int, float)):
+            by_language = entry.get("near_duplicate_by_language") or {}
             return ThresholdInfo(model_name, float(entry["near_duplicate"]),
                                  float(entry.get("novelty", entry["near_duplicate"])), source,
-                                 float(entry.get("run_map", entry["near_duplicate"])))
+                                 float(entry.get("run_map", entry["near_duplicate"])),
+                                 tuple(sorted((str(k), float(v.get("near_duplicate") if isinstance(v, dict) else v))
+                                              for k, v in by_language.items())))
     return ThresholdInfo(model_name, FALLBACK_THRESHOLD, FALLBACK_THRESHOLD, "fallback")

@@ -5,7 +5,8 @@ Kinds (each names a row, 1 = the first seed, and offers fixes from drop / merge 
   (Korean packs a word's meaning into 2-3 syllables, so its bounds are higher);
 - duplicate: the same instruction and input (ignoring case, spacing and invisible characters);
 - near_duplicate_rouge: ROUGE-L above 0.7 (Self-Instruct's filter, evolab.embeddings.novelty);
-- near_duplicate_embedding: cosine at or above the embedder's threshold (evolab.embeddings.embed.near_duplicate_threshold);
+- near_duplicate_embedding: cosine at or above the embedder's threshold (evolab.embeddings.embed.threshold_info),
+  or its own language's where it has one (e5 on two Korean texts: bench/neardup_ko.py);
 - mixed_language: an English sentence and a Korean sentence in one instruction (English terms, tickers,
   numbers and code inside Korean sentences are not mixing);
 - missing_tags: no skill or no difficulty;
@@ -190,18 +191,29 @@ def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: A
         notes.append(f"embedding near-duplicates not checked: {str(e)[:300]}")
         return []
     threshold = embed.near_duplicate_threshold(embedder, store)  # the model's own (calibrated) threshold
-    notes.append(f"embedding near-duplicates: {embedder.name}, cosine >= {threshold:.3f}")
-    pairs = novelty.near_duplicate_pairs(texts, vectors, threshold)
+    languages = [detect_language(t) for t in texts]
+    # a language's own threshold (e5 on Korean: short finance instructions share their frame and topic words,
+    # and its cosines crowd into 0.85-0.97) applies to a pair of two texts in that language
+    by_language = dict(embed.threshold_info(embedder, store).by_language)
+    own = {lang: by_language.get(lang, threshold) for lang in set(languages)}
+    notes.append(f"embedding near-duplicates: {embedder.name}, cosine >= {threshold:.3f}"
+                 + "".join(f" ({lang}: >= {t:.3f})" for lang, t in sorted(own.items()) if t != threshold))
+    pairs = novelty.near_duplicate_pairs(texts, vectors, min([threshold, *own.values()]))
     out = []
     flagged = {j for _, j in paired}
     for pair in pairs.sort_values(["j", "cosine"], ascending=[True, False]).itertuples():
         i, j = int(pair.i) + 1, int(pair.j) + 1
         if j in flagged or (i, j) in paired:  # one finding per row: its closest earlier twin
             continue
+        pair_threshold = own[languages[i - 1]] if languages[i - 1] == languages[j - 1] else threshold
+        if pair.cosine < pair_threshold:
+            continue
         flagged.add(j)
         paired.add((i, j))
         out.append(Finding(j, "near_duplicate_embedding", f"cosine {pair.cosine:.3f} with row {i} (at or over "
-                           f"{threshold:.3f} for {embedder.name})", ("merge", "drop"), other_row=i,
+                           f"{pair_threshold:.3f} for {embedder.name}"
+                           + (f" on {languages[j - 1]}" if pair_threshold != threshold else "") + ")",
+                           ("merge", "drop"), other_row=i,
                            score=round(float(pair.cosine), 4)))
     return out
 
