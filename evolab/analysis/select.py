@@ -298,17 +298,38 @@ def write_selection(store: Store, selection: Selection, fmt: str, out: str | Pat
     """Write the chosen nodes, best first, in an export format; returns how many."""
     if fmt not in formats.FORMATS:
         raise SelectionError(f"unknown format {fmt!r}; choose from {', '.join(formats.FORMATS)}.")
-    chosen = selection.chosen
-    records = []
-    for rid in selection.run_ids:
-        ids = list(chosen.loc[chosen["run_id"] == rid, "id"])
-        if ids:
-            nodes = {n.id: n for n in store.nodes(rid) if n.id in set(ids)}
-            records += list(zip(ids, formats.to_records(store, rid, [nodes[i] for i in ids], fmt)))
-    rank = dict(zip(chosen["id"], chosen["rank"]))
-    records.sort(key=lambda r: rank[r[0]])
-    Path(out).write_text(formats.dumps([r for _, r in records], fmt), encoding="utf-8")
+    records = chosen_records(store, selection.run_ids, selection.chosen_ids, fmt)
+    Path(out).write_text(formats.dumps(records, fmt), encoding="utf-8")
     return len(records)
+
+
+def chosen_records(store: Store, run_ids: Sequence[str], chosen_ids: Sequence[str], fmt: str) -> list[dict]:
+    """The export records of these nodes of these runs, in the order of `chosen_ids` (best first)."""
+    wanted = set(chosen_ids)
+    by_id: dict[str, dict] = {}
+    for rid in run_ids:
+        nodes = [n for n in store.nodes(rid) if n.id in wanted]
+        by_id.update(zip((n.id for n in nodes), formats.to_records(store, rid, nodes, fmt)))
+    return [by_id[i] for i in chosen_ids if i in by_id]
+
+
+def stored_selection(store: Store, selection_id: int, nodes: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
+    """(the selection's row, a frame of its candidates as `Selection.frame` has them: id, rank, score, chosen,
+    reason, reason_detail, other_id, similarity, with round, operation, skill, root_id from the nodes)."""
+    [row] = [s for s in store.selections() if s["id"] == selection_id] or [None]
+    if row is None:
+        raise SelectionError(f"no selection {selection_id} in {store.path}.")
+    items = pd.DataFrame(store.selection_items(selection_id),
+                         columns=["node_id", "rank", "score", "chosen", "reason", "other_id", "similarity"])
+    items = items.rename(columns={"node_id": "id"})
+    split = items["reason"].fillna("").str.partition(": ")
+    items["reason"] = split[0].replace("", None)
+    items["reason_detail"] = split[2].replace("", None)
+    nodes = nodes_frame(store, row["run_ids"]) if nodes is None else nodes
+    cols = ["id", "run_id", "round", "operation", "skill", "root_id", "instruction"]
+    frame = items.merge(nodes[cols], on="id", how="left")
+    frame["chosen"] = frame["chosen"].astype(bool)
+    return row, frame
 
 
 # -- what the Export page and the Diversity map show ------------------------------------------------------
