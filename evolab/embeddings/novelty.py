@@ -339,14 +339,16 @@ class RougeIndex:
 
     def __init__(self, texts: Sequence[str] = (), groups: Sequence[object] | None = None, *,
                  threshold: float = ROUGE_L_MAX, exact: bool | None = None):
-        from datasketch import MinHashLSH  # pulls scipy: only when a pool is large enough for LSH
-
         self.threshold = threshold
         self.texts: list[str] = []
         self.groups: list[object] = []
         self.group_sizes: Counter = Counter()
         self.exact = (len(texts) < LSH_MIN_POOL) if exact is None else exact
-        self._lsh = None if self.exact else MinHashLSH(num_perm=LSH_PERMUTATIONS, params=(LSH_BANDS, LSH_ROWS))
+        self._lsh = None
+        if not self.exact:
+            from datasketch import MinHashLSH  # pulls scipy (about 0.5 s): only when a pool is large enough for LSH
+
+            self._lsh = MinHashLSH(num_perm=LSH_PERMUTATIONS, params=(LSH_BANDS, LSH_ROWS))
         self.add_many(texts, groups)
 
     def __len__(self) -> int:
