@@ -68,8 +68,8 @@ def scale(args: argparse.Namespace) -> None:
     print(f"evolab at {args.repo}; 1,000 children (500 rewrites of pool members, 500 new) per pool; limit "
           f"ROUGE-L {ROUGE_L_MAX}\n")
     print("| pool | exact, per 1,000 children | LSH index build | LSH, per 1,000 children | children over 0.7 "
-          "(exact) | same decision (of those timed exactly) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "(exact) | same decision (of those timed exactly) | LSH candidates a child |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for size in [int(x) for x in args.pools.split(",")]:
         pool = synthetic_instructions(size, seed=size)
         children = [rewrite(pool[rng.randrange(size)], rng) for _ in range(500)]
@@ -85,10 +85,12 @@ def scale(args: argparse.Namespace) -> None:
         exact = [max_rouge_l(c, pool) for c in sample]
         t4 = time.perf_counter()
         same = sum((e > ROUGE_L_MAX) == (f > ROUGE_L_MAX) for e, f in zip(exact, fast))
+        compared = sum(len(index.candidates(c)) for c in children[:100]) / min(100, len(children))
         over = sum(e > ROUGE_L_MAX for e in exact)
         per_exact = (t4 - t3) / len(sample) * 1000
         print(f"| {size:,} | {per_exact:,.1f} s{'' if len(sample) == len(children) else f' ({len(sample)} timed)'} | "
-              f"{t1 - t0:.1f} s | {(t2 - t1):.1f} s | {over} of {len(sample)} | {same} of {len(sample)} |", flush=True)
+              f"{t1 - t0:.1f} s | {(t2 - t1):.1f} s | {over} of {len(sample)} | {same} of {len(sample)} | "
+              f"{compared:,.0f} ({compared / size:.1%}) |", flush=True)
 
 
 def main() -> None:

@@ -392,12 +392,22 @@ class RougeIndex:
         """(highest ROUGE-L of `text` with the pool, the position of that text) leaving group `exclude` out;
         (0.0, None) when nothing is comparable. Through LSH only candidates count: a pair LSH misses
         (rare: see `lsh_candidate_probability`) reads as 0."""
-        idx = [i for i in self.candidates(text, minhash) if exclude is None or self.groups[i] != exclude]
-        if not idx:
+        ta = tokenize(text)
+        n = len(ta)
+        if not n:
             return 0.0, None
-        scores = rouge_l_scores(text, [self.texts[i] for i in idx])
-        best = int(np.argmax(scores))
-        return scores[best], (idx[best] if scores[best] > 0 else None)
+        masks, best, at = _masks(ta), 0.0, None
+        for i in self.candidates(text, minhash):
+            if exclude is not None and self.groups[i] == exclude:
+                continue
+            tb = tokenize(self.texts[i])
+            m = len(tb)
+            if not m or 2 * min(n, m) / (n + m) <= best:  # the lengths alone cap F under the best so far
+                continue
+            score = _f_measure(_lcs_masks(masks, n, tb), n, m)
+            if score > best:
+                best, at = score, i
+        return best, at
 
     def max_rouge_l(self, text: str, *, exclude: object = None) -> float:
         return self.closest(text, exclude=exclude)[0]
