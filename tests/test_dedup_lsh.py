@@ -106,6 +106,6 @@ def test_the_candidate_probability_at_the_jaccard_floor_is_near_one():
 def test_seed_lint_through_lsh_finds_what_the_exact_lint_finds(pool, monkeypatch):
     seeds = [Seed(instruction=t) for t in pool[:1500]]
     exact = [(f.row, f.other_row) for f in lint._rouge_duplicates([s.instruction for s in seeds], set())]
-    monkeypatch.setattr(lint, "LSH_MIN_POOL", 100)  # the same rows through the LSH path
+    monkeypatch.setattr(lint, "LSH_MIN_ROWS", 100)  # the same rows through the LSH path
     fast = [(f.row, f.other_row) for f in lint._rouge_duplicates([s.instruction for s in seeds], set())]
     assert [r for r, _ in fast] == [r for r, _ in exact] and len(exact) > 50
