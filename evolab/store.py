@@ -306,6 +306,33 @@ MIGRATIONS: list[str] = [
         expiry_s REAL NOT NULL
     );
     """,
+    # issue 27: a selection (evolab/analysis/select.py): how a training set was chosen from a run's kept nodes
+    # (parameters, embedder, threshold) and, per candidate node, chosen or why it was skipped
+    """
+    CREATE TABLE selections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_ids_json TEXT NOT NULL,
+        params_json TEXT NOT NULL,
+        embedder TEXT,
+        threshold REAL,
+        n_requested INTEGER NOT NULL,
+        n_chosen INTEGER NOT NULL,
+        out_path TEXT,
+        out_format TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE selection_items (
+        selection_id INTEGER NOT NULL,
+        node_id TEXT NOT NULL,
+        rank INTEGER,
+        score REAL,
+        chosen INTEGER NOT NULL,
+        reason TEXT,
+        other_id TEXT,
+        similarity REAL,
+        PRIMARY KEY (selection_id, node_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -491,6 +518,7 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         with self.transaction() as c:
             c.execute("DELETE FROM scores WHERE node_id IN (SELECT id FROM nodes WHERE run_id=?)", (run_id,))
+            c.execute("DELETE FROM selection_items WHERE node_id IN (SELECT id FROM nodes WHERE run_id=?)", (run_id,))
             c.execute("DELETE FROM nodes WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM calls WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM answer_checks WHERE run_id=?", (run_id,))
@@ -974,6 +1002,38 @@ class Store:
             "lower(COALESCE(s.detail, '')) LIKE 'unreadable%')) FROM scores s JOIN nodes n ON n.id = s.node_id "
             f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'", ids)
         return nodes, scores
+
+    # -- selections (issue 27, evolab/analysis/select.py) ---------------------------------------------------
+    def add_selection(self, row: dict[str, Any], items: Iterable[tuple]) -> int:
+        """One selection and its items (node_id, rank, score, chosen, reason, other_id, similarity) in one
+        transaction. Returns the selection's id."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO selections (run_ids_json, params_json, embedder, threshold, n_requested, n_chosen, "
+                "out_path, out_format, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (json.dumps(list(row["run_ids"])), json.dumps(row["params"], ensure_ascii=False, sort_keys=True),
+                 row.get("embedder"), row.get("threshold"), row["n_requested"], row["n_chosen"], row.get("out_path"),
+                 row.get("out_format"), row.get("created_at", time.time())))
+            sid = int(cur.lastrowid)
+            c.executemany("INSERT INTO selection_items (selection_id, node_id, rank, score, chosen, reason, other_id, "
+                          "similarity) VALUES (?,?,?,?,?,?,?,?)", ((sid, *item) for item in items))
+            return sid
+
+    def selections(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every selection, newest first (those that drew on `run_id` when given), parameters decoded."""
+        out = []
+        for r in self.query("SELECT * FROM selections ORDER BY id DESC"):
+            d = dict(r)
+            d["run_ids"], d["params"] = json.loads(d.pop("run_ids_json")), json.loads(d.pop("params_json"))
+            if run_id is None or run_id in d["run_ids"]:
+                out.append(d)
+        return out
+
+    def selection_items(self, selection_id: int) -> list[dict[str, Any]]:
+        """A selection's candidates in the order they were considered (rank), chosen or not."""
+        rows = self.query("SELECT node_id, rank, score, chosen, reason, other_id, similarity FROM selection_items "
+                          "WHERE selection_id=? ORDER BY rank IS NULL, rank, node_id", (selection_id,))
+        return [{**dict(r), "chosen": bool(r["chosen"])} for r in rows]
 
     # -- checked answers (issue 12, evolab/engine/checking.py) ----------------------------------------------
     def save_answer_check(self, row: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evolab.analysis import viz, warmup
+from evolab.analysis import select, viz, warmup
 from evolab.app import support as app_support
 from evolab.embeddings import calibration as embed_calibration
 from evolab.embeddings import embed
@@ -66,6 +66,10 @@ st.caption(f"Map and marks: {app_common.md(thresholds.caption)}" + ("" if abs(th
                                                       else f"; shown at your cosine ≥ {threshold:.3f}"))
 if thresholds.note:
     st.caption(app_common.md(thresholds.note))
+
+marks = select.selection_marks(db, run_id)  # the latest selection (Export page or `evolab select`) of this run
+if marks and st.checkbox("Star the nodes the latest selection chose", True, key="diversity_chosen"):
+    frame = frame.assign(chosen=frame["id"].map(marks).fillna(False).astype(bool))
 
 left, right = st.columns([3, 2], gap="large")
 with left:

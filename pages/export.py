@@ -12,6 +12,7 @@ from evolab.engine.eliminator import all_rule_ids
 from evolab.engine.scoring import SCORERS
 from evolab.export import formats as export
 from ui import common as app_common
+from ui import select_panel
 
 db = app_common.store()
 st.title("Export")
@@ -68,6 +69,8 @@ else:
         file_name=app_support.export_filename(run_id, fmt),
         mime="application/json" if fmt in ("alpaca", "sharegpt") else "application/jsonl",
         on_click="ignore", type="primary", icon=":material/download:", key="export_download")
+
+select_panel.selection_panel(db, run_id)  # choose the best N (Deita): ui/select_panel.py
 
 st.subheader("Dataset card")
 card = export.dataset_card(db, run_id)

@@ -468,7 +468,8 @@ def _value_colors(values: list, color_by: str) -> dict:
 def umap_figure(df: pd.DataFrame, color_by: str = "round", *, webgl: bool | None = None,
                 title: str | None = None, show_duplicates: bool = True) -> go.Figure:
     """The 2-D map (columns x, y) coloured by round, operation, status (or any column, e.g. run_id);
-    near-duplicates (`near_duplicate` True) ringed in red. `customdata` = node ids."""
+    near-duplicates (`near_duplicate` True) ringed in red; nodes a selection chose (`chosen` True) starred.
+    `customdata` = node ids."""
     title = title or f"Instructions in embedding space (UMAP), by {color_by}"
     if df is None or df.empty or "x" not in df or df["x"].notna().sum() == 0:
         return empty_figure(title, "No embeddings yet")
@@ -504,10 +505,33 @@ def umap_figure(df: pd.DataFrame, color_by: str = "round", *, webgl: bool | None
             x=d["x"], y=d["y"], mode="markers", name="near-duplicate", customdata=list(ids[mask]),
             marker={"symbol": "circle-open", "size": size + 6, "color": "#e41a1c", "line": {"width": 1.5}},
             hoverinfo="skip"))
+    if "chosen" in df and df["chosen"].fillna(False).astype(bool).any():  # a selection (evolab select)
+        mask = df["chosen"].fillna(False).astype(bool)
+        d = df[mask]
+        fig.add_trace(Scatter(
+            x=d["x"], y=d["y"], mode="markers", name="chosen (selection)", customdata=list(ids[mask]),
+            marker={"symbol": "star", "size": size + 5, "color": "#111111", "line": {"width": 0.5, "color": "white"}},
+            hoverinfo="skip"))
     fig.update_layout(title=title, template="plotly_white", hovermode="closest", height=560,
                       xaxis={"title": "UMAP 1", "showticklabels": False, "zeroline": False},
                       yaxis={"title": "UMAP 2", "showticklabels": False, "zeroline": False},
                       legend_title_text=color_by)
+    return fig
+
+
+def selection_scores_figure(dist: pd.DataFrame, score_label: str = "score", *,
+                            title: str = "Sort score before and after the selection") -> go.Figure:
+    """Overlaid histograms of the sort score of all candidates and of the chosen ones (columns score, set:
+    `select.score_distribution`)."""
+    if dist is None or dist.empty:
+        return empty_figure(title, "No scored candidates")
+    fig = go.Figure()
+    for name, color in (("all candidates", "#9e9e9e"), ("chosen", "#1f77b4")):
+        values = dist.loc[dist["set"] == name, "score"]
+        fig.add_trace(go.Histogram(x=values, name=f"{name} ({len(values)})", marker_color=color, opacity=0.7,
+                                   nbinsx=30))
+    fig.update_layout(title=title, barmode="overlay", template="plotly_white", height=320,
+                      xaxis_title=score_label, yaxis_title="nodes")
     return fig
 
 

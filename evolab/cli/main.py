@@ -26,6 +26,7 @@ from evolab.cli.runs import (
     cmd_runs,
     cmd_serve_local,
 )
+from evolab.cli.select import add_select_parser
 from evolab.cli.seeds import cmd_seeds_check, cmd_seeds_grow, cmd_seeds_lint
 from evolab.cli.tune import add_tune_arguments, cmd_tune
 from evolab.engine.lease import LeaseError
@@ -154,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "inconsistent, not_checkable, unchecked (comma list; see `check`)")
     p.add_argument("--consistent-only", action="store_true", help="only items whose answer check is consistent")
     p.set_defaults(func=cmd_export)
+
+    add_select_parser(sub, DEFAULT_DB)  # select: the best N kept nodes, Deita (evolab/cli/select.py)
 
     p = sub.add_parser("check", help="checked answers: answer numeric items k more times and compare the numbers "
                        "(self-consistency)")

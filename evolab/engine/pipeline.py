@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evolab.embeddings.novelty import ROUGE_L_MAX, RougeIndex
 from evolab.engine import eliminator, evolver, plugins, responder, scoring
 from evolab.engine.adaptive import ADAPTIVE, AdaptiveOperations
 from evolab.engine.checking import check_in_run
@@ -96,7 +97,7 @@ class Engine:
         self._lineages = 0
         self._round_done_count: Counter[int] = Counter()
         self._round_events: dict[int, asyncio.Event] = {}
-        self._pool_by_round: dict[int, list[tuple[str, str]]] = {}
+        self._pool_by_round: dict[int, RougeIndex] = {}
         self.scorers = scoring.chosen_scorers(config)
         self.score_context = scoring.ScoreContext(client, config)
         self.templates = run_templates(store, config)  # stored template versions the run names (--template)
@@ -265,9 +266,14 @@ class Engine:
         await self._round_finished(round_ - 1)
         if round_ not in self._pool_by_round:
             await self._flush()  # the steps of round r - 1 are all in the store
-            self._pool_by_round[round_] = [(n.root_id, n.instruction) for n in self.store.nodes(self.run_id)
-                                           if n.round < round_ and n.status in (KEPT, SEED)]
-        return [text for root, text in self._pool_by_round[round_] if root != node.root_id]
+            pool = [(n.root_id, n.instruction) for n in self.store.nodes(self.run_id)
+                    if n.round < round_ and n.status in (KEPT, SEED)]
+            # one index per round (MinHash LSH over a large pool, evolab/embeddings/novelty.py): a child is
+            # compared with the few texts that can be over the limit, not the whole pool; built off the loop
+            exact = True if self.config.rules.rouge_l_max < ROUGE_L_MAX else None  # LSH is tuned for >= 0.7
+            self._pool_by_round[round_] = await asyncio.to_thread(
+                RougeIndex, [t for _, t in pool], [r for r, _ in pool], exact=exact)
+        return self._pool_by_round[round_].excluding(node.root_id)
 
     async def _flush(self) -> None:
         """Wait until the store's writer thread has written every queued step."""

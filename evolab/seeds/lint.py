@@ -27,7 +27,7 @@ import numpy as np
 
 from evolab.embeddings import embed, novelty
 from evolab.embeddings.embed import node_text
-from evolab.embeddings.novelty import ROUGE_L_MAX, rouge_l_scores, tokenize
+from evolab.embeddings.novelty import ROUGE_L_MAX, rouge_duplicates_lsh, rouge_l_scores, tokenize
 from evolab.schema import Seed
 from evolab.text.language import detect_language
 
@@ -138,13 +138,25 @@ def _exact_duplicates(texts: list[str], paired: set) -> list[Finding]:
     return out
 
 
+# The sparse bound below is one vectorised product per block: 4 times cheaper than LSH at 10,000 rows here
+# (2.1 s against 8.8 s of CPU), but it grows with the square of the rows; LSH takes over for larger sets.
+LSH_MIN_ROWS = 50_000
+
+
 def _rouge_duplicates(texts: list[str], paired: set, block: int = 512) -> list[Finding]:
-    """Each row's closest earlier row when their ROUGE-L is over 0.7. Only pairs that can reach it are compared:
+    """Each row's closest earlier row when their ROUGE-L is over 0.7. From LSH_MIN_ROWS rows on, MinHash LSH
+    finds the candidate rows (evolab/embeddings/novelty.py), whose cost grows more slowly. Below it, only pairs that can reach it are compared:
     the LCS is at most the dot product of the two token-count vectors, so F = 2 LCS / (n + m) <= 2 dot / (n + m),
     and that bound comes for a whole block of rows from one sparse product."""
     out: list[Finding] = []
     exact = {j for _, j in paired}
     if len(texts) < 2:
+        return out
+    if len(texts) >= LSH_MIN_ROWS:  # a very large set: MinHash LSH proposes the pairs, ROUGE-L confirms
+        for j, i, score in rouge_duplicates_lsh(texts, ROUGE_L_MAX):
+            if j + 1 not in exact:
+                out.append(_rouge_finding(j, i, score))
+                paired.add((i + 1, j + 1))
         return out
     counts = _token_counts(texts)
     lengths = np.asarray(counts.sum(axis=1)).ravel()
@@ -162,11 +174,15 @@ def _rouge_duplicates(texts: list[str], paired: set, block: int = 512) -> list[F
             best = int(np.argmax(scores))
             if scores[best] > ROUGE_L_MAX:
                 i = int(candidates[best])
-                out.append(Finding(j + 1, "near_duplicate_rouge", f"ROUGE-L {scores[best]:.2f} with row {i + 1} "
-                                   f"(over {ROUGE_L_MAX}, Self-Instruct's limit)", ("merge", "drop"), other_row=i + 1,
-                                   score=round(scores[best], 3)))
+                out.append(_rouge_finding(j, i, scores[best]))
                 paired.add((i + 1, j + 1))
     return out
+
+
+def _rouge_finding(j: int, i: int, score: float) -> Finding:
+    return Finding(j + 1, "near_duplicate_rouge", f"ROUGE-L {score:.2f} with row {i + 1} "
+                   f"(over {ROUGE_L_MAX}, Self-Instruct's limit)", ("merge", "drop"), other_row=i + 1,
+                   score=round(score, 3))
 
 
 def _token_counts(texts: list[str]):
