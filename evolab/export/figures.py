@@ -206,27 +206,31 @@ def run_figures(store: Store, run_id: str, *, seeds: Iterable[str] | None = None
     return {name: slide_style(fig) for name, fig in figs.items()}
 
 
-def render(figs: dict[str, go.Figure], out: Path, fmt: str = "png", *, width: int = WIDTH,
+def render(figs: dict[str, go.Figure], out: Path, formats: str | Iterable[str] = "png", *, width: int = WIDTH,
            height: int = HEIGHT) -> list[Path]:
-    """Write {name: figure} as `out`/name.fmt, all in one Chromium session; the paths written."""
-    return render_sized([(fig, Path(out) / f"{name}.{fmt}", width, height) for name, fig in figs.items()], fmt)
+    """Write {name: figure} as `out`/name.fmt for each format, all in one Chromium session; the paths written."""
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    return render_sized([(fig, Path(out) / f"{name}.{fmt}", width, height) for fmt in formats
+                         for name, fig in figs.items()])
 
 
-def render_sized(items: list[tuple[go.Figure, Path, int, int]], fmt: str = "png") -> list[Path]:
-    """Write each (figure, path, width, height) as an image of `fmt` in one Chromium session (layout pixels; PNGs
-    at scale 2, SVG and PDF are vector)."""
-    if fmt not in IMAGE_FORMATS:
-        raise FigureError(f"--format {fmt!r}: choose from {', '.join(IMAGE_FORMATS)}.")
+def render_sized(items: list[tuple[go.Figure, Path, int, int]]) -> list[Path]:
+    """Write each (figure, path, width, height) as an image in one Chromium session, its format the path's suffix
+    (png, svg, pdf), at width x height layout pixels (PNGs at scale 2; SVG and PDF are vector)."""
+    for _, path, _, _ in items:
+        fmt = path.suffix.lstrip(".")
+        if fmt not in IMAGE_FORMATS:
+            raise FigureError(f"--format {fmt!r}: choose from {', '.join(IMAGE_FORMATS)}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
     if not items:
         return []
-    for _, path, _, _ in items:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    specs = [{"fig": fig, "path": str(path), "opts": {"format": fmt, "width": w, "height": h,
-                                                      "scale": PNG_SCALE if fmt == "png" else 1}}
+    specs = [{"fig": fig, "path": str(path), "opts": {"format": path.suffix[1:], "width": w, "height": h,
+                                                      "scale": PNG_SCALE if path.suffix == ".png" else 1}}
              for fig, path, w, h in items]
     try:
         # mathjax=False: no script from a CDN (evolab's figures use no LaTeX), so export works offline.
-        kaleido.write_fig_from_object_sync(specs, kopts={"mathjax": False}, cancel_on_error=True)
+        # n=2: two tabs render at once (most of the time is the browser's, per figure).
+        kaleido.write_fig_from_object_sync(specs, kopts={"mathjax": False, "n": 2}, cancel_on_error=True)
     except ChromeNotFoundError:
         raise FigureError("Static figures need Chromium: install it (Debian: apt-get install chromium "
                           "fonts-noto-cjk; `make browser` does it) or point BROWSER_PATH at a Chrome.") from None

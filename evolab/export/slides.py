@@ -112,7 +112,7 @@ class _Deck:
             spot.path = folder / f"figure-{i}.png"
             w, h = spot.pixels()
             items.append((figures.slide_style(spot.fig), spot.path, w, h))
-        figures.render_sized(items, "png")
+        figures.render_sized(items)
         for slide, spot in self.pending:
             slide.shapes.add_picture(str(spot.path), spot.left, spot.top, spot.width, spot.height)
 
