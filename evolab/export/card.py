@@ -134,9 +134,8 @@ def card_body(store: Store, run_id: str, files: dict[str, str], counts: dict[str
     overview = analysis.run_overview(store, run_id)
     nodes = analysis.nodes_frame(store, run_id, fill_complexity=False)
     title = plain(run["name"] or run_id)
-    out = [f"# {title}", "",
-           "Instruction data evolved with [Evol-Instruct](https://arxiv.org/abs/2304.12244) (WizardLM, Xu et al. "
-           "2023) by evolab: an LLM rewrote seed instructions round after round into harder (in-depth) or rarer "
+    out = [f"# Dataset card: {title}", "",
+           "Instruction data evolved with Evol-Instruct (WizardLM, Xu et al. 2023, arXiv 2304.12244) by evolab: an LLM rewrote seed instructions round after round into harder (in-depth) or rarer "
            "(in-breadth) ones, answered each, and an eliminator dropped the failed rewrites, recording why. "
            "Everything below is read from the run's store.", ""]
 

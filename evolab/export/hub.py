@@ -21,6 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from evolab.export.card import FORMAT_FILES, dataset_card, license_problem, write_card
 from evolab.export.formats import FORMATS, write_export
+from evolab.llm import base as llm_base
 from evolab.llm.base import mask_secrets, redact_url
 from evolab.llm.openai_backend import KEY_VARS_ENV, owner_key_vars, secret_family
 from evolab.store import Store
@@ -86,6 +87,7 @@ def read_token(name: str = DEFAULT_TOKEN_ENV, *, app: bool = False) -> str:
     if not token:
         raise HubError(f"No Hub token in {name}: create a write token at <Hub>/settings/tokens and set it where "
                        f"evolab runs (export {name}=...), or name another variable with --token-env.")
+    llm_base._KNOWN_SECRETS.add(token)  # masked wherever it would appear (logs, job errors), like the LLM keys
     return token
 
 
