@@ -120,6 +120,10 @@ else:
         current = share.push_job(run_id)
         if current is None:
             return
+        if st.session_state.get("_hub_push_alive") and not current.alive:  # done: enable the button again
+            st.session_state["_hub_push_alive"] = False
+            st.rerun(scope="app")
+        st.session_state["_hub_push_alive"] = current.alive
         repo = current.info.get("repo_id", "")
         if current.alive:
             st.info(f"Pushing to {app_common.md(repo)}: {app_common.md(current.progress.get('step', 'starting'))}",
