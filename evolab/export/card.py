@@ -16,10 +16,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
-from huggingface_hub import DatasetCard, DatasetCardData
 
 from evolab.analysis import frames as analysis
 from evolab.audit import review
@@ -29,6 +28,9 @@ from evolab.export.formats import FORMATS, count_selected
 from evolab.llm.base import mask_secrets, redact_url
 from evolab.store import Store
 from evolab.text.markup import code, plain
+
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub import DatasetCard
 
 # Where each format lives in a pushed repository (and what a card written alone names).
 FORMAT_FILES = {"alpaca": "data/alpaca.json", "sharegpt": "data/sharegpt.json", "openai": "data/openai.jsonl",
@@ -87,6 +89,9 @@ def dataset_card(store: Store, run_id: str, formats: Iterable[str] = ("alpaca",)
     """The run's card for data files of `formats` (at `files[fmt]`, by default the pushed layout FORMAT_FILES);
     `counts` are their record counts (counted from the store when not given, with the same `select` filters as
     the export)."""
+    # huggingface_hub: imported where a card is made (its API module takes about half a second to load)
+    from huggingface_hub import DatasetCard, DatasetCardData
+
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:

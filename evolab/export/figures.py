@@ -13,10 +13,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-import kaleido
 import pandas as pd
 import plotly.graph_objects as go
-from kaleido.errors import ChromeNotFoundError
 from plotly.subplots import make_subplots
 
 from evolab.analysis import frames as analysis
@@ -224,6 +222,10 @@ def render_sized(items: list[tuple[go.Figure, Path, int, int]]) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     if not items:
         return []
+    # kaleido (and choreographer, which drives Chromium): imported where figures are rendered, not at CLI start
+    import kaleido
+    from kaleido.errors import ChromeNotFoundError  # (the same library, as above)
+
     specs = [{"fig": fig, "path": str(path), "opts": {"format": path.suffix[1:], "width": w, "height": h,
                                                       "scale": PNG_SCALE if path.suffix == ".png" else 1}}
              for fig, path, w, h in items]

@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import HfHubHTTPError
-
 from evolab.export.card import FORMAT_FILES, dataset_card, license_problem, write_card
 from evolab.export.formats import FORMATS, write_export
 from evolab.llm import base as llm_base
@@ -132,6 +129,10 @@ def push_run(store: Store, run_id: str, repo_id: str, *, token: str, formats: It
     if not token:
         raise HubError("No Hub token: set HF_TOKEN (or name the variable with --token-env).")
     formats = check_formats(formats)
+    # huggingface_hub: imported where a push starts (its API module takes about half a second to load)
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError  # (the same library, as above)
+
     endpoint = (endpoint or hub_endpoint()).rstrip("/")
     say = progress or (lambda _msg: None)
     api = HfApi(endpoint=endpoint, token=token, library_name="evolab")

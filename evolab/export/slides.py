@@ -20,10 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
-from pptx import Presentation
-from pptx.dml.color import RGBColor
-from pptx.oxml.ns import qn
-from pptx.util import Inches, Pt
 
 from evolab.analysis import frames as analysis
 from evolab.analysis import opstats
@@ -36,11 +32,25 @@ from evolab.llm.base import redact_url
 from evolab.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pptx.presentation import Presentation
+
     from evolab.embeddings.embed import Embedder
 
-SLIDE_W, SLIDE_H = Inches(13.333), Inches(7.5)  # 16:9
-MARGIN = Inches(0.5)
-TITLE_H = Inches(0.9)
+# python-pptx's units (pptx.util.Inches and Pt are these ints): python-pptx itself is imported only where a deck is
+# built or read, so the CLI does not load its OOXML classes to start.
+EMU_PER_INCH, EMU_PER_POINT = 914_400, 12_700
+
+
+def inches(x: float) -> int:
+    return int(x * EMU_PER_INCH)
+
+
+def points(x: float) -> int:
+    return int(x * EMU_PER_POINT)
+
+SLIDE_W, SLIDE_H = inches(13.333), inches(7.5)  # 16:9
+MARGIN = inches(0.5)
+TITLE_H = inches(0.9)
 EAST_ASIAN_FONT = "Noto Sans CJK KR"
 LATIN_FONT = "Noto Sans"
 STEP_TEXT = 110  # characters of a rewrite shown in the lineage table
@@ -63,6 +73,8 @@ class _Figure:
 
 class _Deck:
     def __init__(self) -> None:
+        from pptx import Presentation  # python-pptx: heavy (lxml's OOXML classes), only when a deck is built
+
         self.prs = Presentation()
         self.prs.slide_width, self.prs.slide_height = SLIDE_W, SLIDE_H
         self.blank = self.prs.slide_layouts[6]
@@ -70,9 +82,9 @@ class _Deck:
 
     def slide(self, title: str, subtitle: str | None = None):
         slide = self.prs.slides.add_slide(self.blank)
-        self.text(slide, title, MARGIN, Inches(0.3), SLIDE_W - 2 * MARGIN, TITLE_H, size=30, bold=True)
+        self.text(slide, title, MARGIN, inches(0.3), SLIDE_W - 2 * MARGIN, TITLE_H, size=30, bold=True)
         if subtitle:
-            self.text(slide, subtitle, MARGIN, Inches(0.95), SLIDE_W - 2 * MARGIN, Inches(0.5), size=15,
+            self.text(slide, subtitle, MARGIN, inches(0.95), SLIDE_W - 2 * MARGIN, inches(0.5), size=15,
                       color=(0x55, 0x55, 0x55))
         return slide
 
@@ -97,7 +109,7 @@ class _Deck:
     def table(slide, frame: pd.DataFrame, left, top, width, *, size: int = 13, max_rows: int = 14):
         frame = frame.head(max_rows)
         rows, cols = len(frame) + 1, len(frame.columns)
-        shape = slide.shapes.add_table(rows, cols, left, top, width, Inches(0.36) * rows)
+        shape = slide.shapes.add_table(rows, cols, left, top, width, inches(0.36) * rows)
         table = shape.table
         for c, name in enumerate(frame.columns):
             _cell(table.cell(0, c), str(name), size, bold=True)
@@ -118,7 +130,10 @@ class _Deck:
 
 
 def _font(run, size: int, bold: bool = False, color: tuple[int, int, int] | None = None) -> None:
-    run.font.size = Pt(size)
+    from pptx.dml.color import RGBColor  # python-pptx: loaded by _Deck already (heavy, only for decks)
+    from pptx.oxml.ns import qn  # python-pptx, as above
+
+    run.font.size = points(size)
     run.font.bold = bold
     run.font.name = LATIN_FONT
     if color:
@@ -137,8 +152,8 @@ def _cell(cell, text: str, size: int, bold: bool = False) -> None:
     run = para.add_run()
     run.text = text
     _font(run, size, bold)
-    cell.margin_left = cell.margin_right = Inches(0.05)
-    cell.margin_top = cell.margin_bottom = Inches(0.02)
+    cell.margin_left = cell.margin_right = inches(0.05)
+    cell.margin_top = cell.margin_bottom = inches(0.02)
 
 
 def _fmt(value: object) -> str:
@@ -187,21 +202,21 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
         raise figures.FigureError(f"--seed {seed!r} is not a seed of run {run_id}.")
     calls = analysis.calls_frame(store, run_id, nodes)
     deck = _Deck()
-    body_top = Inches(1.5)
-    body_h = SLIDE_H - body_top - Inches(0.4)
-    wide = Inches(8.2)
-    side_left = MARGIN + wide + Inches(0.25)
+    body_top = inches(1.5)
+    body_h = SLIDE_H - body_top - inches(0.4)
+    wide = inches(8.2)
+    side_left = MARGIN + wide + inches(0.25)
     side_w = SLIDE_W - side_left - MARGIN
     by_status = overview["by_status"]
 
     # 1. title
     slide = deck.prs.slides.add_slide(deck.blank)
-    deck.text(slide, run["name"] or run_id, MARGIN, Inches(2.2), SLIDE_W - 2 * MARGIN, Inches(1.2), size=40, bold=True)
+    deck.text(slide, run["name"] or run_id, MARGIN, inches(2.2), SLIDE_W - 2 * MARGIN, inches(1.2), size=40, bold=True)
     deck.text(slide, [f"Evol-Instruct with {overview['model']} at {redact_url(overview['base_url'])}",
                       f"{overview['seeds']} seeds, {overview['rounds']} rounds: {by_status.get('kept', 0)} kept, "
                       f"{by_status.get('eliminated', 0)} eliminated, {by_status.get('failed', 0)} failed",
                       f"run {run_id} · {time.strftime('%Y-%m-%d', time.gmtime(overview['created_at']))} · made with "
-                      "evolab"], MARGIN, Inches(3.6), SLIDE_W - 2 * MARGIN, Inches(1.6), size=20,
+                      "evolab"], MARGIN, inches(3.6), SLIDE_W - 2 * MARGIN, inches(1.6), size=20,
               color=(0x44, 0x44, 0x44))
 
     # 2. seeds
@@ -210,13 +225,13 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
                        + (f" from the seed set {run['seed_set']}" if run.get("seed_set") else ""))
     counts = pd.DataFrame({"language": seeds["language"].fillna("?")}).value_counts().reset_index()
     counts.columns = ["language", "seeds"]
-    deck.table(slide, counts, MARGIN, body_top, Inches(3.0), size=14)
+    deck.table(slide, counts, MARGIN, body_top, inches(3.0), size=14)
     skills = seeds["skill"].fillna("(not tagged)").value_counts().reset_index()
     skills.columns = ["skill", "seeds"]
-    deck.table(slide, skills, MARGIN, body_top + Inches(0.4) * (len(counts) + 2), Inches(3.0), size=14, max_rows=8)
+    deck.table(slide, skills, MARGIN, body_top + inches(0.4) * (len(counts) + 2), inches(3.0), size=14, max_rows=8)
     examples = pd.DataFrame({"seed": [_short(t, 90) for t in seeds["instruction"]],
                              "difficulty": seeds["difficulty"].tolist()})
-    deck.table(slide, examples, Inches(3.9), body_top, SLIDE_W - Inches(3.9) - MARGIN, size=13, max_rows=10)
+    deck.table(slide, examples, inches(3.9), body_top, SLIDE_W - inches(3.9) - MARGIN, size=13, max_rows=10)
 
     # 3. evolution per round and operation
     ops, _ = opstats.run_frames(store, run_id, nodes, by=["round"])
@@ -235,7 +250,7 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
                 MARGIN, body_top, wide, body_h)
     rules = pd.DataFrame(sorted(overview["by_rule"].items(), key=lambda kv: -kv[1]), columns=["rule", "dropped"])
     if rules.empty:
-        deck.text(slide, "Nothing was eliminated.", side_left, body_top, side_w, Inches(1))
+        deck.text(slide, "Nothing was eliminated.", side_left, body_top, side_w, inches(1))
     else:
         rules["share"] = (rules["dropped"] / max(evolved, 1)).map(lambda v: f"{v:.0%}")
         deck.table(slide, rules, side_left, body_top, side_w, size=14)
@@ -247,9 +262,9 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
                       if pd.notna(r.get("difficulty_mean")))
     slide = deck.slide("Difficulty and complexity drift", f"Seeds and kept nodes, means with 95% CIs. Difficulty "
                        f"(1-10) by round: {means or 'not scored'}")
-    half = (SLIDE_W - 2 * MARGIN - Inches(0.2)) / 2
+    half = (SLIDE_W - 2 * MARGIN - inches(0.2)) / 2
     deck.figure(slide, figures.viz.drift_figure(frame, "difficulty"), MARGIN, body_top, half, body_h)
-    deck.figure(slide, figures.viz.drift_figure(frame, "cx_index"), MARGIN + half + Inches(0.2), body_top, half, body_h)
+    deck.figure(slide, figures.viz.drift_figure(frame, "cx_index"), MARGIN + half + inches(0.2), body_top, half, body_h)
 
     # 6. diversity
     slide = deck.slide("The diversity map", "One UMAP map of every instruction of the run; near-duplicates ringed")
@@ -267,7 +282,7 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
     except (ImportError, OSError, RuntimeError, ValueError) as e:
         deck.text(slide, f"The map could not be computed: embedding failed ({e}). Set EVOLAB_EMBED_MODEL or "
                          "EVOLAB_EMBED_BASE_URL and write the deck again.", MARGIN, body_top, SLIDE_W - 2 * MARGIN,
-                  Inches(1.5))
+                  inches(1.5))
 
     # 7. one lineage, step by step
     seed = seed or deepest_seed(nodes)
@@ -275,11 +290,11 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
     tree = nodes[nodes["root_id"] == seed]
     slide = deck.slide("One lineage, step by step", f"{len(tree)} nodes grew from this seed; the path to its deepest "
                        "kept rewrite")
-    deck.figure(slide, figures.viz.lineage_figure(tree, webgl=False, title=""), MARGIN, body_top, Inches(5.2), body_h)
+    deck.figure(slide, figures.viz.lineage_figure(tree, webgl=False, title=""), MARGIN, body_top, inches(5.2), body_h)
     table = pd.DataFrame({"round": steps["round"].astype(int), "operation": steps["operation"],
                           "difficulty": steps["difficulty"], "instruction": [_short(t, STEP_TEXT)
                                                                              for t in steps["instruction"]]})
-    deck.table(slide, table, MARGIN + Inches(5.4), body_top, SLIDE_W - Inches(5.4) - 2 * MARGIN, size=12, max_rows=8)
+    deck.table(slide, table, MARGIN + inches(5.4), body_top, SLIDE_W - inches(5.4) - 2 * MARGIN, size=12, max_rows=8)
 
     # 8. judge beside checked answers
     rows = [r for r in store.judgments() if r["comparison"].startswith(run_id) or f"-vs-{run_id}" in r["comparison"]]
@@ -291,7 +306,7 @@ def build_deck(store: Store, run_id: str, *, seed: str | None = None, embedder: 
                        "when asked again")
     deck.figure(slide, figures.judge_figure(summaries, title="Pairwise judge (asked twice, answers swapped)"),
                 MARGIN, body_top, half, body_h)
-    deck.figure(slide, figures.viz.consistency_figure(consistency), MARGIN + half + Inches(0.2), body_top, half, body_h)
+    deck.figure(slide, figures.viz.consistency_figure(consistency), MARGIN + half + inches(0.2), body_top, half, body_h)
 
     # 9. cost
     cost = analysis.cost_frame(calls)
@@ -334,6 +349,8 @@ def deck_bytes(store: Store, run_id: str, **kwargs) -> bytes:
 def deck_html(path: str | Path, slides: list[int] | None = None, *, width_px: int = 1280) -> str:
     """The deck's slides (1-based numbers; default all) as one HTML page, each slide a box of `width_px` with its
     shapes at their positions: pictures, tables and text at their sizes. For previews and the docs' screenshots."""
+    from pptx import Presentation  # python-pptx: heavy, only when a deck is read
+
     prs = Presentation(str(path))
     scale = width_px / prs.slide_width
     height_px = round(prs.slide_height * scale)
@@ -347,7 +364,7 @@ def deck_html(path: str | Path, slides: list[int] | None = None, *, width_px: in
         for p in paragraphs:
             spans = []
             for r in p.runs:
-                size = (r.font.size or Pt(18)) * scale  # EMU -> px, as every position
+                size = (r.font.size or points(18)) * scale  # EMU -> px, as every position
                 weight = "700" if r.font.bold else "400"
                 colour = f"#{r.font.color.rgb}" if r.font.color and r.font.color.type is not None else "#222"
                 spans.append(f"<span style='font-size:{size:.1f}px;font-weight:{weight};color:{colour}'>"
