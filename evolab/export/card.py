@@ -105,7 +105,9 @@ def dataset_card(store: Store, run_id: str, formats: Iterable[str] = ("alpaca",)
     files = {f: (files or {}).get(f, FORMAT_FILES[f]) for f in formats}
     select = select or {}
     counts = {f: (counts or {}).get(f, None) for f in formats}
-    counts = {f: n if n is not None else count_selected(store, run_id, **select) for f, n in counts.items()}
+    if any(n is None for n in counts.values()):  # every format holds the same selected nodes: one pass counts them
+        selected = count_selected(store, run_id, **select)
+        counts = {f: selected if n is None else n for f, n in counts.items()}
     largest = max(counts.values(), default=0)
     data = DatasetCardData(
         language=data_languages(store, run_id) or None,
