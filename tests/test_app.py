@@ -589,7 +589,8 @@ def test_export_counts_filters_card_and_files(data):
     kept = select_nodes(data.store, data.batch)
     assert metric(at, "Records") == str(len(kept))
     labels = [read_markdown(b.label) for b in at.get("download_button")]
-    assert any("alpaca.json" in label for label in labels) and len(labels) == 3
+    assert any("alpaca.json" in label for label in labels) and len(labels) == 4
+    assert "Build and download the slides" in labels
     assert any("Dataset card: stub-batch" in read_markdown(m.value) for m in at.markdown)
     at.radio(key="export_status").set_value("all").run()
     assert metric(at, "Records") == str(len(data.store.nodes(data.batch)))

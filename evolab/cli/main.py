@@ -27,6 +27,7 @@ from evolab.cli.runs import (
     cmd_serve_local,
 )
 from evolab.cli.select import add_select_parser
+from evolab.cli.share import add_export_destinations, add_share_commands
 from evolab.cli.seeds import cmd_seeds_check, cmd_seeds_grow, cmd_seeds_lint
 from evolab.cli.tune import add_tune_arguments, cmd_tune
 from evolab.engine.lease import LeaseError
@@ -141,11 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --by-operation: one row per operation and round (default), language, skill, or none")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("export", help="write training data or the full lineage")
+    p = sub.add_parser("export", help="write training data or the full lineage; push it to the Hugging Face Hub")
     p.add_argument("--db", default=DEFAULT_DB)
     p.add_argument("--run", help="run id (default: the latest)")
-    p.add_argument("--format", required=True, choices=["alpaca", "sharegpt", "openai", "lineage"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--format", required=True, metavar="FORMAT", help="alpaca, sharegpt, openai or lineage (a comma "
+                   "list with --to-hub or --card)")
+    p.add_argument("--out", help="the file to write")
+    add_export_destinations(p)  # --to-hub, --private, --revision, --token-env, --license, --card (cli/share.py)
     p.add_argument("--status", choices=["kept", "all"], default="kept",
                    help="kept: seeds and kept evolutions with answers (default); all: every node")
     p.add_argument("--no-seeds", action="store_true", help="leave the round-0 seeds out")
@@ -205,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report.html")
     p.set_defaults(func=cmd_report)
 
+    add_share_commands(sub)  # figures, slides (evolab/cli/share.py)
     add_batch_commands(sub)  # batch cancel|export|import|status (evolab/cli/batch.py)
     return parser
 

@@ -9,8 +9,8 @@ from evolab.analysis.report import write_report
 from evolab.audit import judge
 from evolab.audit.review import agreement_text, judge_footer
 from evolab.cli.common import BadInput, check_out_path, open_store, pick_run_id
+from evolab.cli.share import check_destinations, export_elsewhere, parse_formats
 from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share, parse_checked
-from evolab.export.formats import write_export
 from evolab.llm.base import LLMError
 from evolab.llm.client import LLMClient, make_backend
 from evolab.llm.openai_backend import with_endpoint
@@ -34,10 +34,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             select["checked"] = parse_checked("consistent" if args.consistent_only else args.checked)
         except ValueError as e:
             raise BadInput(f"--checked: {e}") from None
-    check_out_path(args.out)
-    count = write_export(store, run_id, args.format, args.out, **select)  # streamed: bounded memory
-    print(f"wrote {count} records ({args.format}) to {args.out}")
-    return 0
+    formats = parse_formats(args.format)
+    token = check_destinations(args, formats)  # every destination checked before anything is written or sent
+    return export_elsewhere(args, store, run_id, select, formats, token)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
