@@ -92,6 +92,11 @@ def test_a_two_round_run_on_ray_makes_the_online_tree_across_two_endpoints(tmp_p
         rows = inputs.take_all() + output.take_all()
         assert len(rows) == 2 * len(todo) and not [r for r in rows if STUB_KEY in repr(r)]
         assert STUB_KEY not in session_logs()
+        # The Runs page's batch line names the Ray jobs and how to go on.
+        from evolab.app import support
+
+        info = support.batch_info(on_ray, "run-a")
+        assert "Ray-backed run" in info["text"] and not info["uses_batch"]
 
 
 def test_rpm_becomes_the_pace_of_each_worker():

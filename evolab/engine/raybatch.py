@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -105,6 +106,7 @@ class RayBatches:
         self._errors: dict[str, str] = {}
         self._stop: dict[str, threading.Event] = {}
         self.refused = 0  # 429/503/timeouts Ray retried, in the blocks this driver read
+        self.per_worker: Counter[int] = Counter()  # requests answered by each worker process (its pid)
 
     # -- the transport --------------------------------------------------------------------------------------
     def upload(self, data: bytes) -> str:
@@ -206,6 +208,7 @@ class RayBatches:
                           "".join(r["line"] + "\n" for r in rows).encode("utf-8"))
             answered += len(rows)
             self.refused += sum(int(r["refused"]) for r in rows)
+            self.per_worker.update(int(r["worker"]) for r in rows)
             self.log(f"ray job {folder.name}: {answered:,} of {n:,} requests answered"
                      + (f" ({self.refused:,} refused with 429/503 and retried)" if self.refused else ""))
             if stop.is_set():
@@ -225,7 +228,8 @@ def _result_row(row: dict[str, Any]) -> dict[str, Any]:
     line: dict[str, Any] = {"custom_id": row["custom_id"], "response": {"status_code": status, "body": body}}
     if status == GAVE_UP:
         line = {"custom_id": row["custom_id"], "response": None, "error": {"code": "ray", "message": text[:500]}}
-    return {"line": json.dumps(line, ensure_ascii=False), "refused": int(reply.get("refused") or 0)}
+    return {"line": json.dumps(line, ensure_ascii=False), "refused": int(reply.get("refused") or 0),
+            "worker": int(reply.get("worker") or 0)}
 
 
 def _answered_ids(folder: Path) -> set[str]:

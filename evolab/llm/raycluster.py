@@ -8,7 +8,7 @@ here imports it at module level, so the CLI starts without it and `--batch ray` 
 processor's headers (the key travels there and nowhere else) to one URL; evolab's rows carry a JSON string of
 {url, purpose, body}, and the session posts `body` to the row's endpoint (requests spread across replicas)
 with the purpose header the online backend sends, counts the 429/503 answers it got, and hands Ray back a flat
-{status, text, refused} record (a nested reply would give every row a different Arrow schema).
+{status, text, refused, worker} record (a nested reply would give every row a different Arrow schema).
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class _Reply:
 
     def __init__(self, status: int, text: str, refused: int, reason: str = ""):
         self.status, self.reason = status, reason
-        self._record = {"status": status, "text": text, "refused": refused}
+        self._record = {"status": status, "text": text, "refused": refused, "worker": os.getpid()}
 
     async def __aenter__(self) -> "_Reply":
         return self
