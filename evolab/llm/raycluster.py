@@ -147,7 +147,7 @@ class EvolabSession:
         payload = json.loads(data)
         if isinstance(payload, str):  # the row's payload is a JSON string, which Ray encoded once more
             payload = json.loads(payload)
-        marker = payload["body"].get("messages") and data  # the same request on each retry
+        marker = data  # the same request on each retry (Ray encodes the same payload again)
         attempt = self._attempts[marker] = self._attempts.get(marker, 0) + 1
         last = attempt > self.max_retries
         headers = {**headers, **({"X-Evolab-Purpose": payload["purpose"]} if payload.get("purpose") else {})}
