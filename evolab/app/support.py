@@ -757,17 +757,23 @@ def batch_info(db: Store, run_id: str) -> dict[str, Any]:
 
     s = batch_summary(db, run_id)
     jobs, open_jobs = s["jobs"], [j for j in s["open"] if j["engine"] == "openai"]
+    ray_jobs = [j for j in s["open"] if j["engine"] == "ray"]  # --batch ray (evolab/engine/raybatch.py), CLI only
     text = ""
     if jobs:
         text = f"Batch: {len(jobs)} job(s), {s['batch_calls']:,} calls answered by batch"
         for j in open_jobs:
             text += (f" · job {j['provider_batch_id'] or '(being created)'} {j['status']}: {j['n_completed']:,} of "
                      f"{j['n_requests']:,} answered")
+        for j in ray_jobs:
+            text += f" · Ray job {j['status']}: {j['n_completed']:,} of {j['n_requests']:,} answered"
+        if any(j["engine"] == "ray" for j in jobs):
+            text += " · a Ray-backed run: go on with `python -m evolab resume --batch ray`"
         exported = [j for j in s["open"] if j["engine"] == "file"]
         if exported:
             text += f" · {exported[-1]['n_requests']:,} requests exported to {exported[-1]['input_file_id']}, " \
                     "waiting for `batch import`"
-    return {"uses_batch": bool(jobs), "open": open_jobs, "text": text}
+    # Resumed from this page, a Ray-backed run goes on online (what Ray answered is in the cache).
+    return {"uses_batch": any(j["engine"] != "ray" for j in jobs), "open": open_jobs, "text": text}
 
 
 def cancel_batches(db: Store, run_id: str) -> list[str]:

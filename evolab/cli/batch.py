@@ -20,6 +20,10 @@ from evolab.engine.batch import (
     import_results_file,
     run_batched,
 )
+from evolab.engine.raybatch import DEFAULT_BLOCK_ROWS, RAY_POLL, RayOptions, run_on_ray
+from evolab.llm.raycluster import RayMissing, require_ray
+
+BATCH_ENGINES = ("openai", "ray")  # --batch (the endpoint's Batch API) or --batch ray (a Ray Dataset)
 
 
 def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None:
@@ -27,9 +31,22 @@ def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None
         p.add_argument("--batch-export", metavar="FILE",
                        help="create the run and write its first stage's requests as batch JSONL, sending none (for "
                             "vLLM run-batch or another service; then `batch import`)")
-    p.add_argument("--batch", action="store_true",
+    p.add_argument("--batch", nargs="?", const="openai", choices=BATCH_ENGINES,
                    help="run each stage of a round as one job of the endpoint's Batch API (OpenAI: half price, up to "
-                        "24 h per job); a killed run resumes by polling its jobs, never submitting them twice")
+                        "24 h per job); a killed run resumes by polling its jobs, never submitting them twice. "
+                        "`--batch ray`: each stage as a Ray Dataset through Ray Data's LLM API (docs/ray.md)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --batch ray: join this Ray cluster (default $RAY_ADDRESS, else a local Ray with this "
+                        "machine's cores)")
+    p.add_argument("--ray-endpoint", action="append", metavar="URL",
+                   help="with --batch ray: an OpenAI-compatible /v1 URL serving the run's --model (e.g. a vLLM "
+                        "replica); repeat it to spread the requests (default: the run's --base-url). The run's key "
+                        "goes to each")
+    p.add_argument("--ray-workers", type=int, default=2, metavar="N",
+                   help="with --batch ray: Ray actors sending requests, per endpoint (default 2)")
+    p.add_argument("--ray-block-rows", type=int, default=DEFAULT_BLOCK_ROWS, metavar="N",
+                   help=f"with --batch ray: requests per Dataset block, the unit of resume (default "
+                        f"{DEFAULT_BLOCK_ROWS})")
     p.add_argument("--batch-fallback", choices=FALLBACKS, default="resubmit",
                    help="requests a job failed or did not answer (expired): resubmit in the next job (default, up to "
                         "--batch-attempts jobs) or send them online at once")
@@ -49,12 +66,26 @@ def add_batch_options(p: argparse.ArgumentParser, new_run: bool = False) -> None
 def batch_options(args: argparse.Namespace) -> Any:
     """The batch.BatchOptions that --batch and its options ask for, or None without --batch."""
 
-    if not getattr(args, "batch", False):
+    if not getattr(args, "batch", None):
+        if getattr(args, "ray_address", None) or getattr(args, "ray_endpoint", None):
+            raise ValueError("--ray-address and --ray-endpoint go with --batch ray.")
         return None
     if args.batch_poll <= 0 or args.batch_poll_max < args.batch_poll:
         raise ValueError("--batch-poll must be > 0 and --batch-poll-max at least --batch-poll.")
     if args.batch_max_requests < 1 or args.batch_max_mb <= 0:
         raise ValueError("--batch-max-requests must be at least 1 and --batch-max-mb more than 0.")
+    if args.batch == "ray":
+        try:
+            require_ray()  # exit 2 with the install command, before a run is created or a call is paid
+        except RayMissing as e:
+            raise BadInput(str(e)) from None
+        explicit_poll = args.batch_poll != 5.0 or args.batch_poll_max != 60.0
+        poll = PollPolicy(first_s=args.batch_poll, max_s=args.batch_poll_max) if explicit_poll else RAY_POLL
+        return RayOptions(endpoints=args.ray_endpoint or [], address=args.ray_address, workers=args.ray_workers,
+                          block_rows=args.ray_block_rows,
+                          batch=BatchOptions(poll=poll, fallback=args.batch_fallback, max_attempts=args.batch_attempts,
+                                             max_requests=args.batch_max_requests,
+                                             max_bytes=int(args.batch_max_mb * 1_000_000)))
     return BatchOptions(poll=PollPolicy(first_s=args.batch_poll, max_s=args.batch_poll_max),
                         fallback=args.batch_fallback, max_attempts=args.batch_attempts,
                         max_requests=args.batch_max_requests, max_bytes=int(args.batch_max_mb * 1_000_000))
@@ -66,9 +97,11 @@ def export_new_run(store: Any, run_id: str, out: str) -> int:
     return _write_requests(store, run_id, out, None)
 
 
-def run_with_batches(store: Any, run_id: str, options: BatchOptions, until_round: int | None,
+def run_with_batches(store: Any, run_id: str, options: BatchOptions | RayOptions, until_round: int | None,
                      progress: Callable | None) -> str:
-
+    if isinstance(options, RayOptions):  # --batch ray: each stage a Ray Dataset (evolab/engine/raybatch.py)
+        return run_on_ray(store, run_id, options, until_round=until_round, progress=progress,
+                          log=lambda msg: print(msg, file=sys.stderr))
     return run_batched(store, run_id, options=options, until_round=until_round, progress=progress,
                        log=lambda msg: print(msg, file=sys.stderr))
 

@@ -3,23 +3,40 @@
     python -m evolab embed calibrate --model ~/models/my-st-model --db evolab.db
     python -m evolab embed calibrate --base-url http://localhost:8000/v1 --model e5-query --db evolab.db
     python -m evolab embed show --model multilingual-e5-small-q4
+    python -m evolab embed --db evolab.db --run R --ray     # a large run's instructions, on a Ray cluster
 
 A calibrated model's thresholds go to the store's meta (the shipped models' are in
 evolab/data/embedding_thresholds.json); maps, marks and seed lint on that database then use them.
+`embed --run R` embeds a run's instructions into the store's embedding cache (the one the Diversity page and the
+warm-up read) with the run's map embedder; `--ray` does it on a Ray cluster (evolab/embeddings/raymap.py).
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
-from evolab.cli.common import BadInput, open_store
+from evolab.analysis.frames import map_embedder, nodes_frame
+from evolab.cli.common import BadInput, open_store, pick_run_id
 from evolab.embeddings import calibration as cal
 from evolab.embeddings import embed
+from evolab.embeddings.raymap import RayEmbedder
+from evolab.llm.raycluster import RayMissing, require_ray
 
 
 def add_embed_parser(sub, default_db: str) -> None:
     embed_p = sub.add_parser("embed", help="embedding models: calibrate near-duplicate thresholds, show them")
-    cmds = embed_p.add_subparsers(dest="embed_command", required=True)
+    embed_p.add_argument("--db", dest="run_db", default=default_db, help="with --run: the store of the run to embed")
+    embed_p.add_argument("--run", help="embed this run's instructions (\"latest\": the newest) into the store's "
+                                       "embedding cache, as the Diversity page would")
+    embed_p.add_argument("--ray", action="store_true", help="with --run: embed on a Ray cluster, as map_batches over "
+                                                            "actors that load the model once (docs/ray.md)")
+    embed_p.add_argument("--ray-address", metavar="ADDR", help="with --ray: join this cluster (default "
+                                                               "$RAY_ADDRESS, else a local Ray)")
+    embed_p.add_argument("--ray-actors", type=int, default=2, metavar="N", help="with --ray: actors (default 2)")
+    embed_p.set_defaults(func=cmd_embed_run)
+    cmds = embed_p.add_subparsers(dest="embed_command")
 
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", help="multilingual-e5-small-q4 (default), all-MiniLM-L6-v2, a local "
@@ -79,4 +96,35 @@ def cmd_embed_show(args: argparse.Namespace) -> int:
           f"{info.novelty:.4f} ({info.source})")
     if info.note:
         print(info.note)
+    return 0
+
+
+def cmd_embed_run(args: argparse.Namespace) -> int:
+    """`embed --run R [--ray]`: every instruction of the run, with the run's map embedder, into the cache."""
+    if not args.run:
+        raise BadInput("Give a subcommand (calibrate, show) or --run R (\"latest\" for the newest run) to embed "
+                       "a run's instructions.")
+    if args.ray:
+        try:
+            require_ray()  # exit 2 with the install command, before anything is loaded
+        except RayMissing as e:
+            raise BadInput(str(e)) from None
+    elif args.ray_address:
+        raise BadInput("--ray-address goes with --ray.")
+    store = open_store(args.run_db)
+    run_id = pick_run_id(store, None if args.run == "latest" else args.run)
+    nodes = nodes_frame(store, run_id, fill_complexity=False)
+    embedder = map_embedder(nodes)
+    todo = embed.count_unembedded(embed.node_texts(nodes), embedder, store)
+    if args.ray and todo:
+        try:
+            embedder = RayEmbedder(embedder, actors=args.ray_actors, address=args.ray_address,
+                                   log=lambda msg: print(msg, file=sys.stderr))
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+    start = time.perf_counter()
+    embed.embed_nodes(nodes, embedder, store)
+    where = f"on Ray, {args.ray_actors} actors" if args.ray and todo else "in this process"
+    print(f"run {run_id}: {len(nodes):,} instructions, {todo:,} embedded {where} with {embedder.name} in "
+          f"{time.perf_counter() - start:.1f} s; the Diversity page reads them from {store.path}")
     return 0
