@@ -1,15 +1,27 @@
-"""Rate limits: evolab's client at concurrency 64 against a stub that allows a number of requests a minute,
-enforced over short fixed windows, with OpenAI's x-ratelimit-* headers and without them (a self-hosted
-server that only answers 429, with or without Retry-After). For comparison, the old behaviour: a fixed
-concurrency of 64 with the openai client's own retries (`adaptive=False`).
+"""Rate limits: evolab's client at concurrency 64 against stub servers that limit it the ways real ones do, each
+run with the current limiter ("now") and with the one it replaced ("before", bench/old_ratelimit.py, a copy of
+evolab/llm/ratelimit.py before issue 24), side by side.
 
-Prints a markdown table: allowed rate (the stub's quota in every window the run touched, over the wall
-time), achieved rate (requests answered 200 over the wall time), their ratio, the share of requests the stub answered
-429 (the openai client's retries included) and the wall time. Target: >= 90 % of the allowed rate with at
-most 2 % of requests answered 429.
+Scenarios (names for --scenarios):
+  quantized            OpenAI-style x-ratelimit-* headers announcing RPM a minute, enforced over short fixed windows of
+                       --quantum seconds (RPM/60 * quantum each), 429 with Retry-After to the window's end
+  quantized-bare       the same, its 429s without Retry-After
+  cap                  a self-hosted server serving --cap requests at once, 503 at once past that, no headers
+  cap-retry-after      the same with `Retry-After: 1` on its 503s
+  cap-queue            serves --cap at once, lets --cap more wait for a slot (it slows down), 503 past that
+  window-headers       the older scenarios: RPM in fixed --window second windows, with x-ratelimit-* headers,
+  window-429           ... with only a 429 and Retry-After,
+  window-bare          ... with only a 429
 
-    python bench/ratelimit.py                      # 2,000 calls, 6,000 requests/min in 4 s windows, 200 ms replies
-    python bench/ratelimit.py --requests 500 --rpm 3000 --window 3
+Capacity is what the server could have done over the run's wall time: for the rate limits, a full quota in every
+window the run touched; for the concurrency caps, --cap requests every --latency seconds. "used" is requests
+answered 200 against it, "refused" the share of requests the stub answered 429/503 (retries included). Goal: at
+least 90 % used, at most 2 % refused. Prints a markdown table.
+
+    python bench/ratelimit.py                      # quantized, cap, cap-queue: 800 calls each, both limiters
+    python bench/ratelimit.py --scenarios cap,cap-queue --cap 40
+    python bench/ratelimit.py --scenarios quantized --quantized-rpm 1200 --quantum 10
+    python bench/ratelimit.py --scenarios all --requests 2000
 """
 from __future__ import annotations
 
@@ -21,30 +33,46 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import old_ratelimit  # noqa: E402
 
 from evolab.llm import LLMError, OpenAICompatibleBackend  # noqa: E402
 from evolab.llm.client import LLMClient  # noqa: E402
+from evolab.llm.ratelimit import describe_settled  # noqa: E402
 
-MODES = [  # (name, evolab's limiter on, stub sends x-ratelimit-* headers, stub sends Retry-After on a 429)
-    ("evolab, headers", True, True, True),
-    ("evolab, no headers, Retry-After", True, False, True),
-    ("evolab, no headers, no Retry-After", True, False, False),
-    ("fixed 64, headers", False, True, True),
-    ("fixed 64, no headers, Retry-After", False, False, True),
-    ("fixed 64, no headers, no Retry-After", False, False, False),
-]
+SCENARIOS = ["quantized", "quantized-bare", "cap", "cap-retry-after", "cap-queue", "window-headers", "window-429",
+             "window-bare"]
 
 
-def _serve(queue, rpm: float, window: float, latency: float, headers: bool, retry_after: bool) -> None:
+class BeforeLimiter(old_ratelimit.RateLimiter):
+    """The limiter before issue 24, behind the client's current calls."""
+
+    async def acquire(self, tokens: int = 0, retry_of=None):
+        return await super().acquire(tokens)
+
+
+def stub_kwargs(name: str, args: argparse.Namespace) -> dict:
+    if name.startswith("quantized"):
+        return dict(latency=args.latency, rpm=args.quantized_rpm, window_s=60.0, quantum_s=args.quantum,
+                    ratelimit_headers=True,
+                    ratelimit_retry_after=name == "quantized")
+    if name.startswith("cap"):
+        return dict(latency=args.cap_latency, max_concurrent=args.cap, queue=args.cap if name == "cap-queue" else 0,
+                    busy_retry_after=1.0 if name == "cap-retry-after" else None)
+    return dict(latency=args.latency, rpm=args.rpm, window_s=args.window, ratelimit_headers=name == "window-headers",
+                ratelimit_retry_after=name != "window-bare")
+
+
+def _serve(queue, kwargs: dict) -> None:
     """The stub in its own process (as bench/throughput.py does), so it does not share the client's CPU."""
     from evolab.testing.stub_server import StubServer
 
-    with StubServer(latency=latency, rpm=rpm, window_s=window, ratelimit_headers=headers,
-                    ratelimit_retry_after=retry_after) as stub:
+    with StubServer(**kwargs) as stub:
         queue.put(stub.base_url)
         queue.get()  # "stop"
         offset = time.time() - time.monotonic()  # the stub's windows count from stub._t0 (monotonic)
-        queue.put([(int((r["time"] - offset - stub._t0) // window), r["status"]) for r in stub.chat_requests()])
+        queue.put([(r["time"] - offset - stub._t0, r["status"]) for r in stub.chat_requests()])
 
 
 async def _calls(client: LLMClient, n: int) -> tuple[int, int]:
@@ -62,15 +90,19 @@ async def _calls(client: LLMClient, n: int) -> tuple[int, int]:
     return ok, n - ok
 
 
-def run_mode(name: str, adaptive: bool, headers: bool, retry_after: bool, args: argparse.Namespace) -> dict:
+def run_one(name: str, limiter: str, args: argparse.Namespace) -> dict:
+    kwargs = stub_kwargs(name, args)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_serve, args=(queue, args.rpm, args.window, args.latency, headers, retry_after),
-                       daemon=True)
+    proc = ctx.Process(target=_serve, args=(queue, kwargs), daemon=True)
     proc.start()
     base_url = queue.get(timeout=60)
-    backend = OpenAICompatibleBackend(model="bench-model", base_url=base_url, timeout_s=60, max_retries=6)
-    client = LLMClient(backend, None, concurrency=args.concurrency, adaptive=adaptive)
+    backend = OpenAICompatibleBackend(model="bench-model", base_url=base_url, timeout_s=60, max_retries=12,
+                                      concurrency=args.concurrency)
+    client = LLMClient(backend, None, concurrency=args.concurrency)
+    if limiter == "before":
+        client.limiter = BeforeLimiter(args.concurrency)
+        backend.rate_limiter = client.limiter
     start = time.perf_counter()
     ok, failed = asyncio.run(_calls(client, args.requests))
     wall = time.perf_counter() - start
@@ -78,44 +110,59 @@ def run_mode(name: str, adaptive: bool, headers: bool, retry_after: bool, args: 
     requests = queue.get(timeout=60)
     proc.join(10)
     statuses = [s for _, s in requests]
-    # What the stub would have accepted: a full quota in every window the run touched (fixed windows let
-    # a run start and end on a full one, so requests / wall can exceed the nominal rate).
-    windows = {w for w, _ in requests}
-    capacity = int(args.rpm * args.window / 60) * (max(windows) - min(windows) + 1)
-    allowed = capacity / wall
-    achieved = statuses.count(200) / wall
-    return {"mode": name, "allowed": allowed, "achieved": achieved, "ratio": statuses.count(200) / capacity,
-            "share_429": statuses.count(429) / max(1, len(statuses)), "n_429": statuses.count(429),
-            "requests": len(statuses), "failed": failed, "wall": wall,
-            "final": client.limiter.state()}
+    answered = statuses.count(200)
+    if name.startswith("cap"):
+        capacity = args.cap / args.cap_latency * wall
+    else:
+        span = args.quantum if name.startswith("quantized") else args.window
+        windows = {int(t // span) for t, _ in requests}
+        rpm = args.quantized_rpm if name.startswith("quantized") else args.rpm
+        capacity = int(rpm * span / 60) * (max(windows) - min(windows) + 1)
+    refused = sum(s in (429, 503) for s in statuses)
+    state = client.limiter.state()
+    return {"scenario": name, "limiter": limiter, "used": answered / capacity, "refused": refused / max(1, len(statuses)),
+            "n_refused": refused, "requests": len(statuses), "failed": failed, "wall": wall,
+            "concurrency": state["concurrency"], "settled": describe_settled(state)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=2000, help="calls to make (default 2000)")
-    p.add_argument("--rpm", type=float, default=6000, help="requests a minute the stub allows (default 6000)")
-    p.add_argument("--window", type=float, default=4.0, help="the stub's window in seconds (default 4)")
-    p.add_argument("--latency", type=float, default=0.2, help="the stub's reply time in seconds (default 0.2)")
+    p.add_argument("--requests", type=int, default=800, help="calls per run (default 800)")
+    p.add_argument("--scenarios", default="quantized,cap,cap-queue",
+                   help=f"comma-separated, from {', '.join(SCENARIOS)}, or all (default quantized,cap,cap-queue)")
+    p.add_argument("--limiters", default="now,before", help="now, before or both (default now,before)")
+    p.add_argument("--quantized-rpm", type=float, default=600,
+                   help="requests a minute the quantized stubs announce (default 600, the issue's)")
+    p.add_argument("--rpm", type=float, default=6000, help="requests a minute the window-* stubs allow (default 6000)")
+    p.add_argument("--quantum", type=float, default=1.0, help="the quantized scenarios' enforcement window, s (default 1)")
+    p.add_argument("--window", type=float, default=4.0, help="the window-* scenarios' window, s (default 4)")
+    p.add_argument("--cap", type=int, default=16, help="the cap-* scenarios' requests at once (default 16)")
+    p.add_argument("--latency", type=float, default=0.2, help="the rate-limited stubs' reply time, s (default 0.2)")
+    p.add_argument("--cap-latency", type=float, default=0.5,
+                   help="the cap-* stubs' reply time, s (default 0.5: 32 a second at a cap of 16, which one client "
+                        "process keeps up with on a busy 2-core machine)")
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--modes", default="all", help="comma-separated mode numbers 1-6 (default all)")
     args = p.parse_args()
-    chosen = MODES if args.modes == "all" else [MODES[int(i) - 1] for i in args.modes.split(",")]
-    print(f"{args.requests} calls, concurrency {args.concurrency}, stub: {args.rpm:g} requests/min in fixed "
-          f"{args.window:g} s windows ({args.rpm * args.window / 60:g} a window), replies in {args.latency * 1000:g} ms",
-          file=sys.stderr)
+    names = SCENARIOS if args.scenarios == "all" else args.scenarios.split(",")
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
+    print(f"{args.requests} calls a run, concurrency {args.concurrency}; quantized: {args.quantized_rpm:g}/min in "
+          f"{args.quantum:g} s windows; cap {args.cap} at {args.cap_latency * 1000:g} ms a reply; window-*: {args.rpm:g}/min "
+          f"in {args.window:g} s windows", file=sys.stderr)
     rows = []
-    for mode in chosen:
-        r = run_mode(*mode, args)
-        rows.append(r)
-        print(f"  {r['mode']}: {r['achieved']:.1f}/s ({r['ratio']:.0%}), 429s {r['n_429']}/{r['requests']}, "
-              f"failed {r['failed']}, {r['wall']:.1f} s; limiter at the end: concurrency "
-              f"{r['final']['concurrency']}, cuts {r['final']['cuts']}", file=sys.stderr)
+    for name in names:
+        for limiter in args.limiters.split(","):
+            r = run_one(name, limiter, args)
+            rows.append(r)
+            print(f"  {name} / {limiter}: used {r['used']:.0%}, refused {r['n_refused']}/{r['requests']}, failed "
+                  f"{r['failed']}, {r['wall']:.1f} s, concurrency {r['concurrency']} {r['settled']}", file=sys.stderr)
     print()
-    print("| mode | allowed req/s | achieved req/s | achieved/allowed | answered 429 | calls failed | wall s |")
+    print("| scenario | limiter | capacity used | refused | calls failed | wall s | settled |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['allowed']:.1f} | {r['achieved']:.1f} | {r['ratio']:.0%} | "
-              f"{r['share_429']:.1%} ({r['n_429']} of {r['requests']}) | {r['failed']} | {r['wall']:.1f} |")
+        print(f"| {r['scenario']} | {r['limiter']} | {r['used']:.0%} | {r['refused']:.1%} ({r['n_refused']} of "
+              f"{r['requests']}) | {r['failed']} | {r['wall']:.1f} | {r['settled'] or r['concurrency']} |")
 
 
 if __name__ == "__main__":

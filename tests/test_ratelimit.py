@@ -178,6 +178,7 @@ def test_header_token_reservations_are_not_corrected_past_a_fresh_snapshot():
         assert limiter.header_tokens.level == 9000
         limiter.release(t, used_tokens=200)
         assert limiter.header_tokens.level == 9800
+        clock.t += 10  # the pace (10,000 tokens a minute spent evenly) has room again
         t = await limiter.acquire(tokens=1000)
         clock.t += 5  # the server's bucket refilled (a new epoch): the old reservation is no longer ours
         limiter.header_tokens.snapshot(HeaderLimit(10000, 5000, 1.0), clock())
@@ -190,18 +191,30 @@ def test_header_token_reservations_are_not_corrected_past_a_fresh_snapshot():
 
 
 # -- AIMD ------------------------------------------------------------------------------------------------
-def test_a_burst_of_429s_cuts_the_concurrency_once_and_retry_after_is_honoured():
+async def fill_rounds(limiter: RateLimiter, rounds: int) -> None:
+    """Rounds of calls that all succeed: as many as the limiter admits at once, then all answered."""
+    for _ in range(rounds):
+        tickets = []
+        while limiter._wait_s(0, limiter.clock()) == 0.0:
+            tickets.append(await limiter.acquire())
+        for t in tickets:
+            limiter.release(t)
+
+
+def test_a_closed_window_cuts_the_concurrency_once_and_retry_after_is_honoured():
     clock = Clock()
     limiter = RateLimiter(16, clock=clock)
 
     async def go():
-        first = await limiter.acquire()
-        limiter.release(first)  # a first reply: from now on up to 16 at once (8 before it)
+        await fill_rounds(limiter, 4)  # slow start: 8, then one more per success, up to 16
+        assert limiter.limit == 16
         tickets = [await limiter.acquire() for _ in range(16)]
         assert limiter._wait_s(0, clock()) is None  # 16 in flight: full
-        for t in tickets[:10]:  # ten 429s of calls sent together: one burst
+        # Ten 429s of calls sent together, at levels where calls just got through: a closed window, one burst.
+        for t in tickets[:10]:
             limiter.release(t, outcome="rate_limited", retry_after=2.0)
         assert limiter.limit == 12 and limiter.cuts == 1 and limiter.rate_limited == 10
+        assert limiter.state()["why"] == "window" and limiter.ceiling is None
         assert limiter.blocked_until == pytest.approx(clock() + 2.0)
         for t in tickets[10:]:
             limiter.release(t)
@@ -211,17 +224,26 @@ def test_a_burst_of_429s_cuts_the_concurrency_once_and_retry_after_is_honoured()
         assert limiter._wait_s(0, clock()) is None
         limiter.release(probe)
         assert limiter._wait_s(0, clock()) == 0  # it got through: the others follow
-        # A new burst (calls admitted after the cut) cuts again. Without Retry-After the probes bisect the
-        # time the last burst showed: its probe got through 2 s after it (none failed): 1 s, 1.5 s, 2 s.
-        t1, t2 = await limiter.acquire(), await limiter.acquire()
-        limiter.release(t1, outcome="rate_limited")
-        assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 1.0)
-        limiter.release(t2, outcome="rate_limited")  # same burst: no second cut
-        assert limiter.limit == 9
-        clock.t += 1.0
-        probe = await limiter.acquire()
-        limiter.release(probe, outcome="rate_limited")  # still full: a longer pause, no cut
-        assert limiter.limit == 9 and limiter.blocked_until == pytest.approx(clock() + 0.5)
+    asyncio.run(go())
+
+
+def test_a_full_server_cuts_to_the_level_it_refused_and_pauses_nobody():
+    """A 503 of a call sent with more in flight than any that got through: the server's cap. The limit goes one
+    below that level, nobody pauses, only the refused call waits its own Retry-After; calls admitted before the
+    cut do not cut again."""
+    clock = Clock()
+    limiter = RateLimiter(64, clock=clock)
+
+    async def go():
+        tickets = [await limiter.acquire() for _ in range(8)]
+        limiter.pause(None)  # the HTTP hook saw the 503: nothing is admitted until the release reads it
+        assert limiter._wait_s(0, clock()) is None
+        limiter.release(tickets[7], outcome="rate_limited", retry_after=1.0)
+        assert limiter.limit == 7 and limiter.ceiling == 8 and limiter.state()["why"] == "refusals"
+        assert limiter.blocked_until <= clock() and tickets[7].retry_at == pytest.approx(clock() + 1.0)
+        limiter.release(tickets[6], outcome="rate_limited")  # sent before the cut: no second cut
+        assert limiter.limit == 7 and limiter.cuts == 1
+        assert limiter._wait_s(0, clock()) == 0  # 6 in flight, limit 7: room now
     asyncio.run(go())
 
 
@@ -326,16 +348,16 @@ def test_concurrency_stays_between_one_and_the_configured_limit():
     limiter = RateLimiter(4, clock=clock)
 
     async def go():
-        for _ in range(20):  # burst after burst
+        for _ in range(20):  # refusal after refusal
             clock.t += 100
             limiter._probe = False
             t = await limiter.acquire()
             limiter.release(t, outcome="rate_limited", retry_after=0)
         assert limiter.limit == 1
         clock.t += 100
-        for _ in range(200):  # a long run of successes grows it back, never past the configured 4
-            t = await limiter.acquire()
-            limiter.release(t)
+        # Rounds of successes at the limit grow it back (the ceiling is tried now and then, and a call through at
+        # it raises it), never past the configured 4.
+        await fill_rounds(limiter, 300)
         assert limiter.limit == 4
     asyncio.run(go())
 

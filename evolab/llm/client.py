@@ -299,8 +299,10 @@ class LLMClient:
         limiter = self.limiter
         tokens = estimate_prompt_tokens(messages) + kw["max_tokens"] if limiter.counts_tokens else 0
         attempts = 1 + (getattr(self.backend, "max_retries", 0) if limiter.adaptive else 0)
+        ticket = None
         for attempt in range(1, attempts + 1):
-            ticket = await limiter.acquire(tokens)
+            # A call a full server refused waits its own Retry-After (if any), not everyone's.
+            ticket = await (limiter.acquire(tokens, retry_of=ticket) if ticket else limiter.acquire(tokens))
             start = time.perf_counter()
             try:
                 comp = await self.backend.complete(messages, **kw)

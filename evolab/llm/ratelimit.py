@@ -1,28 +1,45 @@
 """Being a good client: pace requests and tokens by what the server says, or adapt when it says nothing.
 
 One `RateLimiter` per client admits each call (FIFO) when all of these allow it:
-- **Concurrency** (AIMD, as NeMo Data Designer does): up to 8 calls until the first reply is back (its headers
-  may say the server takes fewer than `--concurrency` at once), then `--concurrency`; a 429 or 503 cuts it by a
-  quarter, once per burst (only a failure of a call admitted since the last cut cuts again); after a run of
-  successes as long as the limit itself it grows by one. It stays between 1 and `--concurrency`.
-- **A cooldown** after a 429/503: Retry-After / retry-after-ms when the server sends one. Without it the
-  limiter learns from the bursts when the server takes calls again (see `_first_probe_s`): the first time
+- **Header pacing** (announced limits): OpenAI-style `x-ratelimit-limit/remaining/reset-*` headers announce a
+  budget per period (OpenAI's are per minute, and "may be quantized": enforced over shorter windows). A `Pacer`
+  per resource spends it as a steady rate (limit / period) with a burst of a few calls at most, whatever
+  `remaining` says. The period is read from the headers: a continuous refill's reset is (limit - remaining) /
+  limit of it (capped at a minute), and a fixed window shows itself when `remaining` jumps up while the reset
+  moves a whole window later. A 429 while paced means the limit is enforced over shorter windows than announced:
+  the burst drops to one call and the rate to 97 % of what it was (once per round of calls, not below 70 %).
+- **Header buckets** (as curator does): `remaining` and the reset the server named stay a floor under the pacing
+  (another client may spend the same quota): below the cost of a call we wait for the reset.
+- **Concurrency** without headers: slow start from 8 calls (one more per success) up to `--concurrency`. A 429/503
+  is read by what it says about the server:
+  - *a concurrency cap* (TGI's max_concurrent_requests, an Ollama queue, a proxy before vLLM): the refused call
+    went out with more calls in flight than any that got through since the last refusal. The limit drops to one
+    below that level (once per round trip: calls admitted before the cut do not cut again) and the refused call
+    alone is retried (after its Retry-After, if any): nothing pauses the calls the server is taking. The level
+    refused is the ceiling; the limit goes back up to it only now and then (after 8 round trips, doubling after
+    each refused try, at most 64), so holding at the cap costs a refusal per several hundred calls; a call that
+    gets through at the ceiling raises it (the server freed up), and growth goes on by one a round trip.
+  - *latency*: after a refusal showed the server is finite, the average round trip of each round of calls is
+    compared with the lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the
+    queue would be 2, under 2 lets it grow. So a server that slows down before it refuses is held near the
+    concurrency it serves at full speed, not at the edge of its queue.
+  - *a closed window* (a rate limit without headers): calls sent at that level got through just before. Then all
+    calls pause and one probe goes first, as below.
+- **A cooldown** after a closed window's 429/503: Retry-After / retry-after-ms when the server sends one. Without
+  it the limiter learns from the bursts when the server takes calls again (see `_first_probe_s`): the first time
   it probes 0.25 s after the burst, then 1.3 times as long each time (at most 30 s apart); later, from a
   little before the recovery time the last burst showed. Every call waits it out, not just the failed one, and
   then one call goes first (a probe): the others follow when it succeeds (so a server still full costs one
   429, not a whole window of them). It also learns how many calls the server took between the last two
   bursts: after that many, calls go one at a time (doubling with each success) until the 429 that ends
   the window, instead of a 429 for every call sent before the first one came back.
-- **Header buckets** (as curator does, requests and tokens): OpenAI-style `x-ratelimit-limit/remaining/reset-*`
-  headers replace our estimate on every reply. Below the cost of a call we wait for the reset the server
-  named (then the bucket is full again), which is right for fixed windows and for OpenAI's continuous
-  refill alike, so header mode sees almost no 429s.
 - **User caps** `--rpm` / `--tpm`: token buckets refilled continuously, holding one second's worth.
 
 A call reserves its tokens as an estimate of its prompt plus `max_tokens`; the usage returned corrects the
 reservation (a fresher header snapshot supersedes it). A call bigger than a bucket goes when the bucket is
 full, so nothing waits forever; every wait is for a finite time or for a call in flight to end; a set stop
-event or `abort()` fails the queued calls at once.
+event or `abort()` fails the queued calls at once. `state()` says what the limiter settled on and why
+(headers, refusals, latency); `describe()` and `describe_settled()` put it in words for the CLI and the Runs page.
 """
 from __future__ import annotations
 
@@ -49,6 +66,19 @@ STALE_S = 0.5  # a reply whose reset falls this close to our last refill describ
 INITIAL_IN_FLIGHT = 8  # calls sent before the first reply (and its headers) is back
 STOP_POLL_S = 0.25  # how often queued calls look at the stop event
 RATE_WINDOW_S = 60.0  # requests/min and tokens/min are measured over this
+# Header pacing
+DEFAULT_PERIOD_S = 60.0  # OpenAI's limits are per minute; the headers may show a shorter period, never a longer one
+PACE_BURST_S = 0.05  # a pacer holds this long's worth of its rate (at least one call): a small burst at most
+PACE_SMOOTHING = 0.97  # a 429 while paced: the rate goes to this share of what it was...
+PACE_MIN_SHARE = 0.7  # ... never below this share of the announced rate
+WINDOW_JUMP_S = 0.25  # a reset this much later than time explains, with more left: a fixed window began
+# Concurrency caps and latency
+PROBE_GAP_RTTS = 8  # after a refusal at the ceiling, round trips before the limit tries it again...
+MAX_PROBE_GAP_RTTS = 64  # ... doubling after each refused try, up to this many
+WINDOW_EVIDENCE = 3  # calls through at a level since the last refusal that make a refusal there a closed window
+VEGAS_ALPHA = 2.0  # calls queued at the server (by the latency) under which the limit may grow...
+VEGAS_BETA = 4.0  # ... and over which it is cut back to where the queue would be VEGAS_ALPHA
+BASE_RTT_ROUNDS = 200  # the lowest round-trip average is taken over this many rounds of calls
 
 
 class RateLimited(LLMError):
@@ -227,6 +257,67 @@ class Bucket:
             self.reset_at = max(self.reset_at or 0.0, reset_at)
 
 
+class Pacer(Bucket):
+    """An announced limit spent evenly: `limit` per `period_s`, as a continuous rate with a small burst, however
+    much `remaining` says is left (a per-minute limit may be enforced per second). The period comes from the
+    headers (see `observe`); `smooth()` slows it after a 429 showed the limit is enforced over shorter windows."""
+
+    def __init__(self, name: str, clock=time.monotonic):
+        super().__init__(name, clock=clock)
+        self.limit: float | None = None
+        self.share = 1.0  # of the announced rate; lowered by 429s while paced
+        self.single = False  # a 429 while paced: no burst any more, one call at a time
+        self.smoothed = 0  # how many times a 429 slowed it
+        self._implied_s = 0.0  # the longest period a continuous refill's reset implied (capped at a minute)
+        self.window_s: float | None = None  # a fixed window's length, once a window boundary was seen
+        self._latest: tuple[float, float, float] | None = None  # (reset at, remaining, seen at) of the latest reset
+
+    @property
+    def period_s(self) -> float:
+        return self.window_s or self._implied_s or DEFAULT_PERIOD_S
+
+    @property
+    def per_s(self) -> float:
+        return self.share * (self.limit or 0.0) / self.period_s
+
+    def observe(self, h: HeaderLimit, now: float) -> None:
+        """Learn the announced limit and its period from one reply's headers.
+        - A continuous refill (OpenAI) names the time until the bucket is full: reset = used / limit * period,
+          so period = reset * limit / used. The longest seen counts (a fixed window's early replies imply more
+          than its length), capped at DEFAULT_PERIOD_S.
+        - A fixed window's reset moves by a whole window at once while `remaining` jumps up; a continuous
+          refill's never moves later than time explains when more is left. The shortest such jump is the window."""
+        if self.limit != h.limit:
+            self.limit, self.share, self.single = h.limit, 1.0, False
+        if h.reset_s is not None and h.remaining < h.limit:
+            self._implied_s = max(self._implied_s, min(DEFAULT_PERIOD_S, h.reset_s * h.limit / (h.limit - h.remaining)))
+            reset_at = now + h.reset_s
+            latest = self._latest
+            if latest is not None and reset_at > latest[0] + (now - latest[2]) + WINDOW_JUMP_S and h.remaining > latest[1]:
+                self.window_s = min(self.window_s or math.inf, reset_at - latest[0])
+            if latest is None or reset_at >= latest[0]:
+                self._latest = (reset_at, h.remaining, now)
+        self._retune(now)
+
+    def smooth(self, now: float) -> None:
+        """A 429 while paced: the limit is enforced over shorter windows than announced. Slow down a little and
+        send one call at a time."""
+        self.share = max(PACE_MIN_SHARE, self.share * PACE_SMOOTHING)
+        self.single = True
+        self.smoothed += 1
+        self._retune(now)
+
+    def _retune(self, now: float) -> None:
+        self._refill(now)
+        self.rate = self.per_s
+        self.per_minute = self.rate * 60.0
+        burst = 1.0 if self.single else max(1.0, self.rate * PACE_BURST_S)
+        if self.capacity is None:
+            self.level = burst
+        self.capacity = burst
+        self.level = min(self.level, burst)
+
+
 # -- the limiter ------------------------------------------------------------------------------------------
 @dataclass
 class Ticket:
@@ -237,6 +328,10 @@ class Ticket:
     epochs: tuple[int, ...]
     probe: bool = False  # the one call sent after a pause to see whether the server takes calls again
     released: bool = False
+    seq: int = 0  # admission order
+    level: int = 0  # calls in flight once it was admitted (itself included)
+    sent_at: float = 0.0
+    retry_at: float = 0.0  # a refused call of a full server: when it may be sent again (its Retry-After)
 
 
 @dataclass
@@ -249,7 +344,9 @@ class RateLimiter:
     def __init__(self, concurrency: int, *, rpm: int | None = None, tpm: int | None = None,
                  adaptive: bool = True, stop_event: threading.Event | None = None, clock=time.monotonic):
         self.max_concurrency = max(1, int(concurrency))
-        self.limit = float(self.max_concurrency)
+        # Slow start: a few calls until replies come back, one more per success until the first refusal.
+        self.limit = float(self.max_concurrency if not adaptive else min(self.max_concurrency, INITIAL_IN_FLIGHT))
+        self._slow_start = True
         self.adaptive = adaptive  # False: the old fixed concurrency (bench/ratelimit.py compares them)
         self.stop_event = stop_event
         self.clock = clock
@@ -257,6 +354,28 @@ class RateLimiter:
         self.user_tokens = Bucket("tokens (--tpm)", tpm, clock) if tpm else None
         self.header_requests = Bucket("requests (headers)", clock=clock)
         self.header_tokens = Bucket("tokens (headers)", clock=clock)
+        self.pace_requests = Pacer("requests (paced)", clock=clock)
+        self.pace_tokens = Pacer("tokens (paced)", clock=clock)
+        # A concurrency cap (see the module doc): the level a refusal came at, and when to try it again.
+        self.ceiling: int | None = None
+        self._probe_gap = 0  # successes before the limit may reach the ceiling again
+        self._ok_since_cut = 0
+        self._ok_levels: dict[int, int] = {}  # calls through since the last refusal, by the level they went at
+        self._hold = False  # a 429/503 was seen in the HTTP hook: admit nothing until its call is released
+        self.why = "start"  # what set the limit last: start, headers, refusals, window, latency
+        self.refusals_by_kind = {"cap": 0, "window": 0, "headers": 0}
+        # Latency (Vegas): round trips of the current round of calls, the rounds' averages, the lowest.
+        self._rtt_sum = 0.0
+        self._rtt_n = 0
+        self.rtt_s: float | None = None
+        self._rtt_rounds: deque[float] = deque(maxlen=BASE_RTT_ROUNDS)
+        self.base_rtt_s: float | None = None
+        self._queue_ok = True  # the latency says there is room for more calls
+        self._last_kind = ""  # how the last refusal was read: "cap" or "window"
+        self._limit_before_cap = self.limit
+        self._gap_rtts = 0
+        self._cap_refused_seq = -1
+        self._ok_at_ceiling = 0
         self.in_flight = 0
         self.blocked_until = 0.0
         self.generation = 0  # bumps on every cut: a 429 of a call admitted before it is the same burst
@@ -268,7 +387,6 @@ class RateLimiter:
         # Without Retry-After: when the server took calls again, learned from the bursts (see _first_probe_s).
         self._burst_at: float | None = None  # the current burst's first 429 (None: no burst)
         self._hook_at: float | None = None  # a first 429 the HTTP hook saw before its call was released
-        self._hook_blocked = 0.0  # blocked_until before that hook paused (undone if the 429 was stale)
         self._probe_sent = 0.0  # when the current probe was admitted
         self._failed_s: float | None = None  # how long after the burst the last failed probe of it went
         self._recovery_s: float | None = None  # how long after its burst's first 429 the last probe got through
@@ -290,8 +408,8 @@ class RateLimiter:
 
     # -- which buckets apply ----------------------------------------------------------------------------
     def _buckets(self) -> tuple[Bucket, ...]:
-        return tuple(b for b in (self.user_requests, self.user_tokens, self.header_requests, self.header_tokens)
-                     if b is not None)
+        return tuple(b for b in (self.user_requests, self.user_tokens, self.header_requests, self.header_tokens,
+                                 self.pace_requests, self.pace_tokens) if b is not None)
 
     @property
     def counts_tokens(self) -> bool:
@@ -299,10 +417,16 @@ class RateLimiter:
         return self.adaptive and (self.user_tokens is not None or self.header_tokens.known)
 
     def _cost(self, b: Bucket, tokens: int) -> float:
-        return tokens if b in (self.user_tokens, self.header_tokens) else 1.0
+        return tokens if b in (self.user_tokens, self.header_tokens, self.pace_tokens) else 1.0
+
+    @property
+    def paced(self) -> bool:
+        return self.pace_requests.known or self.pace_tokens.known
 
     def _wait_s(self, tokens: int, now: float) -> float | None:
         """0: admit now; > 0: try again after this long; None: wait for a call in flight to end."""
+        if self._hold and self.adaptive:
+            return None  # the release of the refused call decides (and pumps)
         cap = 1 if self._probe else max(1, int(self.limit))
         if not self._replied and self.adaptive:
             cap = min(cap, INITIAL_IN_FLIGHT)
@@ -323,13 +447,19 @@ class RateLimiter:
         buckets = self._buckets() if self.adaptive else ()
         for b in buckets:
             b.take(self._cost(b, tokens))
+        now = self.clock()
         if self._probe:
-            self._probe_sent = self.clock()
-        return Ticket(tokens, self.generation, tuple(b.epoch for b in buckets), probe=self._probe)
+            self._probe_sent = now
+        return Ticket(tokens, self.generation, tuple(b.epoch for b in buckets), probe=self._probe,
+                      seq=self._admitted, level=self.in_flight, sent_at=now)
 
     # -- admission ------------------------------------------------------------------------------------
-    async def acquire(self, tokens: int = 0) -> Ticket:
+    async def acquire(self, tokens: int = 0, retry_of: Ticket | None = None) -> Ticket:
+        """Wait for room for a call (`retry_of`: the refused call it retries, which may have to wait first)."""
         self._check_stop()
+        while retry_of is not None and retry_of.retry_at > self.clock():  # its own Retry-After, not everyone's
+            await asyncio.sleep(min(STOP_POLL_S, retry_of.retry_at - self.clock()))
+            self._check_stop()
         if not self._queue and self._wait_s(tokens, self.clock()) == 0.0:
             return self._admit(tokens)  # the common case: no queue, room now
         waiter = _Waiter(tokens, asyncio.get_running_loop().create_future())
@@ -400,23 +530,30 @@ class RateLimiter:
             return
         ticket.released = True
         self.in_flight -= 1
+        self._hold = False
         self._replied = self._replied or outcome != "cancelled"
         now = self.clock()
         if self.adaptive:
             buckets = self._buckets()
+            token_buckets = (self.user_tokens, self.header_tokens, self.pace_tokens)
             for b, epoch in zip(buckets, ticket.epochs):
-                if outcome == "ok" and b in (self.user_tokens, self.header_tokens) and used_tokens is not None:
+                if outcome == "ok" and b in token_buckets and used_tokens is not None:
                     b.give_back(ticket.tokens - used_tokens, epoch)
+                elif b is self.pace_requests and outcome == "rate_limited":
+                    pass  # the pace counts sends: a refused call was sent, the next one keeps its distance
                 elif outcome != "ok":  # never sent, refused, or failed: give the reservation back
                     b.give_back(self._cost(b, ticket.tokens), epoch)
             if outcome == "rate_limited":
                 self._rate_limited(ticket, retry_after, now)
-            elif ticket.generation == self.generation:
-                if ticket.probe:
-                    self._recovered(now if outcome == "ok" else None)
-                self._probe = False  # a call sent since the last cut got through (or failed otherwise)
+            else:
                 if outcome == "ok":
-                    self._success()
+                    self._got_through(ticket, now)
+                if ticket.generation == self.generation:
+                    if ticket.probe:
+                        self._recovered(now if outcome == "ok" else None)
+                    self._probe = False  # a call sent since the last cut got through (or failed otherwise)
+                    if outcome == "ok":
+                        self._success()
         if outcome == "ok":
             used = used_tokens if used_tokens is not None else ticket.tokens
             self._done.append((now, used))
@@ -426,26 +563,102 @@ class RateLimiter:
         if self._queue:
             self._pump()
 
+    def _got_through(self, ticket: Ticket, now: float) -> None:
+        """Any call that succeeded: the level it went at, the ceiling, and its round trip (for the latency)."""
+        self._ok_levels[ticket.level] = self._ok_levels.get(ticket.level, 0) + 1
+        if ticket.seq > self._cap_refused_seq:
+            self._ok_since_cut += 1
+        if self.ceiling is not None and ticket.level >= self.ceiling:  # the server took as many as it once refused
+            # A few in a row, not one: our count of calls in flight runs ahead of the server's by the replies
+            # not yet read, so one call through at the ceiling may have found the server one lower.
+            self._ok_at_ceiling += 1
+            if self._ok_at_ceiling >= max(3, self.ceiling // 4):
+                self.ceiling, self._gap_rtts, self._probe_gap, self._ok_at_ceiling = ticket.level + 1, 1, 0, 0
+        self._rtt_sum += now - ticket.sent_at
+        self._rtt_n += 1
+        if self._rtt_n < max(4, int(self.limit)):
+            return
+        # A round of calls is back: compare its average round trip with the lowest round seen (Vegas).
+        self.rtt_s, self._rtt_sum, self._rtt_n = self._rtt_sum / self._rtt_n, 0.0, 0
+        self._rtt_rounds.append(self.rtt_s)
+        self.base_rtt_s = min(self._rtt_rounds)
+        if self.ceiling is None or self.paced or self.rtt_s <= 0:
+            return  # latency is watched only once a refusal showed the server takes a limited number at once
+        queued = self.limit * (1.0 - self.base_rtt_s / self.rtt_s)
+        self._queue_ok = queued < VEGAS_ALPHA
+        if queued > VEGAS_BETA:  # calls wait at the server: cut to where about VEGAS_ALPHA would wait
+            target = max(1.0, self.limit / 2, self.limit * self.base_rtt_s / self.rtt_s + VEGAS_ALPHA)
+            if target < self.limit:
+                self.limit, self.why, self._slow_start, self._streak = target, "latency", False, 0
+
     def _success(self) -> None:
         """A call admitted since the last cut succeeded (older ones say nothing about the new limit)."""
         self._streak += 1
         if self._admitted > self._cycle_end:  # a call past the quota got through: it was low, speed up again
             self._past_cap = min(2 * self._past_cap, self.max_concurrency)
-        if self._streak >= int(self.limit):  # a run of successes as long as the limit: one more
-            self._streak = 0
-            self.limit = min(float(self.max_concurrency), self.limit + 1.0)
+        if not self._queue_ok:
+            return  # the latency says calls already wait at the server: hold
+        if not self._slow_start and self._streak < int(self.limit):
+            return  # one more after a run of successes as long as the limit (slow start: one more per success)
+        self._streak = 0
+        grown = min(float(self.max_concurrency), self.limit + 1.0)
+        if self.ceiling is not None and grown >= self.ceiling:
+            if self._ok_since_cut < self._probe_gap:
+                return  # hold just under the level the server refused; try it again now and then
+            grown = min(grown, float(self.ceiling))
+        self.limit = grown
+
+    def _window_evidence(self, level: int) -> bool:
+        """Did calls get through at this level (or higher) since the last refusal? Then the server is not refusing
+        how many we send at once but when we send them: a closed window."""
+        return sum(n for lv, n in self._ok_levels.items() if lv >= level) >= WINDOW_EVIDENCE
 
     def _rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
         self.rate_limited += 1
         self._streak = 0
+        hook_at, self._hook_at = self._hook_at, None
+        if self.paced:  # a 429 under announced limits: they are enforced over shorter windows than announced
+            self.refusals_by_kind["headers"] += 1
+            if ticket.generation == self.generation:  # once per round of calls sent at the old pace
+                self.generation += 1
+                for pacer in (self.pace_requests, self.pace_tokens):
+                    if pacer.known:
+                        pacer.smooth(now)
+                self.why = "headers"
+            if retry_after is not None:
+                self.blocked_until = max(self.blocked_until, now + retry_after)
+            return
         # Once per burst: calls admitted before the last cut do not cut again, nor does a failed probe (the
         # server is still full from the same burst: it only makes the pause longer).
         new_burst = ticket.generation == self.generation and not ticket.probe
-        hook_at, self._hook_at = self._hook_at, None
         if new_burst:
+            # A full server (a concurrency cap) refuses the calls past its cap and takes the others; a closed
+            # window refuses every call, at any level. A refusal right after a cut for a cap, before any call
+            # sent since then got through, is a window after all: undo that cut.
+            # (In a closed window the calls in flight come back refused at once, so the next one goes at a level
+            # far under the old limit; a level near it is our count of calls in flight running ahead of the
+            # server's, replies not yet read: the cap is lower still.)
+            closed = (self._last_kind == "cap" and self._ok_since_cut == 0 and self.cuts > 0
+                      and ticket.level <= self._limit_before_cap / 2)
+            if closed:
+                self.limit = max(self.limit, self._limit_before_cap)
+            elif not self._window_evidence(ticket.level):
+                self._cap_refusal(ticket, retry_after, now)
+                return
+        elif self._last_kind == "cap" and not ticket.probe:
+            self.refusals_by_kind["cap"] += 1
+            if retry_after is not None:
+                ticket.retry_at = now + retry_after
+            return  # sent before the cut: the cut already counted it
+        self._last_kind = "window"
+        if new_burst:
+            self.refusals_by_kind["window"] += 1
             self.limit = max(1.0, self.limit * DECREASE)
             self.generation += 1
             self.cuts += 1
+            self._slow_start = False
+            self._ok_levels.clear()
+            self.why = "window"
             self._probe = True
             self._burst_at = min(now, hook_at) if hook_at is not None else now
             self._failed_s = None
@@ -453,9 +666,7 @@ class RateLimiter:
         elif not ticket.probe and ticket.generation == self.generation - 1:
             self._burst_quota -= 1  # another call of the cycle the burst ended: the server did not take it
         if not new_burst and not ticket.probe and not self._probe and hook_at is not None:
-            # A late 429 of a call sent before the last burst ended: the hook's pause was for nothing.
-            self.blocked_until = self._hook_blocked
-            return
+            return  # a late 429 of a call sent before the last burst ended: no new pause
         if retry_after is not None:
             pause = retry_after
         elif new_burst:
@@ -465,6 +676,27 @@ class RateLimiter:
         else:
             pause = 0.0
         self.blocked_until = max(self.blocked_until, now + pause)
+
+    def _cap_refusal(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
+        """The server refused a call sent with more in flight than any that got through since the last refusal:
+        it takes fewer at once. Hold one below that level; only this call waits (its Retry-After)."""
+        self.refusals_by_kind["cap"] += 1
+        self._last_kind = "cap"
+        self._limit_before_cap = self.limit
+        self.limit = max(1.0, min(self.limit, ticket.level - 1.0))
+        self.ceiling = ticket.level
+        self._gap_rtts = min(MAX_PROBE_GAP_RTTS, max(PROBE_GAP_RTTS, 2 * self._gap_rtts))
+        self._probe_gap = self._gap_rtts * max(1, int(self.limit))
+        self.generation += 1
+        self.cuts += 1
+        self._slow_start = False
+        self._ok_since_cut = 0
+        self._cap_refused_seq = ticket.seq
+        self._ok_at_ceiling = 0
+        self._ok_levels.clear()
+        self.why = "refusals"
+        if retry_after is not None:
+            ticket.retry_at = now + retry_after
 
     # Without Retry-After the limiter cannot know when the server's window ends. Doubling blindly overshoots
     # it (a window's quota goes unused while we wait), and probing often costs a 429 a probe. So we learn
@@ -525,21 +757,17 @@ class RateLimiter:
         self._burst_at = self._failed_s = None
 
     def pause(self, retry_after: float | None) -> None:
-        """A 429/503 just arrived (seen in the HTTP hook, before the call's own error surfaces): stop
-        admitting calls at once; the cut and the probe follow when that call is released. During a burst
-        (a probe or calls sent before it) the release decides."""
+        """A 429/503 just arrived (seen in the HTTP hook, before the call's own error surfaces): admit nothing
+        until that call is released, which reads the refusal (a full server, a closed window, a pace too fast)."""
         if not self.adaptive:
             return
-        now = self.clock()
-        if retry_after is not None:
-            self.blocked_until = max(self.blocked_until, now + retry_after)
-        elif not self._probe and self._hook_at is None:
-            self._hook_at, self._hook_blocked = now, self.blocked_until
-            first = self._recovery_lo_s if self._recovery_s is not None else FIRST_PROBE_S
-            self.blocked_until = max(self.blocked_until, now + max(0.0, first))
+        self._hold = True
+        if not self._probe and self._hook_at is None:
+            self._hook_at = self.clock()
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
-        """A reply's x-ratelimit-* headers (any reply, retries included) replace our estimate."""
+        """A reply's x-ratelimit-* headers (any reply, retries included): the announced limits and their period
+        set the pace; what is left is a floor under it."""
         if not self.adaptive:
             return
         found = read_ratelimit_headers(headers)
@@ -548,8 +776,12 @@ class RateLimiter:
         now = self.clock()
         if "requests" in found:
             self.header_requests.snapshot(found["requests"], now)
+            self.pace_requests.observe(found["requests"], now)
         if "tokens" in found:
             self.header_tokens.snapshot(found["tokens"], now)
+            self.pace_tokens.observe(found["tokens"], now)
+        if self.why in ("start", "window", "refusals", "latency") and self.refusals_by_kind["headers"] == 0:
+            self.why = "headers"
         if self._queue:
             self._pump()
 
@@ -580,6 +812,17 @@ class RateLimiter:
                 s[f"header_{key}_limit"] = b.capacity
                 s[f"header_{key}_remaining"] = max(0.0, b.level)
                 s[f"header_{key}_reset_s"] = max(0.0, b.reset_at - now) if b.reset_at is not None else 0.0
+        # What it settled on, and why (describe_settled puts it in words).
+        s["why"] = self.why if self.adaptive else "fixed"
+        s["refused"] = dict(self.refusals_by_kind)
+        for key, p in (("requests", self.pace_requests), ("tokens", self.pace_tokens)):
+            if p.known:
+                s[f"pace_{key}_per_min"] = p.per_s * 60.0
+                s[f"pace_{key}_period_s"] = p.period_s
+                s[f"pace_{key}_share"] = p.share
+        s["ceiling"] = self.ceiling
+        s["rtt_s"] = self.rtt_s
+        s["base_rtt_s"] = self.base_rtt_s
         return s
 
 
@@ -601,7 +844,43 @@ def describe(state: dict[str, Any] | None) -> str:
     limits.append(f"concurrency {state['concurrency']}/{state['max_concurrency']} ({label})")
     if state.get("cooldown_s", 0) > 0.05:
         limits.append(f"paused {state['cooldown_s']:.1f}s after a 429")
-    return " · ".join(parts + limits)
+    settled = describe_settled(state)
+    return " · ".join(parts + limits + ([settled] if settled else []))
+
+
+def describe_settled(state: dict[str, Any] | None) -> str:
+    """What the limiter settled on and why, in a few words, from `RateLimiter.state()` (also an older run's stored
+    state, which lacks these keys: then ""). E.g. "paced at 582/min of 600/min announced per 60 s (headers;
+    slowed by 2 429s: enforced over shorter windows)", "settled at 16 in flight (refusals past 16)",
+    "settled at 18 in flight (latency: 31% over the lowest round trip)"."""
+    if not state or "why" not in state:
+        return ""
+    why = state["why"]
+    if state.get("pace_requests_per_min") or state.get("pace_tokens_per_min"):
+        key = "requests" if state.get("pace_requests_per_min") else "tokens"
+        unit = "req" if key == "requests" else "tok"
+        limit = state.get(f"header_{key}_limit") or 0
+        period = state.get(f"pace_{key}_period_s") or 60.0
+        text = (f"paced at {_short(state[f'pace_{key}_per_min'])} {unit}/min of {_short(limit * 60.0 / period)} "
+                f"{unit}/min announced (headers")
+        smoothed = (state.get("refused") or {}).get("headers", 0)
+        if smoothed:
+            text += f"; {smoothed} refused while paced: enforced over shorter windows, slowed to " \
+                    f"{state.get(f'pace_{key}_share', 1.0):.0%}"
+        return text + ")"
+    if why == "fixed":
+        return ""
+    n = state.get("concurrency")
+    if why == "refusals":
+        return f"settled at {n} in flight (refusals at {state.get('ceiling') or n + 1})"
+    if why == "latency" and state.get("rtt_s") and state.get("base_rtt_s"):
+        slower = state["rtt_s"] / state["base_rtt_s"] - 1.0
+        return f"settled at {n} in flight (latency: {slower:.0%} over the lowest round trip)"
+    if why == "window":
+        return f"pausing at a closed window, {n} in flight (refusals at any level)"
+    if why == "start":
+        return f"growing, {n} in flight (no refusal yet)"
+    return ""
 
 
 def _short(n: float) -> str:

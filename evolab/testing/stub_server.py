@@ -33,6 +33,13 @@ its max_tokens on arrival, as OpenAI counts). Over the limit a chat request gets
 `retry-after-ms`/`retry-after` until the window ends (`ratelimit_retry_after=False`: no hint, like most
 self-hosted servers). `ratelimit_headers=True` adds OpenAI's `x-ratelimit-limit/remaining/reset-requests`
 (and `-tokens`) to every chat reply; they describe the window (limit = allowed per window).
+`quantum_s=1` also enforces the limit over short fixed windows (600 a minute as 10 a second), while the headers
+still describe the whole window: a per-minute limit "quantized" as OpenAI documents; its 429s' Retry-After runs
+to the quantum's end.
+
+A self-hosted server's concurrency cap: `StubServer(max_concurrent=16)` serves 16 chat requests at once and
+answers `busy_status` (503) at once past that, with no rate-limit headers (`busy_retry_after=1`: with
+Retry-After); `queue=16` lets 16 more wait for a slot first (a server that slows down before it refuses).
 
 The files and batches API, as OpenAI serves it (evolab/engine/batch.py; the openai client's files/batches calls work):
   POST /v1/files                 multipart upload (purpose must be "batch"); GET /v1/files/{id}/content
@@ -218,13 +225,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._error(400, "The request body is not a JSON object.")
             return
-        if route == "/chat/completions" and stub._rate_limited(body):
+        refused_for = stub._rate_limited(body) if route == "/chat/completions" else None
+        if refused_for is not None:
             self._error(429, "Rate limit reached: too many requests or tokens in this window.", "rate_limit_error",
-                        headers=stub._ratelimit_headers(limited=True))
+                        headers=stub._ratelimit_headers(limited=True, retry_s=refused_for))
             return
         if route == "/embeddings":
             stub._sleep(stub._latency())
             self._embeddings(body)
+            return
+        if not stub._take_slot():  # a full server (max_concurrent and its queue): refused at once, no headers
+            headers = {} if stub.busy_retry_after is None else {"retry-after": f"{stub.busy_retry_after:g}"}
+            self._error(stub.busy_status, "The server is busy: too many requests at once.", "server_error",
+                        headers=headers)
             return
         with stub._lock:
             stub._in_flight += 1
@@ -234,6 +247,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         finally:
             with stub._lock:
                 stub._in_flight -= 1
+            stub._free_slot()
 
     def _chat(self, body: dict[str, Any]) -> None:
         stub = self.server.stub
@@ -348,7 +362,9 @@ class StubServer:
                  structured: tuple[str, ...] = ("json_schema", "json_object"), structured_error: int = 400,
                  reasoning_models: tuple[str, ...] = (), reasoning_tokens: int = 8,
                  rpm: float | None = None, tpm: float | None = None, window_s: float = 60.0,
-                 ratelimit_headers: bool = False, ratelimit_retry_after: bool = True):
+                 ratelimit_headers: bool = False, ratelimit_retry_after: bool = True, quantum_s: float | None = None,
+                 max_concurrent: int | None = None, queue: int = 0, busy_status: int = 503,
+                 busy_retry_after: float | None = None):
         if handler is None:
             handler = scripted_reply
         self.handler: Handler = handler
@@ -368,7 +384,17 @@ class StubServer:
         self._window = -1  # index of the current window; its counts:
         self._window_requests = 0
         self._window_tokens = 0
+        # ... and also over short windows of `quantum_s` (a per-minute limit "quantized", as OpenAI may enforce it).
+        self.quantum_s = quantum_s
+        self._quantum, self._quantum_requests, self._quantum_tokens = -1, 0, 0
         self._t0 = time.monotonic()
+        # A self-hosted server's concurrency cap: `max_concurrent` served at once, `queue` more wait for a slot
+        # (their reply comes later), past that `busy_status` at once, with no headers (Retry-After if set).
+        self.max_concurrent, self.queue, self.busy_status = max_concurrent, queue, busy_status
+        self.busy_retry_after = busy_retry_after
+        self._serving = 0
+        self._waiting = 0
+        self._slots = threading.Condition()
         self.api_key = api_key  # when set, requests without `Authorization: Bearer <api_key>` get 401
         self.models = list(models)
         self.fail_always: Fault | None = None
@@ -714,24 +740,61 @@ class StubServer:
     def _per_window(self, per_minute: float) -> float:
         return per_minute * self.window_s / 60.0
 
-    def _rate_limited(self, body: dict[str, Any]) -> bool:
-        """Count a chat request against the window; True when it is over the limit (then it is not counted)."""
+    def _take_slot(self) -> bool:
+        """A place among the `max_concurrent` served at once, after waiting in the queue if it has room; False:
+        the server is full (the request is refused)."""
+        if self.max_concurrent is None:
+            return True
+        with self._slots:
+            if self._serving >= self.max_concurrent:
+                if self._waiting >= self.queue:
+                    return False
+                self._waiting += 1
+                try:
+                    while self._serving >= self.max_concurrent and not self._stopping.is_set():
+                        self._slots.wait(0.05)
+                finally:
+                    self._waiting -= 1
+            self._serving += 1
+        return True
+
+    def _free_slot(self) -> None:
+        if self.max_concurrent is None:
+            return
+        with self._slots:
+            self._serving -= 1
+            self._slots.notify()
+
+    def _rate_limited(self, body: dict[str, Any]) -> float | None:
+        """Count a chat request against the window (and the quantum); None when it is within the limit, else the
+        seconds until the window that refused it ends (then it is not counted)."""
         if self.rpm is None and self.tpm is None:
-            return False
+            return None
         messages = body.get("messages") if isinstance(body.get("messages"), list) else []
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         cost = sum(count_tokens(_content_text(m.get("content"))) + 4 for m in messages if isinstance(m, dict)) + 3
         cost += max_tokens if isinstance(max_tokens, int) else 16
         with self._lock:
-            self._roll_window(time.monotonic())
+            now = time.monotonic()
+            left_s = self._roll_window(now)
             if ((self.rpm is not None and self._window_requests + 1 > self._per_window(self.rpm)) or
                     (self.tpm is not None and self._window_tokens >= self._per_window(self.tpm))):
-                return True
+                return left_s
+            if self.quantum_s:
+                index = int((now - self._t0) // self.quantum_s)
+                if index != self._quantum:
+                    self._quantum, self._quantum_requests, self._quantum_tokens = index, 0, 0
+                scale = self.quantum_s / 60.0
+                if ((self.rpm is not None and self._quantum_requests + 1 > self.rpm * scale) or
+                        (self.tpm is not None and self._quantum_tokens >= self.tpm * scale)):
+                    return self._t0 + (index + 1) * self.quantum_s - now
+                self._quantum_requests += 1
+                self._quantum_tokens += cost
             self._window_requests += 1
             self._window_tokens += cost
-        return False
+        return None
 
-    def _ratelimit_headers(self, limited: bool = False) -> dict[str, str]:
+    def _ratelimit_headers(self, limited: bool = False, retry_s: float | None = None) -> dict[str, str]:
         """x-ratelimit-* headers of the current window (if enabled), plus Retry-After on a 429."""
         if self.rpm is None and self.tpm is None:
             return {}
@@ -748,8 +811,9 @@ class StubServer:
                 headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - count))
                 headers[f"x-ratelimit-reset-{kind}"] = format_reset(left_s if count else 0.0)
         if limited and self.ratelimit_retry_after:
-            headers["retry-after-ms"] = str(max(1, math.ceil(left_s * 1000)))
-            headers["retry-after"] = str(max(1, math.ceil(left_s)))
+            wait_s = left_s if retry_s is None else retry_s
+            headers["retry-after-ms"] = str(max(1, math.ceil(wait_s * 1000)))
+            headers["retry-after"] = str(max(1, math.ceil(wait_s)))
         return headers
 
     def rate_limited_count(self) -> int:
