@@ -23,7 +23,7 @@ import numpy as np
 
 from evolab.embeddings import embed
 from evolab.embeddings.thresholds import off_topic_thresholds
-from evolab.engine.eliminator import INSTRUCTION, RESPONSE, Rule, StepContext, Verdict, register_rule
+from evolab.engine.eliminator import RESPONSE, Rule, StepContext, Verdict, register_rule
 from evolab.engine.operations import IN_BREADTH, OPERATION_REGISTRY
 from evolab.text.language import detect_language
 
