@@ -169,3 +169,9 @@ def test_the_shipped_cuts_agree_with_the_recomputed_ones_and_flag_no_tuning_rewr
         for lang in ("en", "ko"):
             assert abs(entry[kind][lang] - shipped[kind][lang]) <= 0.002, (kind, lang)  # float kernels differ
     assert all(r["false_positives"] == 0 for r in entry["tuning"])
+
+
+def test_off_topic_uses_the_embedder_the_user_names_and_passes_when_it_cannot_load(monkeypatch):
+    monkeypatch.setenv("EVOLAB_EMBED_MODEL", "no-such-model-anywhere")
+    v = off_topic("Explain bonds.", "Write a poem about the sea.", "en")
+    assert v.passed and "no embedder to compare with" in v.detail and "no-such-model-anywhere" in v.detail

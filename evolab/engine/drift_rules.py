@@ -15,6 +15,8 @@ Measured in docs/rules.md.
 """
 from __future__ import annotations
 
+import functools
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -23,7 +25,7 @@ import numpy as np
 
 from evolab.embeddings import embed
 from evolab.embeddings.thresholds import off_topic_thresholds
-from evolab.engine.eliminator import INSTRUCTION, RESPONSE, Rule, StepContext, Verdict, register_rule
+from evolab.engine.eliminator import RESPONSE, Rule, StepContext, Verdict, register_rule
 from evolab.engine.operations import IN_BREADTH, OPERATION_REGISTRY
 from evolab.text.language import detect_language
 
@@ -112,16 +114,23 @@ class LanguageDriftAnswer(Rule):
 # -- off_topic ------------------------------------------------------------------------------------------------
 def run_embedder() -> embed.Embedder:
     """The embedder the off_topic rule compares with: the user's (EVOLAB_EMBED_MODEL / EVOLAB_EMBED_BASE_URL),
-    else the packaged multilingual-e5-small, which compares a Korean parent with its child in any language and
-    loads in well under a second without torch (MiniLM, English-only, takes some 8 s to load here)."""
-    return embed.embedder_from_env() if embed.embedder_forced_by_env() else embed.multilingual_embedder()
+    else the packaged multilingual-e5-small: one model for English and Korean runs alike, which loads in well under
+    a second without torch (MiniLM, English-only, takes some 8 s to load here)."""
+    names = ("EVOLAB_EMBED_MODEL", "EVOLAB_EMBED_BASE_URL", "EVOLAB_EMBED_KEY_ENV")
+    return _embedder_for(tuple(os.environ.get(n) or "" for n in names))
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder_for(settings: tuple[str, str, str]) -> embed.Embedder:
+    """One embedder per setting, not one per child (an endpoint's client, a model's weights)."""
+    return embed.embedder_from_env() if any(settings) else embed.multilingual_embedder()
 
 
 class OffTopic(Rule):
     """The child left its parent's subject (in-depth) or domain (in-breadth): the cosine of parent and child
-    instructions under the run's embedder is under the cut calibrated for the model, language and kind. A model with no cut,
-    or a child in another language than its parent (cosines across languages run lower: language_drift's to
-    judge), passes, and says why."""
+    instructions under the run's embedder is under the cut calibrated for the model, language and kind. A model
+    with no cut, or a child in another language than its parent (cosines across languages run lower:
+    language_drift's to judge), passes, and says why."""
 
     id = "off_topic"
     languages = ("en", "ko")
