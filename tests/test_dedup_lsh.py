@@ -1,4 +1,4 @@
-"""Dedup that stays linear: MinHash LSH proposes candidates, ROUGE-L confirms them (evolab/embeddings/novelty.py).
+"""Dedup at scale: MinHash LSH proposes candidates, ROUGE-L confirms them (evolab/embeddings/novelty.py).
 The LSH path must make the same keep/drop decisions as the exact check (every pair compared) on these sets: the
 shipped seed sets, the labelled paraphrase pairs, and edits of them whose ROUGE-L lands on both sides of 0.7."""
 from __future__ import annotations
