@@ -252,6 +252,10 @@ class Bucket:
             return
         if reset_at is not None and reset_at <= self.refilled_at + STALE_S:
             return  # written before the reset we already counted: it describes the period before
+        if reset_at is not None and self.reset_at is not None and reset_at < self.reset_at - STALE_S:
+            # Full sooner than a later reply said: a reply of the window before, read late (a fresh one would say
+            # so only with more left, which is never believed anyway).
+            return
         self.level = min(self.level, h.remaining)
         if reset_at is not None:
             self.reset_at = max(self.reset_at or 0.0, reset_at)
