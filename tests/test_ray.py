@@ -4,6 +4,7 @@ end), against the stub server: the same tree as online, two endpoints both used,
 a 503 storm retried and counted, a killed driver resumed without paying a finished block twice, the embedding cache the Diversity page reads."""
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import shutil
@@ -42,11 +43,16 @@ def ray_address():
 
     assert not ray.is_initialized()
     temp = tempfile.mkdtemp(prefix="evray-", dir="/tmp")
+    on_term, faults = signal.getsignal(signal.SIGTERM), faulthandler.is_enabled()
     try:
         yield raycluster.connect(num_cpus=2, temp_dir=temp)
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+        # What ray.init changes in this process is put back for the tests that follow.
+        assert signal.getsignal(signal.SIGTERM) is on_term  # connect keeps the process's own handler
+        if not faults:
+            faulthandler.disable()
 
 
 def session_logs() -> str:
@@ -200,3 +206,16 @@ def test_embed_on_ray_fills_the_cache_the_diversity_page_reads(tmp_path, ray_add
     assert any(f"of {len(set(texts))}" in line for line in logged)
     here = embedder.encode(texts)
     assert np.allclose(on_ray, here, atol=1e-4)
+
+
+@pytest.mark.parametrize("extra, named", [(["--ray-address", "127.0.0.1:1"], "--ray-address"),
+                                          (["--batch", "ray", "--ray-workers", "0"], "--ray-workers"),
+                                          (["--batch", "ray", "--ray-endpoint", "gpu-1:8000/v1"], "--ray-endpoint")])
+def test_bad_ray_options_are_exit_2_before_a_run_exists(tmp_path, capsys, extra, named):
+    from evolab.cli.main import main
+
+    db = tmp_path / "bad.db"
+    status = main(["run", str(seeds_file(tmp_path)), "--db", str(db), "--base-url", "http://127.0.0.1:9/v1",
+                   "--model", "m", *extra])
+    assert status == 2 and named in capsys.readouterr().err
+    assert not db.exists()

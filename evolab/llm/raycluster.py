@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -63,11 +65,17 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, temp_dir
             kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
             if temp_dir:
                 kwargs["_temp_dir"] = temp_dir
+        # ray.init replaces the SIGTERM handler (with one that exits at once); the process's own is kept, so
+        # `kill PID` stops a run the way Ctrl-C does (evolab/__main__.py), with or without Ray.
+        on_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
         try:
             ray.init(address=address, **kwargs)
         except ConnectionError as e:
             raise RayMissing(f"Cannot join the Ray cluster at {address}: {e}. Start it with `ray start --head` "
                              "(see docs/ray.md) or leave --ray-address out for a local Ray.") from None
+        finally:
+            if on_term is not None:
+                signal.signal(signal.SIGTERM, on_term)
     return ray.get_runtime_context().gcs_address
 
 
