@@ -238,3 +238,22 @@ def test_bad_input_is_exit_2_naming_the_argument_and_nothing_is_written(clustere
     assert main(["select", "--db", store.path, *run, "--out", str(out), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and store.selections() == []
+
+
+def test_the_dataset_card_says_how_the_set_was_chosen(clustered):
+    from evolab.export import card
+
+    store, run_id, embedder = clustered
+    before = card.card_body(store, run_id, {"alpaca": "data/alpaca.json"}, {"alpaca": 3}, None)
+    assert "No selection was made" in before
+    chosen = sel.select(store, run_id, sel.SelectionParams(n=10, threshold=THRESHOLD, cap_by="skill", cap=2),
+                        embedder=embedder)
+    sel.record_selection(store, chosen)
+    items = store.selection_items(chosen.selection_id)
+    near = sum(1 for i in items if not i["chosen"] and i["reason"].startswith("near_duplicate"))
+    after = card.card_body(store, run_id, {"alpaca": "data/alpaca.json"}, {"alpaca": 2}, None)
+    section = after.split("## Selection", 1)[1].split("\n## ", 1)[0]
+    assert f"chose {len(chosen.chosen_ids)} of the 10 asked for" in section and "0.9000" in section
+    assert "difficulty*quality" in section and "at most 2 per skill" in section
+    if near:
+        assert f"{card.plain('near_duplicate')} {near}" in section  # as Markdown escapes it

@@ -169,6 +169,7 @@ def card_body(store: Store, run_id: str, files: dict[str, str], counts: dict[str
     out += ["## Scores per round", ""] + _scores_section(nodes) + [""]
     out += ["## Review agreement", ""] + _agreement_section(store, run_id) + [""]
     out += ["## Checked answers", ""] + _checked_section(store, run_id) + [""]
+    out += ["## Selection", ""] + _selection_section(store, run_id) + [""]
     out += ["## Cost", ""] + _cost_section(overview) + [""]
     out += ["## How to reproduce", ""] + _reproduce_section(run, nodes) + [""]
     if overview.get("error"):
@@ -276,6 +277,30 @@ def _checked_section(store: Store, run_id: str) -> list[str]:
         share = f"{row.share:.0%} ({row.low:.0%}-{row.high:.0%})" if row.checked else ""
         lines.append(f"| {int(row.round)} | {int(row.checked)} | {int(row.consistent)} | {share} | "
                      f"{int(row.not_checkable)} |")
+    return lines
+
+
+def _selection_section(store: Store, run_id: str) -> list[str]:
+    """How the latest `evolab select` (or the Export page's panel) over this run chose its set (issue 27)."""
+    selections = store.selections(run_id)
+    if not selections:
+        return ["No selection was made: the files hold every kept node (`python -m evolab select` chooses the best "
+                "N, skipping near-duplicates, as Deita does)."]
+    latest = selections[0]
+    params = latest["params"]
+    skipped = Counter(str(item["reason"]).split(":")[0] for item in store.selection_items(latest["id"])
+                      if not item["chosen"])
+    runs = ", ".join(code(r) for r in latest["run_ids"])
+    threshold = latest["threshold"]
+    lines = [f"The latest selection (of {len(selections)}) chose {latest['n_chosen']:,} of the {latest['n_requested']:,} "
+             f"asked for from run(s) {runs}: kept nodes sorted by {code('*'.join(params.get('score', [])))} and taken "
+             "in that order, skipping any whose cosine with one already taken is at or above "
+             + (f"{threshold:.4f}" if threshold is not None else "the embedder's threshold")
+             + (f" ({code(latest['embedder'])})" if latest.get("embedder") else "") + " (Deita, Liu et al. 2024).",
+             f"- Cap: at most {params['cap']} per {plain(params['cap_by'])}" if params.get("cap_by")
+             else "- Cap: none per lineage or skill",
+             "- Skipped: " + (", ".join(f"{plain(reason)} {count:,}" for reason, count in skipped.most_common())
+                              or "none")]
     return lines
 
 
