@@ -237,13 +237,13 @@ def test_the_report_has_the_operations_section_and_the_weights_of_an_adaptive_ru
 
 
 def test_the_dataset_card_says_the_operations_were_chosen_adaptively(store):
-    from evolab.export.formats import dataset_card
+    from evolab.export.card import dataset_card
 
     run_id, backend = adaptive_run(store, EN_SEEDS[:3], rounds=1, operation_weights={"constraints": 1.0,
                                                                                      "deepen": 1.0, "breadth": 0.0})
     pipeline.run_sync(store, run_id, backend=backend)
-    card = dataset_card(store, run_id)
-    assert "- Operations: adaptive (Thompson sampling on kept and harder) among constraints, deepen" in card
+    card = str(dataset_card(store, run_id))
+    assert "- Operations adaptive (Thompson sampling on kept and harder) among constraints, deepen" in card
     assert {d["operation"] for d in store.op_decisions(run_id)} <= {"constraints", "deepen"}
 
 

@@ -23,6 +23,7 @@ import streamlit as st
 from conftest import STUB_KEY, STUB_KEY_ENV, openai_backend_for
 from streamlit.testing.v1 import AppTest
 
+from evolab.app import share
 from evolab.app import support as app_support
 from evolab.app import worker
 from evolab.app.support import Settings
@@ -606,7 +607,7 @@ def test_export_counts_filters_card_and_files(data):
         records = json.loads(body) if fmt in ("alpaca", "sharegpt") else [json.loads(x) for x in body.splitlines()]
         assert len(records) == len(kept)
     assert "사회초년생" in app_support.export_bytes(data.db, data.batch, "alpaca", {"status": "kept"}).decode()
-    assert app_support.card_bytes(data.db, data.batch).decode().startswith("# Dataset card")
+    assert share.card_file(data.db, data.batch, ["alpaca"], "", {"status": "kept"}).decode().count("# Dataset card") == 1
     html = app_support.report_bytes(data.db, data.batch).decode()
     assert html.startswith("<!DOCTYPE html>") and "stub-batch" in html
 

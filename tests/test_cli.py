@@ -176,13 +176,16 @@ def test_seeds_check(env, seeds_file):
 
 
 def parse_estimate(text: str) -> dict[str, list[float]]:
+    """Each row's calls, prompt tokens, output tokens, cost and time (seconds, read from "1 h 02 min", "3 min 05 s"
+    or "27 s"); the last column, the cost as batch jobs (evolab/engine/batch.py), is not parsed here."""
     out = {}
+    units = {"h": 3600, "min": 60, "s": 1}
     for line in text.splitlines():
-        # the last column, the cost as batch jobs (evolab/engine/batch.py), is not parsed here
-        m = re.match(r"^(low|expected|high)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)(?:\s+(?:[\d.]+|unknown))?\s*$",
-                     line)
+        m = re.match(r"^(low|expected|high)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+((?:\d+ (?:h|min|s)\s?)+)\s+([\d.]+)"
+                     r"(?:\s+(?:[\d.]+|unknown))?\s*$", line)
         if m:
-            out[m.group(1)] = [float(g.replace(",", "")) for g in m.groups()[1:]]
+            seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+) (h|min|s)", m.group(5)))
+            out[m.group(1)] = [float(g.replace(",", "")) for g in m.group(2, 3, 4, 6)] + [float(seconds)]
     return out
 
 
@@ -192,9 +195,9 @@ def test_estimate_gives_an_ordered_range(env, seeds_file, fanout):
     assert r.returncode == 0, r.stderr
     est = parse_estimate(r.stdout)
     assert set(est) == {"low", "expected", "high"}
-    for i in range(4):  # calls, prompt tokens, output tokens, cost
+    for i in range(5):  # calls, prompt tokens, output tokens, cost, time
         assert est["low"][i] <= est["expected"][i] <= est["high"][i]
-    assert est["expected"][3] > 0
+    assert est["expected"][3] > 0 and est["expected"][4] > 0
     assert "4 seeds x 3 rounds" in r.stdout and f"fan-out {fanout}" in r.stdout
 
 

@@ -13,6 +13,7 @@ from conftest import openai_backend_for
 
 from evolab.engine import pipeline
 from evolab.export import formats as export
+from evolab.export.card import dataset_card
 from evolab.llm import scripted_reply
 from evolab.llm.fake import given_prompt
 from evolab.schema import RunConfig, Seed
@@ -150,7 +151,7 @@ def test_unknown_format_is_refused(finished_run):
 
 def test_dataset_card(finished_run):
     store, run_id = finished_run
-    card = export.dataset_card(store, run_id)
+    card = str(dataset_card(store, run_id))
     assert "export-test" in card and "gpt-4o-mini" in card and "no_new_information" in card
     assert "en/" in card and "ko/" in card  # templates with versions
 

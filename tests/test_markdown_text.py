@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 
 from evolab.engine import templates
 from evolab.export import formats as export
+from evolab.export.card import dataset_card
 from evolab.schema import Node, RunConfig, Score, Seed
 from evolab.store import Store
 from evolab.text.markup import WORD_JOINER, code, plain
@@ -163,7 +164,7 @@ def test_dataset_card_shows_the_run_name_and_model_as_text(tmp_path):
     store, ids = hostile_store(tmp_path / "md.db")
     odd = store.create_run(RunConfig(model=f"m`odel {IMG}", rounds=1), [Seed("x")], name=RUN_NAME, run_id="odd")
     for run_id in (ids["run"], odd):
-        card = export.dataset_card(store, run_id)
+        card = dataset_card(store, run_id).text  # the body, as the Hub renders it under its metadata
         out = render(card)
         assert "<img" not in out and "<a " not in out, out
         shown = html.unescape(re.sub(r"<[^>]+>", "", out)).replace(WORD_JOINER, "")

@@ -17,7 +17,7 @@ from evolab.app.support import Settings
 from evolab.cli.main import main as cli_main
 from evolab.embeddings.embed import OpenAIEmbedder, make_embedder
 from evolab.engine import pipeline
-from evolab.export.formats import dataset_card
+from evolab.export.card import dataset_card
 from evolab.llm.base import Completion, mask_secrets, redact_url
 from evolab.llm.openai_backend import OpenAICompatibleBackend
 from evolab.schema import RunConfig, Seed
@@ -144,7 +144,7 @@ def test_the_report_card_and_runs_table_never_show_url_credentials(credentialed_
     store, run_id, url, _ = credentialed_run
     html = write_report(store, run_id, tmp_path / "report.html", embedder=HashEmbedder()).read_text()
     assert redact_url(url) in html and PASSWORD not in html
-    card = dataset_card(store, run_id)
+    card = str(dataset_card(store, run_id))
     assert "***@127.0.0.1" in card and PASSWORD not in card
     table = app_support.runs_frame(store)
     assert table["endpoint"].tolist() == [redact_url(url)]

@@ -30,7 +30,7 @@ from evolab.engine.lease import describe_holder, live_holder
 from evolab.engine.operations import check_weights, operation_names
 from evolab.engine.pipeline import expected_steps
 from evolab.engine.runconfig import RunConfigError, build_run_config, check_budget_price, endpoint_problem, price_of
-from evolab.export.formats import count_selected, dataset_card, write_export
+from evolab.export.formats import count_selected, write_export
 from evolab.llm.client import LLMClient, make_backend, structured_meta_key
 from evolab.llm.local import LOCAL_MODEL_ALIAS, LOCAL_TOKEN_LIMITS
 from evolab.llm.base import mask_secrets, redact_url
@@ -703,13 +703,6 @@ def export_bytes(db_path: str, run_id: str, fmt: str, select: dict[str, Any]) ->
     finally:
         store.close()
 
-
-def card_bytes(db_path: str, run_id: str) -> bytes:
-    store = Store(db_path)
-    try:
-        return dataset_card(store, run_id).encode("utf-8")
-    finally:
-        store.close()
 
 
 def report_bytes(db_path: str, run_id: str) -> bytes:

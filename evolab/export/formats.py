@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
 from evolab.engine.checking import UNCHECKED, check_statuses, parse_checked
-from evolab.engine.operations import weights_of
-from evolab.llm.base import redact_url
 from evolab.schema import KEPT, SEED, Node
 from evolab.store import Store
-from evolab.text.markup import code, plain
 
 FORMATS = ("alpaca", "sharegpt", "openai", "lineage")
 
@@ -173,42 +170,3 @@ def export_run(store: Store, run_id: str, fmt: str, out: str | Path | None = Non
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
     return text
-
-
-def dataset_card(store: Store, run_id: str) -> str:
-    """A short Markdown card: model, templates and versions, rounds, random seed, counts, cost. The run's name,
-    model and other text a user or a plugin chose are shown as text (`plain`, `code`): the card is opened
-    elsewhere (a Hub page, GitHub), where a Markdown image in a run name would be fetched."""
-    run = store.get_run(run_id)
-    if run is None:
-        raise KeyError(f"No run {run_id!r}.")
-    cfg = run["config"]
-    summary = store.run_summary(run_id)
-    nodes = store.nodes(run_id)
-    templates = sorted({(n.template, n.template_version) for n in nodes if n.template})
-    lines = [
-        f"# Dataset card: {plain(run['name'] or run_id)}",
-        "",
-        "Made with evolab (Evol-Instruct, WizardLM 2023).",
-        "",
-        f"- Run: {code(run_id)} ({plain(run['status'])}), created {_ts(run['created_at'])}",
-        f"- Model: {code(cfg.model)} at {code(redact_url(cfg.base_url) or 'embedded local model')}",
-        f"- Rounds: {cfg.rounds}, fan-out: {cfg.fanout}, random seed: {cfg.random_seed}, language: {cfg.language}",
-        (f"- Operations: adaptive (Thompson sampling on kept and harder) among "
-         + ", ".join(k for k, v in weights_of(cfg.operation_weights).items() if v > 0) if cfg.operation_sampling == "adaptive"
-         else f"- Operation weights: " + ", ".join(f"{k}={v:g}" for k, v in weights_of(cfg.operation_weights).items())),
-        f"- Seeds: {len(run['seeds'])}; nodes: {summary['nodes']} "
-        + "(" + ", ".join(f"{k} {v}" for k, v in sorted(summary['by_status'].items())) + ")",
-        f"- Eliminated by rule: " + (", ".join(f"{k} {v}" for k, v in sorted(summary['by_rule'].items())) or "none"),
-        f"- LLM calls: {summary['calls']} ({summary['cached_calls']} from cache), tokens in/out: "
-        f"{summary['prompt_tokens']:,}/{summary['completion_tokens']:,}, cost: ${summary['cost_usd']:.4f}"
-        + ("" if summary["price_known"] else " (model price unknown: cost counted as 0)"),
-        "- Templates: " + (", ".join(f"{code(t)} v{v}" for t, v in templates) or "none"),
-        "- Scorers: " + (", ".join(cfg.scorers) if cfg.scorers is not None else "the defaults"),
-        "- Plugins: " + (", ".join(f"{p['name']} {p.get('version') or ''}".strip() for p in cfg.plugins) or "none"),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _ts(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))

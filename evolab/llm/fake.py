@@ -70,7 +70,9 @@ def scripted_reply(messages: Messages, purpose: str) -> str:
         return f"{header}:\n{given} {clauses[h % len(clauses)]}"
     if purpose == "respond":
         if _korean(text):
-            words = " ".join(f"요점{(h >> i) % 97}" for i in range(90))
+            # filler words without digits: Korean number reading takes digits joined to Hangul (50만 원, 4%),
+            # and a cooperative answer in words has no final number to check
+            words = " ".join(f"요점{chr(0xAC00 + ((h >> i) % 97) * 28)}" for i in range(90))
             return f"자세한 답변입니다. 먼저 핵심 개념을 살펴보겠습니다. {words}. 요약하면, 상황에 따라 다릅니다."
         words = " ".join(f"point{(h >> i) % 97}" for i in range(90))
         return f"Here is a careful answer. First, consider the main idea. {words}. In summary, it depends."
