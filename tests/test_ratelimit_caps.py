@@ -163,5 +163,7 @@ def test_a_server_that_queues_before_it_refuses_on_the_stub(store):
         results = ask_many(client, 300)
         statuses = [r["status"] for r in stub.chat_requests()]
     assert not [r for r in results if isinstance(r, Exception)]
-    assert statuses.count(503) <= 0.02 * len(statuses)
+    # Slow start overshoots the 16 the server holds once (the calls sent before the first 503 is read), then at most
+    # 2 % more; the limit is then held by the latency, well under the 16 where the 503s begin.
+    assert statuses.count(503) <= 8 + 0.02 * len(statuses)
     assert client.limiter.limit <= 14
