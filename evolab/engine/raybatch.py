@@ -105,6 +105,7 @@ class RayBatches:
         self._threads: dict[str, threading.Thread] = {}
         self._errors: dict[str, str] = {}
         self._stop: dict[str, threading.Event] = {}
+        self._progress: dict[str, tuple[int, int]] = {}  # job -> (requests answered, requests) while it runs
         self.refused = 0  # 429/503/timeouts Ray retried, in the blocks this driver read
         self.per_worker: Counter[int] = Counter()  # requests answered by each worker process (its pid)
 
@@ -136,7 +137,8 @@ class RayBatches:
             self.log(f"ray job {folder.name}: going on with the requests no finished block answered")
             self._start(job)  # a job a killed driver left: its finished blocks stay, the rest go out again
             thread = self._threads[job]
-        answered, total = _count(folder)
+        # The running Dataset's count (reading every block at each poll would cost the driver O(n) a poll).
+        answered, total = self._progress.get(job) or _count(folder)
         counts = {"completed": answered, "failed": 0, "total": total}
         if job in self._errors:
             return {"id": job, "status": "failed", "request_counts": counts, "output_file_id": job,
@@ -202,11 +204,13 @@ class RayBatches:
             return
         _inputs, ds = self.datasets(todo)
         answered, n = len(done), len(lines)
+        self._progress[str(folder)] = (answered, n)
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             rows = block.to_pylist()
             _write_atomic(folder / f"block-{time.time_ns()}.jsonl",
                           "".join(r["line"] + "\n" for r in rows).encode("utf-8"))
             answered += len(rows)
+            self._progress[str(folder)] = (answered, n)
             self.refused += sum(int(r["refused"]) for r in rows)
             self.per_worker.update(int(r["worker"]) for r in rows)
             self.log(f"ray job {folder.name}: {answered:,} of {n:,} requests answered"
