@@ -101,6 +101,18 @@ def check_until_round(until_round: int | None, *, rounds: int | None = None, sto
                        f"{rounds} (or leave it out to run every round).")
 
 
+def parse_min_scores(items: list[str] | None) -> dict[str, float]:
+    """--min-score METRIC=NUMBER (repeatable) as {metric: number}; BadInput naming the bad item."""
+    min_scores = {}
+    for item in items or []:
+        metric, _, value = item.partition("=")
+        try:
+            min_scores[metric] = float(value)
+        except ValueError:
+            raise BadInput(f"--min-score {item!r}: use METRIC=NUMBER, e.g. quality=4.5") from None
+    return min_scores
+
+
 def pick_run_id(store, run_id: str | None) -> str:
     if run_id:
         if store.get_run(run_id) is None:

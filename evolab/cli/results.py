@@ -8,7 +8,7 @@ import sys
 from evolab.analysis.report import write_report
 from evolab.audit import judge
 from evolab.audit.review import agreement_text, judge_footer
-from evolab.cli.common import BadInput, check_out_path, open_store, pick_run_id
+from evolab.cli.common import BadInput, check_out_path, open_store, parse_min_scores, pick_run_id
 from evolab.cli.share import check_destinations, export_elsewhere, parse_formats
 from evolab.engine.checking import TOLERANCE, check_run_sync, consistent_share, format_share, parse_checked
 from evolab.llm.base import LLMError
@@ -19,13 +19,7 @@ from evolab.llm.openai_backend import with_endpoint
 def cmd_export(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     run_id = pick_run_id(store, args.run)
-    min_scores = {}
-    for item in args.min_score or []:
-        metric, _, value = item.partition("=")
-        try:
-            min_scores[metric] = float(value)
-        except ValueError:
-            raise BadInput(f"--min-score {item!r}: use METRIC=NUMBER, e.g. quality=4.5") from None
+    min_scores = parse_min_scores(args.min_score)
     select = dict(status=args.status, include_seeds=not args.no_seeds, min_scores=min_scores or None,
                   rules=args.rules.split(",") if args.rules else None)
     if args.consistent_only or args.checked:  # checked answers (evolab/engine/checking.py)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from evolab.analysis import select as selection
-from evolab.cli.common import BadInput, check_out_path, open_store, pick_run_id
+from evolab.cli.common import BadInput, check_out_path, open_store, parse_min_scores, pick_run_id
 from evolab.embeddings import embed
 from evolab.export.formats import FORMATS
 
@@ -50,13 +50,7 @@ def add_select_parser(sub, default_db: str) -> None:
 
 
 def params_from_args(args: argparse.Namespace) -> selection.SelectionParams:
-    min_scores = {}
-    for item in args.min_score or []:
-        metric, _, value = item.partition("=")
-        try:
-            min_scores[metric] = float(value)
-        except ValueError:
-            raise BadInput(f"--min-score {item!r}: use METRIC=NUMBER, e.g. quality=4") from None
+    min_scores = parse_min_scores(args.min_score)
     try:
         params = selection.SelectionParams(
             n=args.n, score=selection.parse_score(args.score), threshold=args.threshold,

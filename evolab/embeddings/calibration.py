@@ -51,13 +51,9 @@ NEGATIVE = ("unrelated", "evolved")
 THRESHOLD_DECIMALS = 4  # thresholds are stored rounded UP to this many decimals (see round_up)
 
 
-def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
-    """Labelled pairs as a frame (a, b, label, language, domain). Bad rows raise a ValueError that
-    names the line, so a user's own file is fixed, not silently half-read."""
-    path = Path(path) if path else CORPUS_PATH
-    if not path.exists():
-        raise ValueError(f"No pairs file at {path}: give a JSONL file of {{a, b, label, language}} rows.")
-    rows = []
+def _text_rows(path: Path, fields: tuple[str, ...]):
+    """(line number, row) of a labelled JSONL file whose rows have non-empty text `fields`; a bad row raises a
+    ValueError that names the line, so a user's own file is fixed, not silently half-read."""
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -65,9 +61,19 @@ def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{n}: not JSON ({e.msg}).") from e
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip()
-                                                for k in ("a", "b", "label")):
-            raise ValueError(f"{path}:{n}: each row needs text fields a, b and label.")
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip() for k in fields):
+            raise ValueError(f"{path}:{n}: each row needs text fields {', '.join(fields[:-1])} and {fields[-1]}.")
+        yield n, row
+
+
+def load_pairs(path: str | Path | None = None) -> pd.DataFrame:
+    """Labelled pairs as a frame (a, b, label, language, domain). Bad rows raise a ValueError that
+    names the line, so a user's own file is fixed, not silently half-read."""
+    path = Path(path) if path else CORPUS_PATH
+    if not path.exists():
+        raise ValueError(f"No pairs file at {path}: give a JSONL file of {{a, b, label, language}} rows.")
+    rows = []
+    for n, row in _text_rows(path, ("a", "b", "label")):
         if row["label"] not in LABELS:
             raise ValueError(f"{path}:{n}: label must be one of {', '.join(LABELS)}, not {row['label']!r}.")
         rows.append({"a": row["a"], "b": row["b"], "label": row["label"],
@@ -240,16 +246,7 @@ def load_topic_pairs(path: str | Path | None = None) -> pd.DataFrame:
     if not path.exists():
         raise ValueError(f"No pairs file at {path}: give a JSONL file of {{parent, child, label, kind, language}} rows.")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg}).") from e
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip()
-                                                for k in ("parent", "child", "label", "kind", "language")):
-            raise ValueError(f"{path}:{n}: each row needs text fields parent, child, label, kind and language.")
+    for n, row in _text_rows(path, ("parent", "child", "label", "kind", "language")):
         if row["label"] not in TOPIC_LABELS or row["kind"] not in (*TOPIC_KINDS, "any"):
             raise ValueError(f"{path}:{n}: label must be one of {', '.join(TOPIC_LABELS)} and kind one of "
                              f"{', '.join([*TOPIC_KINDS, 'any'])}.")
