@@ -391,7 +391,8 @@ def test_a_run_killed_with_sigkill_is_taken_over_by_a_waiting_resume_only_once_i
         # It took over only once the lease had expired: the killed holder's last heartbeat was that long ago.
         m = re.search(rf"from host \S+, pid {holder.pid} \(no heartbeat for ([\d.]+) s; its lease expires after "
                       rf"{expiry:g} s\)", took)
-        assert m and float(m.group(1)) > expiry, took
+        # (the message gives the gap to 0.1 s, so a gap just over the expiry reads as the expiry itself)
+        assert m and float(m.group(1)) >= expiry, took
         paid = _requests_with_key(stub, keys["killed"]) + _requests_with_key(stub, keys["waiting"])
 
         r = cli({**env, STUB_KEY_ENV: keys["ref"]}, "run", seeds_file, "--db", ref_db, *stub_args(stub), *args)
