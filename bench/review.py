@@ -72,7 +72,12 @@ def build(store: Store, n_nodes: int) -> str:
     store.add_scores(scores)
     store.record_step(calls=calls)
     queue = review.review_queue(store, [run_id], margin=0.5, audit_size=20, thresholds={"quality": 4.5})
-    for row in queue.head(200).to_dict("records"):
+    for row in queue.head(140).to_dict("records"):
+        review.record_review(store, row["node_id"], rng.choice(["keep", "discard"]), reasons=row["reasons"])
+    # and 60 of the audit sample the page shows at its defaults, so the agreement (its table and figure) is drawn,
+    # as after a real session
+    audit = review.review_queue(store, [run_id], margin=0.5, audit_size=10, thresholds=review.run_thresholds(store, [run_id]))
+    for row in audit.head(60).to_dict("records"):
         review.record_review(store, row["node_id"], rng.choice(["keep", "discard"]), reasons=row["reasons"])
     return run_id
 
@@ -116,49 +121,98 @@ def page_open(db: str, run_id: str) -> tuple[float, float]:
     return times[0], min(times[1:])
 
 
-def browser_times(db: str, run_id: str) -> dict[str, float]:
-    """Open the Review page in chromium (as NOTES.md says: the system's chromium, driven by playwright) against a
-    fresh `streamlit run app.py` on `db`; time the first and a second open, and K presses."""
+# In the page: when "Node k of n" is first in the document, the next animation frame (the frame that draws it), and
+# when the Keep button is drawn (K works from then on); times from the navigation's start.
+MARKS_SCRIPT = """
+window.__review = {};
+const mark = (k) => { if (!(k in window.__review)) requestAnimationFrame(() => { if (!(k in window.__review)) window.__review[k] = performance.now(); }); };
+new MutationObserver(() => {
+  const text = document.body ? document.body.textContent : "";
+  if (/Node \\d+ of \\d+/.test(text)) mark("node");
+  if (Array.from(document.querySelectorAll('[data-testid="stButton"] button')).some(b => b.textContent.includes("Keep")))
+    mark("keys");
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def _percentiles(values: list[float]) -> str:
+    import statistics
+
+    return f"best {min(values):.2f} / median {statistics.median(values):.2f}"
+
+
+def browser_times(db: str, run_id: str, repeat: int = 3) -> dict[str, list[float]]:
+    """The Review page in chromium (as NOTES.md says: the system's chromium, driven by playwright) against `streamlit
+    run app.py` on `db`. The server's first open: a fresh server (up when /_stcore/health answers, no page loaded
+    yet) and a fresh browser (nothing cached) open the page's address, `repeat` times. A new session of a running
+    server: a new tab of the same browser on the last server, 5 times. For each, from the address to "Node k of n"
+    seen by playwright ("wall"), and in the page from the navigation's start to the frame that draws "Node k of n"
+    and to the one that draws the Keep button. Then 10 K presses to "Node k+1 of n" drawn."""
     import re
     import shutil
     import socket
-    import statistics
     import subprocess
+    import urllib.request
 
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "EVOLAB_DB": db, "EVOLAB_APP_WARMUP": "0"}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                               "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out: dict[str, float] = {}
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(300_000)
-            deadline = time.monotonic() + 120
-            while True:  # the server is up when its page loads
-                try:
-                    page.goto(f"http://127.0.0.1:{port}/")
-                    page.wait_for_selector("h1")
-                    break
-                except Exception:  # noqa: BLE001 - not listening yet
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-            for label in ("open, first", "open, again"):
-                t = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/review?run={run_id}")
-                page.get_by_text(re.compile(r"Node \d+ of \d+")).first.wait_for()
-                out[label] = time.perf_counter() - t
-                page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
-            presses = []
+    out: dict[str, list[float]] = {}
+
+    def record(label: str, value: float) -> None:
+        out.setdefault(label, []).append(value)
+
+    def start_server():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "EVOLAB_DB": db, "EVOLAB_APP_WARMUP": "0", "PYTHONPATH": str(ROOT)}
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                                   "--server.headless", "true", "--server.port", str(port),
+                                   "--browser.gatherUsageStats", "false"],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:  # up when its health check answers; no script has run yet
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read()
+                return server, port
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    server.kill()
+                    raise
+                time.sleep(0.2)
+
+    def open_review(page, port: int, label: str) -> None:
+        t = time.perf_counter()
+        page.goto(f"http://127.0.0.1:{port}/review?run={run_id}")
+        page.get_by_text(re.compile(r"Node \d+ of \d+")).first.wait_for()
+        record(f"{label}: wall", time.perf_counter() - t)
+        page.wait_for_function("'node' in window.__review && 'keys' in window.__review")
+        marks = page.evaluate("window.__review")
+        record(f"{label}: node drawn", marks["node"] / 1000)
+        record(f"{label}: keys drawn", marks["keys"] / 1000)
+        page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        server = None
+        try:
+            for _ in range(repeat):
+                if server is not None:
+                    server.terminate()
+                    server.wait(timeout=30)
+                server, port = start_server()
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})  # nothing cached
+                context.add_init_script(MARKS_SCRIPT)
+                page = context.new_page()
+                page.set_default_timeout(300_000)
+                open_review(page, port, "server's first open")
+            for _ in range(5):  # new sessions of the running server: a new tab each, the browser's cache warm
+                page.close()
+                page = context.new_page()
+                page.set_default_timeout(300_000)
+                open_review(page, port, "new session")
             for _ in range(10):
                 text = page.get_by_text(re.compile(r"Node \d+ of \d+")).first.inner_text()
                 k, n = map(int, re.search(r"Node (\d+) of (\d+)", text).groups())
@@ -166,14 +220,13 @@ def browser_times(db: str, run_id: str) -> dict[str, float]:
                 t = time.perf_counter()
                 page.keyboard.press("k")
                 page.get_by_text(f"Node {k + 1} of {n}").first.wait_for()
-                presses.append(time.perf_counter() - t)
+                record("K press to the next node", time.perf_counter() - t)
                 page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
-            out["key press, median"] = statistics.median(presses)
-            out["key press, slowest"] = max(presses)
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
     return out
 
 
@@ -182,12 +235,14 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 11112])
     ap.add_argument("--page", action="store_true", help="also time the page's first open under AppTest")
     ap.add_argument("--browser", action="store_true", help="also time the page in chromium on the largest run")
+    ap.add_argument("--repeat", type=int, default=3, help="fresh servers for the server's first open (--browser)")
     args = ap.parse_args()
     fragment = hasattr(review, "ReviewSession")
-    print(f"code: {'a fragment and a kept queue' if fragment else 'the whole page reruns'} ({ROOT})\n")
+    print(f"code: {'a fragment and a kept queue' if fragment else 'the whole page reruns'} ({ROOT}); "
+          f"load average {os.getloadavg()[0]:.1f} at the start\n")
     print("| evolved nodes | score rows read | read (s) | queue (s) | agreement (s) | a node's view (s) | open (s) "
-          "| a key press (s) |" + (" page open, AppTest: first / cached (s) |" if args.page else ""))
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.page else ""))
+          "| a key press (s) |" + (" page open, AppTest: first / cached (s) |" if args.page else "") + " load |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.page else "") + "---:|")
     args_q = dict(margin=0.5, audit_size=20, thresholds={"quality": 4.5}, include_reviewed=True)
     for n in args.nodes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -221,12 +276,14 @@ def main() -> None:
             if args.page:
                 first, cached = page_open(str(store.path), run_id)
                 line += f" {first:.2f} / {cached:.2f} |"
-            print(line)
+            print(line + f" {os.getloadavg()[0]:.1f} |")
             if args.browser and n == max(args.nodes):
-                times = browser_times(str(store.path), run_id)
+                times = browser_times(str(store.path), run_id, args.repeat)
             store.close()
     if args.browser:
-        print("\nIn chromium (" + f"{len(nodes):,} evolved nodes): " + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+        print(f"\nIn chromium ({len(nodes):,} evolved nodes), seconds, load average {os.getloadavg()[0]:.1f}:")
+        for label, values in times.items():
+            print(f"- {label}: {_percentiles(values)} (n={len(values)})")
 
 
 if __name__ == "__main__":
