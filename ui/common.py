@@ -541,7 +541,6 @@ def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = T
     """How often a person agreed with each rule and scorer on the Review page's audit sample (Drift, Compare,
     Review): the figure, the counts with 95% Wilson intervals, and which samples are too small to say anything.
     `frame`: the agreement already computed (`review.agreement_of`); `figure`: False leaves the figure out."""
-    from evolab.analysis import viz
     from evolab.audit import review
 
     if frame is None:
@@ -556,6 +555,8 @@ def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = T
             st.page_link(PAGES["review"], label="Review", icon=":material/rate_review:")
         return
     if figure:
+        from evolab.analysis import viz
+
         st.plotly_chart(viz.agreement_figure(frame, title=""), key=key)
     st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in ("share", "low", "high")})
