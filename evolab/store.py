@@ -986,21 +986,25 @@ class Store:
             out.append(d)
         return out
 
-    def review_rows(self, run_ids: Iterable[str]) -> tuple[list[tuple], list[tuple]]:
+    def review_rows(self, run_ids: Iterable[str], *, reviewed_only: bool = False) -> tuple[list[tuple], list[tuple]]:
         """What the review queue reads, without the texts: the runs' evolved nodes as (id, run_id, round,
         operation, status, rule, language) and their verdict and score rows as (node_id, metric, value, judge,
         unreadable), the heuristic complexity measures (cx_*) left out; `unreadable`: no value, and a rule's
-        verdict or a reply stored as "unreadable ..."."""
+        verdict or a reply stored as "unreadable ...". `reviewed_only`: only the nodes a person reviewed (what the
+        agreement reads: a few hundred rows, not the whole run)."""
         ids = list(run_ids)
         if not ids:
             return [], []
         marks = ",".join("?" * len(ids))
+        reviewed = f" AND id IN (SELECT node_id FROM reviews WHERE run_id IN ({marks}))" if reviewed_only else ""
+        params = ids * 2 if reviewed_only else ids
         nodes = self.query_tuples("SELECT id, run_id, round, operation, status, rule, language FROM nodes "
-                                  f"WHERE run_id IN ({marks}) AND round > 0", ids)
+                                  f"WHERE run_id IN ({marks}) AND round > 0" + reviewed, params)
         scores = self.query_tuples(
             "SELECT s.node_id, s.metric, s.value, s.judge, (s.value IS NULL AND (s.metric LIKE 'rule:%' OR "
             "lower(COALESCE(s.detail, '')) LIKE 'unreadable%')) FROM scores s JOIN nodes n ON n.id = s.node_id "
-            f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'", ids)
+            f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'"
+            + reviewed.replace(" id IN", " n.id IN"), params)
         return nodes, scores
 
     # -- selections (issue 27, evolab/analysis/select.py) ---------------------------------------------------

@@ -53,25 +53,25 @@ with st.expander("What goes in the queue", expanded=False):
 thresholds = {metric: float(value) for metric, value in (("quality", quality_min), ("difficulty", difficulty_min))
               if value > 0}
 seed = by_id[run_ids[0]]["config"].random_seed
-nodes, scores = app_common.review_frames(db, run_ids)
 reviews = db.reviews(run_ids)
 # The queue is computed once per runs and settings and kept in the session; each verdict advances it (a fragment
 # reruns only the node view), so a key press writes one row and reads one node, not the whole run again.
-queue_key = (tuple(run_ids), float(margin), int(audit_size), tuple(sorted(thresholds.items())), seed,
+queue_key = (db.path, tuple(run_ids), float(margin), int(audit_size), tuple(sorted(thresholds.items())), seed,
              tuple(app_support.run_version(db, r) for r in run_ids))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def queue_candidates(key: tuple, _nodes, _scores):
-    """review.queue_candidates, kept per runs' versions and settings (`key`): a second open, or another tab,
-    applies its reviews to it without computing the checks of the whole run again."""
-    _, margin_, audit_, thresholds_, seed_, _versions = key
-    return review.queue_candidates(_nodes, _scores, margin=margin_, audit_size=audit_, thresholds=dict(thresholds_),
-                                   seed=seed_)
+def queue_candidates(key: tuple, _db):
+    """review.kept_candidates, kept per runs' versions and settings (`key`) in this process, and in the store for
+    the next process: a second open, another tab or a restarted server applies its reviews to them without
+    reading and checking the whole run again."""
+    _, run_ids_, margin_, audit_, thresholds_, seed_, _versions = key
+    return review.kept_candidates(_db, run_ids_, margin=margin_, audit_size=audit_, thresholds=dict(thresholds_),
+                                  seed=seed_, frames=lambda: app_common.review_frames(_db, list(run_ids_)))
 
 
 if st.session_state.get("review_queue_key") != queue_key:
-    whole = review.order_queue(queue_candidates(queue_key, nodes, scores), reviews, include_reviewed=True)
+    whole = review.order_queue(queue_candidates(queue_key, db), reviews, include_reviewed=True)
     st.session_state["review_queue"] = review.ReviewSession.from_queue(whole)
     st.session_state["review_queue_key"] = queue_key
 session: review.ReviewSession = st.session_state["review_queue"]
@@ -152,5 +152,9 @@ review_node()
 
 st.subheader("Agreement with a person")
 st.caption("As of when the page was drawn: your verdicts count here when the queue ends or the page reloads.")
-app_common.agreement_section(db, run_ids, key="review_agreement", link=False,
-                            frame=review.agreement_of(nodes, scores, reviews))
+# Only the reviewed nodes' rows: all the agreement needs, so an open never reads the whole run for it. The figure is
+# drawn on demand: its library takes a second or more to load in the browser, and the node above waited for it.
+agreement = review.agreement_of(*review.review_frames(db, run_ids, reviewed_only=True), reviews)
+figure = not agreement.empty and st.toggle("Show the figure", key="review_agreement_figure",
+                                           help="Each check's agreement with its 95% interval, as a figure.")
+app_common.agreement_section(db, run_ids, key="review_agreement", link=False, frame=agreement, figure=figure)

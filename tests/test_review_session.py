@@ -81,3 +81,102 @@ def test_the_page_keeps_its_queue_across_key_presses_and_skip_moves_the_node_las
     assert second in texts(at) and "1 skipped" in " ".join(p.proto.text for p in at.get("progress"))
     assert [(r["node_id"], r["verdict"]) for r in store.reviews([run_id])] == [(first, "skip")]
     store.close()
+
+
+# -- the queue kept in the store, the agreement from the reviewed nodes alone (issue 28: a first open) -------------
+def queue_settings() -> dict:
+    return dict(margin=0.5, audit_size=10, thresholds={"quality": 4.5}, seed=0)
+
+
+def no_frames():
+    raise AssertionError("the whole run was read again")
+
+
+def test_the_queue_is_kept_in_the_store_and_read_back_until_the_run_moves_on(tmp_path):
+    from evolab.schema import Node, Score
+    from evolab.store import Store
+
+    db = str(tmp_path / "kept.db")
+    store, run_id = crafted_store(db)
+    computed = review.queue_candidates(*review.review_frames(store, [run_id]), **queue_settings())
+    first = review.kept_candidates(store, [run_id], **queue_settings())
+    assert first.to_dict("records") == computed.to_dict("records") and len(first) > 0
+    store.close()
+    # Another process on the same store: the candidates come back without reading the run, and order the same.
+    again = Store(db)
+    back = review.kept_candidates(again, [run_id], frames=no_frames, **queue_settings())
+    assert back.to_dict("records") == computed.to_dict("records")
+    reviews = [{"node_id": computed.iloc[0]["node_id"], "verdict": review.KEEP}]
+    assert (review.order_queue(back, reviews).to_dict("records")
+            == review.order_queue(computed, reviews).to_dict("records"))
+    # Other settings are computed, not read back.
+    wider = review.kept_candidates(again, [run_id], **{**queue_settings(), "margin": 1.5})
+    def near_nodes(frame):
+        return {r["node_id"] for r in frame.to_dict("records") if "near:quality>=4.5" in r["reasons"]}
+
+    assert "far" in near_nodes(wider) and "far" not in near_nodes(back)
+    # The run moves on: a new node near the threshold joins the queue.
+    again.save_nodes([Node(id="late", run_id=run_id, parent_id="seed", root_id="seed", round=2, operation="deepen",
+                           instruction="A late node", response="An answer.", status="kept")])
+    again.add_scores([Score("late", "quality", 4.4, "gpt-4o-mini", "[json] ok")])
+    moved = review.kept_candidates(again, [run_id], **queue_settings())
+    assert "late" in near_nodes(moved) and "late" not in near_nodes(back)
+    # A damaged entry is computed again, not trusted.
+    again.set_meta(review.KEPT_QUEUE_PREFIX + run_id, "{not json")
+    assert (review.kept_candidates(again, [run_id], **queue_settings()).to_dict("records")
+            == moved.to_dict("records"))
+    again.close()
+
+
+def test_the_agreement_reads_only_the_reviewed_nodes_and_says_the_same(tmp_path):
+    store, run_id = crafted_store(str(tmp_path / "agree.db"))
+    for i in range(4):
+        review.record_review(store, f"kept{i:02d}", review.KEEP, reasons=["audit:refusal"])
+    review.record_review(store, "refused", review.DISCARD, reasons=["audit:refusal"])
+    nodes, scores = review.review_frames(store, [run_id], reviewed_only=True)
+    assert set(nodes["id"]) == {"kept00", "kept01", "kept02", "kept03", "refused"}
+    assert set(scores["node_id"]) <= set(nodes["id"])
+    whole = review.agreement_of(*review.review_frames(store, [run_id]), store.reviews([run_id]))
+    assert review.agreement(store, [run_id]).to_dict("records") == whole.to_dict("records")
+    assert whole.set_index("check").loc["refusal", ["agree", "n"]].tolist() == [5, 5]
+    store.close()
+
+
+def test_a_new_server_process_opens_the_page_from_the_kept_queue_without_reading_the_run(tmp_path, monkeypatch):
+    import streamlit as st
+
+    from ui import common as app_common
+
+    db = str(tmp_path / "process.db")
+    store, run_id = crafted_store(db)
+    at = open_page(db, "review", query={"run": run_id})
+    shown = " ".join(p.proto.text for p in at.get("progress"))
+    total = at.session_state["review_queue"].total
+    # A new process: nothing cached in memory; reading the whole run again would fail.
+    st.cache_data.clear()
+    monkeypatch.setattr(app_common, "review_frames", lambda *a, **k: no_frames())
+    at = open_page(db, "review", query={"run": run_id})
+    assert " ".join(p.proto.text for p in at.get("progress")) == shown == f"Node 1 of {total}"
+    store.close()
+
+
+def test_the_agreement_figure_is_drawn_on_demand_and_the_table_always(tmp_path):
+    db = str(tmp_path / "figure.db")
+    store, run_id = crafted_store(db)
+    for i in range(3):
+        review.record_review(store, f"kept{i:02d}", review.KEEP, reasons=["audit:refusal"])
+    at = open_page(db, "review", query={"run": run_id})
+    assert not at.get("plotly_chart")
+    table = [d.value for d in at.dataframe if "agree" in getattr(d.value, "columns", [])][0]
+    assert table.set_index("check").loc["refusal", ["agree", "n"]].tolist() == [3, 3]
+    at.toggle(key="review_agreement_figure").set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    store.close()
+
+
+def test_no_figure_switch_before_any_audited_review(tmp_path):
+    db = str(tmp_path / "none.db")
+    store, run_id = crafted_store(db)
+    at = open_page(db, "review", query={"run": run_id})
+    assert "No audited reviews yet" in texts(at) and not at.get("toggle")
+    store.close()

@@ -50,7 +50,7 @@ KEEP_ACROSS_PAGES = (
     "export_format", "export_status", "export_seeds", "export_rules",
     "export_checked", "run_check_answers",
     "review_runs", "review_margin", "review_audit", "review_quality", "review_difficulty", "review_name",
-    "review_apply",
+    "review_apply", "review_agreement_figure",
     "templates_op", "templates_lang", "templates_candidates", "templates_dev_seeds",
 )
 
@@ -537,11 +537,10 @@ def review_frames(db: Store, run_ids: list[str]):
 
 
 def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = True,
-                      frame: pd.DataFrame | None = None) -> None:
+                      frame: pd.DataFrame | None = None, figure: bool = True) -> None:
     """How often a person agreed with each rule and scorer on the Review page's audit sample (Drift, Compare,
     Review): the figure, the counts with 95% Wilson intervals, and which samples are too small to say anything.
-    `frame`: the agreement already computed (`review.agreement_of`)."""
-    from evolab.analysis import viz
+    `frame`: the agreement already computed (`review.agreement_of`); `figure`: False leaves the figure out."""
     from evolab.audit import review
 
     if frame is None:
@@ -555,7 +554,10 @@ def agreement_section(db: Store, run_ids: list[str], *, key: str, link: bool = T
         if link:
             st.page_link(PAGES["review"], label="Review", icon=":material/rate_review:")
         return
-    st.plotly_chart(viz.agreement_figure(frame, title=""), key=key)
+    if figure:
+        from evolab.analysis import viz
+
+        st.plotly_chart(viz.agreement_figure(frame, title=""), key=key)
     st.dataframe(frame, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in ("share", "low", "high")})
 

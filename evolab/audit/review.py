@@ -25,8 +25,10 @@ score is at least the threshold. Too small to say anything: n < 10, or an interv
 from __future__ import annotations
 
 import hashlib
+import json
+import sqlite3
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -54,10 +56,12 @@ NODE_COLUMNS = ["id", "run_id", "round", "operation", "status", "rule", "languag
 SCORE_COLUMNS = ["node_id", "metric", "value", "judge", "unreadable"]
 
 
-def review_frames(store: Store, run_ids: Iterable[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def review_frames(store: Store, run_ids: Iterable[str], *,
+                  reviewed_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(evolved nodes, their verdict and score rows) of these runs, as `select_queue` and `checks_frame` read
-    them (`Store.review_rows`: no texts, no complexity measures)."""
-    nodes, scores = store.review_rows(list(dict.fromkeys(run_ids)))
+    them (`Store.review_rows`: no texts, no complexity measures). `reviewed_only`: the reviewed nodes' rows alone,
+    all that `agreement_of` needs."""
+    nodes, scores = store.review_rows(list(dict.fromkeys(run_ids)), reviewed_only=reviewed_only)
     scores_frame = pd.DataFrame.from_records(scores, columns=SCORE_COLUMNS)
     scores_frame["value"] = pd.to_numeric(scores_frame["value"], errors="coerce")
     scores_frame["unreadable"] = scores_frame["unreadable"].astype(bool)
@@ -182,6 +186,52 @@ def queue_candidates(nodes: pd.DataFrame, scores: pd.DataFrame, *, margin: float
     frame = grouped.merge(nodes, left_on="node_id", right_on="id", how="inner")
     frame["rule"] = frame["rule"].astype(object).where(frame["rule"].notna(), None)
     return frame[columns].reset_index(drop=True)
+
+
+def _candidates_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = [c for c in QUEUE_COLUMNS if c not in ("skipped", "reviewed")] + ["order"]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    frame["rule"] = frame["rule"].astype(object).where(frame["rule"].notna(), None)
+    return frame
+
+
+KEPT_QUEUE_PREFIX = "review_queue:"
+
+
+def kept_candidates(store: Store, run_ids: Iterable[str], *, margin: float, audit_size: int,
+                    thresholds: dict[str, float] | None = None, seed: int = 0,
+                    frames: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] | None = None) -> pd.DataFrame:
+    """`queue_candidates` of these runs, kept in the store (its meta table, one entry per choice of runs: the
+    latest settings and the runs' versions) so that a new server process, or another machine on the same store,
+    reads a few hundred rows back instead of reading and checking the whole run again (80,000 score rows at
+    10,000 nodes). Computed again when a run moved on (its version changed) or the settings differ. `frames`: the
+    runs' `review_frames` from the caller's cache, called only when they are needed. A store that cannot be
+    written (read-only) computes them each time."""
+    run_ids = list(dict.fromkeys(run_ids))
+    settings = json.dumps({"margin": float(margin), "audit_size": int(audit_size), "seed": seed,
+                           "thresholds": sorted((m, float(t)) for m, t in (thresholds or {}).items()),
+                           "versions": [list(store.run_version(r)) for r in run_ids]}, sort_keys=True)
+    key = KEPT_QUEUE_PREFIX + ",".join(run_ids)
+    try:
+        kept = json.loads(store.get_meta(key) or "{}")
+    except ValueError:  # a damaged entry: computed again and rewritten
+        kept = {}
+    if kept.get("settings") == settings and isinstance(kept.get("rows"), list):
+        return _candidates_frame(kept["rows"])
+    nodes, scores = frames() if frames is not None else review_frames(store, run_ids)
+    candidates = queue_candidates(nodes, scores, margin=margin, audit_size=audit_size, thresholds=thresholds,
+                                  seed=seed)
+    rows = candidates.to_dict("records")
+    try:
+        store.set_meta(key, json.dumps({"settings": settings, "rows": rows}, default=_plain))
+    except sqlite3.Error:  # read-only or busy: the queue is still right, only not kept
+        pass
+    return _candidates_frame(rows)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars in a candidate row (round, order) as JSON numbers."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def order_queue(candidates: pd.DataFrame, reviews: list[dict[str, Any]], *,
@@ -328,7 +378,7 @@ def agreement_frame(checks: pd.DataFrame, reviews: list[dict[str, Any]]) -> pd.D
 def agreement(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """`agreement_frame` for these runs: each scorer check at the threshold its audit reviews were made with."""
     run_ids = list(dict.fromkeys(run_ids))
-    nodes, scores = review_frames(store, run_ids)
+    nodes, scores = review_frames(store, run_ids, reviewed_only=True)
     return agreement_of(nodes, scores, store.reviews(run_ids))
 
 
