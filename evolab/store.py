@@ -336,6 +336,10 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# Meta entries kept per run, by their key's prefix (the modules that write them use these): a deleted run leaves
+# none behind. The map's warm-up state (evolab/analysis/warmup.py), a Ray job's figures (engine/raybatch.py) and
+# the Review queue's candidates of one or several runs (audit/review.py).
+RUN_META_PREFIXES = ("warm_map:", "ray|", "review_queue:")
 NODE_FIELDS = [
     "id", "run_id", "parent_id", "root_id", "round", "operation", "instruction", "input", "response",
     "status", "rule", "detail", "skill", "seed_difficulty", "language", "template", "template_version",
@@ -527,6 +531,10 @@ class Store:
             c.execute("DELETE FROM batch_lines WHERE batch_id IN (SELECT id FROM batches WHERE run_id=?)", (run_id,))
             c.execute("DELETE FROM batches WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
+            for prefix in RUN_META_PREFIXES:  # the entry names the run alone or in a comma-separated list of runs
+                c.execute("DELETE FROM meta WHERE substr(key, 1, length(?)) = ? AND "
+                          "instr(',' || substr(key, length(?) + 1) || ',', ',' || ? || ',') > 0",
+                          (prefix, prefix, prefix, run_id))
 
     @staticmethod
     def _run_dict(row: sqlite3.Row) -> dict[str, Any]:

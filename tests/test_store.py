@@ -257,9 +257,19 @@ def test_run_summary_counts(store):
     empty = store.run_summary(store.create_run(RunConfig(), []))
     assert (empty["nodes"], empty["calls"], empty["cost_usd"], empty["max_round"]) == (0, 0, 0, 0)
 
+    from evolab.analysis import warmup
+    from evolab.audit import review
+
+    kept = {warmup.META_PREFIX + run_id, review.KEPT_QUEUE_PREFIX + f"{other_run},{run_id}", f"ray|{run_id}"}
+    others = {warmup.META_PREFIX + other_run, review.KEPT_QUEUE_PREFIX + other_run, f"ray|{run_id}x"}
+    for key in kept | others:
+        store.set_meta(key, "{}")
     store.delete_run(run_id)
     assert store.get_run(run_id) is None and store.nodes(run_id) == [] and store.calls(run_id) == []
     assert len(store.nodes(other_run)) == 1
+    # the run's meta entries (the map's warm-up, a queue that held it, its Ray job) go with it; others stay
+    assert [k for k in kept if store.get_meta(k) is not None] == []
+    assert all(store.get_meta(k) == "{}" for k in others)
 
 
 def test_seed_sets_save_and_load(store):
