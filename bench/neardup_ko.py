@@ -6,6 +6,8 @@ before (the global cosine), with the Korean cosine cut, and after (the word-alig
     .venv/bin/python bench/neardup_ko.py --write         # also (re)write the Korean cosine cut (first tuning set) and
                                                          # the rule (both tuning sets) into embedding_thresholds.json
     .venv/bin/python bench/neardup_ko.py --alternatives  # also the other signals measured (not shipped)
+    .venv/bin/python bench/neardup_ko.py --lint-sizes 500,1000,1400  # also seed lint's wall time on Korean sets,
+                                                         # with the rule and with the cosine cut alone
 
 Sets (no sentence in two of them): ko_neardup_tuning.jsonl and ko_neardup_heldout.jsonl, written before any tuning;
 ko_neardup_tuning_more.jsonl, written for the rule; ko_neardup_heldout2.jsonl, written after the rule was fitted
@@ -77,7 +79,11 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="write the tuned Korean cosine cut and word-alignment rule "
                                                          "into the thresholds file")
     ap.add_argument("--alternatives", action="store_true", help="also measure the other signals (none shipped)")
+    ap.add_argument("--lint-sizes", default="", help="also time seed lint on Korean sets of these sizes, e.g. 500,1000")
     args = ap.parse_args()
+    if args.lint_sizes:
+        lint_timing([int(n) for n in args.lint_sizes.split(",")])
+        return
     e5 = embed.make_embedder(embed.E5_MODEL_NAME)
     info = embed.threshold_info(e5)
     rows = {name: pairs(file) for name, file in SETS.items()}
@@ -86,20 +92,27 @@ def main() -> None:
     para = {name: np.array([x["label"] == "paraphrase" for x in r]) for name, r in rows.items()}
     korean_cut = math.ceil(tune(cos["tuning"], para["tuning"]) * 1e4) / 1e4  # as stored: 4 decimals, rounded up
     both = ("tuning", "second tuning")
+    pool = every_pair(rows["tuning"] + rows["second tuning"], e5)
+    cut_pool_rate = pool_rate(korean_cut, *pool)
     fitted = fit_alignment_rule(np.concatenate([cos[n] for n in both]), np.concatenate([aligned[n] for n in both]),
-                                np.concatenate([para[n] for n in both]))
+                                np.concatenate([para[n] for n in both]), pool, cut_pool_rate,
+                                max_words=int(max(longest(rows[n]).max() for n in both)))
     cut = korean_cut if args.write else info.near_duplicate_for("ko", "ko")
     rule = fitted if args.write else info.alignment_rule_for("ko", "ko")
     if rule is None:
         sys.exit("no Korean word-alignment rule in the thresholds file: run with --write")
     print(f"{e5.name}: global threshold {info.near_duplicate:.4f}; Korean cosine cut {cut:.4f} (tuned now "
           f"{korean_cut:.4f}); Korean rule: cosine - {rule.weight} x word alignment >= {rule.cut} for cosine in "
-          f"[{rule.floor}, {rule.certain}), flagged at {rule.certain} and above (fitted now: {fitted})\n")
+          f"[{rule.floor}, {rule.certain}), flagged at {rule.certain} and above, texts of at most {rule.max_words} words "
+          f"(fitted now: {fitted})\n")
+    print(f"every pair of the tuning texts ({int((~pool[2]).sum()):,} different): the Korean cosine cut flags "
+          f"{cut_pool_rate:.3%}, the rule {pool_rate(rule, *pool):.3%}, the global cosine "
+          f"{pool_rate(info.near_duplicate, *pool):.3%}\n")
     print("| set, decision | cut | paraphrases flagged (recall) | different questions flagged |")
     print("|---|---:|---:|---:|")
     flags = {}
     for name in SETS:
-        flags[name] = rule_flags(rule, cos[name], aligned[name])
+        flags[name] = rule_flags(rule, cos[name], aligned[name], longest(rows[name]), cut)
         print(line(f"{name}, before (global cosine)", cos[name], para[name], info.near_duplicate))
         print(line(f"{name}, Korean cosine cut (before this change)", cos[name], para[name], cut))
         print(counts(f"{name}, after (Korean word-alignment rule)", f"{rule.cut:.4f}", flags[name], para[name]))
@@ -146,7 +159,8 @@ def main() -> None:
     if args.write:
         doc = json.loads(THRESHOLDS_PATH.read_text(encoding="utf-8"))
         flagged_t = cos["tuning"] >= korean_cut
-        tuning_flags = np.concatenate([rule_flags(fitted, cos[n], aligned[n]) for n in both])
+        tuning_flags = np.concatenate([rule_flags(fitted, cos[n], aligned[n], longest(rows[n]), korean_cut)
+                                       for n in both])
         tuning_para = np.concatenate([para[n] for n in both])
         doc["models"][e5.name]["near_duplicate_by_language"] = {"ko": {
             "near_duplicate": korean_cut,  # rounded up: never below the tuned cosine
@@ -157,15 +171,65 @@ def main() -> None:
             "tuning_flagged_different": round(float(flagged_t[~para["tuning"]].mean()), 4),
             "word_alignment": {
                 "weight": fitted.weight, "cut": fitted.cut, "floor": fitted.floor, "certain": fitted.certain,
+                "max_words": fitted.max_words,
                 "criterion": "flagged when cosine - weight x word alignment >= cut (cosine >= floor), or cosine >= "
                              "certain; weight from a logistic regression on the tuning sets, cut flagging at most "
-                             f"{FIT_BUDGET:.1%} of their different-question pairs (bench/neardup_ko.py)",
+                             f"{FIT_BUDGET:.1%} of their different-question pairs, floor the lowest at which it flags "
+                             "no more of every pair of the tuning texts than the cosine cut (bench/neardup_ko.py)",
+                "tuning_pairs_flagged": round(pool_rate(fitted, *pool), 5),
+                "tuning_pairs_flagged_by_cosine_cut": round(cut_pool_rate, 5),
                 "corpus": ["tests/data/embeddings/ko_neardup_tuning.jsonl",
                            "tests/data/embeddings/ko_neardup_tuning_more.jsonl"],
                 "tuning_recall": round(float(tuning_flags[tuning_para].mean()), 4),
                 "tuning_flagged_different": round(float(tuning_flags[~tuning_para].mean()), 4)}}}
         THRESHOLDS_PATH.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote the Korean cosine cut {korean_cut:.4f} and rule {fitted} into {THRESHOLDS_PATH}")
+
+
+def korean_seeds(n: int) -> list:
+    """n Korean instructions: every Korean text of the benchmark's pair files, then the same with another polite
+    ending (a light edit: near-duplicates the rule must still flag)."""
+    from evolab.schema import Seed
+    from evolab.text.language import detect_language
+    texts = sorted({t for f in sorted(DATA.glob("*.jsonl")) for r in pairs(f.name) for t in (r["a"], r["b"])
+                    if detect_language(t) == "ko"})
+    edits = [t.replace("설명하세요.", "설명해 주세요.").replace("알려 주세요.", "알려 주십시오.") for t in texts]
+    pool = texts + [t for t in edits if t not in set(texts)]
+    if n > len(pool):
+        sys.exit(f"at most {len(pool)} Korean seeds here")
+    return [Seed(t, skill="x", difficulty=3) for t in pool[:n]]
+
+
+def lint_timing(sizes: list[int]) -> None:
+    """Seed lint's wall time with embeddings on Korean sets: cold (a new store: texts and words embedded) and warm
+    (the same store again: vectors cached), with the word-alignment rule and with the Korean cosine cut alone."""
+    import dataclasses
+    import tempfile
+
+    from evolab.store import Store
+    real = embed.threshold_info
+
+    def cosine_only(*a, **k):
+        return dataclasses.replace(real(*a, **k), alignment_rules=())
+
+    e5 = embed.make_embedder(embed.E5_MODEL_NAME)
+    lint_seeds(korean_seeds(20), embedder=e5)  # the model loaded out of the timings
+    print("| Korean seeds | decision | cold (s) | warm (s) | embedding near-duplicate rows |")
+    print("|---:|---|---:|---:|---:|")
+    for n in sizes:
+        seeds = korean_seeds(n)
+        for label, info in (("cosine cut", cosine_only), ("word-alignment rule", real)):
+            embed.threshold_info = info
+            with tempfile.TemporaryDirectory() as folder:
+                store = Store(str(Path(folder) / "lint.db"))
+                times = []
+                for _ in range(2):
+                    started = time.perf_counter()
+                    report = lint_seeds(seeds, embedder=e5, store=store)
+                    times.append(time.perf_counter() - started)
+            embed.threshold_info = real
+            rows = sum(f.kind == "near_duplicate_embedding" for f in report.findings)
+            print(f"| {n:,} | {label} | {times[0]:.1f} | {times[1]:.1f} | {rows} |")
 
 
 # -- the alternatives (measured, not shipped) ------------------------------------------------------------
@@ -229,19 +293,49 @@ def fit_rule(x, paraphrase):
     return lambda y: (y["query"] >= RULE_CERTAIN) | ((y["query"] >= RULE_FLOOR) & (y["query"] - w * y["align"] >= cut))
 
 
-def fit_alignment_rule(cos: np.ndarray, aligned: np.ndarray, paraphrase: np.ndarray) -> AlignmentRule:
+def fit_alignment_rule(cos: np.ndarray, aligned: np.ndarray, paraphrase: np.ndarray,
+                       pool: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                       pool_limit: float | None = None, max_words: int = 0) -> AlignmentRule:
     """The shipped rule: a logistic regression of paraphrase on (cosine, word alignment) gives the direction
     (cosine - weight * alignment), the cut flags at most FIT_BUDGET of the different questions; weight to 4
-    decimals, the cut rounded up to 4 decimals after it, so the stored numbers meet the criterion."""
+    decimals, the cut rounded up to 4 decimals after it, so the stored numbers meet the criterion. The floor is the
+    lowest of 0.85, 0.86, ... 0.95 at which the rule flags no larger share of `pool`'s different pairs (cosine,
+    alignment, paraphrase? of every pair of the tuning texts: what a seed set mostly holds) than `pool_limit`."""
     from sklearn.linear_model import LogisticRegression  # heavy, bench only
     f = np.column_stack([cos, aligned])
     model = LogisticRegression(C=1.0).fit((f - f.mean(0)) / f.std(0), paraphrase)
     a, c = model.coef_[0] / f.std(0)
     weight = round(float(-c / a), 4)
-    score = np.where(cos >= RULE_FLOOR, cos - weight * aligned, -9.0)
-    score[cos >= RULE_CERTAIN] = -9.0  # flagged anyway: the cut is set by the rest
-    cut = math.ceil(cut_at(score, paraphrase) * 1e4) / 1e4
-    return AlignmentRule(weight, cut, RULE_FLOOR, RULE_CERTAIN)
+    for floor in np.round(np.arange(RULE_FLOOR, 0.951, 0.01), 2):
+        score = np.where(cos >= floor, cos - weight * aligned, -9.0)
+        score[cos >= RULE_CERTAIN] = -9.0  # flagged anyway: the cut is set by the rest
+        rule = AlignmentRule(weight, math.ceil(cut_at(score, paraphrase) * 1e4) / 1e4, float(floor), RULE_CERTAIN,
+                             max_words)
+        if pool is None or pool_rate(rule, *pool) <= pool_limit:
+            return rule
+    return rule
+
+
+def pool_rate(rule: AlignmentRule | float, cos: np.ndarray, aligned: np.ndarray, paraphrase: np.ndarray) -> float:
+    """The share of a pool's different pairs that a rule (or a plain cosine cut) flags."""
+    flags = cos >= rule if isinstance(rule, float) else rule_flags(rule, cos, aligned)
+    return float(flags[~paraphrase].mean())
+
+
+def every_pair(rows: list[dict], embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cosine, alignment, labelled paraphrase?) of every pair of the texts of `rows`: mostly different questions
+    asked in other words, the pairs a seed set mostly holds (alignment only where the cosine reaches 0.8)."""
+    labels = {frozenset((r["a"], r["b"])): r["label"] for r in rows}
+    texts = sorted({t for r in rows for t in (r["a"], r["b"])})
+    vectors = embed.embed_texts(texts, embedder)
+    first, second = np.triu_indices(len(texts), 1)
+    cos = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    near = np.flatnonzero(cos >= 0.8)
+    aligned = np.zeros(len(cos))
+    aligned[near] = wordalign.alignments(wordalign.word_matrices(texts, embedder),
+                                         [(int(first[k]), int(second[k])) for k in near])
+    paraphrase = np.array([labels.get(frozenset((texts[i], texts[j]))) == "paraphrase" for i, j in zip(first, second)])
+    return cos, aligned, paraphrase
 
 
 class fitted_rule:
@@ -252,8 +346,17 @@ class fitted_rule:
         return rule_flags(self.rule, x["query"], x["align"])
 
 
-def rule_flags(rule: AlignmentRule, cos: np.ndarray, aligned: np.ndarray) -> np.ndarray:
-    return np.array([rule.flags(float(c), float(a)) for c, a in zip(cos, aligned)])
+def rule_flags(rule: AlignmentRule, cos: np.ndarray, aligned: np.ndarray, words: np.ndarray | None = None,
+               cosine_cut: float = 1.0) -> np.ndarray:
+    """The rule's decisions; a pair whose longer text has more than rule.max_words words (`words`) keeps the
+    cosine cut, as in seed lint."""
+    words = np.zeros(len(cos), int) if words is None else words
+    return np.array([rule.flags(float(c), float(a)) if rule.applies(int(n), int(n)) else c >= cosine_cut
+                     for c, a, n in zip(cos, aligned, words)])
+
+
+def longest(rows: list[dict]) -> np.ndarray:
+    return np.array([max(len(wordalign.text_words(r["a"])), len(wordalign.text_words(r["b"]))) for r in rows])
 
 
 def cross_validated(fit, x, paraphrase, repeats: int = 10) -> tuple[float, float]:
@@ -283,7 +386,7 @@ def alternatives(tuning: list[dict], heldout: list[dict]) -> None:
             "logistic: query + sparse + word alignment": lambda x, p: fit_logistic(x, p, ["query", "sparse", "align"]),
             "rule: query - w * alignment, w for the most recall (0.85 <= cosine, >= 0.985 always)":
                 lambda x, p: fit_rule(x, p),
-            "shipped: logistic query + word alignment, 0.85 <= cosine, >= 0.985 always":
+            "logistic query + word alignment as a rule, 0.85 <= cosine, >= 0.985 always":
                 lambda x, p: fitted_rule(x["query"], x["align"], p).flags_all}
     print(f"\nAlternatives: fitted on both tuning sets ({int(para_t.sum())} paraphrases, {int((~para_t).sum())} "
           f"different), at most {FIT_BUDGET:.1%} of their different questions flagged; 5-fold CV x 10; "

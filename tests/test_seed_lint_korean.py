@@ -58,7 +58,7 @@ def flagged(texts: list[str], cosine: float) -> list[tuple[int, int]]:
 def test_e5_has_a_korean_rule_and_only_for_two_korean_texts():
     info = embed.threshold_info(embed.E5_MODEL_NAME)
     rule = info.alignment_rule_for("ko", "ko")
-    assert rule is not None and rule.weight > 0 and rule.floor < info.near_duplicate < rule.certain < 1
+    assert rule is not None and rule.weight > 0 and rule.floor < rule.certain < 1 and rule.max_words > 0
     assert info.alignment_rule_for("ko", "en") is None and info.alignment_rule_for("en", "en") is None
     assert info.near_duplicate_for("en", "en") == info.near_duplicate_for("ko", "en") == info.near_duplicate
     # MiniLM (English only) has none: its decisions are unchanged
@@ -98,6 +98,18 @@ def test_a_korean_pair_that_shares_its_words_is_kept_a_reworded_one_flagged_engl
     assert flagged(reworded, 0.84) == []  # under the rule's floor
 
 
+def test_a_korean_pair_with_a_long_text_keeps_the_cosine_cut():
+    """The rule was fitted on one-sentence instructions; an input table's words align with nothing."""
+    info = embed.threshold_info(embed.E5_MODEL_NAME)
+    rule = info.alignment_rule_for("ko", "ko")
+    table = " ".join(f"종목{k} 평가금액{k}" for k in range(rule.max_words))
+    long = ["채권 포트폴리오의 금리 위험을 설명하세요. " + table, "채권 듀레이션이 무엇인지 설명하세요."]
+    below_cut = info.near_duplicate_for("ko", "ko") - 0.005  # the rule alone would flag this reworded-looking pair
+    assert rule.flags(below_cut, 0.80)
+    assert flagged(long, below_cut) == []
+    assert flagged(long, info.near_duplicate_for("ko", "ko") + 0.005) == [(2, 1)]
+
+
 def test_korean_pairs_fall_back_to_the_cosine_cut_when_the_words_cannot_be_embedded():
     class TextsOnly(NamedTable):
         def encode(self, texts):
@@ -114,8 +126,10 @@ def test_korean_pairs_fall_back_to_the_cosine_cut_when_the_words_cannot_be_embed
         assert any("word alignment not computed" in n for n in report.notes), report.notes
 
 
-def heldout_decisions(name: str, e5, rule: AlignmentRule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(paraphrase?, flagged by the rule, cosine) per pair of a held-out file: the calls seed lint makes."""
+def heldout_decisions(name: str, e5, info) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(paraphrase?, flagged, cosine) per pair of a held-out file, decided as seed lint decides a Korean pair:
+    by the rule, or by the cosine cut when a text is longer than the rule's words."""
+    rule, cut = info.alignment_rule_for("ko", "ko"), info.near_duplicate_for("ko", "ko")
     rows = [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = sorted({t for r in rows for t in (r["a"], r["b"])})
     at = {t: i for i, t in enumerate(texts)}
@@ -123,26 +137,29 @@ def heldout_decisions(name: str, e5, rule: AlignmentRule) -> tuple[np.ndarray, n
     pairs = [(at[r["a"]], at[r["b"]]) for r in rows]
     aligned = wordalign.alignments(wordalign.word_matrices(texts, e5), pairs)
     cosine = np.array([float(vectors[i] @ vectors[j]) for i, j in pairs])
-    flags = np.array([rule.flags(c, a) for c, a in zip(cosine, aligned)])
+    words = [len(wordalign.text_words(t)) for t in texts]
+    flags = np.array([rule.flags(c, a) if rule.applies(words[i], words[j]) else c >= cut
+                      for c, a, (i, j) in zip(cosine, aligned, pairs)])
     return np.array([r["label"] == "paraphrase" for r in rows]), flags, cosine
 
 
 def test_on_the_held_out_sets_the_rule_finds_more_paraphrases_and_flags_fewer_different_questions():
     """Both held-out sets (60 paraphrase pairs, 346 different-question pairs) with the real e5. Shipped on this
-    machine: 52/60 paraphrases (87%), 9/346 different questions (2.6%); the Korean cosine cut before it: 37/60,
-    17/346. The issue's goal (90% at most 2%) is not met. Tolerance: a drift of 0.0005 in both the cosine and the
-    alignment (the 4-bit engine is deterministic on one machine; across CPUs a float sum may round otherwise)
-    unflags no paraphrase and flags 3 more different questions, so recall >= 85% (one pair) and at most 12/346."""
+    machine: 47/60 paraphrases (78%), 7/346 different questions (2.0%; the first set 26/30 and 3/208); the Korean
+    cosine cut before it: 37/60 and 17/346. The issue's goal (90% at most 2%) is not met on recall. Tolerance: a
+    drift of 0.001 in both the cosine and the alignment (the 4-bit engine is deterministic on one machine; across
+    CPUs a float sum may round otherwise) unflags no paraphrase and flags one more different question."""
     e5 = embed.make_embedder(embed.E5_MODEL_NAME)
     info = embed.threshold_info(e5)
-    rule = info.alignment_rule_for("ko", "ko")
-    found = [heldout_decisions(name, e5, rule) for name in ("ko_neardup_heldout.jsonl", "ko_neardup_heldout2.jsonl")]
+    found = [heldout_decisions(name, e5, info) for name in ("ko_neardup_heldout.jsonl", "ko_neardup_heldout2.jsonl")]
+    first_paraphrase, first_flags, _ = found[0]
+    assert first_flags[~first_paraphrase].mean() <= 0.02  # the first set: at most 2% of its different questions
     paraphrase, flags, cosine = (np.concatenate(parts) for parts in zip(*found))
-    recall, different = flags[paraphrase].mean(), flags[~paraphrase].sum()
-    assert recall >= 0.85, recall
-    assert different <= 12, different
+    recall, different = flags[paraphrase].sum(), flags[~paraphrase].sum()
+    assert recall >= 46, recall
+    assert different <= 8, different
     by_cut = cosine >= info.near_duplicate_for("ko", "ko")
-    assert flags[paraphrase].sum() > by_cut[paraphrase].sum() + 5
+    assert recall >= by_cut[paraphrase].sum() + 5
     assert different < by_cut[~paraphrase].sum()
 
 

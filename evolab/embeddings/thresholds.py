@@ -42,12 +42,18 @@ def from_store(store: Store | None, model_name: str) -> dict | None:
 class AlignmentRule:
     """A language's near-duplicate rule with the word alignment beside the cosine (`wordalign`): a pair is a
     near-duplicate when cosine - weight * alignment >= cut, never below `floor`, always at `certain` or above
-    (one-particle edits share every word; no tuning pair asking another thing reached it)."""
+    (one-particle edits share every word; no tuning pair asking another thing reached it). It was fitted on
+    one-sentence instructions: a pair with a text of more than `max_words` words keeps the cosine cut (an input
+    table's words would align with nothing and make any two such texts look reworded)."""
 
     weight: float
     cut: float
     floor: float
     certain: float
+    max_words: int = 0  # 0: any length
+
+    def applies(self, words_a: int, words_b: int) -> bool:
+        return not self.max_words or max(words_a, words_b) <= self.max_words
 
     def score(self, cosine: float, alignment: float) -> float:
         return cosine - self.weight * alignment
@@ -60,7 +66,8 @@ class AlignmentRule:
         if not isinstance(entry, dict):
             return None
         try:
-            return cls(float(entry["weight"]), float(entry["cut"]), float(entry["floor"]), float(entry["certain"]))
+            return cls(float(entry["weight"]), float(entry["cut"]), float(entry["floor"]), float(entry["certain"]),
+                       int(entry.get("max_words", 0)))
         except (KeyError, TypeError, ValueError):
             return None
 

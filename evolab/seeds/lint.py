@@ -222,8 +222,9 @@ def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: A
                            for lang, t in sorted(own.items()) if t != threshold or lang in rules))
     pairs = novelty.near_duplicate_pairs(texts, vectors, min([threshold, *own.values(),
                                                               *(r.floor for r in rules.values())]))
-    ruled = [(int(p.i), int(p.j)) for p in pairs.itertuples()
-             if languages[p.i] == languages[p.j] and languages[p.i] in rules]
+    words = [len(wordalign.text_words(t)) for t in texts]
+    ruled = [(int(p.i), int(p.j)) for p in pairs.itertuples() if languages[p.i] == languages[p.j]
+             and languages[p.i] in rules and rules[languages[p.i]].applies(words[p.i], words[p.j])]
     try:
         alignment = wordalign.pair_alignments(texts, ruled, embedder, store)
     except Exception as e:  # the words could not be embedded: those pairs fall back to the language's cosine cut
