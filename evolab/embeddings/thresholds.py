@@ -39,6 +39,40 @@ def from_store(store: Store | None, model_name: str) -> dict | None:
 
 
 @dataclass(frozen=True)
+class AlignmentRule:
+    """A language's near-duplicate rule with the word alignment beside the cosine (`wordalign`): a pair is a
+    near-duplicate when cosine - weight * alignment >= cut, never below `floor`, always at `certain` or above
+    (one-particle edits share every word; no tuning pair asking another thing reached it). It was fitted on
+    one-sentence instructions: a pair with a text of more than `max_words` words keeps the cosine cut (an input
+    table's words would align with nothing and make any two such texts look reworded)."""
+
+    weight: float
+    cut: float
+    floor: float
+    certain: float
+    max_words: int = 0  # 0: any length
+
+    def applies(self, words_a: int, words_b: int) -> bool:
+        return not self.max_words or max(words_a, words_b) <= self.max_words
+
+    def score(self, cosine: float, alignment: float) -> float:
+        return cosine - self.weight * alignment
+
+    def flags(self, cosine: float, alignment: float) -> bool:
+        return cosine >= self.certain or (cosine >= self.floor and self.score(cosine, alignment) >= self.cut)
+
+    @classmethod
+    def from_entry(cls, entry: object) -> "AlignmentRule | None":
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return cls(float(entry["weight"]), float(entry["cut"]), float(entry["floor"]), float(entry["certain"]),
+                       int(entry.get("max_words", 0)))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class ThresholdInfo:
     """The thresholds in force for one model and where they came from (shown beside maps and marks)."""
 
@@ -50,6 +84,12 @@ class ThresholdInfo:
     # seed lint's threshold for a pair whose two texts are in one language, where the model's cosines crowd
     # differently (e5 on short Korean finance instructions that share a frame: "near_duplicate_by_language")
     by_language: tuple[tuple[str, float], ...] = ()
+    # where a language also has a word-alignment rule (e5 on Korean), seed lint decides its pairs by that rule
+    alignment_rules: tuple[tuple[str, AlignmentRule], ...] = ()
+
+    def alignment_rule_for(self, language_a: str, language_b: str) -> AlignmentRule | None:
+        """The word-alignment rule of a pair in these languages: the language's own when both texts are in it."""
+        return dict(self.alignment_rules).get(language_a) if language_a == language_b else None
 
     def near_duplicate_for(self, language_a: str, language_b: str) -> float:
         """The near-duplicate threshold of a pair in these languages: the language's own when both texts are in
@@ -91,5 +131,7 @@ def threshold_info(model_name: str, store: Store | None = None) -> ThresholdInfo
                                  float(entry.get("novelty", entry["near_duplicate"])), source,
                                  float(entry.get("run_map", entry["near_duplicate"])),
                                  tuple(sorted((str(k), float(v.get("near_duplicate") if isinstance(v, dict) else v))
-                                              for k, v in by_language.items())))
+                                              for k, v in by_language.items())),
+                                 tuple(sorted((str(k), rule) for k, v in by_language.items() if isinstance(v, dict)
+                                              and (rule := AlignmentRule.from_entry(v.get("word_alignment"))))))
     return ThresholdInfo(model_name, FALLBACK_THRESHOLD, FALLBACK_THRESHOLD, "fallback")

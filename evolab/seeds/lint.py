@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from evolab.embeddings import embed, novelty
+from evolab.embeddings import embed, novelty, wordalign
 from evolab.embeddings.embed import node_text
 from evolab.embeddings.novelty import ROUGE_L_MAX, rouge_duplicates_lsh, rouge_l_scores, tokenize
 from evolab.schema import Seed
@@ -210,26 +210,49 @@ def _embedding_duplicates(texts: list[str], paired: set, embedder: Any, store: A
     threshold = embed.near_duplicate_threshold(embedder, store)  # the model's own (calibrated) threshold
     languages = [detect_language(t) for t in texts]
     # a language's own threshold (e5 on Korean: short finance instructions share their frame and topic words,
-    # and its cosines crowd into 0.85-0.97) applies to a pair of two texts in that language
-    by_language = dict(embed.threshold_info(embedder, store).by_language)
+    # and its cosines crowd into 0.85-0.97) applies to a pair of two texts in that language; where the language
+    # has a word-alignment rule, that rule decides its pairs (evolab/embeddings/wordalign.py)
+    info = embed.threshold_info(embedder, store)
+    by_language = dict(info.by_language)
     own = {lang: by_language.get(lang, threshold) for lang in set(languages)}
+    rules = {lang: rule for lang in set(languages) if (rule := info.alignment_rule_for(lang, lang))}
     notes.append(f"embedding near-duplicates: {embedder.name}, cosine >= {threshold:.3f}"
-                 + "".join(f" ({lang}: >= {t:.3f})" for lang, t in sorted(own.items()) if t != threshold))
-    pairs = novelty.near_duplicate_pairs(texts, vectors, min([threshold, *own.values()]))
+                 + "".join(f" ({lang}: cosine - {rules[lang].weight:.2f} x word alignment >= {rules[lang].cut:.3f})"
+                           if lang in rules else f" ({lang}: >= {t:.3f})"
+                           for lang, t in sorted(own.items()) if t != threshold or lang in rules))
+    pairs = novelty.near_duplicate_pairs(texts, vectors, min([threshold, *own.values(),
+                                                              *(r.floor for r in rules.values())]))
+    words = [len(wordalign.text_words(t)) for t in texts]
+    ruled = [(int(p.i), int(p.j)) for p in pairs.itertuples() if languages[p.i] == languages[p.j]
+             and languages[p.i] in rules and rules[languages[p.i]].applies(words[p.i], words[p.j])]
+    try:
+        alignment = wordalign.pair_alignments(texts, ruled, embedder, store)
+    except Exception as e:  # the words could not be embedded: those pairs fall back to the language's cosine cut
+        notes.append(f"word alignment not computed ({str(e)[:200]}): cosine cuts only")
+        alignment = {}
     out = []
     flagged = {j for _, j in paired}
     for pair in pairs.sort_values(["j", "cosine"], ascending=[True, False]).itertuples():
         i, j = int(pair.i) + 1, int(pair.j) + 1
         if j in flagged or (i, j) in paired:  # one finding per row: its closest earlier twin
             continue
-        pair_threshold = own[languages[i - 1]] if languages[i - 1] == languages[j - 1] else threshold
-        if pair.cosine < pair_threshold:
-            continue
+        rule, aligned = rules.get(languages[i - 1]), alignment.get((i - 1, j - 1))
+        if aligned is not None and rule is not None:
+            if not rule.flags(pair.cosine, aligned):
+                continue
+            why = (f"word alignment {aligned:.3f}; cosine - {rule.weight:.2f} x alignment "
+                   f"{rule.score(pair.cosine, aligned):.3f}, at or over {rule.cut:.3f} for {embedder.name} on "
+                   f"{languages[j - 1]}" if pair.cosine < rule.certain else
+                   f"at or over {rule.certain:.3f} for {embedder.name} on {languages[j - 1]}")
+        else:
+            pair_threshold = own[languages[i - 1]] if languages[i - 1] == languages[j - 1] else threshold
+            if pair.cosine < pair_threshold:
+                continue
+            why = (f"at or over {pair_threshold:.3f} for {embedder.name}"
+                   + (f" on {languages[j - 1]}" if pair_threshold != threshold else ""))
         flagged.add(j)
         paired.add((i, j))
-        out.append(Finding(j, "near_duplicate_embedding", f"cosine {pair.cosine:.3f} with row {i} (at or over "
-                           f"{pair_threshold:.3f} for {embedder.name}"
-                           + (f" on {languages[j - 1]}" if pair_threshold != threshold else "") + ")",
+        out.append(Finding(j, "near_duplicate_embedding", f"cosine {pair.cosine:.3f} with row {i} ({why})",
                            ("merge", "drop"), other_row=i,
                            score=round(float(pair.cosine), 4)))
     return out
