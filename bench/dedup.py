@@ -12,15 +12,22 @@ The scripted model is the extreme case (it keeps the parent's words verbatim); r
 so the share they lose is lower. The point is the difference between comparing with one's own ancestors
 and not.
 
-`--scale` measures instead what `--dedup` costs as the pool grows: a synthetic pool of 10,000 and 100,000
-instructions (words drawn from a Zipf vocabulary, so common words are shared as in real text, 8-40 words each)
-and 1,000 children (half rewrites of pool members, half new); each child's highest ROUGE-L with the pool, exact
-(every pool text compared) against MinHash LSH + ROUGE-L (evolab/embeddings/novelty.py), and how often the two
-make the same keep/drop decision at 0.7. The exact check is timed on a sample of the children at 100,000 (it
-would take about 40 minutes for all 1,000) and given per 1,000 children.
+`--scale` measures instead what `--dedup` costs as the pool grows: synthetic pools of 10,000 and 100,000
+instructions and 1,000 children (500 rewrites of pool members, 500 new texts from the same vocabulary); each
+child's highest ROUGE-L with the pool, exact (every pool text compared) against `RougeIndex` (MinHash LSH, the
+signatures' Jaccard estimate, ROUGE-L: evolab/embeddings/novelty.py), and how often the two make the same
+keep/drop decision at 0.7. The exact check is timed on every child at 10,000 and on `--exact-sample` children
+above (all 1,000 would take about an hour at 100,000) and given per 1,000 children.
+
+`--generator` picks the pool: `tuning` (what the LSH parameters were chosen on: 8-40 words from a Zipf
+vocabulary of 5,000 words, exponent 1) or one of the held-out settings the parameters were never tuned on:
+`zipf-2k` (2,000 words, exponent 1.2: frequent words weigh more), `wide` (50,000 words, exponent 0.9, 5-60
+words), `real` (tokens drawn from the token frequencies of held-out real texts in tests/data, English and Korean,
+with their lengths).
 
     .venv/bin/python bench/dedup.py --scale                       # pools of 10,000 and 100,000
-    .venv/bin/python bench/dedup.py --scale --pools 10000 --exact-sample 1000
+    .venv/bin/python bench/dedup.py --scale --generator real --pools 10000,100000
+    .venv/bin/python bench/dedup.py --scale --bands 42 --rows 3   # other LSH parameters
 """
 from __future__ import annotations
 
@@ -35,14 +42,50 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def synthetic_instructions(n: int, seed: int = 0, vocabulary: int = 5000) -> list[str]:
-    """n instructions of 8-40 words from a Zipf vocabulary (the frequent words are shared, like "the")."""
+GENERATORS = {  # name: (vocabulary, Zipf exponent, shortest, longest)
+    "tuning": (5000, 1.0, 8, 40),
+    "zipf-2k": (2000, 1.2, 8, 40),
+    "wide": (50_000, 0.9, 5, 60),
+}
+REAL_TEXTS = ("tests/data/embeddings/ko_neardup_tuning.jsonl", "tests/data/embeddings/ko_neardup_heldout.jsonl",
+              "tests/data/topic/tuning.jsonl", "tests/data/topic/heldout.jsonl", "tests/data/refusals/en.jsonl",
+              "tests/data/refusals/ko.jsonl", "tests/data/refusals_heldout/en.jsonl",
+              "tests/data/refusals_heldout/ko.jsonl")
+
+
+def real_texts(root: Path = HERE) -> list[str]:
+    """The held-out real texts: Korean paraphrase pairs, parent/child evolutions, answers in English and Korean
+    (none of them in tests/test_dedup_lsh.py's sets)."""
+    import json
+
+    out = []
+    for name in REAL_TEXTS:
+        for line in (root / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            out += [str(row[k]) for k in ("a", "b", "parent", "child", "text") if row.get(k)]
+    return list(dict.fromkeys(out))
+
+
+def synthetic_instructions(n: int, seed: int = 0, vocabulary: int = 5000, generator: str = "tuning") -> list[str]:
+    """n instructions whose words follow a Zipf law (the frequent words are shared, like "the"); with
+    generator="real", tokens drawn as often as in the held-out real texts, lengths as theirs."""
     rng = random.Random(seed)
+    if generator == "real":
+        from evolab.embeddings.novelty import tokenize
+
+        docs = [tokenize(t) for t in real_texts()]
+        counts = Counter(t for d in docs for t in d)
+        words, weights = list(counts), list(counts.values())
+        lengths = [len(d) for d in docs if d]
+        return [" ".join(rng.choices(words, weights, k=rng.choice(lengths))) for _ in range(n)]
+    size, exponent, shortest, longest = GENERATORS[generator]
+    size = vocabulary if generator == "tuning" else size
     syllables = ["ka", "lo", "mi", "ten", "ra", "so", "vi", "den", "pu", "ex", "qua", "bri", "no", "tor", "ul"]
-    words = list(dict.fromkeys("".join(rng.choice(syllables) for _ in range(rng.randint(1, 4)))
-                               for _ in range(vocabulary * 2)))[:vocabulary]
-    weights = [1 / (k + 1) for k in range(len(words))]
-    return [" ".join(rng.choices(words, weights, k=rng.randint(8, 40))) for _ in range(n)]
+    longest_word, draws = (4, 2) if generator == "tuning" else (5, 3)  # tuning: the vocabulary measured before
+    words = list(dict.fromkeys("".join(rng.choice(syllables) for _ in range(rng.randint(1, longest_word)))
+                               for _ in range(size * draws)))[:size]
+    weights = [1 / (k + 1) ** exponent for k in range(len(words))]
+    return [" ".join(rng.choices(words, weights, k=rng.randint(shortest, longest))) for _ in range(n)]
 
 
 def rewrite(text: str, rng: random.Random) -> str:
@@ -54,43 +97,59 @@ def rewrite(text: str, rng: random.Random) -> str:
             del words[rng.randrange(len(words))]
         elif kind < 0.7:
             words.insert(rng.randrange(len(words) + 1), rng.choice(words))
-        else:
+        elif len(words) > 1:
             i = rng.randrange(len(words) - 1)
             words[i], words[i + 1] = words[i + 1], words[i]
     return " ".join(words)
 
 
+def pool_and_children(size: int, generator: str, n_children: int = 1000) -> tuple[list[str], list[str]]:
+    """A pool and children for it: half rewrites of pool members, half new texts from the same vocabulary."""
+    rng = random.Random(1)
+    texts = synthetic_instructions(size + n_children // 2, seed=size, generator=generator)
+    pool, new = texts[:size], texts[size:]
+    children = [rewrite(pool[rng.randrange(size)], rng) for _ in range(n_children - len(new))] + new
+    rng.shuffle(children)
+    return pool, children
+
+
 def scale(args: argparse.Namespace) -> None:
     sys.path.insert(0, args.repo)
+    from evolab.embeddings import novelty
     from evolab.embeddings.novelty import ROUGE_L_MAX, RougeIndex, max_rouge_l
 
-    rng = random.Random(1)
-    print(f"evolab at {args.repo}; 1,000 children (500 rewrites of pool members, 500 new) per pool; limit "
-          f"ROUGE-L {ROUGE_L_MAX}\n")
-    print("| pool | exact, per 1,000 children | LSH index build | LSH, per 1,000 children | children over 0.7 "
-          "(exact) | same decision (of those timed exactly) | LSH candidates a child |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    params = {k: getattr(args, k) for k in ("bands", "rows") if getattr(args, k)}
+    probe = RougeIndex(exact=False, **params)
+    floor = novelty.jaccard_floor(ROUGE_L_MAX)
+    miss = novelty.miss_probability(floor, probe.bands, probe.rows, probe.estimate_columns, probe.min_matches)
+    print(f"evolab at {args.repo}; generator {args.generator}; 1,000 children (500 rewrites of pool members, 500 new) "
+          f"per pool; limit ROUGE-L {ROUGE_L_MAX}; LSH {probe.bands} bands x {probe.rows} rows, estimate over "
+          f"{probe.estimate_columns} columns >= {probe.min_matches} matches; miss chance at the Jaccard floor "
+          f"{floor:.3f}: {miss:.1e}\n")
+    print("| pool | exact, per 1,000 children | MinHash of the pool | index (bands) | LSH, per 1,000 children "
+          "| children over 0.7 (exact) | same decision | LSH band hits a child | ROUGE-L comparisons a child |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in [int(x) for x in args.pools.split(",")]:
-        pool = synthetic_instructions(size, seed=size)
-        children = [rewrite(pool[rng.randrange(size)], rng) for _ in range(500)]
-        children += synthetic_instructions(500, seed=size + 1)
-        rng.shuffle(children)
+        pool, children = pool_and_children(size, args.generator)
         t0 = time.perf_counter()
-        index = RougeIndex(pool, exact=False)
+        signatures = novelty.minhashes(pool, probe.num_perm)
         t1 = time.perf_counter()
-        fast = [index.max_rouge_l(c) for c in children]
+        index = RougeIndex(exact=False, **params)
+        index.add_many(pool, signatures=signatures)
         t2 = time.perf_counter()
-        sample = children[:min(args.exact_sample, len(children))] if size > 10_000 else children
+        fast = [index.max_rouge_l(c) for c in children]
         t3 = time.perf_counter()
+        sample = children[:min(args.exact_sample, len(children))] if size > 10_000 else children
         exact = [max_rouge_l(c, pool) for c in sample]
         t4 = time.perf_counter()
         same = sum((e > ROUGE_L_MAX) == (f > ROUGE_L_MAX) for e, f in zip(exact, fast))
-        compared = sum(len(index.candidates(c)) for c in children[:100]) / min(100, len(children))
+        hits = sum(len(index.band_hits(c)) for c in children) / len(children)
+        compared = sum(len(index.candidates(c)) for c in children) / len(children)
         over = sum(e > ROUGE_L_MAX for e in exact)
         per_exact = (t4 - t3) / len(sample) * 1000
         print(f"| {size:,} | {per_exact:,.1f} s{'' if len(sample) == len(children) else f' ({len(sample)} timed)'} | "
-              f"{t1 - t0:.1f} s | {(t2 - t1):.1f} s | {over} of {len(sample)} | {same} of {len(sample)} | "
-              f"{compared:,.0f} ({compared / size:.1%}) |", flush=True)
+              f"{t1 - t0:.1f} s | {t2 - t1:.1f} s | {(t3 - t2) / len(children) * 1000:.2f} s | {over} of {len(sample)} "
+              f"| {same} of {len(sample)} | {hits:,.1f} ({hits / size:.2%}) | {compared:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -101,6 +160,9 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="time --dedup's check at large pools, exact vs LSH")
     parser.add_argument("--pools", default="10000,100000")
     parser.add_argument("--exact-sample", type=int, default=100, help="children timed exactly above 10,000")
+    parser.add_argument("--generator", default="tuning", choices=[*GENERATORS, "real"], help="the pool's texts")
+    parser.add_argument("--bands", type=int, help="LSH bands (default: novelty.LSH_BANDS)")
+    parser.add_argument("--rows", type=int, help="LSH rows a band (default: novelty.LSH_ROWS)")
     args = parser.parse_args()
     if args.scale:
         return scale(args)
