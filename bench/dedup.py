@@ -29,6 +29,7 @@ with their lengths).
     .venv/bin/python bench/dedup.py --scale --generator real --pools 10000,100000
     .venv/bin/python bench/dedup.py --scale --bands 42 --rows 3   # other LSH parameters
     .venv/bin/python bench/dedup.py --agreement   # exact against LSH on the tests' sets and held-out real texts
+    .venv/bin/python bench/dedup.py --lint-rows 10000,30000   # seeds lint: its exact bound against LSH
 """
 from __future__ import annotations
 
@@ -120,13 +121,18 @@ def scale(args: argparse.Namespace) -> None:
     from evolab.embeddings.novelty import ROUGE_L_MAX, RougeIndex, max_rouge_l
 
     params = {k: getattr(args, k) for k in ("bands", "rows") if getattr(args, k)}
-    probe = RougeIndex(exact=False, **params)
     floor = novelty.jaccard_floor(ROUGE_L_MAX)
-    miss = novelty.miss_probability(floor, probe.bands, probe.rows, probe.estimate_columns, probe.min_matches)
-    print(f"evolab at {args.repo}; generator {args.generator}; 1,000 children (500 rewrites of pool members, 500 new) "
-          f"per pool; limit ROUGE-L {ROUGE_L_MAX}; LSH {probe.bands} bands x {probe.rows} rows, estimate over "
-          f"{probe.estimate_columns} columns >= {probe.min_matches} matches; miss chance at the Jaccard floor "
-          f"{floor:.3f}: {miss:.1e}\n")
+    before = not hasattr(RougeIndex, "band_hits")  # a checkout from before the estimate stage (e.g. 4d6ca7f)
+    if before:
+        print(f"evolab at {args.repo} (datasketch's MinHashLSH, {novelty.LSH_BANDS} bands x {novelty.LSH_ROWS} rows, "
+              f"every band hit compared by ROUGE-L); generator {args.generator}\n")
+    else:
+        probe = RougeIndex(exact=False, **params)
+        miss = novelty.miss_probability(floor, probe.bands, probe.rows, probe.estimate_columns, probe.min_matches)
+        print(f"evolab at {args.repo}; generator {args.generator}; 1,000 children (500 rewrites of pool members, "
+              f"500 new) per pool; limit ROUGE-L {ROUGE_L_MAX}; LSH {probe.bands} bands x {probe.rows} rows, estimate "
+              f"over {probe.estimate_columns} columns >= {probe.min_matches} matches; miss chance at the Jaccard "
+              f"floor {floor:.3f}: {miss:.1e}\n")
     print("| pool | exact, per 1,000 children | MinHash of the pool | index (bands) | LSH, per 1,000 children "
           "| children over 0.7 (exact) | same decision | LSH band hits a child | ROUGE-L comparisons a child "
           "| index memory |")
@@ -134,10 +140,13 @@ def scale(args: argparse.Namespace) -> None:
     for size in [int(x) for x in args.pools.split(",")]:
         pool, children = pool_and_children(size, args.generator)
         t0 = time.perf_counter()
-        signatures = novelty.minhashes(pool, probe.num_perm)
-        t1 = time.perf_counter()
-        index = RougeIndex(exact=False, **params)
-        index.add_many(pool, signatures=signatures)
+        if before:  # MinHash and banding in one step
+            t1, index = t0, RougeIndex(pool, exact=False)
+        else:
+            signatures = novelty.minhashes(pool, probe.num_perm)
+            t1 = time.perf_counter()
+            index = RougeIndex(exact=False, **params)
+            index.add_many(pool, signatures=signatures)
         t2 = time.perf_counter()
         lsh_times = []
         for _ in range(args.repeat):  # the machine is shared: the best of a few passes
@@ -150,14 +159,14 @@ def scale(args: argparse.Namespace) -> None:
         exact = [max_rouge_l(c, pool) for c in sample]
         t4 = time.perf_counter()
         same = sum((e > ROUGE_L_MAX) == (f > ROUGE_L_MAX) for e, f in zip(exact, fast))
-        hits = sum(len(index.band_hits(c)) for c in children) / len(children)
+        hits = sum(len(index.candidates(c) if before else index.band_hits(c)) for c in children) / len(children)
         compared = sum(len(index.candidates(c)) for c in children) / len(children)
         over = sum(e > ROUGE_L_MAX for e in exact)
         per_exact = f"{(t4 - t3) / len(sample) * 1000:,.1f} s" if sample else "not timed"
         print(f"| {size:,} | {per_exact}{'' if len(sample) in (0, len(children)) else f' ({len(sample)} timed)'} | "
               f"{t1 - t0:.1f} s | {t2 - t1:.1f} s | {min(lsh_times) / len(children) * 1000:.2f} s | "
               f"{over} of {len(sample)} | {same} of {len(sample)} | {hits:,.1f} ({hits / size:.2%}) | {compared:.2f} | "
-              f"{index_bytes(index) / 1e6:,.0f} MB |", flush=True)
+              f"{'not measured' if before else f'{index_bytes(index) / 1e6:,.0f} MB'} |", flush=True)
     if args.minhash_cost:
         minhash_cost(pool[:2000], novelty)
 
@@ -187,6 +196,31 @@ def agreement(args: argparse.Namespace) -> None:
         scores = [round(s, 6) for _, _, s in exact] == [round(s, 6) for _, _, s in fast]
         print(f"| {name} | {len(pool):,} | {len(exact)} | {len(fast)} | {'yes' if same else 'NO'} | "
               f"{'yes' if scores else 'NO'} | {t1 - t0:.1f} s | {t2 - t1:.1f} s |")
+
+
+def lint_paths(args: argparse.Namespace) -> None:
+    """seeds lint's ROUGE-L pairs on bench/seedlint.py's rows: its sparse token-count bound against the LSH path
+    (CPU seconds of this process, so other work on the machine counts less)."""
+    sys.path.insert(0, args.repo)
+    sys.path.insert(0, str(HERE / "bench"))
+    from seedlint import synthetic
+
+    from evolab.seeds import lint
+
+    print("| rows | bound (CPU) | LSH (CPU) | rows found (bound) | rows found (LSH) | same rows |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in [int(x) for x in args.lint_rows.split(",")]:
+        texts = [s.instruction for s in synthetic(n)]
+        found, cpu = {}, {}
+        for name, min_rows in (("bound", len(texts) + 1), ("lsh", 0)):
+            saved = lint.LSH_MIN_ROWS
+            lint.LSH_MIN_ROWS = min_rows
+            t = time.process_time()
+            found[name] = sorted(f.row for f in lint._rouge_duplicates(texts, set()))
+            cpu[name] = time.process_time() - t
+            lint.LSH_MIN_ROWS = saved
+        print(f"| {n:,} | {cpu['bound']:.1f} s | {cpu['lsh']:.1f} s | {len(found['bound'])} | {len(found['lsh'])} | "
+              f"{'yes' if found['bound'] == found['lsh'] else 'NO'} |")
 
 
 def index_bytes(index) -> int:
@@ -246,12 +280,15 @@ def main() -> None:
     parser.add_argument("--no-exact", action="store_true", help="skip the exact check (LSH figures only)")
     parser.add_argument("--repeat", type=int, default=3, help="LSH passes over the children (the best is given)")
     parser.add_argument("--agreement", action="store_true", help="exact against LSH on the tests' sets and held-out texts")
+    parser.add_argument("--lint-rows", help="seeds lint at these row counts (e.g. 10000,30000): bound against LSH")
     parser.add_argument("--minhash-cost", action="store_true", help="also time datasketch's MinHash.bulk")
     args = parser.parse_args()
     if args.scale:
         return scale(args)
     if args.agreement:
         return agreement(args)
+    if args.lint_rows:
+        return lint_paths(args)
     sys.path.insert(0, args.repo)
 
     from evolab.llm import FakeBackend
