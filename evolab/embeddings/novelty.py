@@ -337,7 +337,8 @@ def miss_probability(jaccard: float, bands: int = LSH_BANDS, rows: int = LSH_ROW
                      columns: int = ESTIMATE_COLUMNS, min_matches: int | None = None) -> float:
     """Chance that a pair of this multiset Jaccard is never compared by ROUGE-L: LSH does not return it, or its
     estimate over the first `columns` permutations is under `min_matches`. Exact for independent random
-    permutations (the estimate's columns are the first bands' rows, so the two stages are counted together)."""
+    permutations (the estimate's columns are the first bands' rows, so the two stages are counted together); the
+    index compares 8 bits of each value, whose chance matches only add, so its miss chance is at most this."""
     min_matches = estimate_min_matches(jaccard_floor(), columns) if min_matches is None else min_matches
     est_bands = columns // rows
     per_band = [math.comb(rows, k) * jaccard ** k * (1 - jaccard) ** (rows - k) for k in range(rows + 1)]
@@ -433,13 +434,19 @@ def minhashes(texts: Sequence[str], num_perm: int = LSH_PERMUTATIONS) -> np.ndar
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _band_multipliers(bands: int, rows: int) -> np.ndarray:
+    """Odd 64-bit multipliers, one per band row, fixed by the seed."""
+    rng = np.random.default_rng(MINHASH_SEED)
+    return rng.integers(1, 1 << 63, size=(bands, rows), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
 def band_keys(signatures: np.ndarray, bands: int = LSH_BANDS, rows: int = LSH_ROWS) -> np.ndarray:
     """One 32-bit key per band (texts x bands): the band's rows and its number mixed together; equal rows give
     equal keys, and unequal rows collide with chance about 2^-32 (an extra candidate, never a miss)."""
     sig = signatures[:, :bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
-    mult = (np.random.default_rng(MINHASH_SEED).integers(1, 1 << 63, size=(bands, rows), dtype=np.uint64)
-            * np.uint64(2) + np.uint64(1))
-    mixed = (sig * mult[None]).sum(axis=2, dtype=np.uint64) + np.arange(bands, dtype=np.uint64)[None]
+    mixed = (sig * _band_multipliers(bands, rows)[None]).sum(axis=2, dtype=np.uint64)
+    mixed += np.arange(bands, dtype=np.uint64)[None]
     return (_fmix(mixed, 64) >> np.uint64(32)).astype(np.uint32)
 
 
