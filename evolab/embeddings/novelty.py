@@ -18,6 +18,8 @@ diversity numbers.
 from __future__ import annotations
 
 import functools
+import hashlib
+import math
 import re
 from collections import Counter
 from typing import Iterable, Sequence
@@ -293,15 +295,25 @@ def diversity_frame(df: pd.DataFrame, vectors: np.ndarray, *, by: str | Sequence
     return pd.DataFrame(rows, columns=cols)
 
 
-# -- ROUGE-L at scale: MinHash LSH finds the candidates, ROUGE-L confirms them ----------------------------
-# ROUGE-L's LCS is at most the multiset intersection I of the two token lists, so F = 2 LCS / (n + m) > t
-# needs I > t (n + m) / 2, i.e. a multiset Jaccard I / (n + m - I) > t / (2 - t) (0.538 for t = 0.7). MinHash
-# over tokens tagged with their occurrence ("the#0", "the#1") estimates that multiset Jaccard; LSH with 42 bands
-# of 3 rows (126 permutations) returns a pair at Jaccard 0.538 with probability 0.9992 (0.29 at 0.2, 0.04 at
-# 0.1), so ROUGE-L runs on a small share of the pool and the decisions match the exact check.
-LSH_BANDS, LSH_ROWS = 42, 3
+# -- ROUGE-L at scale: MinHash LSH finds the candidates, the signatures' Jaccard estimate and ROUGE-L confirm --
+# ROUGE-L's LCS is at most the multiset intersection I of the two token lists, so F = 2 LCS / (n + m) > t needs
+# I > t (n + m) / 2, i.e. a multiset Jaccard I / (n + m - I) > t / (2 - t) (0.538 for t = 0.7). MinHash over
+# tokens tagged with their occurrence ("the#0", "the#1") estimates that multiset Jaccard.
+# Three stages, each cheap per pool text it looks at:
+# 1. LSH, 160 bands of 5 rows (800 permutations): a pair at the floor becomes a candidate with probability
+#    0.9994; background pairs (texts that share only frequent words, Jaccard 0.1-0.3) rarely: 0.0016 at 0.1,
+#    0.05 at 0.2 (3 rows made that 0.29 and flooded ROUGE-L with them).
+# 2. The Jaccard estimate of the first 255 permutations (vectorised over the candidates), kept 4 standard errors
+#    under the floor, and the exact length bound: what is left is near-duplicates and few others.
+# 3. ROUGE-L on those.
+# `miss_probability(J)` is the chance, for random permutations, that a pair of Jaccard J fails stage 1 or 2
+# (6.4e-4 at the floor, 2.4e-6 at 0.6).
+LSH_BANDS, LSH_ROWS = 160, 5
 LSH_PERMUTATIONS = LSH_BANDS * LSH_ROWS
+ESTIMATE_COLUMNS = 255  # the first 51 bands' columns: the estimate's standard error at the floor is 0.031
+ESTIMATE_MARGIN_SE = 4.0  # keep candidates whose estimate is over the floor minus 4 standard errors
 LSH_MIN_POOL = 2000  # below this the exact check is cheap (under 50 ms a text here) and is used instead
+MINHASH_SEED = 1  # datasketch's default: the permutations are datasketch's MinHash's own
 
 
 def jaccard_floor(threshold: float = ROUGE_L_MAX) -> float:
@@ -314,41 +326,221 @@ def lsh_candidate_probability(jaccard: float, bands: int = LSH_BANDS, rows: int 
     return 1 - (1 - jaccard ** rows) ** bands
 
 
-def _shingles(tokens: Sequence[str]) -> list[bytes]:
+def estimate_min_matches(floor: float, columns: int = ESTIMATE_COLUMNS, margin_se: float = ESTIMATE_MARGIN_SE) -> int:
+    """Matching signature columns (of `columns`) a candidate needs: the floor minus `margin_se` standard errors
+    of the MinHash estimate (sqrt(J (1 - J) / k) at J = floor)."""
+    se = math.sqrt(floor * (1 - floor) / columns)
+    return max(0, math.ceil(columns * (floor - margin_se * se)))
+
+
+def miss_probability(jaccard: float, bands: int = LSH_BANDS, rows: int = LSH_ROWS,
+                     columns: int = ESTIMATE_COLUMNS, min_matches: int | None = None) -> float:
+    """Chance that a pair of this multiset Jaccard is never compared by ROUGE-L: LSH does not return it, or its
+    estimate over the first `columns` permutations is under `min_matches`. Exact for independent random
+    permutations (the estimate's columns are the first bands' rows, so the two stages are counted together); the
+    index compares 8 bits of each value, whose chance matches only add, so its miss chance is at most this."""
+    min_matches = estimate_min_matches(jaccard_floor(), columns) if min_matches is None else min_matches
+    est_bands = columns // rows
+    per_band = [math.comb(rows, k) * jaccard ** k * (1 - jaccard) ** (rows - k) for k in range(rows + 1)]
+    # dist[flag][count]: after the estimate's bands, `count` matching columns and whether a band matched fully
+    dist = [np.zeros(columns + 1), np.zeros(columns + 1)]
+    dist[0][0] = 1.0
+    for _ in range(est_bands):
+        new = [np.zeros(columns + 1), np.zeros(columns + 1)]
+        for k, p in enumerate(per_band):
+            full = k == rows
+            new[1][k:] += p * dist[1][:columns + 1 - k]
+            new[1 if full else 0][k:] += p * dist[0][:columns + 1 - k]
+        dist = new
+    rest = 1 - (1 - jaccard ** rows) ** (bands - est_bands)  # a later band matches
+    found = dist[1][min_matches:].sum() + dist[0][min_matches:].sum() * rest
+    return float(max(0.0, 1.0 - found))
+
+
+_FMIX = {64: (33, 0xFF51AFD7ED558CCD, 33, 0xC4CEB9FE1A85EC53, 33), 32: (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)}
+
+
+def _fmix(h: np.ndarray, width: int) -> np.ndarray:
+    """MurmurHash3's finalizer (an avalanching bijection) on uint32 or uint64 arrays, as datasketch applies it."""
+    kind = np.uint64 if width == 64 else np.uint32
+    s1, m1, s2, m2, s3 = (kind(c) for c in _FMIX[width])
+    h = h ^ (h >> s1)
+    h = h * m1
+    h = h ^ (h >> s2)
+    h = h * m2
+    return h ^ (h >> s3)
+
+
+@functools.lru_cache(maxsize=262144)
+def _token_hash(token: str) -> int:
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _shingle_hashes(tokens: Sequence[str]) -> list[int]:
+    """64-bit token hashes with the occurrence folded in (the k-th "the" is its own shingle)."""
     seen: dict[str, int] = {}
     out = []
     for t in tokens:
         k = seen.get(t, 0)
         seen[t] = k + 1
-        out.append(f"{t}\x00{k}".encode("utf-8"))
+        out.append(_token_hash(t) ^ (k * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF))
     return out
 
 
-def minhashes(texts: Sequence[str]) -> list:
-    """One MinHash per text over its occurrence-tagged tokens (datasketch, computed in bulk)."""
-    from datasketch import MinHash  # pulls scipy: only when a pool is large enough for LSH
+def shingle_hashes(texts: Sequence[str]) -> list[np.ndarray]:
+    """Per text, the 32-bit hashes of its occurrence-tagged tokens (what its MinHash is taken over); one numpy
+    pass for all texts."""
+    raw = [_shingle_hashes(tokenize(t)) for t in texts]
+    flat = np.fromiter((h for r in raw for h in r), dtype=np.uint64, count=sum(len(r) for r in raw))
+    flat = (_fmix(flat, 64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return np.split(flat, np.cumsum([len(r) for r in raw])[:-1]) if raw else []
 
-    return MinHash.bulk([_shingles(tokenize(t)) or [b"\x00empty"] for t in texts], num_perm=LSH_PERMUTATIONS)
+
+@functools.lru_cache(maxsize=8)
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    from datasketch import MinHash  # pulls scipy (about 0.5 s): only when a pool is large enough for LSH
+
+    a, b = MinHash(num_perm=num_perm, seed=MINHASH_SEED).permutations
+    return np.asarray(a, np.uint32), np.asarray(b, np.uint32)
+
+
+def minhashes(texts: Sequence[str], num_perm: int = LSH_PERMUTATIONS) -> np.ndarray:
+    """One MinHash signature per text (rows of uint32), over its occurrence-tagged tokens: datasketch's MinHash
+    ("affine32": fmix32, then a h + b mod 2^32 per permutation, datasketch's own a and b) computed for all texts
+    at once with numpy. A text without tokens gets the empty signature (every value 2^32 - 1)."""
+    a, b = _permutations(num_perm)
+    out = np.full((len(texts), num_perm), 0xFFFFFFFF, dtype=np.uint32)
+    hashes = shingle_hashes(texts)
+    rows = [k for k, h in enumerate(hashes) if len(h)]
+    if not rows:
+        return out
+    sizes = np.array([len(hashes[k]) for k in rows], dtype=np.int64)
+    hv = _fmix(np.concatenate([hashes[k] for k in rows]), 32)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    # a few thousand shingles at a time: the (shingles x permutations) block stays in cache (about 6 MB), which
+    # here is 4 times faster than one large block
+    budget = max(int(sizes.max()), (3 << 19) // num_perm)
+    buf = np.empty((budget, num_perm), dtype=np.uint32)
+    start = 0
+    while start < len(rows):
+        stop = int(np.searchsorted(offsets, offsets[start] + budget, "right")) - 1
+        stop = max(stop, start + 1)
+        lo, hi = offsets[start], offsets[stop]
+        block = buf[:hi - lo]
+        np.multiply(hv[lo:hi, None], a[None, :], out=block)  # wraps mod 2^32, as datasketch's uint32 arithmetic
+        np.add(block, b[None, :], out=block)
+        out[rows[start:stop]] = np.minimum.reduceat(block, offsets[start:stop] - lo, axis=0)
+        start = stop
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _band_multipliers(bands: int, rows: int) -> np.ndarray:
+    """Odd 64-bit multipliers, one per band row, fixed by the seed."""
+    rng = np.random.default_rng(MINHASH_SEED)
+    return rng.integers(1, 1 << 63, size=(bands, rows), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def band_keys(signatures: np.ndarray, bands: int = LSH_BANDS, rows: int = LSH_ROWS) -> np.ndarray:
+    """One 32-bit key per band (texts x bands): the band's rows and its number mixed together; equal rows give
+    equal keys, and unequal rows collide with chance about 2^-32 (an extra candidate, never a miss)."""
+    sig = signatures[:, :bands * rows].reshape(len(signatures), bands, rows).astype(np.uint64)
+    mixed = (sig * _band_multipliers(bands, rows)[None]).sum(axis=2, dtype=np.uint64)
+    mixed += np.arange(bands, dtype=np.uint64)[None]
+    return (_fmix(mixed, 64) >> np.uint64(32)).astype(np.uint32)
+
+
+class _BandIndex:
+    """The pool's band keys in sorted runs of doubling size (a log-structured merge), so adding one text costs
+    amortised O(log n); no Python object per key (datasketch's MinHashLSH keeps a dict entry per band and text).
+    Each run has a directory by the keys' top bits (about 4 keys a slot), so a lookup reads one slot of the run
+    instead of binary-searching all of it: at 100,000 texts a binary search per band missed the cache at each of
+    its 24 steps and cost more than everything else a child needs."""
+
+    def __init__(self):
+        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []  # (keys, positions, slots, shift)
+
+    @staticmethod
+    def _run(keys: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        order = np.argsort(keys, kind="stable")
+        keys, positions = keys[order], positions[order]
+        bits = max(1, min(28, int(len(keys)).bit_length() - 2))  # about 4 keys a slot
+        shift = 32 - bits
+        slots = np.searchsorted(keys, np.arange((1 << bits) + 1, dtype=np.uint64) << np.uint64(shift)).astype(np.int32)
+        return keys, positions, slots, shift
+
+    def add(self, keys: np.ndarray, positions: np.ndarray) -> None:
+        self.runs.append(self._run(keys.ravel(), np.repeat(positions.astype(np.int32), keys.shape[1])))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (k2, p2, _, _), (k1, p1, _, _) = self.runs.pop(), self.runs.pop()
+            self.runs.append(self._run(np.concatenate([k1, k2]), np.concatenate([p1, p2])))
+
+    def query(self, keys: np.ndarray) -> np.ndarray:
+        """Positions sharing at least one band key with `keys` (each once, ascending)."""
+        found = []
+        for run_keys, run_pos, slots, shift in self.runs:
+            slot = keys >> np.uint32(shift)
+            lo, hi = slots[slot], slots[slot + 1]
+            lens = hi - lo
+            total = int(lens.sum())
+            if not total:
+                continue
+            # every key of the slots looked up, as one flat array (a frequent band value fills a slot of its own)
+            at = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(total, dtype=np.int32)
+            hit = run_keys[at] == np.repeat(keys, lens)
+            if hit.any():
+                found.append(run_pos[at[hit]])
+        return np.unique(np.concatenate(found)) if found else np.zeros(0, np.int32)
+
+
+class _Column:
+    """A growable numpy array (capacity doubles), so adding texts one by one stays linear."""
+
+    def __init__(self, dtype, width: int | None = None):
+        self.data = np.zeros((16,) if width is None else (16, width), dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + len(values)
+        if need > len(self.data):
+            grown = np.zeros((max(need, 2 * len(self.data)),) + self.data.shape[1:], dtype=self.data.dtype)
+            grown[:self.size] = self.data[:self.size]
+            self.data = grown
+        self.data[self.size:need] = values
+        self.size = need
+
+    def view(self) -> np.ndarray:
+        return self.data[:self.size]
 
 
 class RougeIndex:
     """A pool of texts that answers "the highest ROUGE-L of this text with the pool" without comparing it with
-    every text: MinHash LSH (datasketch) proposes the texts that can be over the threshold, ROUGE-L decides.
-    Each text may carry a group (a seed lineage): `max_rouge_l(text, exclude=group)` leaves that group out.
-    `exact=True` compares with every text (the reference the LSH path is measured against)."""
+    every text: MinHash LSH proposes the texts that can be over the threshold, their Jaccard estimate and the
+    length bound keep the few that still can, ROUGE-L decides. Each text may carry a group (a seed lineage):
+    `max_rouge_l(text, exclude=group)` leaves that group out. `exact=True` compares with every text (the
+    reference the LSH path is measured against). Through LSH a score under the threshold is only a lower
+    bound (0.0 when no pool text is close)."""
 
     def __init__(self, texts: Sequence[str] = (), groups: Sequence[object] | None = None, *,
-                 threshold: float = ROUGE_L_MAX, exact: bool | None = None):
+                 threshold: float = ROUGE_L_MAX, exact: bool | None = None,
+                 bands: int = LSH_BANDS, rows: int = LSH_ROWS, estimate_columns: int = ESTIMATE_COLUMNS):
         self.threshold = threshold
         self.texts: list[str] = []
         self.groups: list[object] = []
         self.group_sizes: Counter = Counter()
         self.exact = (len(texts) < LSH_MIN_POOL) if exact is None else exact
-        self._lsh = None
+        self.bands, self.rows = bands, rows
+        self.num_perm = bands * rows
+        self.estimate_columns = min(estimate_columns, self.num_perm)
+        self.min_matches = estimate_min_matches(jaccard_floor(threshold), self.estimate_columns)
         if not self.exact:
-            from datasketch import MinHashLSH  # pulls scipy (about 0.5 s): only when a pool is large enough for LSH
-
-            self._lsh = MinHashLSH(num_perm=LSH_PERMUTATIONS, params=(LSH_BANDS, LSH_ROWS))
+            self._bands = _BandIndex()
+            self._codes: dict[object, int] = {}
+            self._group_code = _Column(np.int32)
+            self._lengths = _Column(np.int32)
+            # the low 8 bits of each value: a false match has chance 1/256, which only adds matches (a miss stays at
+            # most `miss_probability`'s figure) and halves the bytes read per band hit against 16 bits
+            self._estimate = _Column(np.uint8, self.estimate_columns)
         self.add_many(texts, groups)
 
     def __len__(self) -> int:
@@ -357,49 +549,67 @@ class RougeIndex:
     def __iter__(self):
         return iter(self.texts)
 
-    def add_many(self, texts: Sequence[str], groups: Sequence[object] | None = None) -> None:
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        return minhashes(texts, self.num_perm)
+
+    def add_many(self, texts: Sequence[str], groups: Sequence[object] | None = None,
+                 signatures: np.ndarray | None = None) -> None:
         texts = list(texts)
         groups = list(groups) if groups is not None else [None] * len(texts)
         start = len(self.texts)
         self.texts.extend(texts)
         self.groups.extend(groups)
         self.group_sizes.update(groups)
-        if self._lsh is not None and texts:
-            with self._lsh.insertion_session() as session:
-                for k, m in enumerate(minhashes(texts)):
-                    session.insert(start + k, m)
+        if self.exact or not texts:
+            return
+        sig = self.signatures(texts) if signatures is None else np.asarray(signatures).reshape(len(texts), -1)
+        lengths = np.array([len(tokenize(t)) for t in texts], dtype=np.int32)
+        self._lengths.extend(lengths)
+        self._group_code.extend(np.array([self._codes.setdefault(g, len(self._codes)) for g in groups], np.int32))
+        self._estimate.extend((sig[:, :self.estimate_columns] & 0xFF).astype(np.uint8))
+        has_tokens = np.nonzero(lengths)[0]  # a text without tokens is nobody's duplicate: not banded
+        if len(has_tokens):
+            self._bands.add(band_keys(sig[has_tokens], self.bands, self.rows), start + has_tokens)
 
     def add(self, text: str, group: object = None, minhash=None) -> None:
-        if self._lsh is None or minhash is not None:
-            if self._lsh is not None:
-                self._lsh.insert(len(self.texts), minhash)
-            self.texts.append(text)
-            self.groups.append(group)
-            self.group_sizes[group] += 1
-        else:
-            self.add_many([text], [group])
+        self.add_many([text], [group], None if minhash is None else np.asarray(minhash)[None])
 
-    def candidates(self, text: str, minhash=None) -> list[int]:
-        """Positions of the pool's texts to compare `text` with (all of them when exact)."""
-        if self._lsh is None:
-            return list(range(len(self.texts)))
-        if not self.texts:
+    def band_hits(self, text: str, minhash=None) -> np.ndarray:
+        """Positions LSH returns for `text` (stage 1 only)."""
+        if self.exact:
+            return np.arange(len(self.texts))
+        sig = self.signatures([text])[0] if minhash is None else np.asarray(minhash)
+        return self._bands.query(band_keys(sig[None], self.bands, self.rows)[0])
+
+    def candidates(self, text: str, minhash=None, *, exclude: object = None) -> list[int]:
+        """Positions of the pool's texts ROUGE-L compares `text` with (all of them when exact; through LSH the
+        band hits whose length and Jaccard estimate leave them able to pass the threshold)."""
+        if self.exact:
+            return [i for i, g in enumerate(self.groups) if exclude is None or g != exclude]
+        n = len(tokenize(text))
+        if not n or not self.texts:
             return []
-        m = minhash if minhash is not None else minhashes([text])[0]
-        return sorted(self._lsh.query(m))
+        sig = self.signatures([text])[0] if minhash is None else np.asarray(minhash)
+        pos = self._bands.query(band_keys(sig[None], self.bands, self.rows)[0])
+        m = self._lengths.view()[pos]
+        keep = 2 * np.minimum(n, m) / (n + m) > self.threshold  # LCS <= min(n, m) bounds F
+        if exclude is not None and exclude in self._codes:
+            keep &= self._group_code.view()[pos] != self._codes[exclude]
+        pos = pos[keep]
+        own = (sig[:self.estimate_columns] & 0xFF).astype(np.uint8)
+        matches = (self._estimate.view()[pos] == own[None]).sum(axis=1)
+        return pos[matches >= self.min_matches].tolist()
 
     def closest(self, text: str, *, exclude: object = None, minhash=None) -> tuple[float, int | None]:
         """(highest ROUGE-L of `text` with the pool, the position of that text) leaving group `exclude` out;
-        (0.0, None) when nothing is comparable. Through LSH only candidates count: a pair LSH misses
-        (rare: see `lsh_candidate_probability`) reads as 0."""
+        (0.0, None) when nothing is comparable. Through LSH only candidates count: a pair it misses (rare: see
+        `miss_probability`) reads as 0. Ties go to the earliest text, as in the exact check."""
         ta = tokenize(text)
         n = len(ta)
         if not n:
             return 0.0, None
         masks, best, at = _masks(ta), 0.0, None
-        for i in self.candidates(text, minhash):
-            if exclude is not None and self.groups[i] == exclude:
-                continue
+        for i in self.candidates(text, minhash, exclude=exclude):
             tb = tokenize(self.texts[i])
             m = len(tb)
             if not m or 2 * min(n, m) / (n + m) <= best:  # the lengths alone cap F under the best so far
@@ -439,7 +649,7 @@ def rouge_duplicates_lsh(texts: Sequence[str], threshold: float = ROUGE_L_MAX, *
     pairs a keep-the-first filter drops), through a `RougeIndex` grown in order."""
     texts = list(texts)
     index = RougeIndex(threshold=threshold, exact=(len(texts) < LSH_MIN_POOL) if exact is None else exact)
-    hashes = minhashes(texts) if not index.exact else [None] * len(texts)
+    hashes = index.signatures(texts) if not index.exact else [None] * len(texts)
     out = []
     for j, (t, m) in enumerate(zip(texts, hashes)):
         score, i = index.closest(t, minhash=m)
