@@ -165,6 +165,8 @@ def check_duplicate(instruction: str, others: list[str], *, rouge_l_max: float =
     score = max_rouge_l(instruction, others) if others else 0.0
     if score > rouge_l_max:
         return Verdict("duplicate", False, f"ROUGE-L {score:.2f} with a kept instruction")
+    if score <= 0:  # through LSH, no pool text close enough to be compared: 0 is a bound, not a measure
+        return Verdict("duplicate", True, f"ROUGE-L at most {rouge_l_max:.2f} with every kept instruction")
     return Verdict("duplicate", True, f"max ROUGE-L {score:.2f}")
 
 
