@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from evolab.analysis.report import write_report
 from evolab.app import jobs
 from evolab.app.jobs import Job
 from evolab.audit import judge
@@ -706,8 +707,6 @@ def export_bytes(db_path: str, run_id: str, fmt: str, select: dict[str, Any]) ->
 
 def report_bytes(db_path: str, run_id: str) -> bytes:
     """The HTML report of a run, written to a temporary file and read back."""
-    from evolab.analysis.report import write_report  # plotly and the whole analysis: imported when a report is asked
-
     store = Store(db_path)
     try:
         with tempfile.TemporaryDirectory() as tmp:
