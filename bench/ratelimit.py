@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,15 +65,17 @@ def stub_kwargs(name: str, args: argparse.Namespace) -> dict:
                 ratelimit_retry_after=name != "window-bare")
 
 
-def _serve(queue, kwargs: dict) -> None:
+def _serve(queue, kwargs: dict, nice: int) -> None:
     """The stub in its own process (as bench/throughput.py does), so it does not share the client's CPU."""
     from evolab.testing.stub_server import StubServer
 
+    if nice:
+        os.nice(nice)
     with StubServer(**kwargs) as stub:
         queue.put(stub.base_url)
         queue.get()  # "stop"
         offset = time.time() - time.monotonic()  # the stub's windows count from stub._t0 (monotonic)
-        queue.put([(r["time"] - offset - stub._t0, r["status"]) for r in stub.chat_requests()])
+        queue.put([(r["time"] - offset - stub._t0, r["status"], r.get("served")) for r in stub.chat_requests()])
 
 
 async def _calls(client: LLMClient, n: int) -> tuple[int, int]:
@@ -94,7 +97,7 @@ def run_one(name: str, limiter: str, args: argparse.Namespace) -> dict:
     kwargs = stub_kwargs(name, args)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_serve, args=(queue, kwargs), daemon=True)
+    proc = ctx.Process(target=_serve, args=(queue, kwargs, args.stub_nice), daemon=True)
     proc.start()
     base_url = queue.get(timeout=60)
     backend = OpenAICompatibleBackend(model="bench-model", base_url=base_url, timeout_s=60, max_retries=12,
@@ -103,26 +106,33 @@ def run_one(name: str, limiter: str, args: argparse.Namespace) -> dict:
     if limiter == "before":
         client.limiter = BeforeLimiter(args.concurrency)
         backend.rate_limiter = client.limiter
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     ok, failed = asyncio.run(_calls(client, args.requests))
     wall = time.perf_counter() - start
+    load = (load_before + os.getloadavg()[0]) / 2
     queue.put("stop")
     requests = queue.get(timeout=60)
     proc.join(10)
-    statuses = [s for _, s in requests]
+    statuses = [s for _, s, _ in requests]
     answered = statuses.count(200)
     if name.startswith("cap"):
         capacity = args.cap / args.cap_latency * wall
     else:
         span = args.quantum if name.startswith("quantized") else args.window
-        windows = {int(t // span) for t, _ in requests}
+        windows = {int(t // span) for t, _, _ in requests}
         rpm = args.quantized_rpm if name.startswith("quantized") else args.rpm
         capacity = int(rpm * span / 60) * (max(windows) - min(windows) + 1)
     refused = sum(s in (429, 503) for s in statuses)
+    # The server's side, for the caps: the share of its slot-seconds that held a call, and how long a call held one
+    # (the stub's 500 ms plus its own overhead). What a limiter can fill is the first; the machine sets the second.
+    served = [b - a for _, s, sv in requests if s == 200 and sv for a, b in [sv]]
+    busy = sum(served) / (args.cap * wall) if name.startswith("cap") else None
     state = client.limiter.state()
     return {"scenario": name, "limiter": limiter, "used": answered / capacity, "refused": refused / max(1, len(statuses)),
             "n_refused": refused, "requests": len(statuses), "failed": failed, "wall": wall,
-            "concurrency": state["concurrency"], "settled": describe_settled(state)}
+            "concurrency": state["concurrency"], "settled": describe_settled(state), "busy": busy,
+            "served_s": sum(served) / max(1, len(served)), "load": load}
 
 
 def main() -> None:
@@ -142,7 +152,13 @@ def main() -> None:
                    help="the cap-* stubs' reply time, s (default 0.5: 32 a second at a cap of 16, which one client "
                         "process keeps up with on a busy 2-core machine)")
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--stub-nice", type=int, default=0,
+                   help="run the stub at this niceness (19: the client gets the CPU first on a busy machine)")
+    p.add_argument("--client-nice", type=int, default=0,
+                   help="renice this process, the client (negative needs root: it then goes before other jobs)")
     args = p.parse_args()
+    if args.client_nice:
+        os.nice(args.client_nice)
     names = SCENARIOS if args.scenarios == "all" else args.scenarios.split(",")
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -156,13 +172,20 @@ def main() -> None:
             r = run_one(name, limiter, args)
             rows.append(r)
             print(f"  {name} / {limiter}: used {r['used']:.0%}, refused {r['n_refused']}/{r['requests']}, failed "
-                  f"{r['failed']}, {r['wall']:.1f} s, concurrency {r['concurrency']} {r['settled']}", file=sys.stderr)
+                  f"{r['failed']}, {r['wall']:.1f} s, {_server_side(r)}, load {r['load']:.1f}, concurrency "
+                  f"{r['concurrency']} {r['settled']}", file=sys.stderr)
     print()
-    print("| scenario | limiter | capacity used | refused | calls failed | wall s | settled |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scenario | limiter | capacity used | refused | calls failed | wall s | server side | load | settled |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['scenario']} | {r['limiter']} | {r['used']:.0%} | {r['refused']:.1%} ({r['n_refused']} of "
-              f"{r['requests']}) | {r['failed']} | {r['wall']:.1f} | {r['settled'] or r['concurrency']} |")
+              f"{r['requests']}) | {r['failed']} | {r['wall']:.1f} | {_server_side(r)} | {r['load']:.1f} | "
+              f"{r['settled'] or r['concurrency']} |")
+
+
+def _server_side(r: dict) -> str:
+    """The caps: slots busy (a call held them) over the run, and a call's mean time in a slot."""
+    return "" if r["busy"] is None else f"{r['busy']:.0%} busy, {r['served_s'] * 1000:.0f} ms a call"
 
 
 if __name__ == "__main__":
