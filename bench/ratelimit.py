@@ -107,9 +107,11 @@ def run_one(name: str, limiter: str, args: argparse.Namespace) -> dict:
         client.limiter = BeforeLimiter(args.concurrency)
         backend.rate_limiter = client.limiter
     load_before = os.getloadavg()[0]
+    cpu = time.process_time()
     start = time.perf_counter()
     ok, failed = asyncio.run(_calls(client, args.requests))
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu  # the client's own CPU (the stub's is in its process)
     load = (load_before + os.getloadavg()[0]) / 2
     queue.put("stop")
     requests = queue.get(timeout=60)
@@ -132,7 +134,8 @@ def run_one(name: str, limiter: str, args: argparse.Namespace) -> dict:
     return {"scenario": name, "limiter": limiter, "used": answered / capacity, "refused": refused / max(1, len(statuses)),
             "n_refused": refused, "requests": len(statuses), "failed": failed, "wall": wall,
             "concurrency": state["concurrency"], "settled": describe_settled(state), "busy": busy,
-            "served_s": sum(served) / max(1, len(served)), "load": load}
+            "served_s": sum(served) / max(1, len(served)), "load": load,
+            "cpu_ms": cpu * 1000 / max(1, len(statuses))}
 
 
 def main() -> None:
@@ -172,7 +175,7 @@ def main() -> None:
             r = run_one(name, limiter, args)
             rows.append(r)
             print(f"  {name} / {limiter}: used {r['used']:.0%}, refused {r['n_refused']}/{r['requests']}, failed "
-                  f"{r['failed']}, {r['wall']:.1f} s, {_server_side(r)}, load {r['load']:.1f}, concurrency "
+                  f"{r['failed']}, {r['wall']:.1f} s, {_server_side(r)}, client CPU {r['cpu_ms']:.1f} ms a request, load {r['load']:.1f}, concurrency "
                   f"{r['concurrency']} {r['settled']}", file=sys.stderr)
     print()
     print("| scenario | limiter | capacity used | refused | calls failed | wall s | server side | load | settled |")
