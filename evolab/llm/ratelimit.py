@@ -78,7 +78,7 @@ REFUSED_TARGET = 0.01  # a concurrency cap: the share of calls refused that the 
 RECENT_CALLS = 200  # ... counted over this many calls answered; none refused among them: grow one a round trip
 WINDOW_EVIDENCE = 3  # calls through well above a level since the last refusal: a refusal there is a closed window
 WINDOW_MARGIN = 2  # ... "well above": by this many, or an eighth
-WINDOW_IN_ROW = 3  # ... as are this many cuts for a cap in a row, each of a call sent after the last, none through
+WINDOW_IN_ROW = 4  # ... as are this many refusals in a row: one, then calls sent after it, none of which got through
 VEGAS_ALPHA = 2.0  # calls queued at the server (by the latency) under which the limit may grow...
 VEGAS_BETA = 4.0  # ... and over which it is cut back to where the queue would be VEGAS_ALPHA
 BASE_RTT_ROUNDS = 200  # the lowest round-trip average is taken over this many rounds of calls
@@ -374,7 +374,7 @@ class RateLimiter:
         self._top_ok = 0  # the most calls in flight a call that got through went with
         self._queued_at_refusal = 0.0  # calls waiting at the server (by the latency) when it last refused
         self._ceiling_was: int | None = None
-        self._before_cap: tuple[float, int | None] = (self.limit, None)  # limit and ceiling before cuts in a row
+        self._before_cap: tuple[float, int | None] = (self.limit, None)  # limit, ceiling before the refusals in a row
         self._ok_levels: dict[int, int] = {}  # calls through since the last refusal, by the level they went at
         self._hold = False  # a 429/503 was seen in the HTTP hook: admit nothing until its call is released
         self.why = "start"  # what set the limit last: start, headers, refusals, window, latency
@@ -668,8 +668,10 @@ class RateLimiter:
             # window refuses every call, at any level: calls went through well above this one since the last
             # refusal, or refusals at a cap came in a row, each of a call sent after the cut before it.
             in_row = self._last_kind == "cap" and ticket.seq > self._streak_seq and self._in_row + 1 >= WINDOW_IN_ROW
-            if in_row:  # the cuts in a row for a cap were a closed window all along: undo them
-                self.limit, self.ceiling = max(self.limit, self._before_cap[0]), self._before_cap[1]
+            if in_row:  # the refusals in a row were a closed window all along, not a cap: undo their cuts (not
+                # past the most calls that ever got through at once: a slow start's limit may be far above that)
+                before, self.ceiling = self._before_cap
+                self.limit = max(self.limit, min(before, float(self._top_ok)))
             elif not self._window_evidence(ticket.level):
                 self._cap_refusal(ticket, retry_after, now)
                 return
