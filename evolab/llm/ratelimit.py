@@ -705,7 +705,7 @@ class RateLimiter:
 
     def _cap_refusal(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
         """The server refused a call for having too many at once. The first time (it ends the slow start) the
-        limit goes one below the level the call went at; later, one less a refused call, against REFUSED_TARGET
+        limit goes to the most calls that got through at once, or one below the level refused if that is lower; later, one less a refused call, against REFUSED_TARGET
         more a call through (see _success): the limit settles where that share is refused. A call sent at a level
         the limit is already under (before a cut) cuts nothing more. Nothing pauses; only this call waits (its
         Retry-After)."""
@@ -720,12 +720,12 @@ class RateLimiter:
         if self._in_row == 0:  # the first refusal in a row
             self._in_row, self._streak_seq = 1, self._admitted
             self._before_cap = (self.limit, self._ceiling_was)
-        elif ticket.seq > self._streak_seq:
-            self._in_row += 1
+        elif ticket.seq > self._streak_seq and ticket.level <= max(1, self._top_ok):
+            self._in_row += 1  # (a refusal at a level never yet through is what a cap does: not counted)
         if ticket.level > int(self.limit):
             return
-        if self._slow_start:
-            self.limit = max(1.0, min(self.limit, ticket.level - 1.0))
+        if self._slow_start:  # to the most that got through at once, if under the level refused
+            self.limit = max(1.0, min(self.limit, ticket.level - 1.0, float(self._top_ok or ticket.level - 1)))
             self._slow_start = False
         else:
             self.limit = max(1.0, self.limit - 1.0)
