@@ -713,8 +713,10 @@ class RateLimiter:
         self._last_kind = "cap"
         self._ceiling_was, self.ceiling = self.ceiling, ticket.level
         self.why = "refusals"
-        slower = 1.0 - self.base_rtt_s / self.rtt_s if self.rtt_s and self.base_rtt_s else 0.0
-        self._queued_at_refusal = ticket.level * slower  # calls waiting at the server when it refused, by latency
+        # Calls waiting at the server when it refused, by the latency (of the round under way, if far enough along).
+        rtt = sum(self._round_rtts) / len(self._round_rtts) if len(self._round_rtts) >= 4 else self.rtt_s
+        slower = 1.0 - self.base_rtt_s / rtt if rtt and self.base_rtt_s else 0.0
+        self._queued_at_refusal = ticket.level * max(0.0, slower)
         if retry_after is not None:
             ticket.retry_at = now + retry_after
         if self._in_row == 0:  # the first refusal in a row
