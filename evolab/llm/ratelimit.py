@@ -10,21 +10,28 @@ One `RateLimiter` per client admits each call (FIFO) when all of these allow it:
   the burst drops to one call and the rate to 97 % of what it was (once per round of calls, not below 70 %).
 - **Header buckets** (as curator does): `remaining` and the reset the server named stay a floor under the pacing
   (another client may spend the same quota): below the cost of a call we wait for the reset.
-- **Concurrency** without headers: slow start from 8 calls (one more per success) up to `--concurrency`. A 429/503
-  is read by what it says about the server:
-  - *a concurrency cap* (TGI's max_concurrent_requests, an Ollama queue, a proxy before vLLM): the refused call
-    went out with more calls in flight than any that got through since the last refusal. The limit drops to one
-    below that level (once per round trip: calls admitted before the cut do not cut again) and the refused call
-    alone is retried (after its Retry-After, if any): nothing pauses the calls the server is taking. The level
-    refused is the ceiling; the limit goes back up to it only now and then (after 8 round trips, doubling after
-    each refused try, at most 64), so holding at the cap costs a refusal per several hundred calls; a call that
-    gets through at the ceiling raises it (the server freed up), and growth goes on by one a round trip.
-  - *latency*: after a refusal showed the server is finite, the average round trip of each round of calls is
-    compared with the lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the
-    queue would be 2, under 2 lets it grow. So a server that slows down before it refuses is held near the
-    concurrency it serves at full speed, not at the edge of its queue.
-  - *a closed window* (a rate limit without headers): calls sent at that level got through just before. Then all
-    calls pause and one probe goes first, as below.
+- **Concurrency** without headers: slow start from 8 calls (one more per success, but at most a quarter, and at
+  least 4, past the most calls that got through at once) up to `--concurrency`. A 429/503 is read by what it says
+  about the server:
+  - *a concurrency cap* (TGI's max_concurrent_requests, an Ollama queue, a proxy before vLLM): calls sent after it
+    get through, or none got through well above its level. The first one puts the limit at the most calls that
+    got through at once; after that the limit is steered by the share of calls refused: one less a refused call
+    (one sent at a level the limit is already under cuts nothing more), 0.01 more a call through, one more a round
+    trip while none of the last 200 calls was refused. It settles where about 1 % is refused, i.e. where the
+    server is full, however late a busy client reads its replies (our count of calls in flight runs ahead of the
+    server's by the replies not yet read, so the level a refusal came at is no measure of the server's cap), and
+    follows the server when it frees up. Only the refused call is retried (after its Retry-After, if any):
+    nothing pauses the calls the server is taking.
+  - *latency*: once the server refused a call while calls waited there (the round trips then longer than the
+    lowest by more than 4 calls' worth), the average round trip of each round of calls is compared with the
+    lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the queue would be 2,
+    under 2 lets it grow. So a server that slows down before it refuses is held near the concurrency it serves at
+    full speed, not at the edge of its queue. A server that refused while the round trips were as short as ever
+    does not queue: longer round trips are then the client's own late reading, and latency cuts nothing.
+  - *a closed window* (a rate limit without headers): calls got through well above the refused level (by 2, or an
+    eighth) since the last refusal, or four refusals came in a row, each of a call sent after the first, at levels
+    that had got through, none through since (the cuts they made for a cap are undone). Then all calls pause and
+    one probe goes first, as below.
 - **A cooldown** after a closed window's 429/503: Retry-After / retry-after-ms when the server sends one. Without
   it the limiter learns from the bursts when the server takes calls again (see `_first_probe_s`): the first time
   it probes 0.25 s after the burst, then 1.3 times as long each time (at most 30 s apart); later, from a
