@@ -380,6 +380,7 @@ class RateLimiter:
         self._cut_seq = -1  # admissions when the last cut came
         self._top_ok = 0  # the most calls in flight a call that got through went with
         self._queued_at_refusal = 0.0  # calls waiting at the server (by the latency) when it last refused
+        self._latency_cut_seq = -1  # admissions when the latency last cut the limit
         self._ceiling_was: int | None = None
         self._before_cap: tuple[float, int | None] = (self.limit, None)  # limit, ceiling before the refusals in a row
         self._ok_levels: dict[int, int] = {}  # calls through since the last refusal, by the level they went at
@@ -601,6 +602,8 @@ class RateLimiter:
             self._ok_levels[ticket.level] = self._ok_levels.get(ticket.level, 0) + 1
         if ticket.seq > self._streak_seq:
             self._in_row = 0  # a call sent after the first refusal in a row got through: the server is not closed
+        if ticket.seq <= self._latency_cut_seq:
+            return  # sent before the last cut for latency: its round trip tells of the queue before the cut
         self._round_rtts.append(now - ticket.sent_at)
         if len(self._round_rtts) < max(4, int(self.limit)):
             return
@@ -623,6 +626,7 @@ class RateLimiter:
             target = max(1.0, self.limit / 2, self.limit * self.base_rtt_s / self.rtt_s + VEGAS_ALPHA)
             if target < self.limit:
                 self.limit, self.why, self._slow_start, self._streak = target, "latency", False, 0
+                self._latency_cut_seq = self._admitted
 
     def _success(self) -> None:
         """A call admitted since the last cut succeeded (older ones say nothing about the new limit)."""
@@ -636,7 +640,9 @@ class RateLimiter:
             # REFUSED_TARGET more a call, against one less a refused call (_cap_refusal): the limit settles where
             # that share of calls is refused, i.e. where the server is full, however late this client reads its
             # replies (our count of calls in flight runs ahead of the server's by the replies not yet read).
-            step = 1.0 / max(1.0, self.limit) if self._recent_refused == 0 else REFUSED_TARGET
+            # (Held by the latency, far under the refusals: one more a round trip while the latency allows it.)
+            fast = self._recent_refused == 0 or self.why == "latency"
+            step = 1.0 / max(1.0, self.limit) if fast else REFUSED_TARGET
             self.limit = min(float(self.max_concurrency), self.limit + step)
             return
         if not self._slow_start and self._streak < int(self.limit):
