@@ -22,6 +22,10 @@ least 90 % used, at most 2 % refused. Prints a markdown table.
     python bench/ratelimit.py --scenarios cap,cap-queue --cap 40
     python bench/ratelimit.py --scenarios quantized --quantized-rpm 1200 --quantum 10
     python bench/ratelimit.py --scenarios all --requests 2000
+    python bench/ratelimit.py --scenarios cap --limiters now --starve-client 4/20   # the client as on a busy machine
+
+The caps' "server side" column is the stub's own count: the share of its slot-seconds that held a call, and how long
+a call held one (its reply time plus its own overhead); the load average is the machine's over each run.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -78,6 +83,25 @@ def _serve(queue, kwargs: dict, nice: int) -> None:
         queue.put([(r["time"] - offset - stub._t0, r["status"], r.get("served")) for r in stub.chat_requests()])
 
 
+def _starve(pid: int, run_ms: float, period_ms: float, stop) -> None:
+    """A busy machine's scheduler, for the client only: let it run `run_ms` out of about every `period_ms` (SIGSTOP,
+    SIGCONT; the pauses vary from half to one and a half times their mean). Replies then wait to be read."""
+    import random
+    import signal
+
+    rng = random.Random(0)
+    try:
+        while True:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(run_ms / 1000)
+            if stop.is_set():  # looked at before each pause, so the client is never left stopped
+                break
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(max(0.0, (period_ms - run_ms) / 1000 * rng.uniform(0.5, 1.5)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 async def _calls(client: LLMClient, n: int) -> tuple[int, int]:
     async def one(i: int) -> bool:
         try:
@@ -107,9 +131,20 @@ def run_one(name: str, limiter: str, args: argparse.Namespace) -> dict:
         client.limiter = BeforeLimiter(args.concurrency)
         backend.rate_limiter = client.limiter
     load_before = os.getloadavg()[0]
+    starver = None
+    if args.starve_client:
+        run_ms, period_ms = (float(x) for x in args.starve_client.split("/"))
+        stop_starving = ctx.Event()
+        starver = ctx.Process(target=_starve, args=(os.getpid(), run_ms, period_ms, stop_starving), daemon=True)
+        starver.start()
     cpu = time.process_time()
     start = time.perf_counter()
-    ok, failed = asyncio.run(_calls(client, args.requests))
+    try:
+        ok, failed = asyncio.run(_calls(client, args.requests))
+    finally:
+        if starver is not None:
+            stop_starving.set()
+            starver.join()
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu  # the client's own CPU (the stub's is in its process)
     load = (load_before + os.getloadavg()[0]) / 2
@@ -159,7 +194,12 @@ def main() -> None:
                    help="run the stub at this niceness (19: the client gets the CPU first on a busy machine)")
     p.add_argument("--client-nice", type=int, default=0,
                    help="renice this process, the client (negative needs root: it then goes before other jobs)")
+    p.add_argument("--starve-client", metavar="RUN_MS/PERIOD_MS", default="",
+                   help="let the client run only RUN_MS of about every PERIOD_MS (SIGSTOP/SIGCONT from a helper "
+                        "process), as a busy machine's scheduler would: replies wait to be read. E.g. 4/20")
     args = p.parse_args()
+    if args.starve_client and not re.fullmatch(r"\d+(\.\d+)?/\d+(\.\d+)?", args.starve_client):
+        p.error("--starve-client takes RUN_MS/PERIOD_MS, e.g. 4/20")
     if args.client_nice:
         os.nice(args.client_nice)
     names = SCENARIOS if args.scenarios == "all" else args.scenarios.split(",")
