@@ -24,9 +24,10 @@ One `RateLimiter` per client admits each call (FIFO) when all of these allow it:
     nothing pauses the calls the server is taking.
   - *latency*: once the server refused a call while calls waited there (the round trips then longer than the
     lowest by more than 4 calls' worth), the average round trip of each round of calls is compared with the
-    lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the queue would be 2,
-    under 2 lets it grow. So a server that slows down before it refuses is held near the concurrency it serves at
-    full speed, not at the edge of its queue. A server that refused while the round trips were as short as ever
+    lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the queue would be 2
+    (a cut reads only calls sent after the last one), under 2 lets it grow by one a round trip. So a server that
+    slows down before it refuses is held near the concurrency it serves at full speed, not at the edge of its
+    queue. A server that refused while the round trips were as short as ever
     does not queue: longer round trips are then the client's own late reading, and latency cuts nothing.
   - *a closed window* (a rate limit without headers): calls got through well above the refused level (by 2, or an
     eighth) since the last refusal, or four refusals came in a row, each of a call sent after the first, at levels
