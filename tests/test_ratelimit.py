@@ -228,22 +228,31 @@ def test_a_closed_window_cuts_the_concurrency_once_and_retry_after_is_honoured()
 
 
 def test_a_full_server_cuts_to_the_level_it_refused_and_pauses_nobody():
-    """A 503 of a call sent with more in flight than any that got through: the server's cap. The limit goes one
-    below that level, nobody pauses, only the refused call waits its own Retry-After; calls admitted before the
-    cut do not cut again."""
+    """A 503 of a call sent with more in flight than any that got through: the server's cap. The first one (it ends
+    the slow start) puts the limit at the most calls that got through at once (one below the level refused, if
+    lower); nobody pauses, only the refused call waits its own Retry-After. A refused call sent at a level the limit
+    is already under cuts nothing more; one sent at a level still allowed takes one off (the limit is steered by
+    the share of calls refused)."""
     clock = Clock()
     limiter = RateLimiter(64, clock=clock)
 
     async def go():
-        tickets = [await limiter.acquire() for _ in range(8)]
+        await fill_rounds(limiter, 1)  # 8 through at once: slow start goes on
+        tickets = [await limiter.acquire() for _ in range(11)]
+        assert [t.level for t in tickets] == list(range(1, 12))
         limiter.pause(None)  # the HTTP hook saw the 503: nothing is admitted until the release reads it
         assert limiter._wait_s(0, clock()) is None
-        limiter.release(tickets[7], outcome="rate_limited", retry_after=1.0)
-        assert limiter.limit == 7 and limiter.ceiling == 8 and limiter.state()["why"] == "refusals"
-        assert limiter.blocked_until <= clock() and tickets[7].retry_at == pytest.approx(clock() + 1.0)
-        limiter.release(tickets[6], outcome="rate_limited")  # sent before the cut: no second cut
-        assert limiter.limit == 7 and limiter.cuts == 1
-        assert limiter._wait_s(0, clock()) == 0  # 6 in flight, limit 7: room now
+        limiter.release(tickets[9], outcome="rate_limited", retry_after=1.0)
+        assert limiter.limit == 8 and limiter.ceiling == 10 and limiter.state()["why"] == "refusals"
+        assert limiter.blocked_until <= clock() and tickets[9].retry_at == pytest.approx(clock() + 1.0)
+        for t in (tickets[10], tickets[8]):  # sent at 11 and 9, over the new limit: no second cut
+            limiter.release(t, outcome="rate_limited")
+        assert limiter.limit == 8 and limiter.cuts == 1
+        limiter.release(tickets[7], outcome="rate_limited")  # refused at 8 too: one less
+        assert limiter.limit == 7 and limiter.cuts == 2 and limiter.blocked_until <= clock()
+        assert limiter._wait_s(0, clock()) is None  # 7 in flight at a limit of 7
+        limiter.release(tickets[0])
+        assert limiter._wait_s(0, clock()) == 0
     asyncio.run(go())
 
 

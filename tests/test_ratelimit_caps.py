@@ -77,14 +77,17 @@ def simulate_cap(limiter: RateLimiter, clock: Clock, cap: int, *, queue: int = 0
 @pytest.mark.parametrize("retry_after", [None, 1.0], ids=["bare-503", "retry-after"])
 def test_a_full_server_is_found_and_held_at_its_cap(cap, retry_after):
     """No headers, 503 past the cap: at least 90 % of what the server can serve, at most 2 % refused, and the
-    limit holds at the cap (one above it now and then, to see whether the server freed up)."""
+    limit holds at the cap (one above it now and then: the refused share it steers by, about 1 %)."""
     clock = Clock()
     limiter = RateLimiter(64, clock=clock)
     ok, refused = simulate_cap(limiter, clock, cap, retry_after=retry_after)
     assert ok >= 0.9 * cap / 0.2 * 60
     assert refused <= 0.02 * (ok + refused)
-    assert cap - 1 <= limiter.limit <= cap and limiter.ceiling in (cap + 1, cap + 2)
-    assert limiter.state()["why"] == "refusals" and limiter.blocked_until == 0.0  # nobody paused
+    assert cap - 1 <= limiter.limit < cap + 2 and limiter.ceiling in (cap + 1, cap + 2)
+    state = limiter.state()
+    assert state["why"] == "refusals" and limiter.blocked_until == 0.0  # nobody paused
+    assert 0 < state["recent_refused"] <= 0.02 * state["recent_calls"]
+    assert f"refusals: {state['recent_refused']} of the last {state['recent_calls']} calls" in describe_settled(state)
 
 
 @pytest.mark.parametrize("cap", [8, 16, 40])
@@ -104,7 +107,7 @@ def test_when_the_server_frees_up_the_limit_follows():
     clock = Clock()
     limiter = RateLimiter(64, clock=clock)
     simulate_cap(limiter, clock, 16, seconds=30.0)
-    assert limiter.limit <= 16
+    assert limiter.limit < 18  # at the cap, one above it now and then
     ok, refused = simulate_cap(limiter, clock, 16, seconds=90.0, new_cap_at=(clock.t, 40))
     assert limiter.limit >= 36 and refused <= 0.02 * (ok + refused)
 
@@ -137,35 +140,38 @@ def test_a_quantized_per_minute_limit_is_paced_evenly(store):
     assert "paced at" in describe_settled(state) and "announced (headers" in describe(state)
 
 
-def test_a_full_server_without_headers_on_the_stub(store):
-    """8 at once, 503 past that, no headers: every call succeeds, few are refused, the limit settles at the cap.
-    (With Retry-After: on the simulated clock above; on a loaded machine our count of calls in flight runs so far
-    ahead of the server's that a refusal may be read as a closed window, which then pauses every call.)"""
-    with StubServer(latency=0.25, max_concurrent=8) as stub:
+@pytest.mark.parametrize("retry_after", [None, 1.0], ids=["bare-503", "retry-after"])
+def test_a_full_server_without_headers_on_the_stub(store, retry_after):
+    """8 at once, 503 past that, no headers (with or without Retry-After): every call succeeds, the server is filled
+    to its cap, few calls are refused, and the limit settles at the cap by the refused share. Measured 5-6 refused of
+    about 305 on a 2-core machine at load 2-5 (the start's overshoot, at most 4, then about 1 %); the bound allows
+    three times that, since a busy machine reads replies late (our count of calls in flight then runs ahead of the
+    server's, and the limit a little above 8). The 2 % goal itself is pinned on the simulated clock above."""
+    with StubServer(latency=0.25, max_concurrent=8, busy_retry_after=retry_after) as stub:
         client = LLMClient(openai_backend_for(stub, max_retries=6, timeout_s=10), store, concurrency=64)
         results = ask_many(client, 300)
         statuses = [r["status"] for r in stub.chat_requests()]
     assert not [r for r in results if isinstance(r, Exception)]
-    assert statuses.count(200) == 300
-    # Slow start overshoots once (8 in flight, then one more per success: 16 or so before the first 503 is read;
-    # on a busy machine, where replies are read late, up to another round), then at most 2 % more. A reply read
-    # late also makes our count of calls in flight run ahead of the server's: the cap found is 8 or a little above
-    # (10 was read on a fresh machine under load, with the limit held at 9.75 under it), never the 64 asked for.
-    assert statuses.count(503) <= 2 * 8 + 0.02 * len(statuses)
-    assert 8 <= client.limiter.ceiling <= 12 and client.limiter.limit <= client.limiter.ceiling
-    # (refusals, or the latency when a busy machine slows our own reading of the replies)
-    assert "settled at" in describe_settled(client.limiter.state())
+    assert statuses.count(200) == 300 and stub.max_in_flight == 8
+    assert statuses.count(503) <= 4 + 0.05 * len(statuses)
+    state = client.limiter.state()
+    assert 7 <= client.limiter.limit <= 12 and state["why"] == "refusals"
+    assert state["recent_refused"] <= 0.05 * state["recent_calls"]
+    assert "settled at" in describe_settled(state) and "refusals:" in describe_settled(state)
 
 
 def test_a_server_that_queues_before_it_refuses_on_the_stub(store):
-    """8 at once and 8 waiting, 503 past 16: the limiter holds near 8 by the latency, far from the refusals."""
+    """8 at once and 8 waiting, 503 past 16: the limiter holds by the latency, under the 16 where the refusals begin.
+    (Measured 2-4 refused of about 303 and the limit at 9.6-14.5 on a 2-core machine at load 0.3-2: the latency lets
+    it grow while fewer than 2 calls wait and cuts it past 4, and our count of calls in flight runs a little ahead of
+    the server's.)"""
     with StubServer(latency=0.25, max_concurrent=8, queue=8) as stub:
         client = LLMClient(openai_backend_for(stub, max_retries=6, timeout_s=10), store, concurrency=64)
         results = ask_many(client, 300)
         statuses = [r["status"] for r in stub.chat_requests()]
     assert not [r for r in results if isinstance(r, Exception)]
-    # The limit is held by the latency, well under the 16 where the 503s begin. The refusals (the start's overshoot,
-    # and tries at the ceiling) came to 8-23 of about 310 on a loaded 2-core machine, where our count of calls in
-    # flight runs ahead of the server's: a loose bound here; the 2 % goal is pinned on the simulated clock above.
+    # The limit is held by the latency, under the 16 where the 503s begin. The refusals (the start's overshoot)
+    # came to 8-23 of about 310 on a loaded machine before the slow start was bounded: a loose bound here; the 2 %
+    # goal is pinned on the simulated clock above.
     assert statuses.count(503) <= 0.10 * len(statuses)
-    assert client.limiter.limit <= 14
+    assert client.limiter.limit < 16

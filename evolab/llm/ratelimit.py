@@ -10,21 +10,29 @@ One `RateLimiter` per client admits each call (FIFO) when all of these allow it:
   the burst drops to one call and the rate to 97 % of what it was (once per round of calls, not below 70 %).
 - **Header buckets** (as curator does): `remaining` and the reset the server named stay a floor under the pacing
   (another client may spend the same quota): below the cost of a call we wait for the reset.
-- **Concurrency** without headers: slow start from 8 calls (one more per success) up to `--concurrency`. A 429/503
-  is read by what it says about the server:
-  - *a concurrency cap* (TGI's max_concurrent_requests, an Ollama queue, a proxy before vLLM): the refused call
-    went out with more calls in flight than any that got through since the last refusal. The limit drops to one
-    below that level (once per round trip: calls admitted before the cut do not cut again) and the refused call
-    alone is retried (after its Retry-After, if any): nothing pauses the calls the server is taking. The level
-    refused is the ceiling; the limit goes back up to it only now and then (after 8 round trips, doubling after
-    each refused try, at most 64), so holding at the cap costs a refusal per several hundred calls; a call that
-    gets through at the ceiling raises it (the server freed up), and growth goes on by one a round trip.
-  - *latency*: after a refusal showed the server is finite, the average round trip of each round of calls is
-    compared with the lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the
-    queue would be 2, under 2 lets it grow. So a server that slows down before it refuses is held near the
-    concurrency it serves at full speed, not at the edge of its queue.
-  - *a closed window* (a rate limit without headers): calls sent at that level got through just before. Then all
-    calls pause and one probe goes first, as below.
+- **Concurrency** without headers: slow start from 8 calls (one more per success, but at most a quarter, and at
+  least 4, past the most calls that got through at once) up to `--concurrency`. A 429/503 is read by what it says
+  about the server:
+  - *a concurrency cap* (TGI's max_concurrent_requests, an Ollama queue, a proxy before vLLM): calls sent after it
+    get through, or none got through well above its level. The first one puts the limit at the most calls that
+    got through at once; after that the limit is steered by the share of calls refused: one less a refused call
+    (one sent at a level the limit is already under cuts nothing more), 0.01 more a call through, one more a round
+    trip while none of the last 200 calls was refused. It settles where about 1 % is refused, i.e. where the
+    server is full, however late a busy client reads its replies (our count of calls in flight runs ahead of the
+    server's by the replies not yet read, so the level a refusal came at is no measure of the server's cap), and
+    follows the server when it frees up. Only the refused call is retried (after its Retry-After, if any):
+    nothing pauses the calls the server is taking.
+  - *latency*: once the server refused a call while calls waited there (the round trips then longer than the
+    lowest by more than 4 calls' worth), the average round trip of each round of calls is compared with the
+    lowest seen (Vegas): a queue of more than 4 calls at the server cuts the limit to where the queue would be 2
+    (a cut reads only calls sent after the last one), under 2 lets it grow by one a round trip. So a server that
+    slows down before it refuses is held near the concurrency it serves at full speed, not at the edge of its
+    queue. A server that refused while the round trips were as short as ever
+    does not queue: longer round trips are then the client's own late reading, and latency cuts nothing.
+  - *a closed window* (a rate limit without headers): calls got through well above the refused level (by 2, or an
+    eighth) since the last refusal, or four refusals came in a row, each of a call sent after the first, at levels
+    that had got through, none through since (the cuts they made for a cap are undone). Then all calls pause and
+    one probe goes first, as below.
 - **A cooldown** after a closed window's 429/503: Retry-After / retry-after-ms when the server sends one. Without
   it the limiter learns from the bursts when the server takes calls again (see `_first_probe_s`): the first time
   it probes 0.25 s after the burst, then 1.3 times as long each time (at most 30 s apart); later, from a
@@ -73,9 +81,12 @@ PACE_SMOOTHING = 0.97  # a 429 while paced: the rate goes to this share of what 
 PACE_MIN_SHARE = 0.7  # ... never below this share of the announced rate
 WINDOW_JUMP_S = 0.25  # a reset this much later than time explains, with more left: a fixed window began
 # Concurrency caps and latency
-PROBE_GAP_RTTS = 8  # after a refusal at the ceiling, round trips before the limit tries it again...
-MAX_PROBE_GAP_RTTS = 64  # ... doubling after each refused try, up to this many
-WINDOW_EVIDENCE = 3  # calls through at a level since the last refusal that make a refusal there a closed window
+SLOW_START_STEP = 4  # slow start goes at most a quarter, and at least this many, past the most calls through at once
+REFUSED_TARGET = 0.01  # a concurrency cap: the share of calls refused that the limit settles at (see _cap_refusal)
+RECENT_CALLS = 200  # ... counted over this many calls answered; none refused among them: grow one a round trip
+WINDOW_EVIDENCE = 3  # calls through well above a level since the last refusal: a refusal there is a closed window
+WINDOW_MARGIN = 2  # ... "well above": by this many, or an eighth
+WINDOW_IN_ROW = 4  # ... as are this many refusals in a row: one, then calls sent after it, none of which got through
 VEGAS_ALPHA = 2.0  # calls queued at the server (by the latency) under which the limit may grow...
 VEGAS_BETA = 4.0  # ... and over which it is cut back to where the queue would be VEGAS_ALPHA
 BASE_RTT_ROUNDS = 200  # the lowest round-trip average is taken over this many rounds of calls
@@ -360,26 +371,30 @@ class RateLimiter:
         self.header_tokens = Bucket("tokens (headers)", clock=clock)
         self.pace_requests = Pacer("requests (paced)", clock=clock)
         self.pace_tokens = Pacer("tokens (paced)", clock=clock)
-        # A concurrency cap (see the module doc): the level a refusal came at, and when to try it again.
+        # A concurrency cap (see the module doc): the level (calls in flight by our count) of the last refusal,
+        # and the calls answered lately, refused or not, whose refused share the limit is steered by.
         self.ceiling: int | None = None
-        self._probe_gap = 0  # successes before the limit may reach the ceiling again
-        self._ok_since_cut = 0
+        self._recent: deque[bool] = deque()
+        self._recent_refused = 0
+        self._in_row = 0  # refusals read as a cap in a row: the first, then calls sent after it, none through since
+        self._streak_seq = -1  # admissions when the first of them was read
+        self._cut_seq = -1  # admissions when the last cut came
+        self._top_ok = 0  # the most calls in flight a call that got through went with
+        self._queued_at_refusal = 0.0  # calls waiting at the server (by the latency) when it last refused
+        self._latency_cut_seq = -1  # admissions when the latency last cut the limit
+        self._ceiling_was: int | None = None
+        self._before_cap: tuple[float, int | None] = (self.limit, None)  # limit, ceiling before the refusals in a row
         self._ok_levels: dict[int, int] = {}  # calls through since the last refusal, by the level they went at
         self._hold = False  # a 429/503 was seen in the HTTP hook: admit nothing until its call is released
         self.why = "start"  # what set the limit last: start, headers, refusals, window, latency
         self.refusals_by_kind = {"cap": 0, "window": 0, "headers": 0}
         # Latency (Vegas): round trips of the current round of calls, the rounds' averages, the lowest.
-        self._rtt_sum = 0.0
-        self._rtt_n = 0
+        self._round_rtts: list[float] = []
         self.rtt_s: float | None = None
         self._rtt_rounds: deque[float] = deque(maxlen=BASE_RTT_ROUNDS)
         self.base_rtt_s: float | None = None
         self._queue_ok = True  # the latency says there is room for more calls
         self._last_kind = ""  # how the last refusal was read: "cap" or "window"
-        self._limit_before_cap = self.limit
-        self._gap_rtts = 0
-        self._cap_refused_seq = -1
-        self._ok_at_ceiling = 0
         self.in_flight = 0
         self.blocked_until = 0.0
         self.generation = 0  # bumps on every cut: a 429 of a call admitted before it is the same burst
@@ -436,6 +451,11 @@ class RateLimiter:
             cap = min(cap, INITIAL_IN_FLIGHT)
         if self._admitted >= self._cycle_end and self._past_cap < cap:
             cap = self._past_cap  # the server's quota for this cycle is used up (if it is what it was)
+        if self._slow_start and self._replied and self.adaptive:
+            # Slow start doubles each round trip, and the replies of a round come back together: without a bound
+            # the calls past a cap would all go before the first refusal is read. A quarter more than the most
+            # that got through at once (at least SLOW_START_STEP more) overshoots a cap by that much at most.
+            cap = min(cap, max(INITIAL_IN_FLIGHT, self._top_ok) + max(SLOW_START_STEP, self._top_ok // 4))
         if self.in_flight >= cap:
             return None
         if not self.adaptive:
@@ -547,6 +567,8 @@ class RateLimiter:
                     pass  # the pace counts sends: a refused call was sent, the next one keeps its distance
                 elif outcome != "ok":  # never sent, refused, or failed: give the reservation back
                     b.give_back(self._cost(b, ticket.tokens), epoch)
+            if outcome in ("ok", "rate_limited") and not self.paced:
+                self._note(refused=outcome == "rate_limited")
             if outcome == "rate_limited":
                 self._rate_limited(ticket, retry_after, now)
             else:
@@ -567,33 +589,45 @@ class RateLimiter:
         if self._queue:
             self._pump()
 
+    def _note(self, refused: bool) -> None:
+        """One call answered: the last RECENT_CALLS calls' refused share steers the limit under a cap."""
+        self._recent.append(refused)
+        self._recent_refused += refused
+        if len(self._recent) > RECENT_CALLS:
+            self._recent_refused -= self._recent.popleft()
+
     def _got_through(self, ticket: Ticket, now: float) -> None:
-        """Any call that succeeded: the level it went at, the ceiling, and its round trip (for the latency)."""
-        self._ok_levels[ticket.level] = self._ok_levels.get(ticket.level, 0) + 1
-        if ticket.seq > self._cap_refused_seq:
-            self._ok_since_cut += 1
-        if self.ceiling is not None and ticket.level >= self.ceiling:  # the server took as many as it once refused
-            # A few in a row, not one: our count of calls in flight runs ahead of the server's by the replies
-            # not yet read, so one call through at the ceiling may have found the server one lower.
-            self._ok_at_ceiling += 1
-            if self._ok_at_ceiling >= max(3, self.ceiling // 4):
-                self.ceiling, self._gap_rtts, self._probe_gap, self._ok_at_ceiling = ticket.level + 1, 1, 0, 0
-        self._rtt_sum += now - ticket.sent_at
-        self._rtt_n += 1
-        if self._rtt_n < max(4, int(self.limit)):
+        """Any call that succeeded: the level it went at, and its round trip (for the latency)."""
+        self._top_ok = max(self._top_ok, ticket.level)
+        if ticket.seq > self._cut_seq:  # sent after the last cut: what it says holds now
+            self._ok_levels[ticket.level] = self._ok_levels.get(ticket.level, 0) + 1
+        if ticket.seq > self._streak_seq:
+            self._in_row = 0  # a call sent after the first refusal in a row got through: the server is not closed
+        if ticket.seq <= self._latency_cut_seq:
+            return  # sent before the last cut for latency: its round trip tells of the queue before the cut
+        self._round_rtts.append(now - ticket.sent_at)
+        if len(self._round_rtts) < max(4, int(self.limit)):
             return
         # A round of calls is back: compare its average round trip with the lowest round seen (Vegas).
-        self.rtt_s, self._rtt_sum, self._rtt_n = self._rtt_sum / self._rtt_n, 0.0, 0
+        self.rtt_s = sum(self._round_rtts) / len(self._round_rtts)
+        self._round_rtts.clear()
         self._rtt_rounds.append(self.rtt_s)
         self.base_rtt_s = min(self._rtt_rounds)
         if self.ceiling is None or self.paced or self.rtt_s <= 0:
             return  # latency is watched only once a refusal showed the server takes a limited number at once
+        if self._queued_at_refusal <= VEGAS_BETA:
+            # When the server last refused, calls were not waiting there (the round trips were as short as ever):
+            # it refuses rather than lets calls wait, so a longer round trip is this client reading its replies
+            # late (a busy machine), not a queue at the server.
+            self._queue_ok = True
+            return
         queued = self.limit * (1.0 - self.base_rtt_s / self.rtt_s)
         self._queue_ok = queued < VEGAS_ALPHA
         if queued > VEGAS_BETA:  # calls wait at the server: cut to where about VEGAS_ALPHA would wait
             target = max(1.0, self.limit / 2, self.limit * self.base_rtt_s / self.rtt_s + VEGAS_ALPHA)
             if target < self.limit:
                 self.limit, self.why, self._slow_start, self._streak = target, "latency", False, 0
+                self._latency_cut_seq = self._admitted
 
     def _success(self) -> None:
         """A call admitted since the last cut succeeded (older ones say nothing about the new limit)."""
@@ -602,20 +636,28 @@ class RateLimiter:
             self._past_cap = min(2 * self._past_cap, self.max_concurrency)
         if not self._queue_ok:
             return  # the latency says calls already wait at the server: hold
+        if self.ceiling is not None and not self._slow_start:
+            # Under a concurrency cap: one more a round trip while none of the recent calls was refused, else
+            # REFUSED_TARGET more a call, against one less a refused call (_cap_refusal): the limit settles where
+            # that share of calls is refused, i.e. where the server is full, however late this client reads its
+            # replies (our count of calls in flight runs ahead of the server's by the replies not yet read).
+            # (Held by the latency, far under the refusals: one more a round trip while the latency allows it.)
+            fast = self._recent_refused == 0 or self.why == "latency"
+            step = 1.0 / max(1.0, self.limit) if fast else REFUSED_TARGET
+            self.limit = min(float(self.max_concurrency), self.limit + step)
+            return
         if not self._slow_start and self._streak < int(self.limit):
             return  # one more after a run of successes as long as the limit (slow start: one more per success)
         self._streak = 0
-        grown = min(float(self.max_concurrency), self.limit + 1.0)
-        if self.ceiling is not None and grown >= self.ceiling:
-            if self._ok_since_cut < self._probe_gap:
-                return  # hold just under the level the server refused; try it again now and then
-            grown = min(grown, float(self.ceiling))
-        self.limit = grown
+        self.limit = min(float(self.max_concurrency), self.limit + 1.0)
 
     def _window_evidence(self, level: int) -> bool:
-        """Did calls get through at this level (or higher) since the last refusal? Then the server is not refusing
-        how many we send at once but when we send them: a closed window."""
-        return sum(n for lv, n in self._ok_levels.items() if lv >= level) >= WINDOW_EVIDENCE
+        """Did calls get through at a higher level since the last refusal? Then the server is not refusing how many
+        we send at once but when we send them: a closed window. Higher by a margin (2, or an eighth): our count of
+        calls in flight runs ahead of the server's by the replies not yet read, so a full server may refuse a call
+        at a level a little under that of calls it took."""
+        above = level + max(WINDOW_MARGIN, level // 8)
+        return sum(n for lv, n in self._ok_levels.items() if lv >= above) >= WINDOW_EVIDENCE
 
     def _rate_limited(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
         self.rate_limited += 1
@@ -637,25 +679,19 @@ class RateLimiter:
         new_burst = ticket.generation == self.generation and not ticket.probe
         if new_burst:
             # A full server (a concurrency cap) refuses the calls past its cap and takes the others; a closed
-            # window refuses every call, at any level. A refusal right after a cut for a cap, before any call
-            # sent since then got through, is a window after all: undo that cut.
-            # (In a closed window the calls in flight come back refused at once, so the next one goes at a level
-            # far under the old limit; a level near it is our count of calls in flight running ahead of the
-            # server's, replies not yet read: the cap is lower still.)
-            closed = (self._last_kind == "cap" and self._ok_since_cut == 0 and self.cuts > 0
-                      and ticket.level <= self._limit_before_cap / 2)
-            if closed:
-                self.limit = max(self.limit, self._limit_before_cap)
+            # window refuses every call, at any level: calls went through well above this one since the last
+            # refusal, or refusals at a cap came in a row, each of a call sent after the cut before it.
+            in_row = self._last_kind == "cap" and ticket.seq > self._streak_seq and self._in_row + 1 >= WINDOW_IN_ROW
+            if in_row:  # the refusals in a row were a closed window all along, not a cap: undo their cuts (not
+                # past the most calls that ever got through at once: a slow start's limit may be far above that)
+                before, self.ceiling = self._before_cap
+                self.limit = max(self.limit, min(before, float(self._top_ok)))
             elif not self._window_evidence(ticket.level):
                 self._cap_refusal(ticket, retry_after, now)
                 return
-        elif self._last_kind == "cap" and not ticket.probe:
-            self.refusals_by_kind["cap"] += 1
-            if retry_after is not None:
-                ticket.retry_at = now + retry_after
-            return  # sent before the cut: the cut already counted it
         self._last_kind = "window"
         if new_burst:
+            self._in_row, self._cut_seq = 0, self._admitted
             self.refusals_by_kind["window"] += 1
             self.limit = max(1.0, self.limit * DECREASE)
             self.generation += 1
@@ -682,25 +718,36 @@ class RateLimiter:
         self.blocked_until = max(self.blocked_until, now + pause)
 
     def _cap_refusal(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
-        """The server refused a call sent with more in flight than any that got through since the last refusal:
-        it takes fewer at once. Hold one below that level; only this call waits (its Retry-After)."""
+        """The server refused a call for having too many at once. The first time (it ends the slow start) the
+        limit goes to the most calls that got through at once, or one below the level refused if that is lower; later, one less a refused call, against REFUSED_TARGET
+        more a call through (see _success): the limit settles where that share is refused. A call sent at a level
+        the limit is already under (before a cut) cuts nothing more. Nothing pauses; only this call waits (its
+        Retry-After)."""
         self.refusals_by_kind["cap"] += 1
         self._last_kind = "cap"
-        self._limit_before_cap = self.limit
-        self.limit = max(1.0, min(self.limit, ticket.level - 1.0))
-        self.ceiling = ticket.level
-        self._gap_rtts = min(MAX_PROBE_GAP_RTTS, max(PROBE_GAP_RTTS, 2 * self._gap_rtts))
-        self._probe_gap = self._gap_rtts * max(1, int(self.limit))
-        self.generation += 1
-        self.cuts += 1
-        self._slow_start = False
-        self._ok_since_cut = 0
-        self._cap_refused_seq = ticket.seq
-        self._ok_at_ceiling = 0
-        self._ok_levels.clear()
+        self._ceiling_was, self.ceiling = self.ceiling, ticket.level
         self.why = "refusals"
+        # Calls waiting at the server when it refused, by the latency (of the round under way, if far enough along).
+        rtt = sum(self._round_rtts) / len(self._round_rtts) if len(self._round_rtts) >= 4 else self.rtt_s
+        slower = 1.0 - self.base_rtt_s / rtt if rtt and self.base_rtt_s else 0.0
+        self._queued_at_refusal = ticket.level * max(0.0, slower)
         if retry_after is not None:
             ticket.retry_at = now + retry_after
+        if self._in_row == 0:  # the first refusal in a row
+            self._in_row, self._streak_seq = 1, self._admitted
+            self._before_cap = (self.limit, self._ceiling_was)
+        elif ticket.seq > self._streak_seq and ticket.level <= max(1, self._top_ok):
+            self._in_row += 1  # (a refusal at a level never yet through is what a cap does: not counted)
+        if ticket.level > int(self.limit):
+            return
+        if self._slow_start:  # to the most that got through at once, if under the level refused
+            self.limit = max(1.0, min(self.limit, ticket.level - 1.0, float(self._top_ok or ticket.level - 1)))
+            self._slow_start = False
+        else:
+            self.limit = max(1.0, self.limit - 1.0)
+        self.cuts += 1
+        self._cut_seq = self._admitted
+        self._ok_levels.clear()
 
     # Without Retry-After the limiter cannot know when the server's window ends. Doubling blindly overshoots
     # it (a window's quota goes unused while we wait), and probing often costs a 429 a probe. So we learn
@@ -825,6 +872,8 @@ class RateLimiter:
                 s[f"pace_{key}_period_s"] = p.period_s
                 s[f"pace_{key}_share"] = p.share
         s["ceiling"] = self.ceiling
+        s["recent_calls"] = len(self._recent)
+        s["recent_refused"] = self._recent_refused
         s["rtt_s"] = self.rtt_s
         s["base_rtt_s"] = self.base_rtt_s
         return s
@@ -855,7 +904,8 @@ def describe(state: dict[str, Any] | None) -> str:
 def describe_settled(state: dict[str, Any] | None) -> str:
     """What the limiter settled on and why, in a few words, from `RateLimiter.state()` (also an older run's stored
     state, which lacks these keys: then ""). E.g. "paced at 582/min of 600/min announced per 60 s (headers;
-    slowed by 2 429s: enforced over shorter windows)", "settled at 16 in flight (refusals past 16)",
+    slowed by 2 429s: enforced over shorter windows)", "settled at 17 in flight (refusals: 2 of the last 200
+    calls, held near 1%)",
     "settled at 18 in flight (latency: 31% over the lowest round trip)"."""
     if not state or "why" not in state:
         return ""
@@ -876,7 +926,10 @@ def describe_settled(state: dict[str, Any] | None) -> str:
         return ""
     n = state.get("concurrency")
     if why == "refusals":
-        return f"settled at {n} in flight (refusals at {state.get('ceiling') or n + 1})"
+        if "recent_calls" not in state:  # a run stored before the limiter counted its recent calls
+            return f"settled at {n} in flight (refusals at {state.get('ceiling') or n + 1})"
+        return (f"settled at {n} in flight (refusals: {state['recent_refused']} of the last {state['recent_calls']} "
+                f"calls, held near {REFUSED_TARGET:.0%})")
     if why == "latency" and state.get("rtt_s") and state.get("base_rtt_s"):
         slower = state["rtt_s"] / state["base_rtt_s"] - 1.0
         return f"settled at {n} in flight (latency: {slower:.0%} over the lowest round trip)"

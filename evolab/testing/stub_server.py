@@ -40,6 +40,7 @@ to the quantum's end.
 A self-hosted server's concurrency cap: `StubServer(max_concurrent=16)` serves 16 chat requests at once and
 answers `busy_status` (503) at once past that, with no rate-limit headers (`busy_retry_after=1`: with
 Retry-After); `queue=16` lets 16 more wait for a slot first (a server that slows down before it refuses).
+Each chat request served records `served`: (time.time() it got a slot or began, when its reply was written).
 
 The files and batches API, as OpenAI serves it (evolab/engine/batch.py; the openai client's files/batches calls work):
   POST /v1/files                 multipart upload (purpose must be "batch"); GET /v1/files/{id}/content
@@ -239,6 +240,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._error(stub.busy_status, "The server is busy: too many requests at once.", "server_error",
                         headers=headers)
             return
+        served_from = time.time()
         with stub._lock:
             stub._in_flight += 1
             stub.max_in_flight = max(stub.max_in_flight, stub._in_flight)
@@ -248,6 +250,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with stub._lock:
                 stub._in_flight -= 1
             stub._free_slot()
+            # When this request held a slot (its reply written by the end): the server's side of its round trip.
+            self._entry["served"] = (served_from, time.time())
 
     def _chat(self, body: dict[str, Any]) -> None:
         stub = self.server.stub
