@@ -1004,15 +1004,17 @@ class Store:
         if not ids:
             return [], []
         marks = ",".join("?" * len(ids))
-        reviewed = f" AND id IN (SELECT node_id FROM reviews WHERE run_id IN ({marks}))" if reviewed_only else ""
+        # " AND <node id column> IN (the reviewed nodes)", for each query's own name of the node id
+        reviewed = (f" AND {{}} IN (SELECT node_id FROM reviews WHERE run_id IN ({marks}))" if reviewed_only
+                    else "")
         params = ids * 2 if reviewed_only else ids
         nodes = self.query_tuples("SELECT id, run_id, round, operation, status, rule, language FROM nodes "
-                                  f"WHERE run_id IN ({marks}) AND round > 0" + reviewed, params)
+                                  f"WHERE run_id IN ({marks}) AND round > 0" + reviewed.format("id"), params)
         scores = self.query_tuples(
             "SELECT s.node_id, s.metric, s.value, s.judge, (s.value IS NULL AND (s.metric LIKE 'rule:%' OR "
             "lower(COALESCE(s.detail, '')) LIKE 'unreadable%')) FROM scores s JOIN nodes n ON n.id = s.node_id "
             f"WHERE n.run_id IN ({marks}) AND n.round > 0 AND s.metric NOT LIKE 'cx!_%' ESCAPE '!'"
-            + reviewed.replace(" id IN", " n.id IN"), params)
+            + reviewed.format("n.id"), params)
         return nodes, scores
 
     # -- selections (issue 27, evolab/analysis/select.py) ---------------------------------------------------

@@ -590,7 +590,7 @@ class RougeIndex:
         if not n or not self.texts:
             return []
         sig = self.signatures([text])[0] if minhash is None else np.asarray(minhash)
-        pos = self._bands.query(band_keys(sig[None], self.bands, self.rows)[0])
+        pos = self.band_hits(text, sig)
         m = self._lengths.view()[pos]
         keep = 2 * np.minimum(n, m) / (n + m) > self.threshold  # LCS <= min(n, m) bounds F
         if exclude is not None and exclude in self._codes:

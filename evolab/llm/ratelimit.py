@@ -382,7 +382,6 @@ class RateLimiter:
         self._top_ok = 0  # the most calls in flight a call that got through went with
         self._queued_at_refusal = 0.0  # calls waiting at the server (by the latency) when it last refused
         self._latency_cut_seq = -1  # admissions when the latency last cut the limit
-        self._ceiling_was: int | None = None
         self._before_cap: tuple[float, int | None] = (self.limit, None)  # limit, ceiling before the refusals in a row
         self._ok_levels: dict[int, int] = {}  # calls through since the last refusal, by the level they went at
         self._hold = False  # a 429/503 was seen in the HTTP hook: admit nothing until its call is released
@@ -719,13 +718,13 @@ class RateLimiter:
 
     def _cap_refusal(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
         """The server refused a call for having too many at once. The first time (it ends the slow start) the
-        limit goes to the most calls that got through at once, or one below the level refused if that is lower; later, one less a refused call, against REFUSED_TARGET
-        more a call through (see _success): the limit settles where that share is refused. A call sent at a level
-        the limit is already under (before a cut) cuts nothing more. Nothing pauses; only this call waits (its
-        Retry-After)."""
+        limit goes to the most calls that got through at once, or one below the level refused if that is lower;
+        later, one less a refused call, against REFUSED_TARGET more a call through (see _success): the limit
+        settles where that share is refused. A call sent at a level the limit is already under (before a cut)
+        cuts nothing more. Nothing pauses; only this call waits (its Retry-After)."""
         self.refusals_by_kind["cap"] += 1
         self._last_kind = "cap"
-        self._ceiling_was, self.ceiling = self.ceiling, ticket.level
+        ceiling_was, self.ceiling = self.ceiling, ticket.level
         self.why = "refusals"
         # Calls waiting at the server when it refused, by the latency (of the round under way, if far enough along).
         rtt = sum(self._round_rtts) / len(self._round_rtts) if len(self._round_rtts) >= 4 else self.rtt_s
@@ -735,7 +734,7 @@ class RateLimiter:
             ticket.retry_at = now + retry_after
         if self._in_row == 0:  # the first refusal in a row
             self._in_row, self._streak_seq = 1, self._admitted
-            self._before_cap = (self.limit, self._ceiling_was)
+            self._before_cap = (self.limit, ceiling_was)
         elif ticket.seq > self._streak_seq and ticket.level <= max(1, self._top_ok):
             self._in_row += 1  # (a refusal at a level never yet through is what a cap does: not counted)
         if ticket.level > int(self.limit):
